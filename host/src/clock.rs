@@ -1,0 +1,67 @@
+//! The injected notion of "now": the wall clock for `herald serve`, a virtual
+//! clock that only moves when told to for `herald simulate` and tests.
+
+use chrono::{DateTime, TimeZone, Utc};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+/// A source of the current time. Everything in Herald that needs "now" asks one.
+pub trait Clock: Send + Sync + 'static {
+    /// The current instant, UTC.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The real wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A clock that stands still until it is set or advanced. Millisecond precision.
+#[derive(Debug, Clone)]
+pub struct VirtualClock {
+    millis: Arc<AtomicI64>,
+}
+
+impl VirtualClock {
+    /// A virtual clock reading `start`.
+    pub fn new(start: DateTime<Utc>) -> Self {
+        Self {
+            millis: Arc::new(AtomicI64::new(start.timestamp_millis())),
+        }
+    }
+
+    /// Move the clock to `at`. Moving backwards is ignored: virtual time never rewinds.
+    pub fn set(&self, at: DateTime<Utc>) {
+        self.millis.fetch_max(at.timestamp_millis(), Ordering::SeqCst);
+    }
+}
+
+impl Clock for VirtualClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc.timestamp_millis_opt(self.millis.load(Ordering::SeqCst))
+            .single()
+            .expect("virtual clock holds a valid timestamp")
+    }
+}
+
+/// A shared clock handle.
+pub type SharedClock = Arc<dyn Clock>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn virtual_clock_only_moves_forward() {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let clock = VirtualClock::new(t0);
+        clock.set(t0 + chrono::Duration::days(1));
+        clock.set(t0);
+        assert_eq!(clock.now(), t0 + chrono::Duration::days(1));
+    }
+}

@@ -1,0 +1,582 @@
+//! The deployment file (`herald.toml`): database, scheduler, retries, the
+//! HTTP listener, the channels with their plugins, settings, secrets and
+//! limits, the declared customer attributes, and the strategy rules.
+//!
+//! This module only parses and resolves the file (paths, secrets, durations);
+//! [`crate::strategy`] compiles the rules and templates it contains.
+
+use crate::span::{parse_exact, Span};
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The whole deployment file as written by the operator.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Where the SQLite database lives.
+    #[serde(default)]
+    pub database: DatabaseSection,
+    /// How the background scheduler claims due reminders.
+    #[serde(default)]
+    pub scheduler: SchedulerSection,
+    /// Retry policy for retryable failures (each channel may override it).
+    #[serde(default)]
+    pub retry: RetrySection,
+    /// The HTTP API of `herald serve`.
+    #[serde(default)]
+    pub server: ServerSection,
+    /// Plugin runtime settings shared by all plugins.
+    #[serde(default)]
+    pub plugins: PluginsSection,
+    /// Channels by name.
+    #[serde(default)]
+    pub channels: BTreeMap<String, ChannelSection>,
+    /// Declared customer attributes and their types.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, AttributeType>,
+    /// Strategy-wide defaults.
+    #[serde(default)]
+    pub strategy: StrategySection,
+    /// The reminder rules, in order.
+    #[serde(default)]
+    pub rules: Vec<RuleSection>,
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSection {
+    /// Path of the SQLite file, relative to the config file.
+    #[serde(default = "default_db_path")]
+    pub path: String,
+}
+
+fn default_db_path() -> String {
+    "herald.db".into()
+}
+
+impl Default for DatabaseSection {
+    fn default() -> Self {
+        Self {
+            path: default_db_path(),
+        }
+    }
+}
+
+/// `[scheduler]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerSection {
+    /// How often `serve` looks for due reminders.
+    #[serde(default = "default_tick")]
+    pub tick: String,
+    /// How long a claimed reminder stays reserved for the claiming process. A
+    /// process that dies leaves its claims to be taken again after this long.
+    #[serde(default = "default_lease")]
+    pub lease: String,
+    /// Most reminders claimed per tick.
+    #[serde(default = "default_batch")]
+    pub batch: u32,
+    /// Most sends in flight at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+fn default_tick() -> String {
+    "1s".into()
+}
+fn default_lease() -> String {
+    "5m".into()
+}
+fn default_batch() -> u32 {
+    500
+}
+fn default_concurrency() -> usize {
+    16
+}
+
+impl Default for SchedulerSection {
+    fn default() -> Self {
+        Self {
+            tick: default_tick(),
+            lease: default_lease(),
+            batch: default_batch(),
+            concurrency: default_concurrency(),
+        }
+    }
+}
+
+/// `[retry]`, also usable as `[channels.NAME.retry]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySection {
+    /// Attempts in all, the first included, before a reminder is dead.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Delay before the first retry; doubled for each further attempt.
+    #[serde(default = "default_retry_base")]
+    pub base: String,
+    /// Longest delay between two attempts.
+    #[serde(default = "default_retry_max")]
+    pub max: String,
+}
+
+fn default_max_attempts() -> u32 {
+    5
+}
+fn default_retry_base() -> String {
+    "1m".into()
+}
+fn default_retry_max() -> String {
+    "6h".into()
+}
+
+impl Default for RetrySection {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_max_attempts(),
+            base: default_retry_base(),
+            max: default_retry_max(),
+        }
+    }
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Address and port the API listens on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+        }
+    }
+}
+
+/// `[plugins]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsSection {
+    /// Where compiled plugins are cached; defaults to `$HERALD_CACHE_DIR`,
+    /// then `$XDG_CACHE_HOME/herald`, then `~/.cache/herald`.
+    pub cache_dir: Option<String>,
+}
+
+/// `[channels.NAME]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSection {
+    /// Path of the plugin `.wasm`, relative to the config file. Exactly one of
+    /// `plugin` and `builtin` is given.
+    pub plugin: Option<String>,
+    /// A channel built into the host: `inbox` (in-app messages).
+    pub builtin: Option<String>,
+    /// The address the channel needs; overrides what the plugin declares
+    /// (useful for the console plugin standing in for email or SMS).
+    pub address: Option<AddressKind>,
+    /// Disabled channels stay configured but are never used.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Settings handed to the plugin on every send.
+    #[serde(default)]
+    pub settings: BTreeMap<String, SettingValue>,
+    /// Origins the plugin may reach over HTTP: `scheme://host[:port]`, with
+    /// `*.` allowed at the start of the host and `*` as the port.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Wall-clock limit of one send.
+    pub timeout: Option<String>,
+    /// Memory limit of one send, e.g. `64MiB`.
+    pub memory: Option<String>,
+    /// Retry policy of this channel.
+    pub retry: Option<RetrySection>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The kind of address a channel needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AddressKind {
+    /// An email address.
+    Email,
+    /// A phone number.
+    Phone,
+    /// A WeChat OpenID.
+    Wechat,
+    /// No address: every customer can be reached.
+    None,
+}
+
+impl std::fmt::Display for AddressKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AddressKind::Email => "email",
+            AddressKind::Phone => "phone",
+            AddressKind::Wechat => "wechat",
+            AddressKind::None => "none",
+        })
+    }
+}
+
+/// A setting as written: a literal, or a secret read from the environment or a file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SettingValue {
+    /// A literal string.
+    Literal(String),
+    /// A literal number or boolean, passed to the plugin as text.
+    Scalar(toml::Value),
+    /// `{ env = "NAME" }`: read from the host's environment at start.
+    Env {
+        /// Variable name.
+        env: String,
+    },
+    /// `{ file = "path" }`: read from a file at start (trailing newline trimmed).
+    File {
+        /// File path, relative to the config file.
+        file: String,
+    },
+}
+
+/// The declared type of a customer attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttributeType {
+    /// Text.
+    String,
+    /// A number.
+    Number,
+    /// true / false.
+    Bool,
+    /// A calendar date, `YYYY-MM-DD` (or a timestamp, whose local date is used).
+    Date,
+    /// An instant, RFC 3339.
+    Datetime,
+}
+
+/// `[strategy]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StrategySection {
+    /// Local time of day at which date triggers fire, `HH:MM`.
+    #[serde(default = "default_time_of_day")]
+    pub default_time: String,
+    /// Time zone of customers who have none.
+    #[serde(default = "default_timezone")]
+    pub default_timezone: String,
+}
+
+fn default_time_of_day() -> String {
+    "10:00".into()
+}
+fn default_timezone() -> String {
+    "UTC".into()
+}
+
+impl Default for StrategySection {
+    fn default() -> Self {
+        Self {
+            default_time: default_time_of_day(),
+            default_timezone: default_timezone(),
+        }
+    }
+}
+
+/// `[[rules]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSection {
+    /// Stable rule id, used in occurrence keys and reports.
+    pub id: String,
+    /// What makes the rule fire.
+    pub trigger: TriggerSection,
+    /// Condition on the customer (a template expression), checked when the
+    /// reminder is planned and again when it is due.
+    pub when: Option<String>,
+    /// Channels in order of preference.
+    pub channels: Vec<String>,
+    /// Subject template.
+    pub subject: String,
+    /// Plain-text body template.
+    pub text: String,
+    /// Optional HTML body template (values are HTML-escaped).
+    pub html: Option<String>,
+}
+
+/// `trigger = { on = "...", ... }`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "on", rename_all = "lowercase", deny_unknown_fields)]
+pub enum TriggerSection {
+    /// The customer record was inserted.
+    Created {
+        /// Wait this long after the insert.
+        delay: Option<Span>,
+    },
+    /// The customer record was updated.
+    Updated {
+        /// Only when this field or attribute changed.
+        field: Option<String>,
+        /// Wait this long after the update.
+        delay: Option<Span>,
+    },
+    /// The customer record was deleted.
+    Deleted {},
+    /// An event of a kind was recorded.
+    Event {
+        /// The event kind.
+        kind: String,
+        /// Wait this long after the event.
+        delay: Option<Span>,
+    },
+    /// A date attribute is reached.
+    Date {
+        /// The date attribute.
+        attribute: String,
+        /// Fire this long before the date.
+        before: Option<Span>,
+        /// Fire this long after the date.
+        after: Option<Span>,
+        /// Local time of day, `HH:MM`.
+        at: Option<String>,
+        /// Repeat after the first occurrence, e.g. `1y`.
+        every: Option<Span>,
+        /// Repeat on a cron schedule (seconds field first, as the `cron` crate
+        /// reads it), evaluated in the customer's zone, from the first occurrence on.
+        cron: Option<String>,
+    },
+}
+
+/// A configuration file loaded from disk, with the directory its relative
+/// paths are resolved against.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The parsed file.
+    pub file: ConfigFile,
+    /// Directory of the config file.
+    pub base_dir: PathBuf,
+    /// Path of the config file, for messages.
+    pub path: PathBuf,
+}
+
+impl Config {
+    /// Read and parse a config file. Unknown keys and malformed values are
+    /// errors that name the file, line and key.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let config = Self::parse(&text, path)?;
+        Ok(config)
+    }
+
+    /// Parse config text as if it were read from `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let file: ConfigFile = toml::from_str(text)
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        let base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let base_dir = if base_dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base_dir
+        };
+        Ok(Config {
+            file,
+            base_dir,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Resolve a path written in the config relative to the config's directory.
+    pub fn resolve(&self, relative: &str) -> PathBuf {
+        let p = Path::new(relative);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// The scheduler settings as durations.
+    pub fn scheduler(&self) -> Result<SchedulerSettings> {
+        let s = &self.file.scheduler;
+        Ok(SchedulerSettings {
+            tick: parse_exact(&s.tick).map_err(|e| anyhow::anyhow!("[scheduler] tick: {e}"))?,
+            lease: parse_exact(&s.lease).map_err(|e| anyhow::anyhow!("[scheduler] lease: {e}"))?,
+            batch: s.batch.max(1),
+            concurrency: s.concurrency.max(1),
+        })
+    }
+
+    /// The compiled-plugin cache directory.
+    pub fn cache_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.file.plugins.cache_dir {
+            return self.resolve(dir);
+        }
+        default_cache_dir()
+    }
+}
+
+/// `$HERALD_CACHE_DIR`, else `$XDG_CACHE_HOME/herald`, else `~/.cache/herald`.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("HERALD_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(dir).join("herald");
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        return PathBuf::from(home).join(".cache").join("herald");
+    }
+    std::env::temp_dir().join("herald-cache")
+}
+
+/// Scheduler settings resolved to durations.
+#[derive(Debug, Clone, Copy)]
+pub struct SchedulerSettings {
+    /// Poll interval of `serve`.
+    pub tick: Duration,
+    /// Claim lease.
+    pub lease: Duration,
+    /// Claim batch size.
+    pub batch: u32,
+    /// Sends in flight.
+    pub concurrency: usize,
+}
+
+/// A retry policy resolved to durations.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts in all.
+    pub max_attempts: u32,
+    /// First backoff.
+    pub base: Duration,
+    /// Longest backoff.
+    pub max: Duration,
+}
+
+impl RetrySection {
+    /// Resolve durations; `context` names the section in errors.
+    pub fn resolve(&self, context: &str) -> Result<RetryPolicy> {
+        if self.max_attempts == 0 {
+            bail!("{context}: max_attempts must be at least 1");
+        }
+        Ok(RetryPolicy {
+            max_attempts: self.max_attempts,
+            base: parse_exact(&self.base).map_err(|e| anyhow::anyhow!("{context} base: {e}"))?,
+            max: parse_exact(&self.max).map_err(|e| anyhow::anyhow!("{context} max: {e}"))?,
+        })
+    }
+}
+
+/// Parse a memory size such as `64MiB`, `512KiB`, `1GiB` or a plain byte count.
+pub fn parse_memory(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("bad memory size `{text}`: write e.g. `64MiB`"))?;
+    let mult = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "KB" => 1 << 10,
+        "MiB" | "M" | "MB" => 1 << 20,
+        "GiB" | "G" | "GB" => 1 << 30,
+        other => return Err(format!("bad memory unit `{other}` in `{text}`: use KiB, MiB or GiB")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("memory size `{text}` is too large"))
+}
+
+impl SettingValue {
+    /// The value the plugin receives; secrets are read here.
+    pub fn resolve(&self, config: &Config, channel: &str, key: &str) -> Result<String> {
+        match self {
+            SettingValue::Literal(s) => Ok(s.clone()),
+            SettingValue::Scalar(v) => match v {
+                toml::Value::Integer(i) => Ok(i.to_string()),
+                toml::Value::Float(f) => Ok(f.to_string()),
+                toml::Value::Boolean(b) => Ok(b.to_string()),
+                other => bail!(
+                    "[channels.{channel}.settings] {key}: expected a string, number, boolean, {{ env = \"VAR\" }} or {{ file = \"path\" }}, found {}",
+                    other.type_str()
+                ),
+            },
+            SettingValue::Env { env } => std::env::var(env).with_context(|| {
+                format!("[channels.{channel}.settings] {key}: environment variable {env} is not set")
+            }),
+            SettingValue::File { file } => {
+                let path = config.resolve(file);
+                let text = std::fs::read_to_string(&path).with_context(|| {
+                    format!(
+                        "[channels.{channel}.settings] {key}: cannot read secret file {}",
+                        path.display()
+                    )
+                })?;
+                Ok(text.trim_end_matches(['\r', '\n']).to_string())
+            }
+        }
+    }
+
+    /// True when the value comes from outside the config file (a secret).
+    pub fn is_external(&self) -> bool {
+        matches!(self, SettingValue::Env { .. } | SettingValue::File { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::parse("[scheduler]\ntick = \"1s\"\ntikc = 2\n", Path::new("h.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tikc"), "{err}");
+        assert!(err.contains("h.toml"), "{err}");
+    }
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(parse_memory("64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_memory("1GiB").unwrap(), 1 << 30);
+        assert!(parse_memory("12 parsecs").is_err());
+    }
+
+    #[test]
+    fn triggers_parse() {
+        let text = r#"
+[[rules]]
+id = "r"
+trigger = { on = "date", attribute = "trial_ends_at", before = "4d", at = "09:30" }
+channels = ["email"]
+subject = "s"
+text = "t"
+"#;
+        let c = Config::parse(text, Path::new("x.toml")).unwrap();
+        match &c.file.rules[0].trigger {
+            TriggerSection::Date { before, at, .. } => {
+                assert_eq!(before.unwrap().days, 4);
+                assert_eq!(at.as_deref(), Some("09:30"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,433 @@
+//! The customer record and the upsert patch that changes it: which fields
+//! exist, how a patch merges into a record (named fields replace, attributes
+//! merge key by key, `null` removes), how attribute values are typed, and
+//! which fields a change touched (for `updated` triggers).
+
+use crate::config::AttributeType;
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// The customer fields every record has, as template variables and `field` names.
+pub const CORE_FIELDS: &[&str] = &[
+    "external_id",
+    "name",
+    "email",
+    "phone",
+    "wechat_openid",
+    "region",
+    "timezone",
+    "locale",
+    "state",
+    "created_at",
+    "updated_at",
+];
+
+/// A stored customer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Customer {
+    /// Internal row id; stable for the life of the record.
+    pub id: i64,
+    /// The operator's id for the customer (unique).
+    pub external_id: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Email address.
+    pub email: Option<String>,
+    /// Phone number, preferably E.164.
+    pub phone: Option<String>,
+    /// WeChat OpenID.
+    pub wechat_openid: Option<String>,
+    /// Region, for region-scoped staff access.
+    pub region: Option<String>,
+    /// IANA time zone.
+    pub timezone: String,
+    /// Locale such as `zh-CN`.
+    pub locale: Option<String>,
+    /// Lifecycle state such as `trial` or `paid`.
+    pub state: Option<String>,
+    /// Typed attributes.
+    pub attributes: Map<String, Value>,
+    /// When the record was created.
+    pub created_at: DateTime<Utc>,
+    /// When the record last changed.
+    pub updated_at: DateTime<Utc>,
+    /// When the record was deleted, if it was.
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl Customer {
+    /// The customer's zone; the stored value was validated on write.
+    pub fn tz(&self) -> Tz {
+        self.timezone.parse().unwrap_or(Tz::UTC)
+    }
+
+    /// The value of a core field or attribute as JSON, for templates and conditions.
+    pub fn field(&self, name: &str) -> Option<Value> {
+        let text = |v: &Option<String>| v.as_ref().map(|s| Value::String(s.clone()));
+        match name {
+            "external_id" => Some(Value::String(self.external_id.clone())),
+            "name" => text(&self.name),
+            "email" => text(&self.email),
+            "phone" => text(&self.phone),
+            "wechat_openid" => text(&self.wechat_openid),
+            "region" => text(&self.region),
+            "timezone" => Some(Value::String(self.timezone.clone())),
+            "locale" => text(&self.locale),
+            "state" => text(&self.state),
+            "created_at" => Some(Value::String(self.created_at.to_rfc3339())),
+            "updated_at" => Some(Value::String(self.updated_at.to_rfc3339())),
+            other => self.attributes.get(other).cloned(),
+        }
+    }
+
+    /// The record as one flat JSON object (core fields and attributes), the
+    /// `customer` variable of templates.
+    pub fn to_template_value(&self) -> Value {
+        let mut map = Map::new();
+        for (k, v) in &self.attributes {
+            map.insert(k.clone(), v.clone());
+        }
+        for field in CORE_FIELDS {
+            map.insert(
+                (*field).to_string(),
+                self.field(field).unwrap_or(Value::Null),
+            );
+        }
+        Value::Object(map)
+    }
+}
+
+/// An upsert as received from the API, a CSV row or a timeline line: only
+/// the fields named change; attributes merge key by key and `null` removes one.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerPatch {
+    /// Required: the operator's id.
+    pub external_id: String,
+    /// Display name (`null` clears it).
+    #[serde(default, deserialize_with = "patch_field")]
+    pub name: Option<Option<String>>,
+    /// Email (`null` clears it).
+    #[serde(default, deserialize_with = "patch_field")]
+    pub email: Option<Option<String>>,
+    /// Phone (`null` clears it).
+    #[serde(default, deserialize_with = "patch_field")]
+    pub phone: Option<Option<String>>,
+    /// WeChat OpenID (`null` clears it).
+    #[serde(default, deserialize_with = "patch_field")]
+    pub wechat_openid: Option<Option<String>>,
+    /// Region (`null` clears it).
+    #[serde(default, deserialize_with = "patch_field")]
+    pub region: Option<Option<String>>,
+    /// IANA time zone.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// Locale (`null` clears it).
+    #[serde(default, deserialize_with = "patch_field")]
+    pub locale: Option<Option<String>>,
+    /// Lifecycle state (`null` clears it).
+    #[serde(default, deserialize_with = "patch_field")]
+    pub state: Option<Option<String>>,
+    /// When the customer first appeared, if not now.
+    #[serde(default)]
+    pub created_at: Option<DateTime<Utc>>,
+    /// Attributes to set (`null` removes).
+    #[serde(default)]
+    pub attributes: Map<String, Value>,
+}
+
+/// Distinguish an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn patch_field<'de, D>(deserializer: D) -> Result<Option<Option<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Ok(Some(Option::<String>::deserialize(deserializer)?))
+}
+
+/// The declared attribute types of a deployment.
+pub type AttributeSchema = BTreeMap<String, AttributeType>;
+
+/// A customer record after a patch, with the names of what changed.
+#[derive(Debug, Clone)]
+pub struct Merged {
+    /// The new record (id is the old one's, or 0 for a new record).
+    pub customer: Customer,
+    /// Fields and attributes whose value changed.
+    pub changed: Vec<String>,
+}
+
+/// Why a patch was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PatchError(pub String);
+
+impl CustomerPatch {
+    /// Apply the patch to `existing` (or to an empty record), validating values.
+    pub fn merge(
+        &self,
+        existing: Option<&Customer>,
+        schema: &AttributeSchema,
+        default_timezone: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Merged, PatchError> {
+        let external_id = self.external_id.trim();
+        if external_id.is_empty() {
+            return Err(PatchError("external_id must not be empty".into()));
+        }
+        let mut c = match existing {
+            Some(c) => c.clone(),
+            None => Customer {
+                id: 0,
+                external_id: external_id.to_string(),
+                name: None,
+                email: None,
+                phone: None,
+                wechat_openid: None,
+                region: None,
+                timezone: default_timezone.to_string(),
+                locale: None,
+                state: None,
+                attributes: Map::new(),
+                created_at: self.created_at.unwrap_or(now),
+                updated_at: now,
+                deleted_at: None,
+            },
+        };
+        let before = c.clone();
+        let set = |target: &mut Option<String>, value: &Option<Option<String>>| {
+            if let Some(v) = value {
+                *target = v.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+            }
+        };
+        set(&mut c.name, &self.name);
+        set(&mut c.email, &self.email);
+        set(&mut c.phone, &self.phone);
+        set(&mut c.wechat_openid, &self.wechat_openid);
+        set(&mut c.region, &self.region);
+        set(&mut c.locale, &self.locale);
+        set(&mut c.state, &self.state);
+        if let Some(tz) = &self.timezone {
+            let tz = tz.trim();
+            if tz.parse::<Tz>().is_err() {
+                return Err(PatchError(format!(
+                    "timezone `{tz}` is not an IANA time zone name (e.g. `Asia/Shanghai`, `Europe/Berlin`, `UTC`)"
+                )));
+            }
+            c.timezone = tz.to_string();
+        }
+        if let Some(email) = &c.email {
+            if !email.contains('@') || email.starts_with('@') || email.ends_with('@') {
+                return Err(PatchError(format!("email `{email}` is not an email address")));
+            }
+        }
+        if let Some(created) = self.created_at {
+            if existing.is_none() {
+                c.created_at = created;
+            }
+        }
+        for (key, value) in &self.attributes {
+            if crate::customer::CORE_FIELDS.contains(&key.as_str()) {
+                return Err(PatchError(format!(
+                    "attribute `{key}` has the name of a customer field; set it as a field, not under attributes"
+                )));
+            }
+            if value.is_null() {
+                c.attributes.remove(key);
+                continue;
+            }
+            let typed = match schema.get(key) {
+                Some(ty) => coerce(key, value, *ty)?,
+                None => value.clone(),
+            };
+            c.attributes.insert(key.clone(), typed);
+        }
+        let mut changed = Vec::new();
+        for field in CORE_FIELDS {
+            if *field == "updated_at" {
+                continue;
+            }
+            if before.field(field) != c.field(field) {
+                changed.push(field.to_string());
+            }
+        }
+        let keys: std::collections::BTreeSet<&String> =
+            before.attributes.keys().chain(c.attributes.keys()).collect();
+        for key in keys {
+            if before.attributes.get(key) != c.attributes.get(key) {
+                changed.push(key.clone());
+            }
+        }
+        if existing.is_none() || !changed.is_empty() {
+            c.updated_at = now;
+        }
+        Ok(Merged {
+            customer: c,
+            changed,
+        })
+    }
+}
+
+/// Check and normalise a value against its declared type.
+pub fn coerce(key: &str, value: &Value, ty: AttributeType) -> Result<Value, PatchError> {
+    let bad = |what: &str| {
+        Err(PatchError(format!(
+            "attribute `{key}` is declared as {what} but got {value}"
+        )))
+    };
+    match ty {
+        AttributeType::String => match value {
+            Value::String(_) => Ok(value.clone()),
+            Value::Number(n) => Ok(Value::String(n.to_string())),
+            Value::Bool(b) => Ok(Value::String(b.to_string())),
+            _ => bad("a string"),
+        },
+        AttributeType::Number => match value {
+            Value::Number(_) => Ok(value.clone()),
+            Value::String(s) => match s.trim().parse::<f64>() {
+                Ok(f) => Ok(number_value(f)),
+                Err(_) => bad("a number"),
+            },
+            _ => bad("a number"),
+        },
+        AttributeType::Bool => match value {
+            Value::Bool(_) => Ok(value.clone()),
+            Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "true" | "yes" | "1" => Ok(Value::Bool(true)),
+                "false" | "no" | "0" => Ok(Value::Bool(false)),
+                _ => bad("a boolean"),
+            },
+            _ => bad("a boolean"),
+        },
+        AttributeType::Date => match value.as_str().and_then(parse_date_or_datetime) {
+            Some(DateOrTime::Date(d)) => Ok(Value::String(d.format("%Y-%m-%d").to_string())),
+            Some(DateOrTime::Time(t)) => Ok(Value::String(t.to_rfc3339())),
+            None => bad("a date (YYYY-MM-DD)"),
+        },
+        AttributeType::Datetime => match value.as_str().and_then(parse_date_or_datetime) {
+            Some(DateOrTime::Time(t)) => Ok(Value::String(t.to_rfc3339())),
+            Some(DateOrTime::Date(d)) => Ok(Value::String(format!("{}", d.format("%Y-%m-%d")))),
+            None => bad("a timestamp (RFC 3339)"),
+        },
+    }
+}
+
+fn number_value(f: f64) -> Value {
+    if f.fract() == 0.0 && f.abs() < 9e15 {
+        Value::from(f as i64)
+    } else {
+        serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null)
+    }
+}
+
+/// A date attribute as stored: a calendar date or an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateOrTime {
+    /// `YYYY-MM-DD`.
+    Date(NaiveDate),
+    /// RFC 3339.
+    Time(DateTime<Utc>),
+}
+
+impl DateOrTime {
+    /// The calendar date in zone `tz`.
+    pub fn local_date(&self, tz: Tz) -> NaiveDate {
+        match self {
+            DateOrTime::Date(d) => *d,
+            DateOrTime::Time(t) => t.with_timezone(&tz).date_naive(),
+        }
+    }
+}
+
+/// Parse `YYYY-MM-DD` or RFC 3339.
+pub fn parse_date_or_datetime(text: &str) -> Option<DateOrTime> {
+    let t = text.trim();
+    if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        return Some(DateOrTime::Date(d));
+    }
+    DateTime::parse_from_rfc3339(t)
+        .ok()
+        .map(|dt| DateOrTime::Time(dt.with_timezone(&Utc)))
+}
+
+/// Infer the type of an undeclared text value (CSV cells): ISO dates and
+/// timestamps become dates, `true`/`false` booleans, numbers numbers.
+pub fn infer_text(text: &str) -> Value {
+    let t = text.trim();
+    match parse_date_or_datetime(t) {
+        Some(DateOrTime::Date(d)) => return Value::String(d.format("%Y-%m-%d").to_string()),
+        Some(DateOrTime::Time(dt)) => return Value::String(dt.to_rfc3339()),
+        None => {}
+    }
+    match t {
+        "true" => return Value::Bool(true),
+        "false" => return Value::Bool(false),
+        _ => {}
+    }
+    if !t.starts_with('+') && !(t.len() > 1 && t.starts_with('0') && !t.starts_with("0.")) {
+        if let Ok(f) = t.parse::<f64>() {
+            if f.is_finite() {
+                return number_value(f);
+            }
+        }
+    }
+    Value::String(t.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn patch_merges_attributes_and_reports_changes() {
+        let schema: AttributeSchema = [("trial_ends_at".to_string(), AttributeType::Date)].into();
+        let p1: CustomerPatch = serde_json::from_value(serde_json::json!({
+            "external_id": "c1", "name": "Li Lei", "state": "trial", "timezone": "Asia/Shanghai",
+            "attributes": {"trial_ends_at": "2026-03-31", "plan": "pro"}
+        }))
+        .unwrap();
+        let m1 = p1.merge(None, &schema, "UTC", now()).unwrap();
+        let p2: CustomerPatch = serde_json::from_value(serde_json::json!({
+            "external_id": "c1", "state": "paid", "attributes": {"plan": null}
+        }))
+        .unwrap();
+        let m2 = p2.merge(Some(&m1.customer), &schema, "UTC", now()).unwrap();
+        assert_eq!(m2.customer.name.as_deref(), Some("Li Lei"));
+        assert_eq!(m2.customer.state.as_deref(), Some("paid"));
+        assert!(!m2.customer.attributes.contains_key("plan"));
+        assert_eq!(m2.changed, vec!["state".to_string(), "plan".to_string()]);
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let schema: AttributeSchema = [("trial_ends_at".to_string(), AttributeType::Date)].into();
+        let p: CustomerPatch = serde_json::from_value(serde_json::json!({
+            "external_id": "c1", "attributes": {"trial_ends_at": "next tuesday"}
+        }))
+        .unwrap();
+        let err = p.merge(None, &schema, "UTC", now()).unwrap_err().0;
+        assert!(err.contains("trial_ends_at") && err.contains("date"), "{err}");
+        let p: CustomerPatch =
+            serde_json::from_value(serde_json::json!({"external_id": "c1", "timezone": "Mars/Base"}))
+                .unwrap();
+        assert!(p.merge(None, &schema, "UTC", now()).unwrap_err().0.contains("IANA"));
+    }
+
+    #[test]
+    fn infers_csv_types() {
+        assert_eq!(infer_text("2026-03-05"), Value::String("2026-03-05".into()));
+        assert_eq!(infer_text("42"), Value::from(42));
+        assert_eq!(infer_text("0138"), Value::String("0138".into()));
+        assert_eq!(infer_text("true"), Value::Bool(true));
+        assert_eq!(infer_text("vip"), Value::String("vip".into()));
+    }
+}

@@ -1,0 +1,268 @@
+//! Channels and delivery: loading each configured channel (a WASM plugin or
+//! the built-in inbox) with its resolved settings, limits and retry policy;
+//! choosing the first channel of a rule that can reach the customer; and the
+//! retry backoff (exponential, with deterministic jitter so simulations
+//! replay identically).
+
+use crate::config::{parse_memory, AddressKind, Config, RetryPolicy};
+use crate::customer::Customer;
+use crate::plugin::bindings::types::{AddressKind as WitAddressKind, Setting};
+use crate::plugin::http_policy::AllowList;
+use crate::plugin::{Limits, LoadedChannel, PluginServices, Runtime, DEFAULT_MEMORY};
+use crate::span::parse_exact;
+use anyhow::{anyhow, bail, Context, Result};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How a channel delivers.
+pub enum Delivery {
+    /// Through a WASM plugin.
+    Plugin {
+        /// The loaded plugin.
+        plugin: Arc<LoadedChannel>,
+        /// Settings with secrets resolved; they reach only this plugin.
+        settings: Vec<Setting>,
+    },
+    /// Into the in-app inbox table.
+    Inbox,
+}
+
+/// A configured channel.
+pub struct Channel {
+    /// Channel name.
+    pub name: String,
+    /// The address it needs.
+    pub address: AddressKind,
+    /// Disabled channels are skipped when choosing.
+    pub enabled: bool,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// The provider name recorded on deliveries (plugin name or `inbox`).
+    pub provider: String,
+    /// How it delivers.
+    pub delivery: Delivery,
+}
+
+/// All channels of a deployment.
+pub struct Channels {
+    by_name: BTreeMap<String, Channel>,
+}
+
+fn wit_address(kind: WitAddressKind) -> AddressKind {
+    match kind {
+        WitAddressKind::Email => AddressKind::Email,
+        WitAddressKind::Phone => AddressKind::Phone,
+        WitAddressKind::Wechat => AddressKind::Wechat,
+        WitAddressKind::None => AddressKind::None,
+    }
+}
+
+impl Channels {
+    /// Load every configured channel: plugins are compiled (or taken from the
+    /// cache), described, and their settings checked against what they declare.
+    pub async fn load(config: &Config, runtime: &Arc<Runtime>, services: &PluginServices) -> Result<Channels> {
+        let default_retry = config.file.retry.resolve("[retry]")?;
+        let mut by_name = BTreeMap::new();
+        let mut errors = Vec::new();
+        for (name, section) in &config.file.channels {
+            let result: Result<Channel> = async {
+                let retry = match &section.retry {
+                    Some(r) => r.resolve(&format!("[channels.{name}.retry]"))?,
+                    None => default_retry,
+                };
+                match (&section.plugin, &section.builtin) {
+                    (Some(_), Some(_)) => bail!("give `plugin` or `builtin`, not both"),
+                    (None, None) => bail!("no `plugin = \"path/to/plugin.wasm\"` and no `builtin = \"inbox\"`"),
+                    (None, Some(builtin)) => {
+                        if builtin != "inbox" {
+                            bail!("unknown builtin `{builtin}`; the only built-in channel is `inbox`");
+                        }
+                        if !section.settings.is_empty() || !section.allowed_hosts.is_empty() {
+                            bail!("the inbox takes no settings or allowed_hosts");
+                        }
+                        Ok(Channel {
+                            name: name.clone(),
+                            address: section.address.unwrap_or(AddressKind::None),
+                            enabled: section.enabled,
+                            retry,
+                            provider: "inbox".into(),
+                            delivery: Delivery::Inbox,
+                        })
+                    }
+                    (Some(path), None) => {
+                        let limits = Limits {
+                            memory: match &section.memory {
+                                Some(m) => parse_memory(m).map_err(|e| anyhow!("memory: {e}"))?,
+                                None => DEFAULT_MEMORY,
+                            },
+                            timeout: match &section.timeout {
+                                Some(t) => parse_exact(t).map_err(|e| anyhow!("timeout: {e}"))?,
+                                None => crate::plugin::DEFAULT_TIMEOUT,
+                            },
+                        };
+                        let allowed = AllowList::parse(&section.allowed_hosts).map_err(|e| anyhow!(e))?;
+                        let mut settings = Vec::new();
+                        for (key, value) in &section.settings {
+                            settings.push(Setting {
+                                key: key.clone(),
+                                value: value.resolve(config, name, key)?,
+                            });
+                        }
+                        let plugin = runtime
+                            .load_channel(&config.resolve(path), name, limits, allowed, services.clone())
+                            .await?;
+                        for spec in &plugin.info.settings {
+                            if spec.required && !section.settings.contains_key(&spec.key) {
+                                bail!(
+                                    "plugin `{}` needs the setting `{}` ({}); add it under [channels.{name}.settings]{}",
+                                    plugin.info.name,
+                                    spec.key,
+                                    spec.description,
+                                    if spec.secret { ", preferably as { env = \"VAR\" } or { file = \"path\" }" } else { "" }
+                                );
+                            }
+                        }
+                        for key in section.settings.keys() {
+                            if !plugin.info.settings.iter().any(|s| &s.key == key) {
+                                let known: Vec<&str> = plugin.info.settings.iter().map(|s| s.key.as_str()).collect();
+                                bail!(
+                                    "plugin `{}` has no setting `{key}`; it knows: {}",
+                                    plugin.info.name,
+                                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                                );
+                            }
+                        }
+                        Ok(Channel {
+                            name: name.clone(),
+                            address: section.address.unwrap_or(wit_address(plugin.info.address)),
+                            enabled: section.enabled,
+                            retry,
+                            provider: plugin.info.name.clone(),
+                            delivery: Delivery::Plugin {
+                                plugin: Arc::new(plugin),
+                                settings,
+                            },
+                        })
+                    }
+                }
+            }
+            .await;
+            match result {
+                Ok(channel) => {
+                    by_name.insert(name.clone(), channel);
+                }
+                Err(e) => errors.push(format!("[channels.{name}]: {e:#}")),
+            }
+        }
+        if !errors.is_empty() {
+            bail!("{}", errors.join("\n"));
+        }
+        Ok(Channels { by_name })
+    }
+
+    /// The largest memory cap of any configured channel.
+    pub fn max_memory(config: &Config) -> Result<usize> {
+        let mut max = DEFAULT_MEMORY;
+        for (name, section) in &config.file.channels {
+            if let Some(m) = &section.memory {
+                max = max.max(parse_memory(m).map_err(|e| anyhow!("[channels.{name}] memory: {e}"))?);
+            }
+        }
+        Ok(max)
+    }
+
+    /// Names of all configured channels.
+    pub fn names(config: &Config) -> std::collections::BTreeSet<String> {
+        config.file.channels.keys().cloned().collect()
+    }
+
+    /// A channel by name.
+    pub fn get(&self, name: &str) -> Option<&Channel> {
+        self.by_name.get(name)
+    }
+
+    /// All channels.
+    pub fn iter(&self) -> impl Iterator<Item = &Channel> {
+        self.by_name.values()
+    }
+
+    /// The first enabled channel among `preference` that can reach the customer.
+    pub fn choose(&self, preference: &[String], customer: &Customer) -> Result<&Channel, String> {
+        let mut tried = Vec::new();
+        for name in preference {
+            let Some(channel) = self.by_name.get(name) else {
+                continue;
+            };
+            if !channel.enabled {
+                tried.push(format!("{name} (disabled)"));
+                continue;
+            }
+            if address_of(customer, channel.address).is_some() {
+                return Ok(channel);
+            }
+            tried.push(format!("{name} (needs {})", channel.address));
+        }
+        Err(format!("no channel can reach the customer: {}", tried.join(", ")))
+    }
+}
+
+/// The customer's address of a kind (`Some("")` for kind `none`).
+pub fn address_of(customer: &Customer, kind: AddressKind) -> Option<&str> {
+    match kind {
+        AddressKind::Email => customer.email.as_deref(),
+        AddressKind::Phone => customer.phone.as_deref(),
+        AddressKind::Wechat => customer.wechat_openid.as_deref(),
+        AddressKind::None => Some(""),
+    }
+}
+
+/// Delay before attempt `attempt + 1`, after `attempt` failed attempts:
+/// `base * 2^(attempt-1)` capped at `max`, jittered by ±20% with a jitter
+/// derived from the occurrence key (so a replay is identical), and never
+/// shorter than the provider's `retry_after`.
+pub fn backoff(policy: &RetryPolicy, attempt: u32, key: &str, retry_after: Option<Duration>) -> Duration {
+    let exp = attempt.saturating_sub(1).min(30);
+    let raw = policy.base.saturating_mul(1u32 << exp).min(policy.max);
+    let digest = Sha256::digest(format!("{key}#{attempt}").as_bytes());
+    let frac = u16::from_le_bytes([digest[0], digest[1]]) as f64 / u16::MAX as f64;
+    let jittered = raw.mul_f64(0.8 + 0.4 * frac).min(policy.max.max(policy.base));
+    match retry_after {
+        Some(hint) => jittered.max(hint),
+        None => jittered,
+    }
+}
+
+impl Channel {
+    /// Context for errors.
+    pub fn describe(&self) -> String {
+        format!("channel `{}` ({})", self.name, self.provider)
+    }
+}
+
+/// Check that a channel exists; for `herald check`-style validation.
+pub fn require<'a>(channels: &'a Channels, name: &str) -> Result<&'a Channel> {
+    channels.get(name).with_context(|| format!("no channel `{name}`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_honours_retry_after() {
+        let p = RetryPolicy {
+            max_attempts: 5,
+            base: Duration::from_secs(60),
+            max: Duration::from_secs(600),
+        };
+        let d1 = backoff(&p, 1, "k", None);
+        let d3 = backoff(&p, 3, "k", None);
+        assert!(d1 >= Duration::from_secs(48) && d1 <= Duration::from_secs(72), "{d1:?}");
+        assert!(d3 >= Duration::from_secs(192) && d3 <= Duration::from_secs(288), "{d3:?}");
+        assert!(backoff(&p, 20, "k", None) <= Duration::from_secs(600));
+        assert_eq!(backoff(&p, 1, "k", Some(Duration::from_secs(3600))), Duration::from_secs(3600));
+        assert_eq!(backoff(&p, 2, "k", None), backoff(&p, 2, "k", None));
+    }
+}

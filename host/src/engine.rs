@@ -1,0 +1,236 @@
+//! The running deployment: store, strategy, channels and clock together,
+//! and the writes that change customers (upsert, delete, event), each of
+//! which re-plans that customer's reminders in the same transaction.
+
+use crate::clock::SharedClock;
+use crate::config::{Config, SchedulerSettings};
+use crate::customer::{Customer, CustomerPatch};
+use crate::dispatch::Channels;
+use crate::planner::{self, Change};
+use crate::plugin::http_policy::HttpMode;
+use crate::plugin::{KvBackend, PluginServices, Runtime};
+use crate::store::{customers, events, Store};
+use crate::strategy::Strategy;
+use anyhow::{anyhow, Context, Result};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// A deployment ready to plan and send.
+pub struct Herald {
+    /// The database.
+    pub store: Store,
+    /// The compiled strategy.
+    pub strategy: Arc<Strategy>,
+    /// The loaded channels.
+    pub channels: Arc<Channels>,
+    /// The clock everything reads.
+    pub clock: SharedClock,
+    /// Scheduler settings.
+    pub scheduler: SchedulerSettings,
+    /// Where plugin HTTP goes.
+    pub http_mode: HttpMode,
+    /// Woken when a write may have made something due sooner.
+    pub wake: Notify,
+    /// Identifies this process's claims.
+    pub instance: String,
+    /// Keeps the plugin engine alive.
+    pub runtime: Arc<Runtime>,
+}
+
+/// Options for opening a deployment.
+pub struct OpenOptions<'a> {
+    /// Override of the config's database path.
+    pub db: Option<&'a Path>,
+    /// The clock.
+    pub clock: SharedClock,
+    /// Live network or recording sink.
+    pub http_mode: HttpMode,
+}
+
+/// Why a write was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The input was wrong; the message says what to fix.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such customer.
+    #[error("no customer with external_id `{0}`")]
+    NotFound(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for WriteError {
+    fn from(e: sqlx::Error) -> Self {
+        WriteError::Internal(e.into())
+    }
+}
+
+/// An event to record.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventInput {
+    /// The customer's external id.
+    pub customer: String,
+    /// Event kind.
+    pub kind: String,
+    /// When it happened (default: now).
+    #[serde(default)]
+    pub at: Option<DateTime<Utc>>,
+    /// Properties.
+    #[serde(default)]
+    pub properties: Map<String, Value>,
+    /// Optional id that makes ingestion idempotent.
+    #[serde(default)]
+    pub event_id: Option<String>,
+}
+
+/// The result of an upsert.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UpsertOutcome {
+    /// The record as stored.
+    pub customer: Customer,
+    /// Whether it was new.
+    pub created: bool,
+    /// What changed.
+    pub changed: Vec<String>,
+}
+
+impl Herald {
+    /// Open a deployment: database, plugins, strategy. Every configuration
+    /// problem is reported before anything runs.
+    pub async fn open(config: &Config, options: OpenOptions<'_>) -> Result<Herald> {
+        let channel_names = Channels::names(config);
+        let strategy = Strategy::compile(config, &channel_names)
+            .map_err(|e| anyhow!("the strategy in {} has problems:\n{e}", config.path.display()))?;
+        let scheduler = config.scheduler()?;
+        let db_path = match options.db {
+            Some(p) => p.to_path_buf(),
+            None => config.resolve(&config.file.database.path),
+        };
+        let store = Store::open(&db_path).await?;
+        let runtime = Arc::new(Runtime::new(config.cache_dir(), Channels::max_memory(config)?)?);
+        let services = PluginServices {
+            kv: KvBackend::Sqlite(store.pool.clone()),
+            clock: options.clock.clone(),
+        };
+        let channels = Channels::load(config, &runtime, &services)
+            .await
+            .with_context(|| format!("the channels in {} have problems", config.path.display()))?;
+        let instance = format!(
+            "{}-{:x}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        );
+        Ok(Herald {
+            store,
+            strategy: Arc::new(strategy),
+            channels: Arc::new(channels),
+            clock: options.clock,
+            scheduler,
+            http_mode: options.http_mode,
+            wake: Notify::new(),
+            instance,
+            runtime,
+        })
+    }
+
+    /// Insert or update a customer and re-plan their reminders.
+    pub async fn upsert_customer(&self, patch: &CustomerPatch) -> Result<UpsertOutcome, WriteError> {
+        let now = self.clock.now();
+        let mut tx = self.store.pool.begin().await?;
+        let existing = customers::by_external_id(&mut tx, patch.external_id.trim()).await?;
+        let live = existing.as_ref().filter(|c| c.deleted_at.is_none());
+        let merged = patch
+            .merge(live, &self.strategy.attributes, &self.strategy.default_timezone, now)
+            .map_err(|e| WriteError::Invalid(format!("customer `{}`: {e}", patch.external_id)))?;
+        let mut customer = merged.customer;
+        let created = live.is_none();
+        if !created && merged.changed.is_empty() {
+            tx.commit().await?;
+            return Ok(UpsertOutcome {
+                customer,
+                created,
+                changed: merged.changed,
+            });
+        }
+        customer.id = customers::save(&mut tx, &customer).await?;
+        let change = if created {
+            Change::Created
+        } else {
+            Change::Updated(&merged.changed)
+        };
+        planner::plan(&mut tx, &self.strategy, &customer, change, now).await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(UpsertOutcome {
+            customer,
+            created,
+            changed: merged.changed,
+        })
+    }
+
+    /// Delete a customer: pending reminders are canceled (except rules
+    /// triggered by the deletion itself).
+    pub async fn delete_customer(&self, external_id: &str) -> Result<(), WriteError> {
+        let now = self.clock.now();
+        let mut tx = self.store.pool.begin().await?;
+        let mut customer = customers::by_external_id(&mut tx, external_id)
+            .await?
+            .filter(|c| c.deleted_at.is_none())
+            .ok_or_else(|| WriteError::NotFound(external_id.to_string()))?;
+        customers::mark_deleted(&mut tx, customer.id, now).await?;
+        customer.deleted_at = Some(now);
+        planner::plan(&mut tx, &self.strategy, &customer, Change::Deleted, now).await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Record an event and re-plan. Returns false when `event_id` was seen before.
+    pub async fn record_event(&self, input: &EventInput) -> Result<bool, WriteError> {
+        let now = self.clock.now();
+        let kind = input.kind.trim();
+        if kind.is_empty() {
+            return Err(WriteError::Invalid("event kind must not be empty".into()));
+        }
+        let mut tx = self.store.pool.begin().await?;
+        let customer = customers::by_external_id(&mut tx, &input.customer)
+            .await?
+            .filter(|c| c.deleted_at.is_none())
+            .ok_or_else(|| WriteError::NotFound(input.customer.clone()))?;
+        let at = input.at.unwrap_or(now);
+        let Some(event) = events::insert(
+            &mut tx,
+            customer.id,
+            kind,
+            at,
+            &input.properties,
+            input.event_id.as_deref(),
+            now,
+        )
+        .await?
+        else {
+            tx.commit().await?;
+            return Ok(false);
+        };
+        planner::plan(&mut tx, &self.strategy, &customer, Change::Event(&event), now).await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(true)
+    }
+
+    /// A customer by external id (live or deleted).
+    pub async fn customer(&self, external_id: &str) -> Result<Option<Customer>> {
+        let mut conn = self.store.pool.acquire().await?;
+        customers::by_external_id(&mut conn, external_id).await
+    }
+}

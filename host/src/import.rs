@@ -1,0 +1,125 @@
+//! `herald import`: customers from CSV. The header names the fields
+//! (`external_id,name,email,phone,wechat_openid,region,timezone,locale,state,created_at`);
+//! any other column becomes an attribute, typed by its declaration or, when
+//! undeclared, by its look (ISO dates become dates). A bad row is reported by
+//! line number and reason and skipped; the rest import.
+
+use crate::customer::{infer_text, AttributeSchema, parse_date_or_datetime, CustomerPatch, DateOrTime};
+use crate::engine::{Herald, WriteError};
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use std::io::{IsTerminal, Read};
+
+/// What an import did.
+#[derive(Debug, Default)]
+pub struct ImportReport {
+    /// Rows written.
+    pub imported: usize,
+    /// Rows skipped, with their line and reason.
+    pub failed: Vec<(u64, String)>,
+}
+
+/// Build the patch of one CSV row.
+pub fn row_to_patch(
+    headers: &[String],
+    record: &csv::StringRecord,
+    declared: &AttributeSchema,
+) -> Result<CustomerPatch, String> {
+    if record.len() != headers.len() {
+        return Err(format!("has {} fields but the header has {}", record.len(), headers.len()));
+    }
+    let mut patch = CustomerPatch::default();
+    for (header, cell) in headers.iter().zip(record.iter()) {
+        let cell = cell.trim();
+        if cell.is_empty() {
+            continue;
+        }
+        let text = Some(Some(cell.to_string()));
+        match header.as_str() {
+            "external_id" => patch.external_id = cell.to_string(),
+            "name" => patch.name = text,
+            "email" => patch.email = text,
+            "phone" => patch.phone = text,
+            "wechat_openid" => patch.wechat_openid = text,
+            "region" => patch.region = text,
+            "timezone" => patch.timezone = Some(cell.to_string()),
+            "locale" => patch.locale = text,
+            "state" => patch.state = text,
+            "created_at" => {
+                patch.created_at = Some(match parse_date_or_datetime(cell) {
+                    Some(DateOrTime::Time(t)) => t,
+                    Some(DateOrTime::Date(d)) => d.and_hms_opt(0, 0, 0).expect("midnight").and_utc(),
+                    None => return Err(format!("created_at `{cell}` is not a date (YYYY-MM-DD) or RFC 3339 timestamp")),
+                })
+            }
+            attribute => {
+                // Declared attributes are checked and typed by the merge;
+                // undeclared ones are typed by their look.
+                let value = if declared.contains_key(attribute) {
+                    Value::String(cell.to_string())
+                } else {
+                    infer_text(cell)
+                };
+                patch.attributes.insert(attribute.to_string(), value);
+            }
+        }
+    }
+    if patch.external_id.is_empty() {
+        return Err("external_id is empty".into());
+    }
+    Ok(patch)
+}
+
+/// Import every row of a CSV file.
+pub async fn import_csv(herald: &Herald, input: impl Read) -> Result<ImportReport> {
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
+    let headers: Vec<String> = reader
+        .headers()
+        .context("cannot read the CSV header")?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    if !headers.iter().any(|h| h == "external_id") {
+        bail!("the CSV header has no `external_id` column (header: {})", headers.join(","));
+    }
+    let progress = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {pos} rows {per_sec} {msg}").expect("template"));
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut report = ImportReport::default();
+    for result in reader.records() {
+        let (line, outcome) = match result {
+            Err(e) => (
+                e.position().map(|p| p.line()).unwrap_or(0),
+                Err(format!("unreadable row: {e}")),
+            ),
+            Ok(record) => {
+                let line = record.position().map(|p| p.line()).unwrap_or(0);
+                let outcome = match row_to_patch(&headers, &record, &herald.strategy.attributes) {
+                    Err(e) => Err(e),
+                    Ok(patch) => {
+                        match herald.upsert_customer(&patch).await {
+                            Ok(_) => Ok(()),
+                            Err(WriteError::Internal(e)) => return Err(e.context(format!("line {line}"))),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }
+                };
+                (line, outcome)
+            }
+        };
+        match outcome {
+            Ok(()) => report.imported += 1,
+            Err(reason) => {
+                progress.suspend(|| eprintln!("line {line}: {reason}"));
+                report.failed.push((line, reason));
+            }
+        }
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    Ok(report)
+}

@@ -1,0 +1,26 @@
+//! Herald: a lifecycle reminder engine. Customers and their lifecycle state
+//! live in SQLite; a strategy of rules decides which caring reminder is due
+//! for each customer and when; reminders are rendered from templates and
+//! delivered through sandboxed WebAssembly channel plugins.
+//!
+//! One path for every reminder: a customer write or event is planned into the
+//! schedule ([`planner`]); the tick claims what is due ([`scheduler`]), decides,
+//! renders ([`render`]) and delivers ([`dispatch`], [`plugin`]); the attempt is
+//! recorded ([`store`]). Time comes from an injected [`clock`].
+
+pub mod api;
+pub mod clock;
+pub mod config;
+pub mod customer;
+pub mod dispatch;
+pub mod engine;
+pub mod import;
+pub mod planner;
+pub mod plugin;
+pub mod render;
+pub mod scheduler;
+pub mod serve;
+pub mod simulate;
+pub mod span;
+pub mod store;
+pub mod strategy;

@@ -1,0 +1,333 @@
+//! The `herald` command line: serve, import, simulate, deliveries, inbox, bench.
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use herald::clock::{SharedClock, SystemClock, VirtualClock};
+use herald::config::Config;
+use herald::engine::{Herald, OpenOptions};
+use herald::plugin::http_policy::HttpMode;
+use herald::store::{customers, deliveries, inbox, Store};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+mod bench;
+
+/// Herald: lifecycle reminders, planned per customer and delivered through
+/// sandboxed WebAssembly channel plugins.
+#[derive(Parser)]
+#[command(name = "herald", version, about, long_about = None)]
+struct Cli {
+    /// Log as JSON lines (to stderr).
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct ConfigArgs {
+    /// The deployment file.
+    #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
+    config: PathBuf,
+    /// Use this database instead of the one the config names.
+    #[arg(long, env = "HERALD_DB")]
+    db: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the scheduler on the wall clock and the HTTP API.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Listen here instead of the config's [server] listen.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Import customers from a CSV file (header: external_id,name,email,phone,
+    /// wechat_openid,region,timezone,locale,state,created_at; other columns
+    /// become attributes). Bad rows are reported and skipped; the exit code is
+    /// non-zero if any row failed.
+    Import {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The CSV file (`-` for stdin).
+        file: PathBuf,
+    },
+    /// Replay a timeline through the real engine and plugins on a virtual
+    /// clock; print one JSON line per delivery attempt.
+    Simulate {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Timeline, one JSON operation per line (upsert, event, delete).
+        #[arg(long)]
+        timeline: PathBuf,
+        /// Start: YYYY-MM-DD (UTC midnight) or RFC 3339.
+        #[arg(long, value_parser = parse_instant)]
+        from: chrono::DateTime<chrono::Utc>,
+        /// End: YYYY-MM-DD (UTC midnight) or RFC 3339.
+        #[arg(long, value_parser = parse_instant)]
+        until: chrono::DateTime<chrono::Utc>,
+        /// Let plugins reach the network (their allow-lists still apply);
+        /// by default their HTTP goes to a recording sink.
+        #[arg(long)]
+        live: bool,
+    },
+    /// List delivery attempts.
+    Deliveries {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Only this customer (external id).
+        #[arg(long)]
+        customer: Option<String>,
+        /// Only this status: delivered, failed, dead or skipped.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this rule.
+        #[arg(long)]
+        rule: Option<String>,
+        /// At most this many (the latest).
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a customer's in-app inbox.
+    Inbox {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The customer's external id.
+        customer: String,
+        /// Print JSON lines instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure plugin call cost and tick throughput; prints key=value lines.
+    Bench(bench::BenchArgs),
+}
+
+fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    herald::simulate::parse_instant(text)
+}
+
+fn init_logging(json: bool, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let default_level = match &cli.command {
+        Command::Serve { .. } => "info",
+        _ => "warn",
+    };
+    init_logging(cli.log_json, default_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(path: &Path) -> Result<Config> {
+    Config::load(path)
+}
+
+async fn open_store(args: &ConfigArgs) -> Result<Store> {
+    let config = load_config(&args.config)?;
+    let path = args.db.clone().unwrap_or_else(|| config.resolve(&config.file.database.path));
+    Store::open(&path).await
+}
+
+async fn run(command: Command) -> Result<std::process::ExitCode> {
+    use std::process::ExitCode;
+    match command {
+        Command::Serve { config, listen } => {
+            let cfg = load_config(&config.config)?;
+            let clock: SharedClock = Arc::new(SystemClock);
+            let herald = Arc::new(
+                Herald::open(
+                    &cfg,
+                    OpenOptions {
+                        db: config.db.as_deref(),
+                        clock,
+                        http_mode: HttpMode::Live,
+                    },
+                )
+                .await?,
+            );
+            let listen = listen.unwrap_or_else(|| cfg.file.server.listen.clone());
+            herald::serve::run(herald, &listen).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import { config, file } => {
+            let cfg = load_config(&config.config)?;
+            let herald = Herald::open(
+                &cfg,
+                OpenOptions {
+                    db: config.db.as_deref(),
+                    clock: Arc::new(SystemClock),
+                    http_mode: HttpMode::Live,
+                },
+            )
+            .await?;
+            let report = if file.as_os_str() == "-" {
+                herald::import::import_csv(&herald, std::io::stdin().lock()).await?
+            } else {
+                let f = std::fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?;
+                herald::import::import_csv(&herald, std::io::BufReader::new(f)).await?
+            };
+            eprintln!(
+                "imported {} customer(s); {} row(s) failed",
+                report.imported,
+                report.failed.len()
+            );
+            Ok(if report.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Simulate {
+            config,
+            timeline,
+            from,
+            until,
+            live,
+        } => {
+            if until < from {
+                anyhow::bail!("--until ({until}) is before --from ({from})");
+            }
+            let cfg = load_config(&config.config)?;
+            let ops = herald::simulate::load_timeline(&timeline)?;
+            let scratch = tempfile::tempdir().context("cannot create a scratch directory")?;
+            let db = config.db.clone().unwrap_or_else(|| scratch.path().join("simulate.db"));
+            let clock = VirtualClock::new(from);
+            let sink = Arc::new(Mutex::new(Vec::new()));
+            let herald = Herald::open(
+                &cfg,
+                OpenOptions {
+                    db: Some(&db),
+                    clock: Arc::new(clock.clone()),
+                    http_mode: if live { HttpMode::Live } else { HttpMode::Sink(sink.clone()) },
+                },
+            )
+            .await?;
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            let summary = herald::simulate::run(&herald, &clock, &ops, until, &mut out).await?;
+            out.flush()?;
+            eprintln!(
+                "simulated {} → {}: {} operation(s) applied, {} refused, {} after --until; {} attempt(s); {} HTTP request(s) recorded",
+                from.to_rfc3339(),
+                until.to_rfc3339(),
+                summary.applied,
+                summary.refused,
+                summary.after_until,
+                summary.attempts,
+                sink.lock().map(|s| s.len()).unwrap_or(0)
+            );
+            Ok(if summary.refused == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Deliveries {
+            config,
+            customer,
+            status,
+            rule,
+            limit,
+            json,
+        } => {
+            let store = open_store(&config).await?;
+            let rows = deliveries::list(
+                &store.pool,
+                &deliveries::DeliveryFilter {
+                    customer,
+                    status,
+                    rule,
+                    limit,
+                },
+            )
+            .await?;
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            if json {
+                for row in &rows {
+                    writeln!(out, "{}", serde_json::to_string(row)?)?;
+                }
+            } else {
+                writeln!(
+                    out,
+                    "{:<20} {:<14} {:<16} {:<10} {:<12} {:>3} {:<10} DETAIL",
+                    "AT (UTC)", "CUSTOMER", "RULE", "CHANNEL", "PROVIDER", "#", "STATUS"
+                )?;
+                for r in &rows {
+                    let detail = match (&r.error, &r.provider_message_id) {
+                        (Some(e), _) => e.clone(),
+                        (None, Some(id)) => format!("id {id}"),
+                        _ => String::new(),
+                    };
+                    writeln!(
+                        out,
+                        "{:<20} {:<14} {:<16} {:<10} {:<12} {:>3} {:<10} {}",
+                        r.at.format("%Y-%m-%d %H:%M:%S"),
+                        r.customer,
+                        r.rule,
+                        r.channel.as_deref().unwrap_or("-"),
+                        r.provider.as_deref().unwrap_or("-"),
+                        r.attempt,
+                        r.status,
+                        detail
+                    )?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inbox { config, customer, json } => {
+            let store = open_store(&config).await?;
+            let mut conn = store.pool.acquire().await?;
+            let Some(c) = customers::by_external_id(&mut conn, &customer).await? else {
+                anyhow::bail!("no customer with external_id `{customer}`");
+            };
+            drop(conn);
+            let messages = inbox::list(&store.pool, c.id).await?;
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            for m in &messages {
+                if json {
+                    writeln!(out, "{}", serde_json::to_string(m)?)?;
+                } else {
+                    writeln!(
+                        out,
+                        "── {} [{}] {}{}\n{}\n",
+                        m.created_at.format("%Y-%m-%d %H:%M"),
+                        m.rule,
+                        m.subject,
+                        if m.read_at.is_some() { "" } else { "  (unread)" },
+                        m.text.trim_end()
+                    )?;
+                }
+            }
+            if messages.is_empty() && !json {
+                writeln!(out, "(no messages for {customer})")?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) => {
+            bench::run(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! Planning: when a customer is written, deleted or sends an event, work out
+//! which occurrences each rule wants for that customer and bring the
+//! schedule in line (insert, move, cancel). Only that customer is touched;
+//! nothing rescans the customer base.
+
+use crate::customer::Customer;
+use crate::store::events::EventRecord;
+use crate::store::schedule::{self, PlannedOccurrence, ScheduledRow};
+use crate::strategy::{date_anchor, date_occurrence_key, Rule, Strategy, Trigger};
+use anyhow::Result;
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{json, Value};
+use sqlx::SqliteConnection;
+
+/// What happened to the customer.
+#[derive(Debug, Clone, Copy)]
+pub enum Change<'a> {
+    /// The record was inserted.
+    Created,
+    /// The record was updated; these fields and attributes changed.
+    Updated(&'a [String]),
+    /// The record was deleted.
+    Deleted,
+    /// An event was recorded.
+    Event(&'a EventRecord),
+}
+
+/// The JSON form of an event, as templates see it (`event.kind`, ...).
+pub fn event_context(event: &EventRecord) -> Value {
+    json!({"kind": event.kind, "at": event.at.to_rfc3339(), "properties": event.properties})
+}
+
+/// Bring the customer's schedule in line with the strategy after `change`.
+pub async fn plan(
+    conn: &mut SqliteConnection,
+    strategy: &Strategy,
+    customer: &Customer,
+    change: Change<'_>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let pending = schedule::pending_for(conn, customer.id).await?;
+    let event_ctx = match change {
+        Change::Event(e) => Some(event_context(e)),
+        _ => None,
+    };
+    for rule in &strategy.rules {
+        if let Change::Deleted = change {
+            if matches!(rule.trigger, Trigger::Deleted) {
+                if holds(strategy, rule, customer, now, None) {
+                    let occ = instant(customer, rule, "deleted", now, None);
+                    schedule::upsert(conn, &occ, now).await?;
+                }
+            } else {
+                schedule::cancel_rule(conn, customer.id, &rule.id, None, "customer deleted", now).await?;
+            }
+            continue;
+        }
+        let condition = holds(strategy, rule, customer, now, event_ctx.as_ref());
+        match &rule.trigger {
+            Trigger::Created { delay } => {
+                if matches!(change, Change::Created) && condition {
+                    let occ = instant(customer, rule, "created", now + *delay, None);
+                    schedule::upsert(conn, &occ, now).await?;
+                }
+            }
+            Trigger::Updated { field, delay } => {
+                if let Change::Updated(changed) = change {
+                    let relevant = match field {
+                        Some(f) => changed.iter().any(|c| c == f),
+                        None => !changed.is_empty(),
+                    };
+                    if relevant && condition {
+                        let tag = format!("updated:{}", customer.updated_at.timestamp_millis());
+                        let occ = instant(customer, rule, &tag, now + *delay, None);
+                        schedule::upsert(conn, &occ, now).await?;
+                    }
+                }
+            }
+            Trigger::Deleted => {}
+            Trigger::Event { kind, delay } => {
+                if let Change::Event(event) = change {
+                    if &event.kind == kind && condition {
+                        let tag = format!("event:{}", event.id);
+                        let occ = instant(customer, rule, &tag, event.at + *delay, event_ctx.clone());
+                        schedule::upsert(conn, &occ, now).await?;
+                    }
+                }
+            }
+            Trigger::Date(_) => {
+                plan_date_rule(conn, strategy, rule, customer, &pending, condition, now, now).await?;
+                continue;
+            }
+        }
+        if !condition {
+            schedule::cancel_rule(conn, customer.id, &rule.id, None, "condition no longer holds", now).await?;
+        }
+    }
+    Ok(())
+}
+
+/// After a date occurrence fired, plan the rule's next one (for repeating rules).
+pub async fn plan_after_fired(
+    conn: &mut SqliteConnection,
+    strategy: &Strategy,
+    rule: &Rule,
+    customer: &Customer,
+    fired_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if !matches!(rule.trigger, Trigger::Date(_)) || customer.deleted_at.is_some() {
+        return Ok(());
+    }
+    let pending = schedule::pending_for(conn, customer.id).await?;
+    let condition = holds(strategy, rule, customer, now, None);
+    let not_before = (fired_at + Duration::milliseconds(1)).max(now);
+    plan_date_rule(conn, strategy, rule, customer, &pending, condition, not_before, now).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn plan_date_rule(
+    conn: &mut SqliteConnection,
+    _strategy: &Strategy,
+    rule: &Rule,
+    customer: &Customer,
+    pending: &[ScheduledRow],
+    condition: bool,
+    not_before: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let Trigger::Date(trigger) = &rule.trigger else {
+        return Ok(());
+    };
+    if !condition {
+        schedule::cancel_rule(conn, customer.id, &rule.id, None, "condition no longer holds", now).await?;
+        return Ok(());
+    }
+    let Some((anchor_text, anchor_date)) = date_anchor(trigger, customer) else {
+        let reason = format!("customer has no `{}` date", trigger.attribute);
+        schedule::cancel_rule(conn, customer.id, &rule.id, None, &reason, now).await?;
+        return Ok(());
+    };
+    // An occurrence already planned from the same date stays as it is, even
+    // if it is overdue: the scheduler will still send it.
+    let current = pending
+        .iter()
+        .find(|row| row.rule_id == rule.id && row.anchor.as_deref() == Some(anchor_text.as_str()));
+    if current.is_some() && not_before == now {
+        return Ok(());
+    }
+    match trigger.next_occurrence(anchor_date, customer.tz(), not_before) {
+        Some(at) => {
+            let key = date_occurrence_key(customer.id, &rule.id, at);
+            let occ = PlannedOccurrence {
+                customer_id: customer.id,
+                rule_id: rule.id.clone(),
+                key: key.clone(),
+                due_at: at,
+                anchor: Some(anchor_text),
+                context: None,
+            };
+            schedule::upsert(conn, &occ, now).await?;
+            schedule::cancel_rule(conn, customer.id, &rule.id, Some(&key), "date moved", now).await?;
+        }
+        None => {
+            schedule::cancel_rule(conn, customer.id, &rule.id, None, "date moved", now).await?;
+        }
+    }
+    Ok(())
+}
+
+fn holds(strategy: &Strategy, rule: &Rule, customer: &Customer, now: DateTime<Utc>, event: Option<&Value>) -> bool {
+    match strategy.condition_holds(rule, customer, now, event) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(rule = %rule.id, customer = %customer.external_id, "condition failed to evaluate, treated as false: {e}");
+            false
+        }
+    }
+}
+
+fn instant(customer: &Customer, rule: &Rule, tag: &str, due: DateTime<Utc>, context: Option<Value>) -> PlannedOccurrence {
+    PlannedOccurrence {
+        customer_id: customer.id,
+        rule_id: rule.id.clone(),
+        key: format!("{}:{}:{tag}", customer.id, rule.id),
+        due_at: due,
+        anchor: None,
+        context,
+    }
+}

@@ -1,0 +1,356 @@
+//! The WebAssembly plugin runtime: one wasmtime engine with the pooling
+//! allocator and epoch interruption, components compiled once and cached on
+//! disk, an `InstancePre` per plugin and a fresh instance per call, each call
+//! capped in memory and wall time, with no filesystem, environment or
+//! sockets, and HTTP only through the channel's allow-list.
+//!
+//! A plugin that traps, loops, runs out of memory or overruns its deadline
+//! fails only that call; the host carries on.
+
+pub mod bindings;
+mod cache;
+pub mod http_policy;
+mod state;
+
+use anyhow::{anyhow, bail, Context, Result};
+use bindings::channel::{ChannelPlugin as ChannelWorld, ChannelPluginPre};
+use bindings::channel_api::{Message, SendError};
+use bindings::types::{AddressKind, PluginInfo, Setting};
+use http_policy::{AllowList, HttpMode};
+pub use state::{KvBackend, PluginServices};
+use state::StoreState;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config as EngineConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+
+/// The WIT package version this host speaks.
+pub const WIT_VERSION: &str = "0.1.0";
+const CHANNEL_EXPORT: &str = "herald:plugin/channel";
+const TARGETING_EXPORT: &str = "herald:plugin/targeting";
+
+/// Default memory cap of one call.
+pub const DEFAULT_MEMORY: usize = 64 << 20;
+/// Default wall deadline of one call.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Limits applied to every call of a plugin.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Linear memory cap in bytes.
+    pub memory: usize,
+    /// Wall-clock deadline.
+    pub timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory: DEFAULT_MEMORY,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// The shared engine and its linker.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<StoreState>,
+    cache_dir: PathBuf,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    /// Build the engine. `max_memory` is the largest memory cap any plugin
+    /// will get (the pool reserves slots of that size).
+    pub fn new(cache_dir: PathBuf, max_memory: usize) -> Result<Runtime> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(200)
+            .total_core_instances(800)
+            .total_memories(400)
+            .total_tables(400)
+            .total_stacks(200)
+            .max_memories_per_component(4)
+            .max_tables_per_component(8)
+            .max_memory_size(max_memory.max(DEFAULT_MEMORY));
+        let mut config = EngineConfig::new();
+        config
+            .epoch_interruption(true)
+            .wasm_component_model(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(|e| anyhow!("cannot create the wasm engine: {e}"))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow!("{e}"))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(|e| anyhow!("{e}"))?;
+        bindings::host_api::add_to_linker::<StoreState, wasmtime::component::HasSelf<StoreState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = stop_ticker.clone();
+            std::thread::Builder::new()
+                .name("herald-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .context("cannot start the epoch thread")?;
+        }
+        Ok(Runtime {
+            engine,
+            linker,
+            cache_dir,
+            stop_ticker,
+        })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compile (or load from the cache) a component and check which world it
+    /// implements.
+    pub fn load_component(&self, path: &Path) -> Result<(Component, PluginKind)> {
+        let bytes = std::fs::read(path).with_context(|| {
+            format!("cannot read plugin {}: build the plugins first (scripts/build-plugins)", path.display())
+        })?;
+        let component = cache::load_or_compile(&self.engine, &self.cache_dir, &bytes)
+            .with_context(|| format!("{} is not a valid WebAssembly component", path.display()))?;
+        let kind = world_of(&self.engine, &component)
+            .map_err(|e| anyhow!("plugin {}: {e}", path.display()))?;
+        Ok((component, kind))
+    }
+
+    /// Load a channel plugin and ask it to describe itself.
+    pub async fn load_channel(
+        self: &Arc<Self>,
+        path: &Path,
+        channel: &str,
+        limits: Limits,
+        allowed: AllowList,
+        services: PluginServices,
+    ) -> Result<LoadedChannel> {
+        let (component, kind) = self.load_component(path)?;
+        if kind != PluginKind::Channel {
+            bail!(
+                "plugin {} is a {kind} plugin; channel `{channel}` needs a channel plugin (one that exports {CHANNEL_EXPORT}@{WIT_VERSION})",
+                path.display()
+            );
+        }
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| anyhow!("plugin {} needs an import this host does not offer: {e}", path.display()))?;
+        let pre = ChannelPluginPre::new(pre).map_err(|e| anyhow!("plugin {}: {e}", path.display()))?;
+        let mut loaded = LoadedChannel {
+            runtime: self.clone(),
+            channel: channel.to_string(),
+            path: path.to_path_buf(),
+            pre,
+            limits,
+            allowed: Arc::new(allowed),
+            services,
+            info: PluginInfo {
+                name: String::new(),
+                version: String::new(),
+                address: AddressKind::None,
+                settings: Vec::new(),
+            },
+        };
+        loaded.info = loaded
+            .describe()
+            .await
+            .map_err(|e| anyhow!("plugin {} failed in describe(): {e}", path.display()))?;
+        Ok(loaded)
+    }
+}
+
+/// Which world a component implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginKind {
+    /// Exports `herald:plugin/channel`.
+    Channel,
+    /// Exports `herald:plugin/targeting`.
+    Targeting,
+}
+
+impl std::fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PluginKind::Channel => "channel",
+            PluginKind::Targeting => "targeting",
+        })
+    }
+}
+
+/// Find the Herald interface a component exports and check its version.
+fn world_of(engine: &Engine, component: &Component) -> Result<PluginKind, String> {
+    let ty = component.component_type();
+    let mut seen = Vec::new();
+    for (name, _) in ty.exports(engine) {
+        for (prefix, kind) in [(CHANNEL_EXPORT, PluginKind::Channel), (TARGETING_EXPORT, PluginKind::Targeting)] {
+            if let Some(version) = name.strip_prefix(prefix).and_then(|v| v.strip_prefix('@')) {
+                if version == WIT_VERSION {
+                    return Ok(kind);
+                }
+                return Err(format!(
+                    "it was built for herald:plugin@{version}, but this host speaks herald:plugin@{WIT_VERSION}; rebuild the plugin against the WIT shipped with this Herald"
+                ));
+            }
+        }
+        seen.push(name.to_string());
+    }
+    Err(format!(
+        "it exports neither {CHANNEL_EXPORT}@{WIT_VERSION} nor {TARGETING_EXPORT}@{WIT_VERSION} (exports: {}); is it a Herald plugin?",
+        if seen.is_empty() { "none".to_string() } else { seen.join(", ") }
+    ))
+}
+
+/// The outcome of one send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// The provider accepted it.
+    Delivered {
+        /// The provider's message id.
+        provider_message_id: String,
+    },
+    /// Worth retrying.
+    Retryable {
+        /// What went wrong.
+        reason: String,
+        /// The provider's hint.
+        retry_after: Option<Duration>,
+    },
+    /// Will not succeed.
+    Permanent {
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// A loaded channel plugin.
+pub struct LoadedChannel {
+    runtime: Arc<Runtime>,
+    /// The channel name from the config.
+    pub channel: String,
+    /// Where the plugin came from.
+    pub path: PathBuf,
+    pre: ChannelPluginPre<StoreState>,
+    /// Limits per call.
+    pub limits: Limits,
+    allowed: Arc<AllowList>,
+    services: PluginServices,
+    /// What the plugin said about itself.
+    pub info: PluginInfo,
+}
+
+impl LoadedChannel {
+    fn new_store(&self, mode: HttpMode) -> Store<StoreState> {
+        let state = StoreState::new(
+            &self.channel,
+            self.allowed.clone(),
+            mode,
+            self.limits.memory,
+            self.services.clone(),
+        );
+        let mut store = Store::new(self.runtime.engine(), state);
+        store.limiter(|s| &mut s.limits);
+        // Yield to the executor at every epoch tick so a busy plugin does not
+        // starve other tasks; the wall deadline is enforced around the call.
+        store.epoch_deadline_async_yield_and_update(1);
+        store
+    }
+
+    async fn instantiate(&self, store: &mut Store<StoreState>) -> Result<ChannelWorld, String> {
+        self.pre
+            .instantiate_async(&mut *store)
+            .await
+            .map_err(|e| format!("cannot instantiate plugin: {}", describe_error(&e)))
+    }
+
+    /// Call `describe`.
+    pub async fn describe(&self) -> Result<PluginInfo, String> {
+        let mut store = self.new_store(HttpMode::Live);
+        let call = async {
+            let world = self.instantiate(&mut store).await?;
+            world
+                .herald_plugin_channel()
+                .call_describe(&mut store)
+                .await
+                .map_err(|e| describe_error(&e))
+        };
+        match tokio::time::timeout(self.limits.timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("describe() did not return within {:?}", self.limits.timeout)),
+        }
+    }
+
+    /// Send one message. Never fails as a Rust error: every problem becomes
+    /// a retryable or permanent outcome with its reason.
+    pub async fn send(&self, settings: &[Setting], message: &Message, mode: HttpMode) -> SendOutcome {
+        let started = Instant::now();
+        let mut store = self.new_store(mode);
+        let call = async {
+            let world = self.instantiate(&mut store).await?;
+            world
+                .herald_plugin_channel()
+                .call_send(&mut store, settings, message)
+                .await
+                .map_err(|e| describe_error(&e))
+        };
+        let result = tokio::time::timeout(self.limits.timeout, call).await;
+        let outcome = match result {
+            Err(_) => SendOutcome::Retryable {
+                reason: format!("plugin timed out: no answer within {:?}", self.limits.timeout),
+                retry_after: None,
+            },
+            Ok(Err(trap)) => SendOutcome::Retryable {
+                reason: format!("plugin failed: {trap}"),
+                retry_after: None,
+            },
+            Ok(Ok(Ok(receipt))) => SendOutcome::Delivered {
+                provider_message_id: receipt.provider_message_id,
+            },
+            Ok(Ok(Err(SendError::Retryable(e)))) => SendOutcome::Retryable {
+                reason: e.reason,
+                retry_after: e.retry_after_ms.map(Duration::from_millis),
+            },
+            Ok(Ok(Err(SendError::Permanent(reason)))) => SendOutcome::Permanent { reason },
+        };
+        tracing::debug!(channel = %self.channel, elapsed_us = started.elapsed().as_micros() as u64, ?outcome, "plugin send");
+        outcome
+    }
+}
+
+/// Turn a wasmtime error into one line that says what the plugin did.
+fn describe_error(e: &wasmtime::Error) -> String {
+    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+        return match trap {
+            wasmtime::Trap::Interrupt => "interrupted at its deadline".to_string(),
+            wasmtime::Trap::UnreachableCodeReached => {
+                "trapped (unreachable: the plugin panicked or aborted, e.g. after running out of memory)".to_string()
+            }
+            other => format!("trapped: {other}"),
+        };
+    }
+    let text = format!("{e:#}");
+    if text.contains("memory") && (text.contains("limit") || text.contains("grow")) {
+        return format!("exceeded its memory limit: {}", text.lines().next().unwrap_or(""));
+    }
+    text.lines().next().unwrap_or("unknown error").to_string()
+}

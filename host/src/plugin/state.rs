@@ -1,0 +1,171 @@
+//! Per-call store state of a plugin: its WASI context (no files, no
+//! environment, no sockets, the host's clock), its `wasi:http` policy, its
+//! memory limiter, and the `herald:plugin/host` capabilities (log, key-value).
+
+use super::bindings::host_api::{self, LogLevel};
+use super::http_policy::{AllowList, HttpMode, HttpPolicy};
+use crate::clock::SharedClock;
+use sqlx::SqlitePool;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// Where a plugin's key-value store lives.
+#[derive(Clone, Debug)]
+pub enum KvBackend {
+    /// The deployment's database.
+    Sqlite(SqlitePool),
+    /// A map in memory (plugin tests with no deployment).
+    Memory(Arc<Mutex<HashMap<(String, String), (Vec<u8>, Option<i64>)>>>),
+}
+
+/// What the host lends every call of a plugin.
+#[derive(Clone)]
+pub struct PluginServices {
+    /// Key-value storage.
+    pub kv: KvBackend,
+    /// The host's clock (virtual under `simulate`).
+    pub clock: SharedClock,
+}
+
+/// The wall clock a plugin sees: the host's clock, so simulated runs are consistent.
+struct PluginWallClock(SharedClock);
+
+impl HostWallClock for PluginWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+    fn now(&self) -> Duration {
+        let ms = self.0.now().timestamp_millis().max(0) as u64;
+        Duration::from_millis(ms)
+    }
+}
+
+/// The `T` of every plugin `Store<T>`.
+pub struct StoreState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    policy: HttpPolicy,
+    /// Memory cap of this call.
+    pub limits: StoreLimits,
+    services: PluginServices,
+    namespace: String,
+}
+
+impl StoreState {
+    /// Fresh state for one call of the plugin of `channel`.
+    pub fn new(channel: &str, allowed: Arc<AllowList>, mode: HttpMode, memory: usize, services: PluginServices) -> Self {
+        let wasi = WasiCtx::builder()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }))
+            .wall_clock(PluginWallClock(services.clock.clone()))
+            .build();
+        StoreState {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            policy: HttpPolicy {
+                channel: channel.to_string(),
+                allowed,
+                mode,
+            },
+            limits: StoreLimitsBuilder::new()
+                .memory_size(memory)
+                .trap_on_grow_failure(true)
+                .build(),
+            services,
+            namespace: channel.to_string(),
+        }
+    }
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for StoreState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.policy,
+        }
+    }
+}
+
+const MAX_KV_VALUE: usize = 64 * 1024;
+
+impl host_api::Host for StoreState {
+    async fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
+        let channel = self.namespace.as_str();
+        match level {
+            LogLevel::Trace => tracing::trace!(target: "herald::plugin", channel, "{message}"),
+            LogLevel::Debug => tracing::debug!(target: "herald::plugin", channel, "{message}"),
+            LogLevel::Info => tracing::info!(target: "herald::plugin", channel, "{message}"),
+            LogLevel::Warn => tracing::warn!(target: "herald::plugin", channel, "{message}"),
+            LogLevel::Error => tracing::error!(target: "herald::plugin", channel, "{message}"),
+        }
+        Ok(())
+    }
+
+    async fn kv_get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        let now = self.services.clock.now();
+        match &self.services.kv {
+            KvBackend::Sqlite(pool) => crate::store::kv::get(pool, &self.namespace, &key, now)
+                .await
+                .map_err(|e| wasmtime::format_err!("key-value read failed: {e:#}")),
+            KvBackend::Memory(map) => {
+                let map = map.lock().expect("kv lock");
+                Ok(map
+                    .get(&(self.namespace.clone(), key))
+                    .filter(|(_, exp)| exp.is_none_or(|e| e > now.timestamp_millis()))
+                    .map(|(v, _)| v.clone()))
+            }
+        }
+    }
+
+    async fn kv_set(&mut self, key: String, value: Vec<u8>, ttl_seconds: Option<u64>) -> wasmtime::Result<()> {
+        if value.len() > MAX_KV_VALUE {
+            wasmtime::bail!("key-value value for `{key}` is {} bytes; the limit is {MAX_KV_VALUE}", value.len());
+        }
+        let now = self.services.clock.now();
+        match &self.services.kv {
+            KvBackend::Sqlite(pool) => crate::store::kv::set(pool, &self.namespace, &key, &value, ttl_seconds, now)
+                .await
+                .map_err(|e| wasmtime::format_err!("key-value write failed: {e:#}")),
+            KvBackend::Memory(map) => {
+                let expires = ttl_seconds.map(|s| now.timestamp_millis() + (s.min(1 << 40) as i64) * 1000);
+                map.lock()
+                    .expect("kv lock")
+                    .insert((self.namespace.clone(), key), (value, expires));
+                Ok(())
+            }
+        }
+    }
+
+    async fn kv_delete(&mut self, key: String) -> wasmtime::Result<()> {
+        match &self.services.kv {
+            KvBackend::Sqlite(pool) => crate::store::kv::delete(pool, &self.namespace, &key)
+                .await
+                .map_err(|e| wasmtime::format_err!("key-value delete failed: {e:#}")),
+            KvBackend::Memory(map) => {
+                map.lock().expect("kv lock").remove(&(self.namespace.clone(), key));
+                Ok(())
+            }
+        }
+    }
+}
+
+impl super::bindings::types::Host for StoreState {}

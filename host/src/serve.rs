@@ -1,0 +1,69 @@
+//! `herald serve`: the HTTP API plus the scheduler loop on the wall clock.
+//! The loop drains what is due, then sleeps until the next tick or until a
+//! write wakes it. SIGINT/SIGTERM stop new claims and let sends in flight
+//! finish before exit.
+
+use crate::engine::Herald;
+use anyhow::{Context, Result};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Serve until a shutdown signal.
+pub async fn run(herald: Arc<Herald>, listen: &str) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}; is another process using it? (set [server] listen or --listen)"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, channels = herald.channels.iter().count(), rules = herald.strategy.rules.len(), "herald serving");
+    // A line on stdout that scripts and tests can wait for.
+    println!("listening on http://{addr}");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let scheduler = tokio::spawn(scheduler_loop(herald.clone(), stop_rx.clone()));
+    let mut server_stop = stop_rx.clone();
+    let server = axum::serve(listener, crate::api::router(herald.clone())).with_graceful_shutdown(async move {
+        let _ = server_stop.wait_for(|s| *s).await;
+    });
+    let signals = async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("install SIGTERM handler");
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down: finishing sends in flight");
+        let _ = stop_tx.send(true);
+    };
+    let (server_result, _) = tokio::join!(server, signals);
+    server_result.context("the HTTP server failed")?;
+    scheduler.await.context("the scheduler task panicked")?;
+    Ok(())
+}
+
+async fn scheduler_loop(herald: Arc<Herald>, mut stop: watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match herald.tick().await {
+            Ok(records) if !records.is_empty() => {
+                for r in &records {
+                    tracing::info!(customer = %r.customer, rule = %r.rule, channel = %r.channel, status = %r.status, "attempt");
+                }
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!("tick failed (will try again): {e:#}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(herald.scheduler.tick) => {}
+            _ = herald.wake.notified() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! The `customers` table: load, save and soft-delete customer records.
+
+use super::{from_millis, to_millis};
+use crate::customer::Customer;
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use sqlx::{Row, SqliteConnection};
+
+const COLUMNS: &str = "id, external_id, name, email, phone, wechat_openid, region, timezone, locale, state, attributes, created_at, updated_at, deleted_at";
+
+fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Customer> {
+    let attributes: String = row.get("attributes");
+    Ok(Customer {
+        id: row.get("id"),
+        external_id: row.get("external_id"),
+        name: row.get("name"),
+        email: row.get("email"),
+        phone: row.get("phone"),
+        wechat_openid: row.get("wechat_openid"),
+        region: row.get("region"),
+        timezone: row.get("timezone"),
+        locale: row.get("locale"),
+        state: row.get("state"),
+        attributes: serde_json::from_str(&attributes).context("stored attributes are not JSON")?,
+        created_at: from_millis(row.get("created_at")),
+        updated_at: from_millis(row.get("updated_at")),
+        deleted_at: row.get::<Option<i64>, _>("deleted_at").map(from_millis),
+    })
+}
+
+/// The customer with this external id, deleted or not.
+pub async fn by_external_id(conn: &mut SqliteConnection, external_id: &str) -> Result<Option<Customer>> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM customers WHERE external_id = ?"))
+        .bind(external_id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// The customer with this row id.
+pub async fn by_id(conn: &mut SqliteConnection, id: i64) -> Result<Option<Customer>> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM customers WHERE id = ?"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Insert or update a record; returns its id. A deleted record that is
+/// written again comes back to life.
+pub async fn save(conn: &mut SqliteConnection, c: &Customer) -> Result<i64> {
+    let attributes = serde_json::to_string(&c.attributes)?;
+    let row = sqlx::query(
+        "INSERT INTO customers (external_id, name, email, phone, wechat_openid, region, timezone, locale, state, attributes, created_at, updated_at, deleted_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)
+         ON CONFLICT (external_id) DO UPDATE SET
+            name = excluded.name, email = excluded.email, phone = excluded.phone,
+            wechat_openid = excluded.wechat_openid, region = excluded.region,
+            timezone = excluded.timezone, locale = excluded.locale, state = excluded.state,
+            attributes = excluded.attributes, created_at = excluded.created_at,
+            updated_at = excluded.updated_at, deleted_at = NULL
+         RETURNING id",
+    )
+    .bind(&c.external_id)
+    .bind(&c.name)
+    .bind(&c.email)
+    .bind(&c.phone)
+    .bind(&c.wechat_openid)
+    .bind(&c.region)
+    .bind(&c.timezone)
+    .bind(&c.locale)
+    .bind(&c.state)
+    .bind(attributes)
+    .bind(to_millis(c.created_at))
+    .bind(to_millis(c.updated_at))
+    .fetch_one(conn)
+    .await?;
+    Ok(row.get(0))
+}
+
+/// Mark a customer deleted. The row stays so that reminders about the
+/// deletion itself can still be rendered; nothing else is sent to them.
+pub async fn mark_deleted(conn: &mut SqliteConnection, id: i64, at: DateTime<Utc>) -> Result<()> {
+    sqlx::query("UPDATE customers SET deleted_at = ?, updated_at = ? WHERE id = ?")
+        .bind(to_millis(at))
+        .bind(to_millis(at))
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Live customers ordered by external id, for listings.
+pub async fn list(conn: &mut SqliteConnection, limit: i64, after: Option<&str>) -> Result<Vec<Customer>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM customers WHERE deleted_at IS NULL AND external_id > ? ORDER BY external_id LIMIT ?"
+    ))
+    .bind(after.unwrap_or(""))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(from_row).collect()
+}

@@ -1,0 +1,170 @@
+//! The `deliveries` table: one row per attempt at an occurrence, saying which
+//! channel and provider carried it and how it ended.
+
+use super::{from_millis, to_millis};
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    /// The provider accepted the message.
+    Delivered,
+    /// This attempt failed; `retry_at` says whether another follows.
+    Failed,
+    /// The last allowed attempt failed; no more will be made.
+    Dead,
+    /// The occurrence was decided against when due (reason in `error`).
+    Skipped,
+}
+
+impl DeliveryStatus {
+    /// The stored and printed name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Dead => "dead",
+            DeliveryStatus::Skipped => "skipped",
+        }
+    }
+}
+
+/// A delivery attempt to record.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewDelivery<'a> {
+    /// The schedule row.
+    pub schedule_id: i64,
+    /// The customer's row id.
+    pub customer_id: i64,
+    /// The rule.
+    pub rule_id: &'a str,
+    /// The channel chosen, if one was.
+    pub channel: Option<&'a str>,
+    /// The plugin or built-in that carried it.
+    pub provider: Option<&'a str>,
+    /// 1 for the first attempt.
+    pub attempt: i64,
+    /// Outcome.
+    pub status: DeliveryStatus,
+    /// The provider's message id.
+    pub provider_message_id: Option<&'a str>,
+    /// Error or skip reason.
+    pub error: Option<&'a str>,
+    /// Rendered subject.
+    pub subject: Option<&'a str>,
+    /// When the next attempt is due, for failed attempts that will be retried.
+    pub retry_at: Option<DateTime<Utc>>,
+    /// When the attempt was made.
+    pub at: DateTime<Utc>,
+    /// How long the send took.
+    pub duration_ms: Option<i64>,
+}
+
+/// Record an attempt.
+pub async fn insert(conn: &mut SqliteConnection, d: &NewDelivery<'_>) -> Result<i64> {
+    let row = sqlx::query(
+        "INSERT INTO deliveries (schedule_id, customer_id, rule_id, channel, provider, attempt, status, provider_message_id, error, subject, retry_at, at, duration_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(d.schedule_id)
+    .bind(d.customer_id)
+    .bind(d.rule_id)
+    .bind(d.channel)
+    .bind(d.provider)
+    .bind(d.attempt)
+    .bind(d.status.as_str())
+    .bind(d.provider_message_id)
+    .bind(d.error)
+    .bind(d.subject)
+    .bind(d.retry_at.map(to_millis))
+    .bind(to_millis(d.at))
+    .bind(d.duration_ms)
+    .fetch_one(conn)
+    .await?;
+    Ok(row.get(0))
+}
+
+/// A recorded attempt, for listings.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryRow {
+    /// Row id.
+    pub id: i64,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The customer's external id.
+    pub customer: String,
+    /// The rule.
+    pub rule: String,
+    /// The channel.
+    pub channel: Option<String>,
+    /// The plugin or built-in that carried it.
+    pub provider: Option<String>,
+    /// Attempt number.
+    pub attempt: i64,
+    /// Outcome.
+    pub status: String,
+    /// The provider's message id.
+    pub provider_message_id: Option<String>,
+    /// Error or skip reason.
+    pub error: Option<String>,
+    /// Rendered subject.
+    pub subject: Option<String>,
+    /// Next attempt, if any.
+    pub retry_at: Option<DateTime<Utc>>,
+    /// The occurrence key.
+    pub occurrence_key: String,
+}
+
+/// Filters for [`list`].
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    /// Only this customer (external id).
+    pub customer: Option<String>,
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only this rule.
+    pub rule: Option<String>,
+    /// At most this many, newest last.
+    pub limit: i64,
+}
+
+/// Recorded attempts, oldest first.
+pub async fn list(pool: &SqlitePool, filter: &DeliveryFilter) -> Result<Vec<DeliveryRow>> {
+    let rows = sqlx::query(
+        "SELECT * FROM (
+            SELECT d.id, d.at, c.external_id, d.rule_id, d.channel, d.provider, d.attempt, d.status,
+                   d.provider_message_id, d.error, d.subject, d.retry_at, s.occurrence_key
+            FROM deliveries d JOIN customers c ON c.id = d.customer_id JOIN schedule s ON s.id = d.schedule_id
+            WHERE (?1 IS NULL OR c.external_id = ?1) AND (?2 IS NULL OR d.status = ?2) AND (?3 IS NULL OR d.rule_id = ?3)
+            ORDER BY d.at DESC, d.id DESC LIMIT ?4
+         ) ORDER BY at, id",
+    )
+    .bind(&filter.customer)
+    .bind(&filter.status)
+    .bind(&filter.rule)
+    .bind(if filter.limit > 0 { filter.limit } else { i64::MAX })
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| DeliveryRow {
+            id: r.get(0),
+            at: from_millis(r.get(1)),
+            customer: r.get(2),
+            rule: r.get(3),
+            channel: r.get(4),
+            provider: r.get(5),
+            attempt: r.get(6),
+            status: r.get(7),
+            provider_message_id: r.get(8),
+            error: r.get(9),
+            subject: r.get(10),
+            retry_at: r.get::<Option<i64>, _>(11).map(from_millis),
+            occurrence_key: r.get(12),
+        })
+        .collect())
+}

@@ -1,0 +1,81 @@
+//! The `events` table: what customers did (a payment, a login, a visit).
+
+use super::{from_millis, to_millis};
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sqlx::{Row, SqliteConnection};
+
+/// A recorded event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventRecord {
+    /// Row id.
+    pub id: i64,
+    /// The customer's row id.
+    pub customer_id: i64,
+    /// Event kind such as `payment`.
+    pub kind: String,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// Free-form properties.
+    pub properties: Map<String, Value>,
+}
+
+/// Record an event. With an `event_id` already seen, nothing is written and
+/// `None` is returned, which makes ingestion idempotent.
+pub async fn insert(
+    conn: &mut SqliteConnection,
+    customer_id: i64,
+    kind: &str,
+    at: DateTime<Utc>,
+    properties: &Map<String, Value>,
+    event_id: Option<&str>,
+    recorded_at: DateTime<Utc>,
+) -> Result<Option<EventRecord>> {
+    let row = sqlx::query(
+        "INSERT INTO events (customer_id, kind, at, properties, event_id, recorded_at)
+         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING RETURNING id",
+    )
+    .bind(customer_id)
+    .bind(kind)
+    .bind(to_millis(at))
+    .bind(serde_json::to_string(properties)?)
+    .bind(event_id)
+    .bind(to_millis(recorded_at))
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| EventRecord {
+        id: r.get(0),
+        customer_id,
+        kind: kind.to_string(),
+        at,
+        properties: properties.clone(),
+    }))
+}
+
+/// The customer's most recent events, oldest first.
+pub async fn recent(conn: &mut SqliteConnection, customer_id: i64, limit: i64) -> Result<Vec<EventRecord>> {
+    let rows = sqlx::query(
+        "SELECT id, kind, at, properties FROM events WHERE customer_id = ? ORDER BY at DESC, id DESC LIMIT ?",
+    )
+    .bind(customer_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    let mut out = rows
+        .iter()
+        .map(|r| {
+            let props: String = r.get("properties");
+            Ok(EventRecord {
+                id: r.get("id"),
+                customer_id,
+                kind: r.get("kind"),
+                at: from_millis(r.get("at")),
+                properties: serde_json::from_str(&props)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    out.reverse();
+    Ok(out)
+}

@@ -1,0 +1,81 @@
+//! The `inbox` table: in-app messages, the built-in `inbox` channel's output.
+
+use super::{from_millis, to_millis};
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+/// An in-app message.
+#[derive(Debug, Clone, Serialize)]
+pub struct InboxMessage {
+    /// Row id.
+    pub id: i64,
+    /// The rule that produced it.
+    pub rule: String,
+    /// Subject.
+    pub subject: String,
+    /// Text body.
+    pub text: String,
+    /// HTML body.
+    pub html: Option<String>,
+    /// When it arrived.
+    pub created_at: DateTime<Utc>,
+    /// When the customer read it.
+    pub read_at: Option<DateTime<Utc>>,
+}
+
+/// Put a message in a customer's inbox. The occurrence key makes this
+/// idempotent: a retried send does not add a second copy. Returns the row id.
+#[allow(clippy::too_many_arguments)]
+pub async fn deliver(
+    conn: &mut SqliteConnection,
+    customer_id: i64,
+    occurrence_key: &str,
+    rule: &str,
+    subject: &str,
+    text: &str,
+    html: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<i64> {
+    sqlx::query(
+        "INSERT INTO inbox (customer_id, occurrence_key, rule_id, subject, text, html, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (occurrence_key) DO NOTHING",
+    )
+    .bind(customer_id)
+    .bind(occurrence_key)
+    .bind(rule)
+    .bind(subject)
+    .bind(text)
+    .bind(html)
+    .bind(to_millis(now))
+    .execute(&mut *conn)
+    .await?;
+    let row = sqlx::query("SELECT id FROM inbox WHERE occurrence_key = ?")
+        .bind(occurrence_key)
+        .fetch_one(conn)
+        .await?;
+    Ok(row.get(0))
+}
+
+/// A customer's messages, oldest first.
+pub async fn list(pool: &SqlitePool, customer_id: i64) -> Result<Vec<InboxMessage>> {
+    let rows = sqlx::query(
+        "SELECT id, rule_id, subject, text, html, created_at, read_at FROM inbox WHERE customer_id = ? ORDER BY created_at, id",
+    )
+    .bind(customer_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| InboxMessage {
+            id: r.get(0),
+            rule: r.get(1),
+            subject: r.get(2),
+            text: r.get(3),
+            html: r.get(4),
+            created_at: from_millis(r.get(5)),
+            read_at: r.get::<Option<i64>, _>(6).map(from_millis),
+        })
+        .collect())
+}

@@ -1,0 +1,232 @@
+//! The `schedule` table: planned reminder occurrences, claimed by the tick
+//! under a lease, and finished as done, skipped, canceled, failed or dead.
+
+use super::{from_millis, to_millis};
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+/// An occurrence the planner wants to exist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedOccurrence {
+    /// The customer's row id.
+    pub customer_id: i64,
+    /// The rule.
+    pub rule_id: String,
+    /// Stable, unique key: (customer, rule, occurrence).
+    pub key: String,
+    /// When it is due.
+    pub due_at: DateTime<Utc>,
+    /// The value it was computed from (a date rule's attribute), checked again when due.
+    pub anchor: Option<String>,
+    /// Extra context for rendering (the triggering event).
+    pub context: Option<Value>,
+}
+
+/// A row of the schedule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduledRow {
+    /// Row id.
+    pub id: i64,
+    /// The customer's row id.
+    pub customer_id: i64,
+    /// The rule.
+    pub rule_id: String,
+    /// Unique occurrence key, also the provider's idempotency key.
+    pub key: String,
+    /// The planned time of the occurrence.
+    pub occurs_at: DateTime<Utc>,
+    /// When it is (next) due.
+    pub due_at: DateTime<Utc>,
+    /// pending, done, skipped, canceled, failed or dead.
+    pub status: String,
+    /// Attempts made so far.
+    pub attempts: i64,
+    /// The claim this process holds, if claimed.
+    pub claim_token: Option<String>,
+    /// See [`PlannedOccurrence::anchor`].
+    pub anchor: Option<String>,
+    /// See [`PlannedOccurrence::context`].
+    pub context: Option<Value>,
+    /// The last error or skip reason.
+    pub last_error: Option<String>,
+}
+
+const COLUMNS: &str = "id, customer_id, rule_id, occurrence_key, occurs_at, due_at, status, attempts, claim_token, anchor, context, last_error";
+
+fn from_row(r: &sqlx::sqlite::SqliteRow) -> ScheduledRow {
+    let context: Option<String> = r.get("context");
+    ScheduledRow {
+        id: r.get("id"),
+        customer_id: r.get("customer_id"),
+        rule_id: r.get("rule_id"),
+        key: r.get("occurrence_key"),
+        occurs_at: from_millis(r.get("occurs_at")),
+        due_at: from_millis(r.get("due_at")),
+        status: r.get("status"),
+        attempts: r.get("attempts"),
+        claim_token: r.get("claim_token"),
+        anchor: r.get("anchor"),
+        context: context.and_then(|c| serde_json::from_str(&c).ok()),
+        last_error: r.get("last_error"),
+    }
+}
+
+/// Make an occurrence pending. An existing pending (unclaimed) or canceled
+/// row with the same key is updated; a row already done, claimed, failed or
+/// dead is left alone, so the same occurrence is never sent twice.
+pub async fn upsert(conn: &mut SqliteConnection, occ: &PlannedOccurrence, now: DateTime<Utc>) -> Result<()> {
+    let context = occ.context.as_ref().map(serde_json::to_string).transpose()?;
+    sqlx::query(
+        "INSERT INTO schedule (customer_id, rule_id, occurrence_key, occurs_at, due_at, status, anchor, context, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)
+         ON CONFLICT (occurrence_key) DO UPDATE SET
+            occurs_at = excluded.occurs_at, due_at = excluded.due_at, status = 'pending',
+            anchor = excluded.anchor, context = excluded.context, last_error = NULL,
+            updated_at = excluded.updated_at
+         WHERE schedule.status IN ('pending', 'canceled') AND schedule.claim_token IS NULL",
+    )
+    .bind(occ.customer_id)
+    .bind(&occ.rule_id)
+    .bind(&occ.key)
+    .bind(to_millis(occ.due_at))
+    .bind(to_millis(occ.due_at))
+    .bind(&occ.anchor)
+    .bind(context)
+    .bind(to_millis(now))
+    .bind(to_millis(now))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Cancel the customer's unclaimed pending occurrences of a rule, except `keep`.
+pub async fn cancel_rule(
+    conn: &mut SqliteConnection,
+    customer_id: i64,
+    rule_id: &str,
+    keep: Option<&str>,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE schedule SET status = 'canceled', last_error = ?, updated_at = ?
+         WHERE customer_id = ? AND rule_id = ? AND status = 'pending' AND claim_token IS NULL
+           AND occurrence_key != ?",
+    )
+    .bind(reason)
+    .bind(to_millis(now))
+    .bind(customer_id)
+    .bind(rule_id)
+    .bind(keep.unwrap_or(""))
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// The customer's pending occurrences (claimed or not), earliest first.
+pub async fn pending_for(conn: &mut SqliteConnection, customer_id: i64) -> Result<Vec<ScheduledRow>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM schedule WHERE customer_id = ? AND status = 'pending' ORDER BY occurs_at, id"
+    ))
+    .bind(customer_id)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// Claim up to `batch` due occurrences: they stay pending, but their due
+/// time moves to `lease_until` and they carry `token`. Reads only due rows,
+/// through the partial index on pending due times.
+pub async fn claim_due(
+    pool: &SqlitePool,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    batch: u32,
+    token: &str,
+) -> Result<Vec<ScheduledRow>> {
+    let rows = sqlx::query(&format!(
+        "UPDATE schedule SET due_at = ?, claim_token = ?, claimed_at = ?, updated_at = ?
+         WHERE id IN (SELECT id FROM schedule WHERE status = 'pending' AND due_at <= ? ORDER BY due_at LIMIT ?)
+         RETURNING {COLUMNS}"
+    ))
+    .bind(to_millis(lease_until))
+    .bind(token)
+    .bind(to_millis(now))
+    .bind(to_millis(now))
+    .bind(to_millis(now))
+    .bind(batch as i64)
+    .fetch_all(pool)
+    .await?;
+    let mut claimed: Vec<ScheduledRow> = rows.iter().map(from_row).collect();
+    claimed.sort_by_key(|r| (r.occurs_at, r.id));
+    Ok(claimed)
+}
+
+/// Finish a claimed occurrence with a final status. Returns false when the
+/// claim was lost (the lease ran out and another process took the row).
+pub async fn finish(
+    conn: &mut SqliteConnection,
+    row: &ScheduledRow,
+    status: &str,
+    error: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE schedule SET status = ?, last_error = ?, attempts = attempts + 1, claim_token = NULL, updated_at = ?
+         WHERE id = ? AND claim_token = ?",
+    )
+    .bind(status)
+    .bind(error)
+    .bind(to_millis(now))
+    .bind(row.id)
+    .bind(&row.claim_token)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Release a claimed occurrence to be tried again at `retry_at`.
+pub async fn retry_at(
+    conn: &mut SqliteConnection,
+    row: &ScheduledRow,
+    retry_at: DateTime<Utc>,
+    error: &str,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE schedule SET due_at = ?, last_error = ?, attempts = attempts + 1, claim_token = NULL, updated_at = ?
+         WHERE id = ? AND claim_token = ?",
+    )
+    .bind(to_millis(retry_at))
+    .bind(error)
+    .bind(to_millis(now))
+    .bind(row.id)
+    .bind(&row.claim_token)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Release a claimed occurrence without counting an attempt (it was deferred).
+pub async fn defer(conn: &mut SqliteConnection, row: &ScheduledRow, until: DateTime<Utc>, now: DateTime<Utc>) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE schedule SET due_at = ?, claim_token = NULL, updated_at = ? WHERE id = ? AND claim_token = ?",
+    )
+    .bind(to_millis(until))
+    .bind(to_millis(now))
+    .bind(row.id)
+    .bind(&row.claim_token)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The earliest due time among pending occurrences.
+pub async fn next_due_at(pool: &SqlitePool) -> Result<Option<DateTime<Utc>>> {
+    let row = sqlx::query("SELECT MIN(due_at) FROM schedule WHERE status = 'pending'")
+        .fetch_one(pool)
+        .await?;
+    Ok(row.get::<Option<i64>, _>(0).map(from_millis))
+}

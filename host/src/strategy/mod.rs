@@ -1,0 +1,274 @@
+//! The reminder strategy: rules compiled from the deployment file, their
+//! triggers and conditions, and the occurrences each rule wants for a
+//! customer. Compiling checks everything an operator can get wrong (unknown
+//! channels, bad durations, templates that do not parse or name unknown
+//! variables) and reports it by rule.
+
+pub mod dates;
+
+use crate::config::{AttributeType, Config, TriggerSection};
+use crate::customer::{parse_date_or_datetime, AttributeSchema, Customer, CORE_FIELDS};
+use crate::render::{Part, Templates, Vocabulary};
+use crate::span::Span;
+use chrono::{DateTime, Duration, NaiveTime, Utc};
+use chrono_tz::Tz;
+use dates::{DateTrigger, Repeat};
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+use std::str::FromStr;
+
+/// What makes a rule fire.
+#[derive(Debug, Clone)]
+pub enum Trigger {
+    /// The customer was inserted.
+    Created {
+        /// Delay after the insert.
+        delay: Duration,
+    },
+    /// The customer was updated (optionally: this field changed).
+    Updated {
+        /// Only when this field or attribute changed.
+        field: Option<String>,
+        /// Delay after the update.
+        delay: Duration,
+    },
+    /// The customer was deleted.
+    Deleted,
+    /// An event of a kind arrived.
+    Event {
+        /// Event kind.
+        kind: String,
+        /// Delay after the event's time.
+        delay: Duration,
+    },
+    /// A date attribute is reached.
+    Date(DateTrigger),
+}
+
+/// A compiled rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Rule id.
+    pub id: String,
+    /// Trigger.
+    pub trigger: Trigger,
+    /// Channels in order of preference.
+    pub channels: Vec<String>,
+    /// Whether the rule has a `when` condition.
+    pub has_condition: bool,
+    /// Whether the rule has an HTML body.
+    pub has_html: bool,
+}
+
+/// A compiled strategy.
+#[derive(Debug)]
+pub struct Strategy {
+    /// Rules in file order.
+    pub rules: Vec<Rule>,
+    /// Templates and conditions.
+    pub templates: Templates,
+    /// Declared attributes.
+    pub attributes: AttributeSchema,
+    /// Zone of customers who have none.
+    pub default_timezone: String,
+    by_id: HashMap<String, usize>,
+}
+
+fn parse_time_of_day(text: &str) -> Result<NaiveTime, String> {
+    NaiveTime::parse_from_str(text.trim(), "%H:%M")
+        .map_err(|_| format!("`{text}` is not a time of day; write HH:MM, e.g. \"10:00\""))
+}
+
+fn exact(span: Option<Span>, what: &str) -> Result<Duration, String> {
+    match span {
+        None => Ok(Duration::zero()),
+        Some(s) => {
+            let d = s.as_duration().map_err(|e| format!("{what}: {e}"))?;
+            if d < Duration::zero() {
+                return Err(format!("{what} must not be negative"));
+            }
+            Ok(d)
+        }
+    }
+}
+
+impl Strategy {
+    /// Compile the strategy of a deployment. `channels` are the configured
+    /// channel names. Every problem found is reported, one per line.
+    pub fn compile(config: &Config, channels: &BTreeSet<String>) -> Result<Strategy, String> {
+        let file = &config.file;
+        let mut errors = Vec::new();
+        let default_time = parse_time_of_day(&file.strategy.default_time)
+            .map_err(|e| format!("[strategy] default_time: {e}"))?;
+        if file.strategy.default_timezone.parse::<Tz>().is_err() {
+            errors.push(format!(
+                "[strategy] default_timezone: `{}` is not an IANA time zone",
+                file.strategy.default_timezone
+            ));
+        }
+        for name in file.attributes.keys() {
+            if CORE_FIELDS.contains(&name.as_str()) {
+                errors.push(format!(
+                    "[attributes] {name}: this is a customer field, not an attribute; remove it"
+                ));
+            }
+        }
+        let attribute_names: BTreeSet<String> = file.attributes.keys().cloned().collect();
+        let mut templates = Templates::new();
+        let mut rules = Vec::new();
+        let mut by_id = HashMap::new();
+        for (index, section) in file.rules.iter().enumerate() {
+            let id = section.id.trim().to_string();
+            let mut fail = |msg: String| errors.push(format!("rule `{id}`: {msg}"));
+            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                fail("rule ids use letters, digits, `-` and `_` only".into());
+                continue;
+            }
+            if by_id.insert(id.clone(), index).is_some() {
+                fail("this id is used by an earlier rule; rule ids must be unique".into());
+                continue;
+            }
+            let trigger = match &section.trigger {
+                TriggerSection::Created { delay } => exact(*delay, "delay").map(|delay| Trigger::Created { delay }),
+                TriggerSection::Updated { field, delay } => {
+                    if let Some(f) = field {
+                        if !CORE_FIELDS.contains(&f.as_str()) && !attribute_names.contains(f) {
+                            fail(format!("trigger field `{f}` is neither a customer field nor a declared attribute"));
+                        }
+                    }
+                    exact(*delay, "delay").map(|delay| Trigger::Updated { field: field.clone(), delay })
+                }
+                TriggerSection::Deleted {} => Ok(Trigger::Deleted),
+                TriggerSection::Event { kind, delay } => {
+                    exact(*delay, "delay").map(|delay| Trigger::Event { kind: kind.clone(), delay })
+                }
+                TriggerSection::Date { attribute, before, after, at, every, cron } => {
+                    (|| {
+                        match file.attributes.get(attribute) {
+                            Some(AttributeType::Date) | Some(AttributeType::Datetime) => {}
+                            Some(other) => {
+                                return Err(format!(
+                                    "date trigger on `{attribute}`, which is declared as {other:?}; declare it as \"date\""
+                                ))
+                            }
+                            None if attribute == "created_at" || attribute == "updated_at" => {}
+                            None => {
+                                return Err(format!(
+                                    "date trigger on `{attribute}`, which is not declared; add `{attribute} = \"date\"` under [attributes]"
+                                ))
+                            }
+                        }
+                        let offset = match (before, after) {
+                            (Some(_), Some(_)) => return Err("give `before` or `after`, not both".into()),
+                            (Some(b), None) => b.negated(),
+                            (None, Some(a)) => *a,
+                            (None, None) => Span::default(),
+                        };
+                        if offset.seconds != 0 {
+                            return Err("date offsets are calendar units (d, w, mo, y); set the time with `at`".into());
+                        }
+                        let at = match at {
+                            Some(t) => parse_time_of_day(t)?,
+                            None => default_time,
+                        };
+                        let repeat = match (every, cron) {
+                            (Some(_), Some(_)) => return Err("give `every` or `cron`, not both".into()),
+                            (Some(step), None) => {
+                                if step.seconds != 0 || (step.months <= 0 && step.days <= 0) {
+                                    return Err(format!("every = \"{step}\": repeat by whole days, weeks, months or years"));
+                                }
+                                Some(Repeat::Every(*step))
+                            }
+                            (None, Some(expr)) => Some(Repeat::Cron(Box::new(
+                                cron::Schedule::from_str(expr).map_err(|e| {
+                                    format!("cron = \"{expr}\": {e} (fields: sec min hour day-of-month month day-of-week [year])")
+                                })?,
+                            ))),
+                            (None, None) => None,
+                        };
+                        Ok(Trigger::Date(DateTrigger { attribute: attribute.clone(), offset, at, repeat }))
+                    })()
+                }
+            };
+            let trigger = match trigger {
+                Ok(t) => t,
+                Err(e) => {
+                    fail(e);
+                    continue;
+                }
+            };
+            if section.channels.is_empty() {
+                fail("no channels; list at least one, e.g. channels = [\"email\", \"inbox\"]".into());
+            }
+            for ch in &section.channels {
+                if !channels.contains(ch) {
+                    let known: Vec<&str> = channels.iter().map(String::as_str).collect();
+                    fail(format!(
+                        "channel `{ch}` is not configured; configured channels: {}",
+                        if known.is_empty() { "none".into() } else { known.join(", ") }
+                    ));
+                }
+            }
+            let vocab = Vocabulary {
+                attributes: attribute_names.clone(),
+                has_event: matches!(trigger, Trigger::Event { .. }),
+            };
+            let mut parts = vec![(Part::Subject, section.subject.as_str()), (Part::Text, section.text.as_str())];
+            if let Some(html) = &section.html {
+                parts.push((Part::Html, html.as_str()));
+            }
+            parts.push((Part::When, section.when.as_deref().unwrap_or("true")));
+            for (part, source) in parts {
+                if let Err(e) = templates.add(&id, part, source, &vocab) {
+                    errors.push(e);
+                }
+            }
+            rules.push(Rule {
+                id,
+                trigger,
+                channels: section.channels.clone(),
+                has_condition: section.when.is_some(),
+                has_html: section.html.is_some(),
+            });
+        }
+        if !errors.is_empty() {
+            return Err(errors.join("\n"));
+        }
+        Ok(Strategy {
+            rules,
+            templates,
+            attributes: file.attributes.clone(),
+            default_timezone: file.strategy.default_timezone.clone(),
+            by_id,
+        })
+    }
+
+    /// The rule with this id.
+    pub fn rule(&self, id: &str) -> Option<&Rule> {
+        self.by_id.get(id).map(|&i| &self.rules[i])
+    }
+
+    /// Evaluate a rule's condition for a customer. A condition that fails to
+    /// evaluate counts as false; the error is returned for the record.
+    pub fn condition_holds(&self, rule: &Rule, customer: &Customer, now: DateTime<Utc>, event: Option<&Value>) -> Result<bool, String> {
+        if !rule.has_condition {
+            return Ok(true);
+        }
+        let ctx = crate::render::context(customer, &rule.id, now, event);
+        self.templates.condition(&rule.id, &ctx)
+    }
+}
+
+/// The anchor of a date trigger for a customer: the attribute's stored text
+/// and its calendar date in the customer's zone.
+pub fn date_anchor(trigger: &DateTrigger, customer: &Customer) -> Option<(String, chrono::NaiveDate)> {
+    let raw = customer.field(&trigger.attribute)?;
+    let text = raw.as_str()?.to_string();
+    let date = parse_date_or_datetime(&text)?.local_date(customer.tz());
+    Some((text, date))
+}
+
+/// The occurrence key of a date occurrence.
+pub fn date_occurrence_key(customer_id: i64, rule: &str, at: DateTime<Utc>) -> String {
+    format!("{customer_id}:{rule}:{}", at.format("%Y-%m-%dT%H:%MZ"))
+}
