@@ -34,7 +34,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"error": {"code": self.code, "message": self.message}}))).into_response()
+        (
+            self.status,
+            Json(json!({"error": {"code": self.code, "message": self.message}})),
+        )
+            .into_response()
     }
 }
 
@@ -49,7 +53,11 @@ impl From<WriteError> for ApiError {
             ),
             WriteError::Internal(e) => {
                 tracing::error!("internal error: {e:#}");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the server log",
+                )
             }
         }
     }
@@ -69,11 +77,19 @@ enum OneOrMany<T> {
 
 fn parse_body<T: DeserializeOwned>(body: &Bytes, what: &str) -> Result<OneOrMany<T>, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not JSON: {e}"))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not JSON: {e}"),
+        )
     })?;
     let bad = |e: serde_json::Error, index: Option<usize>| {
         let at = index.map(|i| format!(" (item {i})")).unwrap_or_default();
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("not a valid {what}{at}: {e}"))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("not a valid {what}{at}: {e}"),
+        )
     };
     match value {
         Value::Array(items) => {
@@ -83,7 +99,9 @@ fn parse_body<T: DeserializeOwned>(body: &Bytes, what: &str) -> Result<OneOrMany
             }
             Ok(OneOrMany::Many(out))
         }
-        other => Ok(OneOrMany::One(serde_json::from_value(other).map_err(|e| bad(e, None))?)),
+        other => Ok(OneOrMany::One(
+            serde_json::from_value(other).map_err(|e| bad(e, None))?,
+        )),
     }
 }
 
@@ -92,7 +110,10 @@ pub fn router(herald: Arc<Herald>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/customers", post(upsert_customers))
-        .route("/customers/{external_id}", get(get_customer).put(put_customer).delete(delete_customer))
+        .route(
+            "/customers/{external_id}",
+            get(get_customer).put(put_customer).delete(delete_customer),
+        )
         .route("/events", post(ingest_events))
         .with_state(herald)
 }
@@ -127,10 +148,18 @@ async fn put_customer(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let mut value: Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not JSON: {e}"))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not JSON: {e}"),
+        )
     })?;
     let Some(object) = value.as_object_mut() else {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "the body must be a JSON object"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "the body must be a JSON object",
+        ));
     };
     match object.get("external_id") {
         Some(Value::String(id)) if id != &external_id => {
@@ -144,19 +173,34 @@ async fn put_customer(
             object.insert("external_id".into(), Value::String(external_id));
         }
     }
-    let patch: CustomerPatch = serde_json::from_value(value)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("not a valid customer: {e}")))?;
+    let patch: CustomerPatch = serde_json::from_value(value).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("not a valid customer: {e}"),
+        )
+    })?;
     Ok(Json(h.upsert_customer(&patch).await?).into_response())
 }
 
-async fn get_customer(State(h): State<Arc<Herald>>, Path(external_id): Path<String>) -> Result<Response, ApiError> {
-    match h.customer(&external_id).await?.filter(|c| c.deleted_at.is_none()) {
+async fn get_customer(
+    State(h): State<Arc<Herald>>,
+    Path(external_id): Path<String>,
+) -> Result<Response, ApiError> {
+    match h
+        .customer(&external_id)
+        .await?
+        .filter(|c| c.deleted_at.is_none())
+    {
         Some(c) => Ok(Json(c).into_response()),
         None => Err(WriteError::NotFound(external_id).into()),
     }
 }
 
-async fn delete_customer(State(h): State<Arc<Herald>>, Path(external_id): Path<String>) -> Result<Response, ApiError> {
+async fn delete_customer(
+    State(h): State<Arc<Herald>>,
+    Path(external_id): Path<String>,
+) -> Result<Response, ApiError> {
     h.delete_customer(&external_id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -166,7 +210,11 @@ async fn ingest_events(State(h): State<Arc<Herald>>, body: Bytes) -> Result<Resp
         OneOrMany::One(event) => {
             let recorded = h.record_event(&event).await?;
             Ok((
-                if recorded { StatusCode::CREATED } else { StatusCode::OK },
+                if recorded {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                },
                 Json(json!({"recorded": recorded})),
             )
                 .into_response())

@@ -37,7 +37,8 @@ impl VirtualClock {
 
     /// Move the clock to `at`. Moving backwards is ignored: virtual time never rewinds.
     pub fn set(&self, at: DateTime<Utc>) {
-        self.millis.fetch_max(at.timestamp_millis(), Ordering::SeqCst);
+        self.millis
+            .fetch_max(at.timestamp_millis(), Ordering::SeqCst);
     }
 }
 

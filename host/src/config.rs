@@ -239,8 +239,6 @@ impl std::fmt::Display for AddressKind {
 pub enum SettingValue {
     /// A literal string.
     Literal(String),
-    /// A literal number or boolean, passed to the plugin as text.
-    Scalar(toml::Value),
     /// `{ env = "NAME" }`: read from the host's environment at start.
     Env {
         /// Variable name.
@@ -251,6 +249,9 @@ pub enum SettingValue {
         /// File path, relative to the config file.
         file: String,
     },
+    /// A literal number or boolean, passed to the plugin as text. (Last, so
+    /// the secret forms above are tried first.)
+    Scalar(toml::Value),
 }
 
 /// The declared type of a customer attribute.
@@ -498,7 +499,11 @@ pub fn parse_memory(text: &str) -> Result<usize, String> {
         "KiB" | "K" | "KB" => 1 << 10,
         "MiB" | "M" | "MB" => 1 << 20,
         "GiB" | "G" | "GB" => 1 << 30,
-        other => return Err(format!("bad memory unit `{other}` in `{text}`: use KiB, MiB or GiB")),
+        other => {
+            return Err(format!(
+                "bad memory unit `{other}` in `{text}`: use KiB, MiB or GiB"
+            ))
+        }
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("memory size `{text}` is too large"))
@@ -546,9 +551,12 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let err = Config::parse("[scheduler]\ntick = \"1s\"\ntikc = 2\n", Path::new("h.toml"))
-            .unwrap_err()
-            .to_string();
+        let err = Config::parse(
+            "[scheduler]\ntick = \"1s\"\ntikc = 2\n",
+            Path::new("h.toml"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("tikc"), "{err}");
         assert!(err.contains("h.toml"), "{err}");
     }

@@ -199,7 +199,10 @@ impl CustomerPatch {
         let before = c.clone();
         let set = |target: &mut Option<String>, value: &Option<Option<String>>| {
             if let Some(v) = value {
-                *target = v.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+                *target = v
+                    .as_ref()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty());
             }
         };
         set(&mut c.name, &self.name);
@@ -220,7 +223,9 @@ impl CustomerPatch {
         }
         if let Some(email) = &c.email {
             if !email.contains('@') || email.starts_with('@') || email.ends_with('@') {
-                return Err(PatchError(format!("email `{email}` is not an email address")));
+                return Err(PatchError(format!(
+                    "email `{email}` is not an email address"
+                )));
             }
         }
         if let Some(created) = self.created_at {
@@ -253,8 +258,11 @@ impl CustomerPatch {
                 changed.push(field.to_string());
             }
         }
-        let keys: std::collections::BTreeSet<&String> =
-            before.attributes.keys().chain(c.attributes.keys()).collect();
+        let keys: std::collections::BTreeSet<&String> = before
+            .attributes
+            .keys()
+            .chain(c.attributes.keys())
+            .collect();
         for key in keys {
             if before.attributes.get(key) != c.attributes.get(key) {
                 changed.push(key.clone());
@@ -368,7 +376,10 @@ pub fn infer_text(text: &str) -> Value {
         "false" => return Value::Bool(false),
         _ => {}
     }
-    if !t.starts_with('+') && !(t.len() > 1 && t.starts_with('0') && !t.starts_with("0.")) {
+    // Leading `+` and leading zeros mark phone numbers and codes, not numbers.
+    let looks_like_code =
+        t.starts_with('+') || (t.len() > 1 && t.starts_with('0') && !t.starts_with("0."));
+    if !looks_like_code {
         if let Ok(f) = t.parse::<f64>() {
             if f.is_finite() {
                 return number_value(f);
@@ -415,11 +426,19 @@ mod tests {
         }))
         .unwrap();
         let err = p.merge(None, &schema, "UTC", now()).unwrap_err().0;
-        assert!(err.contains("trial_ends_at") && err.contains("date"), "{err}");
-        let p: CustomerPatch =
-            serde_json::from_value(serde_json::json!({"external_id": "c1", "timezone": "Mars/Base"}))
-                .unwrap();
-        assert!(p.merge(None, &schema, "UTC", now()).unwrap_err().0.contains("IANA"));
+        assert!(
+            err.contains("trial_ends_at") && err.contains("date"),
+            "{err}"
+        );
+        let p: CustomerPatch = serde_json::from_value(
+            serde_json::json!({"external_id": "c1", "timezone": "Mars/Base"}),
+        )
+        .unwrap();
+        assert!(p
+            .merge(None, &schema, "UTC", now())
+            .unwrap_err()
+            .0
+            .contains("IANA"));
     }
 
     #[test]

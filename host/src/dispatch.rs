@@ -62,7 +62,11 @@ fn wit_address(kind: WitAddressKind) -> AddressKind {
 impl Channels {
     /// Load every configured channel: plugins are compiled (or taken from the
     /// cache), described, and their settings checked against what they declare.
-    pub async fn load(config: &Config, runtime: &Arc<Runtime>, services: &PluginServices) -> Result<Channels> {
+    pub async fn load(
+        config: &Config,
+        runtime: &Arc<Runtime>,
+        services: &PluginServices,
+    ) -> Result<Channels> {
         let default_retry = config.file.retry.resolve("[retry]")?;
         let mut by_name = BTreeMap::new();
         let mut errors = Vec::new();
@@ -167,7 +171,8 @@ impl Channels {
         let mut max = DEFAULT_MEMORY;
         for (name, section) in &config.file.channels {
             if let Some(m) = &section.memory {
-                max = max.max(parse_memory(m).map_err(|e| anyhow!("[channels.{name}] memory: {e}"))?);
+                max =
+                    max.max(parse_memory(m).map_err(|e| anyhow!("[channels.{name}] memory: {e}"))?);
             }
         }
         Ok(max)
@@ -204,7 +209,10 @@ impl Channels {
             }
             tried.push(format!("{name} (needs {})", channel.address));
         }
-        Err(format!("no channel can reach the customer: {}", tried.join(", ")))
+        Err(format!(
+            "no channel can reach the customer: {}",
+            tried.join(", ")
+        ))
     }
 }
 
@@ -222,12 +230,19 @@ pub fn address_of(customer: &Customer, kind: AddressKind) -> Option<&str> {
 /// `base * 2^(attempt-1)` capped at `max`, jittered by ±20% with a jitter
 /// derived from the occurrence key (so a replay is identical), and never
 /// shorter than the provider's `retry_after`.
-pub fn backoff(policy: &RetryPolicy, attempt: u32, key: &str, retry_after: Option<Duration>) -> Duration {
+pub fn backoff(
+    policy: &RetryPolicy,
+    attempt: u32,
+    key: &str,
+    retry_after: Option<Duration>,
+) -> Duration {
     let exp = attempt.saturating_sub(1).min(30);
     let raw = policy.base.saturating_mul(1u32 << exp).min(policy.max);
     let digest = Sha256::digest(format!("{key}#{attempt}").as_bytes());
     let frac = u16::from_le_bytes([digest[0], digest[1]]) as f64 / u16::MAX as f64;
-    let jittered = raw.mul_f64(0.8 + 0.4 * frac).min(policy.max.max(policy.base));
+    let jittered = raw
+        .mul_f64(0.8 + 0.4 * frac)
+        .min(policy.max.max(policy.base));
     match retry_after {
         Some(hint) => jittered.max(hint),
         None => jittered,
@@ -243,7 +258,9 @@ impl Channel {
 
 /// Check that a channel exists; for `herald check`-style validation.
 pub fn require<'a>(channels: &'a Channels, name: &str) -> Result<&'a Channel> {
-    channels.get(name).with_context(|| format!("no channel `{name}`"))
+    channels
+        .get(name)
+        .with_context(|| format!("no channel `{name}`"))
 }
 
 #[cfg(test)]
@@ -259,10 +276,19 @@ mod tests {
         };
         let d1 = backoff(&p, 1, "k", None);
         let d3 = backoff(&p, 3, "k", None);
-        assert!(d1 >= Duration::from_secs(48) && d1 <= Duration::from_secs(72), "{d1:?}");
-        assert!(d3 >= Duration::from_secs(192) && d3 <= Duration::from_secs(288), "{d3:?}");
+        assert!(
+            d1 >= Duration::from_secs(48) && d1 <= Duration::from_secs(72),
+            "{d1:?}"
+        );
+        assert!(
+            d3 >= Duration::from_secs(192) && d3 <= Duration::from_secs(288),
+            "{d3:?}"
+        );
         assert!(backoff(&p, 20, "k", None) <= Duration::from_secs(600));
-        assert_eq!(backoff(&p, 1, "k", Some(Duration::from_secs(3600))), Duration::from_secs(3600));
+        assert_eq!(
+            backoff(&p, 1, "k", Some(Duration::from_secs(3600))),
+            Duration::from_secs(3600)
+        );
         assert_eq!(backoff(&p, 2, "k", None), backoff(&p, 2, "k", None));
     }
 }

@@ -106,15 +106,22 @@ impl Herald {
     /// problem is reported before anything runs.
     pub async fn open(config: &Config, options: OpenOptions<'_>) -> Result<Herald> {
         let channel_names = Channels::names(config);
-        let strategy = Strategy::compile(config, &channel_names)
-            .map_err(|e| anyhow!("the strategy in {} has problems:\n{e}", config.path.display()))?;
+        let strategy = Strategy::compile(config, &channel_names).map_err(|e| {
+            anyhow!(
+                "the strategy in {} has problems:\n{e}",
+                config.path.display()
+            )
+        })?;
         let scheduler = config.scheduler()?;
         let db_path = match options.db {
             Some(p) => p.to_path_buf(),
             None => config.resolve(&config.file.database.path),
         };
         let store = Store::open(&db_path).await?;
-        let runtime = Arc::new(Runtime::new(config.cache_dir(), Channels::max_memory(config)?)?);
+        let runtime = Arc::new(Runtime::new(
+            config.cache_dir(),
+            Channels::max_memory(config)?,
+        )?);
         let services = PluginServices {
             kv: KvBackend::Sqlite(store.pool.clone()),
             clock: options.clock.clone(),
@@ -144,13 +151,21 @@ impl Herald {
     }
 
     /// Insert or update a customer and re-plan their reminders.
-    pub async fn upsert_customer(&self, patch: &CustomerPatch) -> Result<UpsertOutcome, WriteError> {
+    pub async fn upsert_customer(
+        &self,
+        patch: &CustomerPatch,
+    ) -> Result<UpsertOutcome, WriteError> {
         let now = self.clock.now();
         let mut tx = self.store.pool.begin().await?;
         let existing = customers::by_external_id(&mut tx, patch.external_id.trim()).await?;
         let live = existing.as_ref().filter(|c| c.deleted_at.is_none());
         let merged = patch
-            .merge(live, &self.strategy.attributes, &self.strategy.default_timezone, now)
+            .merge(
+                live,
+                &self.strategy.attributes,
+                &self.strategy.default_timezone,
+                now,
+            )
             .map_err(|e| WriteError::Invalid(format!("customer `{}`: {e}", patch.external_id)))?;
         let mut customer = merged.customer;
         let created = live.is_none();
@@ -222,7 +237,14 @@ impl Herald {
             tx.commit().await?;
             return Ok(false);
         };
-        planner::plan(&mut tx, &self.strategy, &customer, Change::Event(&event), now).await?;
+        planner::plan(
+            &mut tx,
+            &self.strategy,
+            &customer,
+            Change::Event(&event),
+            now,
+        )
+        .await?;
         tx.commit().await?;
         self.wake.notify_one();
         Ok(true)

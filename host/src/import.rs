@@ -4,7 +4,9 @@
 //! undeclared, by its look (ISO dates become dates). A bad row is reported by
 //! line number and reason and skipped; the rest import.
 
-use crate::customer::{infer_text, AttributeSchema, parse_date_or_datetime, CustomerPatch, DateOrTime};
+use crate::customer::{
+    infer_text, parse_date_or_datetime, AttributeSchema, CustomerPatch, DateOrTime,
+};
 use crate::engine::{Herald, WriteError};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
@@ -26,7 +28,11 @@ pub fn row_to_patch(
     declared: &AttributeSchema,
 ) -> Result<CustomerPatch, String> {
     if record.len() != headers.len() {
-        return Err(format!("has {} fields but the header has {}", record.len(), headers.len()));
+        return Err(format!(
+            "has {} fields but the header has {}",
+            record.len(),
+            headers.len()
+        ));
     }
     let mut patch = CustomerPatch::default();
     for (header, cell) in headers.iter().zip(record.iter()) {
@@ -48,8 +54,14 @@ pub fn row_to_patch(
             "created_at" => {
                 patch.created_at = Some(match parse_date_or_datetime(cell) {
                     Some(DateOrTime::Time(t)) => t,
-                    Some(DateOrTime::Date(d)) => d.and_hms_opt(0, 0, 0).expect("midnight").and_utc(),
-                    None => return Err(format!("created_at `{cell}` is not a date (YYYY-MM-DD) or RFC 3339 timestamp")),
+                    Some(DateOrTime::Date(d)) => {
+                        d.and_hms_opt(0, 0, 0).expect("midnight").and_utc()
+                    }
+                    None => {
+                        return Err(format!(
+                            "created_at `{cell}` is not a date (YYYY-MM-DD) or RFC 3339 timestamp"
+                        ))
+                    }
                 })
             }
             attribute => {
@@ -80,11 +92,17 @@ pub async fn import_csv(herald: &Herald, input: impl Read) -> Result<ImportRepor
         .map(|h| h.trim().to_string())
         .collect();
     if !headers.iter().any(|h| h == "external_id") {
-        bail!("the CSV header has no `external_id` column (header: {})", headers.join(","));
+        bail!(
+            "the CSV header has no `external_id` column (header: {})",
+            headers.join(",")
+        );
     }
     let progress = if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {pos} rows {per_sec} {msg}").expect("template"));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {pos} rows {per_sec} {msg}")
+                .expect("template"),
+        );
         bar
     } else {
         indicatif::ProgressBar::hidden()
@@ -100,13 +118,13 @@ pub async fn import_csv(herald: &Herald, input: impl Read) -> Result<ImportRepor
                 let line = record.position().map(|p| p.line()).unwrap_or(0);
                 let outcome = match row_to_patch(&headers, &record, &herald.strategy.attributes) {
                     Err(e) => Err(e),
-                    Ok(patch) => {
-                        match herald.upsert_customer(&patch).await {
-                            Ok(_) => Ok(()),
-                            Err(WriteError::Internal(e)) => return Err(e.context(format!("line {line}"))),
-                            Err(e) => Err(e.to_string()),
+                    Ok(patch) => match herald.upsert_customer(&patch).await {
+                        Ok(_) => Ok(()),
+                        Err(WriteError::Internal(e)) => {
+                            return Err(e.context(format!("line {line}")))
                         }
-                    }
+                        Err(e) => Err(e.to_string()),
+                    },
                 };
                 (line, outcome)
             }

@@ -94,6 +94,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List live customers, ordered by external id.
+    Customers {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+        /// Start after this external id (for paging).
+        #[arg(long)]
+        after: Option<String>,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a customer's in-app inbox.
     Inbox {
         #[command(flatten)]
@@ -115,7 +129,9 @@ fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
 fn init_logging(json: bool, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -130,7 +146,10 @@ fn main() -> std::process::ExitCode {
         _ => "warn",
     };
     init_logging(cli.log_json, default_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -152,7 +171,10 @@ fn load_config(path: &Path) -> Result<Config> {
 
 async fn open_store(args: &ConfigArgs) -> Result<Store> {
     let config = load_config(&args.config)?;
-    let path = args.db.clone().unwrap_or_else(|| config.resolve(&config.file.database.path));
+    let path = args
+        .db
+        .clone()
+        .unwrap_or_else(|| config.resolve(&config.file.database.path));
     Store::open(&path).await
 }
 
@@ -191,7 +213,8 @@ async fn run(command: Command) -> Result<std::process::ExitCode> {
             let report = if file.as_os_str() == "-" {
                 herald::import::import_csv(&herald, std::io::stdin().lock()).await?
             } else {
-                let f = std::fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?;
+                let f = std::fs::File::open(&file)
+                    .with_context(|| format!("cannot open {}", file.display()))?;
                 herald::import::import_csv(&herald, std::io::BufReader::new(f)).await?
             };
             eprintln!(
@@ -199,7 +222,11 @@ async fn run(command: Command) -> Result<std::process::ExitCode> {
                 report.imported,
                 report.failed.len()
             );
-            Ok(if report.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if report.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Simulate {
             config,
@@ -214,7 +241,10 @@ async fn run(command: Command) -> Result<std::process::ExitCode> {
             let cfg = load_config(&config.config)?;
             let ops = herald::simulate::load_timeline(&timeline)?;
             let scratch = tempfile::tempdir().context("cannot create a scratch directory")?;
-            let db = config.db.clone().unwrap_or_else(|| scratch.path().join("simulate.db"));
+            let db = config
+                .db
+                .clone()
+                .unwrap_or_else(|| scratch.path().join("simulate.db"));
             let clock = VirtualClock::new(from);
             let sink = Arc::new(Mutex::new(Vec::new()));
             let herald = Herald::open(
@@ -222,7 +252,11 @@ async fn run(command: Command) -> Result<std::process::ExitCode> {
                 OpenOptions {
                     db: Some(&db),
                     clock: Arc::new(clock.clone()),
-                    http_mode: if live { HttpMode::Live } else { HttpMode::Sink(sink.clone()) },
+                    http_mode: if live {
+                        HttpMode::Live
+                    } else {
+                        HttpMode::Sink(sink.clone())
+                    },
                 },
             )
             .await?;
@@ -240,7 +274,11 @@ async fn run(command: Command) -> Result<std::process::ExitCode> {
                 summary.attempts,
                 sink.lock().map(|s| s.len()).unwrap_or(0)
             );
-            Ok(if summary.refused == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if summary.refused == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Deliveries {
             config,
@@ -295,7 +333,55 @@ async fn run(command: Command) -> Result<std::process::ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Inbox { config, customer, json } => {
+        Command::Customers {
+            config,
+            limit,
+            after,
+            json,
+        } => {
+            let store = open_store(&config).await?;
+            let mut conn = store.pool.acquire().await?;
+            let list = customers::list(&mut conn, limit, after.as_deref()).await?;
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            if !json {
+                writeln!(
+                    out,
+                    "{:<16} {:<24} {:<10} {:<10} {:<20} CONTACT",
+                    "EXTERNAL ID", "NAME", "STATE", "REGION", "TIMEZONE"
+                )?;
+            }
+            for c in &list {
+                if json {
+                    writeln!(out, "{}", serde_json::to_string(c)?)?;
+                } else {
+                    writeln!(
+                        out,
+                        "{:<16} {:<24} {:<10} {:<10} {:<20} {}",
+                        c.external_id,
+                        c.name.as_deref().unwrap_or("-"),
+                        c.state.as_deref().unwrap_or("-"),
+                        c.region.as_deref().unwrap_or("-"),
+                        c.timezone,
+                        [
+                            c.email.as_deref(),
+                            c.phone.as_deref(),
+                            c.wechat_openid.as_deref()
+                        ]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                    )?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inbox {
+            config,
+            customer,
+            json,
+        } => {
             let store = open_store(&config).await?;
             let mut conn = store.pool.acquire().await?;
             let Some(c) = customers::by_external_id(&mut conn, &customer).await? else {
@@ -315,7 +401,11 @@ async fn run(command: Command) -> Result<std::process::ExitCode> {
                         m.created_at.format("%Y-%m-%d %H:%M"),
                         m.rule,
                         m.subject,
-                        if m.read_at.is_some() { "" } else { "  (unread)" },
+                        if m.read_at.is_some() {
+                            ""
+                        } else {
+                            "  (unread)"
+                        },
                         m.text.trim_end()
                     )?;
                 }

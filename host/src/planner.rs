@@ -51,7 +51,8 @@ pub async fn plan(
                     schedule::upsert(conn, &occ, now).await?;
                 }
             } else {
-                schedule::cancel_rule(conn, customer.id, &rule.id, None, "customer deleted", now).await?;
+                schedule::cancel_rule(conn, customer.id, &rule.id, None, "customer deleted", now)
+                    .await?;
             }
             continue;
         }
@@ -81,18 +82,30 @@ pub async fn plan(
                 if let Change::Event(event) = change {
                     if &event.kind == kind && condition {
                         let tag = format!("event:{}", event.id);
-                        let occ = instant(customer, rule, &tag, event.at + *delay, event_ctx.clone());
+                        let occ =
+                            instant(customer, rule, &tag, event.at + *delay, event_ctx.clone());
                         schedule::upsert(conn, &occ, now).await?;
                     }
                 }
             }
             Trigger::Date(_) => {
-                plan_date_rule(conn, strategy, rule, customer, &pending, condition, now, now).await?;
+                plan_date_rule(
+                    conn, strategy, rule, customer, &pending, condition, now, now,
+                )
+                .await?;
                 continue;
             }
         }
         if !condition {
-            schedule::cancel_rule(conn, customer.id, &rule.id, None, "condition no longer holds", now).await?;
+            schedule::cancel_rule(
+                conn,
+                customer.id,
+                &rule.id,
+                None,
+                "condition no longer holds",
+                now,
+            )
+            .await?;
         }
     }
     Ok(())
@@ -113,7 +126,10 @@ pub async fn plan_after_fired(
     let pending = schedule::pending_for(conn, customer.id).await?;
     let condition = holds(strategy, rule, customer, now, None);
     let not_before = (fired_at + Duration::milliseconds(1)).max(now);
-    plan_date_rule(conn, strategy, rule, customer, &pending, condition, not_before, now).await
+    plan_date_rule(
+        conn, strategy, rule, customer, &pending, condition, not_before, now,
+    )
+    .await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -131,7 +147,15 @@ async fn plan_date_rule(
         return Ok(());
     };
     if !condition {
-        schedule::cancel_rule(conn, customer.id, &rule.id, None, "condition no longer holds", now).await?;
+        schedule::cancel_rule(
+            conn,
+            customer.id,
+            &rule.id,
+            None,
+            "condition no longer holds",
+            now,
+        )
+        .await?;
         return Ok(());
     }
     let Some((anchor_text, anchor_date)) = date_anchor(trigger, customer) else {
@@ -159,7 +183,8 @@ async fn plan_date_rule(
                 context: None,
             };
             schedule::upsert(conn, &occ, now).await?;
-            schedule::cancel_rule(conn, customer.id, &rule.id, Some(&key), "date moved", now).await?;
+            schedule::cancel_rule(conn, customer.id, &rule.id, Some(&key), "date moved", now)
+                .await?;
         }
         None => {
             schedule::cancel_rule(conn, customer.id, &rule.id, None, "date moved", now).await?;
@@ -168,7 +193,13 @@ async fn plan_date_rule(
     Ok(())
 }
 
-fn holds(strategy: &Strategy, rule: &Rule, customer: &Customer, now: DateTime<Utc>, event: Option<&Value>) -> bool {
+fn holds(
+    strategy: &Strategy,
+    rule: &Rule,
+    customer: &Customer,
+    now: DateTime<Utc>,
+    event: Option<&Value>,
+) -> bool {
     match strategy.condition_holds(rule, customer, now, event) {
         Ok(b) => b,
         Err(e) => {
@@ -178,7 +209,13 @@ fn holds(strategy: &Strategy, rule: &Rule, customer: &Customer, now: DateTime<Ut
     }
 }
 
-fn instant(customer: &Customer, rule: &Rule, tag: &str, due: DateTime<Utc>, context: Option<Value>) -> PlannedOccurrence {
+fn instant(
+    customer: &Customer,
+    rule: &Rule,
+    tag: &str,
+    due: DateTime<Utc>,
+    context: Option<Value>,
+) -> PlannedOccurrence {
     PlannedOccurrence {
         customer_id: customer.id,
         rule_id: rule.id.clone(),

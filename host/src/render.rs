@@ -8,7 +8,9 @@ use crate::customer::{parse_date_or_datetime, Customer, CORE_FIELDS};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use minijinja::value::Value as JinjaValue;
-use minijinja::{AutoEscape, Environment, Error as JinjaError, ErrorKind, State, UndefinedBehavior};
+use minijinja::{
+    AutoEscape, Environment, Error as JinjaError, ErrorKind, State, UndefinedBehavior,
+};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 
@@ -103,7 +105,13 @@ impl Templates {
     }
 
     /// Compile one part of a rule and check the variables it names.
-    pub fn add(&mut self, rule: &str, part: Part, source: &str, vocab: &Vocabulary) -> Result<(), String> {
+    pub fn add(
+        &mut self,
+        rule: &str,
+        part: Part,
+        source: &str,
+        vocab: &Vocabulary,
+    ) -> Result<(), String> {
         let name = part.template_name(rule);
         let body = match part {
             Part::When => format!("{{% if {source} %}}1{{% endif %}}"),
@@ -211,7 +219,12 @@ impl Vocabulary {
 }
 
 /// The template context for a customer at an instant.
-pub fn context(customer: &Customer, rule: &str, now: DateTime<Utc>, event: Option<&Value>) -> Value {
+pub fn context(
+    customer: &Customer,
+    rule: &str,
+    now: DateTime<Utc>,
+    event: Option<&Value>,
+) -> Value {
     let mut ctx = json!({
         "customer": customer.to_template_value(),
         "rule": {"id": rule},
@@ -234,9 +247,17 @@ fn customer_zone(state: &State) -> Tz {
 fn now_of(state: &State) -> Result<DateTime<Utc>, JinjaError> {
     state
         .lookup("now")
-        .and_then(|n| n.as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()))
+        .and_then(|n| {
+            n.as_str()
+                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        })
         .map(|d| d.with_timezone(&Utc))
-        .ok_or_else(|| JinjaError::new(ErrorKind::InvalidOperation, "`now` is missing from the context"))
+        .ok_or_else(|| {
+            JinjaError::new(
+                ErrorKind::InvalidOperation,
+                "`now` is missing from the context",
+            )
+        })
 }
 
 fn parse_value(value: &JinjaValue) -> Result<Option<crate::customer::DateOrTime>, JinjaError> {
@@ -259,13 +280,19 @@ fn parse_value(value: &JinjaValue) -> Result<Option<crate::customer::DateOrTime>
 
 /// `{{ customer.trial_ends_at | date("%Y-%m-%d") }}`: format a date or
 /// timestamp in the customer's zone (default format `%Y-%m-%d`).
-fn date_filter(state: &State, value: JinjaValue, format: Option<String>) -> Result<String, JinjaError> {
+fn date_filter(
+    state: &State,
+    value: JinjaValue,
+    format: Option<String>,
+) -> Result<String, JinjaError> {
     let tz = customer_zone(state);
     let format = format.unwrap_or_else(|| "%Y-%m-%d".to_string());
     Ok(match parse_value(&value)? {
         None => String::new(),
         Some(crate::customer::DateOrTime::Date(d)) => d.format(&format).to_string(),
-        Some(crate::customer::DateOrTime::Time(t)) => t.with_timezone(&tz).format(&format).to_string(),
+        Some(crate::customer::DateOrTime::Time(t)) => {
+            t.with_timezone(&tz).format(&format).to_string()
+        }
     })
 }
 
@@ -324,11 +351,15 @@ mod tests {
     fn renders_escapes_html_and_uses_local_dates() {
         let mut t = Templates::new();
         let v = vocab();
-        t.add("r", Part::Subject, "Hi {{ customer.name }}", &v).unwrap();
+        t.add("r", Part::Subject, "Hi {{ customer.name }}", &v)
+            .unwrap();
         t.add("r", Part::Text, "ends {{ customer.trial_ends_at | date('%d/%m') }} in {{ customer.trial_ends_at | days_until }} days", &v).unwrap();
-        t.add("r", Part::Html, "<p>{{ customer.name }}</p>", &v).unwrap();
+        t.add("r", Part::Html, "<p>{{ customer.name }}</p>", &v)
+            .unwrap();
         let now = Utc.with_ymd_and_hms(2026, 3, 26, 17, 0, 0).unwrap(); // 01:00 on the 27th in Shanghai
-        let out = t.render("r", true, &context(&customer(), "r", now, None)).unwrap();
+        let out = t
+            .render("r", true, &context(&customer(), "r", now, None))
+            .unwrap();
         assert_eq!(out.subject, "Hi <b>Li</b>");
         assert_eq!(out.text, "ends 31/03 in 4 days");
         assert_eq!(out.html.unwrap(), "<p>&lt;b&gt;Li&lt;&#x2f;b&gt;</p>");
@@ -338,22 +369,41 @@ mod tests {
     fn unknown_variables_and_syntax_errors_name_rule_and_line() {
         let mut t = Templates::new();
         let err = t
-            .add("r", Part::Text, "line one\nHello {{ customer.nickname }}", &vocab())
+            .add(
+                "r",
+                Part::Text,
+                "line one\nHello {{ customer.nickname }}",
+                &vocab(),
+            )
             .unwrap_err();
-        assert!(err.contains("rule `r`, text, line 2") && err.contains("customer.nickname"), "{err}");
-        let err = t.add("r2", Part::Text, "a\nb {{ customer.name ", &vocab()).unwrap_err();
+        assert!(
+            err.contains("rule `r`, text, line 2") && err.contains("customer.nickname"),
+            "{err}"
+        );
+        let err = t
+            .add("r2", Part::Text, "a\nb {{ customer.name ", &vocab())
+            .unwrap_err();
         assert!(err.contains("rule `r2`, text, line 2"), "{err}");
-        let err = t.add("r3", Part::Text, "{{ event.kind }}", &vocab()).unwrap_err();
+        let err = t
+            .add("r3", Part::Text, "{{ event.kind }}", &vocab())
+            .unwrap_err();
         assert!(err.contains("on = \"event\""), "{err}");
     }
 
     #[test]
     fn conditions() {
         let mut t = Templates::new();
-        t.add("r", Part::When, "customer.state == 'trial' and customer.trial_ends_at >= '2026-03-01'", &vocab())
-            .unwrap();
+        t.add(
+            "r",
+            Part::When,
+            "customer.state == 'trial' and customer.trial_ends_at >= '2026-03-01'",
+            &vocab(),
+        )
+        .unwrap();
         let now = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
-        assert!(t.condition("r", &context(&customer(), "r", now, None)).unwrap());
+        assert!(t
+            .condition("r", &context(&customer(), "r", now, None))
+            .unwrap());
         let mut paid = customer();
         paid.state = Some("paid".into());
         assert!(!t.condition("r", &context(&paid, "r", now, None)).unwrap());

@@ -61,8 +61,19 @@ impl Herald {
     pub async fn tick(&self) -> Result<Vec<AttemptRecord>> {
         let now = self.clock.now();
         let lease_until = now + ChronoDuration::from_std(self.scheduler.lease)?;
-        let token = format!("{}-{}", self.instance, CLAIMS.fetch_add(1, Ordering::Relaxed));
-        let claimed = schedule::claim_due(&self.store.pool, now, lease_until, self.scheduler.batch, &token).await?;
+        let token = format!(
+            "{}-{}",
+            self.instance,
+            CLAIMS.fetch_add(1, Ordering::Relaxed)
+        );
+        let claimed = schedule::claim_due(
+            &self.store.pool,
+            now,
+            lease_until,
+            self.scheduler.batch,
+            &token,
+        )
+        .await?;
         if claimed.is_empty() {
             return Ok(Vec::new());
         }
@@ -94,13 +105,23 @@ impl Herald {
         }
     }
 
-    async fn decide<'a>(&'a self, row: &ScheduledRow, now: DateTime<Utc>) -> Result<(Decision<'a>, Option<crate::customer::Customer>)> {
+    async fn decide<'a>(
+        &'a self,
+        row: &ScheduledRow,
+        now: DateTime<Utc>,
+    ) -> Result<(Decision<'a>, Option<crate::customer::Customer>)> {
         let mut conn = self.store.pool.acquire().await?;
         let Some(customer) = customers::by_id(&mut conn, row.customer_id).await? else {
             return Ok((Decision::Cancel("customer no longer exists".into()), None));
         };
         let Some(rule) = self.strategy.rule(&row.rule_id) else {
-            return Ok((Decision::Cancel(format!("rule `{}` is no longer in the strategy", row.rule_id)), Some(customer)));
+            return Ok((
+                Decision::Cancel(format!(
+                    "rule `{}` is no longer in the strategy",
+                    row.rule_id
+                )),
+                Some(customer),
+            ));
         };
         if customer.deleted_at.is_some() && !matches!(rule.trigger, Trigger::Deleted) {
             return Ok((Decision::Cancel("customer deleted".into()), Some(customer)));
@@ -109,8 +130,17 @@ impl Herald {
         Ok((decision, Some(customer)))
     }
 
-    fn decide_for<'a>(&'a self, rule: &Rule, row: &ScheduledRow, customer: &crate::customer::Customer, now: DateTime<Utc>) -> Decision<'a> {
-        match self.strategy.condition_holds(rule, customer, now, row.context.as_ref()) {
+    fn decide_for<'a>(
+        &'a self,
+        rule: &Rule,
+        row: &ScheduledRow,
+        customer: &crate::customer::Customer,
+        now: DateTime<Utc>,
+    ) -> Decision<'a> {
+        match self
+            .strategy
+            .condition_holds(rule, customer, now, row.context.as_ref())
+        {
             Ok(true) => {}
             Ok(false) => return Decision::Skip("condition no longer holds".into()),
             Err(e) => return Decision::Skip(format!("condition could not be evaluated: {e}")),
@@ -131,18 +161,29 @@ impl Herald {
             Err(reason) => return Decision::Skip(reason),
         };
         let ctx = render::context(customer, &rule.id, now, row.context.as_ref());
-        match self.strategy.templates.render(&rule.id, rule.has_html, &ctx) {
+        match self
+            .strategy
+            .templates
+            .render(&rule.id, rule.has_html, &ctx)
+        {
             Ok(rendered) => Decision::Send { channel, rendered },
             Err(e) => Decision::Broken(format!("template failed: {e}")),
         }
     }
 
-    async fn process(&self, row: ScheduledRow, now: DateTime<Utc>) -> Result<Option<AttemptRecord>> {
+    async fn process(
+        &self,
+        row: ScheduledRow,
+        now: DateTime<Utc>,
+    ) -> Result<Option<AttemptRecord>> {
         let (decision, customer) = self.decide(&row, now).await?;
         let attempt = row.attempts + 1;
         let mut record = AttemptRecord {
             at: now,
-            customer: customer.as_ref().map(|c| c.external_id.clone()).unwrap_or_default(),
+            customer: customer
+                .as_ref()
+                .map(|c| c.external_id.clone())
+                .unwrap_or_default(),
             rule: row.rule_id.clone(),
             channel: String::new(),
             status: String::new(),
@@ -159,12 +200,36 @@ impl Herald {
             }
             Decision::Skip(reason) => {
                 schedule::finish(&mut tx, &row, "skipped", Some(&reason), now).await?;
-                deliveries::insert(&mut tx, &new_delivery(&row, attempt, DeliveryStatus::Skipped, None, Some(&reason), None, now)).await?;
+                deliveries::insert(
+                    &mut tx,
+                    &new_delivery(
+                        &row,
+                        attempt,
+                        DeliveryStatus::Skipped,
+                        None,
+                        Some(&reason),
+                        None,
+                        now,
+                    ),
+                )
+                .await?;
                 record.status = "skipped".into();
             }
             Decision::Broken(reason) => {
                 schedule::finish(&mut tx, &row, "failed", Some(&reason), now).await?;
-                deliveries::insert(&mut tx, &new_delivery(&row, attempt, DeliveryStatus::Failed, None, Some(&reason), None, now)).await?;
+                deliveries::insert(
+                    &mut tx,
+                    &new_delivery(
+                        &row,
+                        attempt,
+                        DeliveryStatus::Failed,
+                        None,
+                        Some(&reason),
+                        None,
+                        now,
+                    ),
+                )
+                .await?;
                 record.status = "failed".into();
             }
             Decision::Send { channel, rendered } => {
@@ -178,10 +243,20 @@ impl Herald {
                 tx = self.store.pool.begin().await?;
                 record.channel = channel.name.clone();
                 record.subject = rendered.subject.clone();
-                let mut d = new_delivery(&row, attempt, DeliveryStatus::Delivered, Some(channel), None, Some(&rendered.subject), now);
+                let mut d = new_delivery(
+                    &row,
+                    attempt,
+                    DeliveryStatus::Delivered,
+                    Some(channel),
+                    None,
+                    Some(&rendered.subject),
+                    now,
+                );
                 d.duration_ms = duration_ms;
                 let claim_held = match &outcome {
-                    SendOutcome::Delivered { provider_message_id } => {
+                    SendOutcome::Delivered {
+                        provider_message_id,
+                    } => {
                         d.provider_message_id = Some(provider_message_id);
                         deliveries::insert(&mut tx, &d).await?;
                         record.status = "delivered".into();
@@ -194,23 +269,31 @@ impl Herald {
                         record.status = "failed".into();
                         schedule::finish(&mut tx, &row, "failed", Some(reason), now).await?
                     }
-                    SendOutcome::Retryable { reason, retry_after } => {
+                    SendOutcome::Retryable {
+                        reason,
+                        retry_after,
+                    } => {
                         if attempt >= channel.retry.max_attempts as i64 {
-                            let reason = format!("{reason} (attempt {attempt} of {}; giving up)", channel.retry.max_attempts);
+                            let reason = format!(
+                                "{reason} (attempt {attempt} of {}; giving up)",
+                                channel.retry.max_attempts
+                            );
                             d.status = DeliveryStatus::Dead;
                             d.error = Some(&reason);
                             deliveries::insert(&mut tx, &d).await?;
                             record.status = "dead".into();
                             schedule::finish(&mut tx, &row, "dead", Some(&reason), now).await?
                         } else {
-                            let delay = backoff(&channel.retry, attempt as u32, &row.key, *retry_after);
+                            let delay =
+                                backoff(&channel.retry, attempt as u32, &row.key, *retry_after);
                             let retry_at = now + ChronoDuration::from_std(delay)?;
                             d.status = DeliveryStatus::Failed;
                             d.error = Some(reason);
                             d.retry_at = Some(retry_at);
                             deliveries::insert(&mut tx, &d).await?;
                             record.status = "failed".into();
-                            let held = schedule::retry_at(&mut tx, &row, retry_at, reason, now).await?;
+                            let held =
+                                schedule::retry_at(&mut tx, &row, retry_at, reason, now).await?;
                             tx.commit().await?;
                             log_lost_claim(held, &row);
                             return Ok(Some(record));
@@ -221,7 +304,8 @@ impl Herald {
             }
         }
         if let (Some(rule), Some(customer)) = (rule, customer.as_ref()) {
-            planner::plan_after_fired(&mut tx, &self.strategy, rule, customer, row.occurs_at, now).await?;
+            planner::plan_after_fired(&mut tx, &self.strategy, rule, customer, row.occurs_at, now)
+                .await?;
         }
         tx.commit().await?;
         Ok(Some(record))
@@ -281,7 +365,9 @@ impl Herald {
                     sent_at: now.timestamp_millis(),
                 };
                 debug_assert!(address_of(customer, channel.address).is_some());
-                plugin.send(settings, &message, self.http_mode.clone()).await
+                plugin
+                    .send(settings, &message, self.http_mode.clone())
+                    .await
             }
         }
     }

@@ -20,15 +20,18 @@ pub async fn run(herald: Arc<Herald>, listen: &str) -> Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let scheduler = tokio::spawn(scheduler_loop(herald.clone(), stop_rx.clone()));
     let mut server_stop = stop_rx.clone();
-    let server = axum::serve(listener, crate::api::router(herald.clone())).with_graceful_shutdown(async move {
-        let _ = server_stop.wait_for(|s| *s).await;
-    });
+    let server = axum::serve(listener, crate::api::router(herald.clone())).with_graceful_shutdown(
+        async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        },
+    );
     let signals = async {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("install SIGTERM handler");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("install SIGTERM handler");
             tokio::select! {
                 _ = ctrl_c => {},
                 _ = term.recv() => {},

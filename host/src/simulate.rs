@@ -83,7 +83,11 @@ pub fn parse_timeline(text: &str, name: &str) -> Result<Vec<TimelineOp>> {
         }
     }
     if !errors.is_empty() {
-        bail!("the timeline has {} bad line(s):\n{}", errors.len(), errors.join("\n"));
+        bail!(
+            "the timeline has {} bad line(s):\n{}",
+            errors.len(),
+            errors.join("\n")
+        );
     }
     // Stable: operations at the same instant keep their file order.
     ops.sort_by_key(|o| o.at);
@@ -91,7 +95,8 @@ pub fn parse_timeline(text: &str, name: &str) -> Result<Vec<TimelineOp>> {
 }
 
 fn parse_line(raw: &str) -> Result<(DateTime<Utc>, Op), String> {
-    let mut value: Map<String, Value> = serde_json::from_str(raw).map_err(|e| format!("not a JSON object: {e}"))?;
+    let mut value: Map<String, Value> =
+        serde_json::from_str(raw).map_err(|e| format!("not a JSON object: {e}"))?;
     let at = match value.remove("at") {
         Some(Value::String(s)) => DateTime::parse_from_rfc3339(&s)
             .map_err(|_| format!("`at` = `{s}` is not an RFC 3339 timestamp"))?
@@ -104,7 +109,11 @@ fn parse_line(raw: &str) -> Result<(DateTime<Utc>, Op), String> {
     };
     let rest = Value::Object(value);
     let op = match op.as_str() {
-        "upsert" => Op::Upsert(serde_json::from_value::<UpsertLine>(rest).map_err(|e| format!("upsert: {e}"))?.customer),
+        "upsert" => Op::Upsert(
+            serde_json::from_value::<UpsertLine>(rest)
+                .map_err(|e| format!("upsert: {e}"))?
+                .customer,
+        ),
         "event" => {
             let e: EventLine = serde_json::from_value(rest).map_err(|e| format!("event: {e}"))?;
             Op::Event(EventInput {
@@ -115,7 +124,11 @@ fn parse_line(raw: &str) -> Result<(DateTime<Utc>, Op), String> {
                 event_id: e.event_id,
             })
         }
-        "delete" => Op::Delete(serde_json::from_value::<DeleteLine>(rest).map_err(|e| format!("delete: {e}"))?.customer),
+        "delete" => Op::Delete(
+            serde_json::from_value::<DeleteLine>(rest)
+                .map_err(|e| format!("delete: {e}"))?
+                .customer,
+        ),
         other => return Err(format!("unknown op `{other}`; use upsert, event or delete")),
     };
     Ok((at, op))
@@ -173,7 +186,9 @@ pub async fn run(
             next += 1;
             match apply(herald, &op.op).await {
                 Ok(()) => summary.applied += 1,
-                Err(WriteError::Internal(e)) => return Err(e.context(format!("timeline line {}", op.line))),
+                Err(WriteError::Internal(e)) => {
+                    return Err(e.context(format!("timeline line {}", op.line)))
+                }
                 Err(e) => {
                     summary.refused += 1;
                     eprintln!("timeline line {}: {e}", op.line);
@@ -212,7 +227,8 @@ fn print_record(out: &mut dyn Write, r: &AttemptRecord) -> Result<()> {
 
 /// Read and parse a timeline file.
 pub fn load_timeline(path: &Path) -> Result<Vec<TimelineOp>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read timeline {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read timeline {}", path.display()))?;
     parse_timeline(&text, &path.display().to_string())
 }
 
@@ -226,12 +242,18 @@ mod tests {
                     {\"at\":\"yesterday\",\"op\":\"upsert\"}\n\
                     {\"at\":\"2026-01-01T00:00:00Z\",\"op\":\"event\",\"customer\":\"a\",\"knd\":\"x\"}\n";
         let err = parse_timeline(text, "t.jsonl").unwrap_err().to_string();
-        assert!(err.contains("t.jsonl:2") && err.contains("t.jsonl:3") && err.contains("knd"), "{err}");
+        assert!(
+            err.contains("t.jsonl:2") && err.contains("t.jsonl:3") && err.contains("knd"),
+            "{err}"
+        );
     }
 
     #[test]
     fn instants() {
-        assert_eq!(parse_instant("2026-01-02").unwrap().to_rfc3339(), "2026-01-02T00:00:00+00:00");
+        assert_eq!(
+            parse_instant("2026-01-02").unwrap().to_rfc3339(),
+            "2026-01-02T00:00:00+00:00"
+        );
         assert!(parse_instant("tomorrow").is_err());
     }
 }

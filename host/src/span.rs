@@ -1,4 +1,4 @@
-//! Human-written durations used throughout the configuration: `30s`, `5m`,
+//! Human-written durations used throughout the configuration: `250ms`, `30s`, `5m`,
 //! `12h`, `4d`, `2w`, `3mo`, `1y`, and sums such as `1d12h`.
 //!
 //! Months and years are calendar units: they are added to local dates, so
@@ -16,8 +16,8 @@ pub struct Span {
     pub months: i32,
     /// Calendar days.
     pub days: i32,
-    /// Exact seconds (s, m, h).
-    pub seconds: i64,
+    /// Exact milliseconds (ms, s, m, h).
+    pub millis: i64,
 }
 
 impl Span {
@@ -34,7 +34,7 @@ impl Span {
                 "`{self}` uses months or years, which have no fixed length here; use days (d) or hours (h)"
             ));
         }
-        Ok(Duration::days(self.days as i64) + Duration::seconds(self.seconds))
+        Ok(Duration::days(self.days as i64) + Duration::milliseconds(self.millis))
     }
 
     /// Add the calendar part of the span to a date (the seconds are ignored).
@@ -52,7 +52,7 @@ impl Span {
         Span {
             months: -self.months,
             days: -self.days,
-            seconds: -self.seconds,
+            millis: -self.millis,
         }
     }
 
@@ -61,7 +61,7 @@ impl Span {
         Span {
             months: self.months * n,
             days: self.days * n,
-            seconds: self.seconds * n as i64,
+            millis: self.millis * n as i64,
         }
     }
 }
@@ -76,7 +76,9 @@ impl FromStr for Span {
             None => (false, text),
         };
         if body.is_empty() {
-            return Err(format!("empty duration `{input}`: write e.g. `30s`, `4d`, `3mo`, `1y`"));
+            return Err(format!(
+                "empty duration `{input}`: write e.g. `30s`, `4d`, `3mo`, `1y`"
+            ));
         }
         let mut span = Span::default();
         let mut rest = body;
@@ -84,7 +86,7 @@ impl FromStr for Span {
             let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
             if digits == 0 {
                 return Err(format!(
-                    "bad duration `{input}`: expected a number before `{rest}` (units: s, m, h, d, w, mo, y)"
+                    "bad duration `{input}`: expected a number before `{rest}` (units: ms, s, m, h, d, w, mo, y)"
                 ));
             }
             let number: i64 = rest[..digits]
@@ -94,24 +96,26 @@ impl FromStr for Span {
             let unit_len = rest.chars().take_while(|c| c.is_ascii_alphabetic()).count();
             let unit = &rest[..unit_len];
             rest = &rest[unit_len..];
-            let small = i32::try_from(number).map_err(|_| format!("bad duration `{input}`: number too large"))?;
+            let small = i32::try_from(number)
+                .map_err(|_| format!("bad duration `{input}`: number too large"))?;
             match unit {
-                "s" => span.seconds += number,
-                "m" | "min" => span.seconds += number * 60,
-                "h" => span.seconds += number * 3600,
+                "ms" => span.millis += number,
+                "s" => span.millis += number * 1000,
+                "m" | "min" => span.millis += number * 60_000,
+                "h" => span.millis += number * 3_600_000,
                 "d" => span.days += small,
                 "w" => span.days += small * 7,
                 "mo" => span.months += small,
                 "y" => span.months += small * 12,
                 "" => {
                     return Err(format!(
-                        "bad duration `{input}`: `{number}` needs a unit (s, m, h, d, w, mo, y)"
+                        "bad duration `{input}`: `{number}` needs a unit (ms, s, m, h, d, w, mo, y)"
                     ))
                 }
                 other => {
                     return Err(format!(
-                        "bad duration `{input}`: unknown unit `{other}` (use s, m, h, d, w, mo, y)"
-                    ))
+                    "bad duration `{input}`: unknown unit `{other}` (use ms, s, m, h, d, w, mo, y)"
+                ))
                 }
             }
         }
@@ -132,9 +136,10 @@ impl fmt::Display for Span {
         part(f, (self.months / 12) as i64, "y")?;
         part(f, (self.months % 12) as i64, "mo")?;
         part(f, self.days as i64, "d")?;
-        part(f, self.seconds / 3600, "h")?;
-        part(f, (self.seconds % 3600) / 60, "m")?;
-        part(f, self.seconds % 60, "s")?;
+        part(f, self.millis / 3_600_000, "h")?;
+        part(f, (self.millis % 3_600_000) / 60_000, "m")?;
+        part(f, (self.millis % 60_000) / 1000, "s")?;
+        part(f, self.millis % 1000, "ms")?;
         if !wrote {
             write!(f, "0s")?;
         }
@@ -174,7 +179,8 @@ mod tests {
         assert_eq!("1y".parse::<Span>().unwrap().months, 12);
         assert_eq!("3mo".parse::<Span>().unwrap().months, 3);
         let s: Span = "1d12h".parse().unwrap();
-        assert_eq!((s.days, s.seconds), (1, 12 * 3600));
+        assert_eq!((s.days, s.millis), (1, 12 * 3_600_000));
+        assert_eq!("250ms".parse::<Span>().unwrap().millis, 250);
         assert_eq!("-4d".parse::<Span>().unwrap().days, -4);
         assert!("4".parse::<Span>().unwrap_err().contains("needs a unit"));
         assert!("4x".parse::<Span>().unwrap_err().contains("unknown unit"));
@@ -192,7 +198,7 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        for text in ["1y", "3mo", "4d", "1d12h", "30s", "0s"] {
+        for text in ["1y", "3mo", "4d", "1d12h", "30s", "0s", "1s500ms"] {
             assert_eq!(text.parse::<Span>().unwrap().to_string(), text);
         }
     }

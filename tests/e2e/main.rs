@@ -1,1 +1,12 @@
-//! placeholder
+//! End-to-end tests: the real `herald` binary, the real plugins built from
+//! `plugins/` (run `scripts/build-plugins` first; `scripts/test` does), and
+//! fake providers that are real HTTP servers on loopback.
+
+mod support;
+
+mod api;
+mod bad_input;
+mod crash;
+mod plugin_faults;
+mod saas_trial;
+mod webhook;

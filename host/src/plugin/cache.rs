@@ -12,15 +12,23 @@ use wasmtime::Engine;
 /// Load the compiled form of `bytes` from `dir`, or compile and store it.
 pub fn load_or_compile(engine: &Engine, dir: &Path, bytes: &[u8]) -> Result<Component> {
     let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut engine_hash);
+    engine
+        .precompile_compatibility_hash()
+        .hash(&mut engine_hash);
     let content = hex::encode(Sha256::digest(bytes));
-    let path = dir.join(format!("{}-{:016x}.cwasm", &content[..32], engine_hash.finish()));
+    let path = dir.join(format!(
+        "{}-{:016x}.cwasm",
+        &content[..32],
+        engine_hash.finish()
+    ));
     if path.exists() {
         // SAFETY: the file was written by `Component::serialize` of an engine
         // with the same compatibility hash, into Herald's own cache directory.
         match unsafe { Component::deserialize_file(engine, &path) } {
             Ok(component) => return Ok(component),
-            Err(e) => tracing::warn!(path = %path.display(), "ignoring unreadable compiled plugin: {e}"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "ignoring unreadable compiled plugin: {e}")
+            }
         }
     }
     let component = Component::new(engine, bytes).map_err(|e| anyhow!("{e:#}"))?;

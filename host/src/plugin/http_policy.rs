@@ -41,7 +41,9 @@ impl AllowList {
             let bad = |why: &str| {
                 format!("allowed_hosts entry `{entry}` {why}; write `scheme://host[:port]`, e.g. `https://api.twilio.com` or `http://127.0.0.1:8025`")
             };
-            let (scheme, rest) = entry.split_once("://").ok_or_else(|| bad("has no scheme"))?;
+            let (scheme, rest) = entry
+                .split_once("://")
+                .ok_or_else(|| bad("has no scheme"))?;
             let scheme = scheme.to_ascii_lowercase();
             if scheme != "http" && scheme != "https" {
                 return Err(bad("must use http or https"));
@@ -58,8 +60,14 @@ impl AllowList {
                 }
                 _ => (rest, None, false),
             };
-            if host.is_empty() || (host.contains('*') && !(host.starts_with("*.") && !host[2..].contains('*'))) {
-                return Err(bad("has a bad host (a wildcard may only start it, as in `*.example.com`)"));
+            let wildcard_ok = match host.strip_prefix("*.") {
+                Some(rest) => !rest.contains('*'),
+                None => !host.contains('*'),
+            };
+            if host.is_empty() || !wildcard_ok {
+                return Err(bad(
+                    "has a bad host (a wildcard may only start it, as in `*.example.com`)",
+                ));
             }
             origins.push(AllowedOrigin {
                 scheme,
@@ -81,7 +89,9 @@ impl AllowList {
         let port = uri.port_u16().unwrap_or_else(|| default_port(&scheme));
         self.origins.iter().any(|o| {
             let host_ok = match o.host.strip_prefix("*.") {
-                Some(suffix) => host.len() > suffix.len() + 1 && host.ends_with(&format!(".{suffix}")),
+                Some(suffix) => {
+                    host.len() > suffix.len() + 1 && host.ends_with(&format!(".{suffix}"))
+                }
                 None => o.host == host,
             };
             let port_ok = o.any_port || o.port.unwrap_or_else(|| default_port(&o.scheme)) == port;
@@ -130,7 +140,8 @@ impl WasiHttpHooks for HttpPolicy {
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         _fut: IoFuture,
-    ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), HttpError>> + Send> {
+    ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), HttpError>> + Send>
+    {
         if !self.allowed.permits(request.uri()) {
             tracing::warn!(
                 channel = %self.channel,
@@ -141,8 +152,12 @@ impl WasiHttpHooks for HttpPolicy {
         }
         match &self.mode {
             HttpMode::Live => Box::new(async move {
-                let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-                Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as IoFuture))
+                let (response, io) =
+                    wasmtime_wasi_http::default_send_request(request, options).await?;
+                Ok((
+                    response.map(BodyExt::boxed_unsync),
+                    Box::new(io) as IoFuture,
+                ))
             }),
             HttpMode::Sink(log) => {
                 let log = log.clone();
@@ -183,7 +198,12 @@ mod tests {
 
     #[test]
     fn matches_scheme_host_and_port() {
-        let l = list(&["https://api.twilio.com", "http://127.0.0.1:8025", "https://*.example.com", "http://localhost:*"]);
+        let l = list(&[
+            "https://api.twilio.com",
+            "http://127.0.0.1:8025",
+            "https://*.example.com",
+            "http://localhost:*",
+        ]);
         let ok = |u: &str| l.permits(&u.parse().unwrap());
         assert!(ok("https://api.twilio.com/2010-04-01/x"));
         assert!(ok("https://api.twilio.com:443/x"));
@@ -199,7 +219,13 @@ mod tests {
 
     #[test]
     fn bad_entries_are_explained() {
-        for bad in ["api.twilio.com", "ftp://x", "https://x/path", "https://a*b.com", "http://h:port"] {
+        for bad in [
+            "api.twilio.com",
+            "ftp://x",
+            "https://x/path",
+            "https://a*b.com",
+            "http://h:port",
+        ] {
             let err = AllowList::parse(&[bad.to_string()]).unwrap_err();
             assert!(err.contains(bad), "{err}");
         }

@@ -17,14 +17,16 @@ use bindings::channel::{ChannelPlugin as ChannelWorld, ChannelPluginPre};
 use bindings::channel_api::{Message, SendError};
 use bindings::types::{AddressKind, PluginInfo, Setting};
 use http_policy::{AllowList, HttpMode};
-pub use state::{KvBackend, PluginServices};
 use state::StoreState;
+pub use state::{KvBackend, PluginServices};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config as EngineConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime::{
+    Config as EngineConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
+};
 
 /// The WIT package version this host speaks.
 pub const WIT_VERSION: &str = "0.1.0";
@@ -87,10 +89,12 @@ impl Runtime {
             .epoch_interruption(true)
             .wasm_component_model(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&config).map_err(|e| anyhow!("cannot create the wasm engine: {e}"))?;
+        let engine =
+            Engine::new(&config).map_err(|e| anyhow!("cannot create the wasm engine: {e}"))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow!("{e}"))?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(|e| anyhow!("{e}"))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| anyhow!("{e}"))?;
         bindings::host_api::add_to_linker::<StoreState, wasmtime::component::HasSelf<StoreState>>(
             &mut linker,
             |s| s,
@@ -127,7 +131,10 @@ impl Runtime {
     /// implements.
     pub fn load_component(&self, path: &Path) -> Result<(Component, PluginKind)> {
         let bytes = std::fs::read(path).with_context(|| {
-            format!("cannot read plugin {}: build the plugins first (scripts/build-plugins)", path.display())
+            format!(
+                "cannot read plugin {}: build the plugins first (scripts/build-plugins)",
+                path.display()
+            )
         })?;
         let component = cache::load_or_compile(&self.engine, &self.cache_dir, &bytes)
             .with_context(|| format!("{} is not a valid WebAssembly component", path.display()))?;
@@ -152,11 +159,14 @@ impl Runtime {
                 path.display()
             );
         }
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| anyhow!("plugin {} needs an import this host does not offer: {e}", path.display()))?;
-        let pre = ChannelPluginPre::new(pre).map_err(|e| anyhow!("plugin {}: {e}", path.display()))?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            anyhow!(
+                "plugin {} needs an import this host does not offer: {e}",
+                path.display()
+            )
+        })?;
+        let pre =
+            ChannelPluginPre::new(pre).map_err(|e| anyhow!("plugin {}: {e}", path.display()))?;
         let mut loaded = LoadedChannel {
             runtime: self.clone(),
             channel: channel.to_string(),
@@ -203,7 +213,10 @@ fn world_of(engine: &Engine, component: &Component) -> Result<PluginKind, String
     let ty = component.component_type();
     let mut seen = Vec::new();
     for (name, _) in ty.exports(engine) {
-        for (prefix, kind) in [(CHANNEL_EXPORT, PluginKind::Channel), (TARGETING_EXPORT, PluginKind::Targeting)] {
+        for (prefix, kind) in [
+            (CHANNEL_EXPORT, PluginKind::Channel),
+            (TARGETING_EXPORT, PluginKind::Targeting),
+        ] {
             if let Some(version) = name.strip_prefix(prefix).and_then(|v| v.strip_prefix('@')) {
                 if version == WIT_VERSION {
                     return Ok(kind);
@@ -296,13 +309,21 @@ impl LoadedChannel {
         };
         match tokio::time::timeout(self.limits.timeout, call).await {
             Ok(result) => result,
-            Err(_) => Err(format!("describe() did not return within {:?}", self.limits.timeout)),
+            Err(_) => Err(format!(
+                "describe() did not return within {:?}",
+                self.limits.timeout
+            )),
         }
     }
 
     /// Send one message. Never fails as a Rust error: every problem becomes
     /// a retryable or permanent outcome with its reason.
-    pub async fn send(&self, settings: &[Setting], message: &Message, mode: HttpMode) -> SendOutcome {
+    pub async fn send(
+        &self,
+        settings: &[Setting],
+        message: &Message,
+        mode: HttpMode,
+    ) -> SendOutcome {
         let started = Instant::now();
         let mut store = self.new_store(mode);
         let call = async {
@@ -316,7 +337,10 @@ impl LoadedChannel {
         let result = tokio::time::timeout(self.limits.timeout, call).await;
         let outcome = match result {
             Err(_) => SendOutcome::Retryable {
-                reason: format!("plugin timed out: no answer within {:?}", self.limits.timeout),
+                reason: format!(
+                    "plugin timed out: no answer within {:?}",
+                    self.limits.timeout
+                ),
                 retry_after: None,
             },
             Ok(Err(trap)) => SendOutcome::Retryable {
@@ -350,7 +374,10 @@ fn describe_error(e: &wasmtime::Error) -> String {
     }
     let text = format!("{e:#}");
     if text.contains("memory") && (text.contains("limit") || text.contains("grow")) {
-        return format!("exceeded its memory limit: {}", text.lines().next().unwrap_or(""));
+        return format!(
+            "exceeded its memory limit: {}",
+            text.lines().next().unwrap_or("")
+        );
     }
     text.lines().next().unwrap_or("unknown error").to_string()
 }

@@ -14,13 +14,16 @@ use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+/// An in-memory key-value store: (namespace, key) → (value, expiry in Unix ms).
+pub type MemoryKv = Arc<Mutex<HashMap<(String, String), (Vec<u8>, Option<i64>)>>>;
+
 /// Where a plugin's key-value store lives.
 #[derive(Clone, Debug)]
 pub enum KvBackend {
     /// The deployment's database.
     Sqlite(SqlitePool),
     /// A map in memory (plugin tests with no deployment).
-    Memory(Arc<Mutex<HashMap<(String, String), (Vec<u8>, Option<i64>)>>>),
+    Memory(MemoryKv),
 }
 
 /// What the host lends every call of a plugin.
@@ -59,7 +62,13 @@ pub struct StoreState {
 
 impl StoreState {
     /// Fresh state for one call of the plugin of `channel`.
-    pub fn new(channel: &str, allowed: Arc<AllowList>, mode: HttpMode, memory: usize, services: PluginServices) -> Self {
+    pub fn new(
+        channel: &str,
+        allowed: Arc<AllowList>,
+        mode: HttpMode,
+        memory: usize,
+        services: PluginServices,
+    ) -> Self {
         let wasi = WasiCtx::builder()
             .allow_tcp(false)
             .allow_udp(false)
@@ -136,17 +145,28 @@ impl host_api::Host for StoreState {
         }
     }
 
-    async fn kv_set(&mut self, key: String, value: Vec<u8>, ttl_seconds: Option<u64>) -> wasmtime::Result<()> {
+    async fn kv_set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_seconds: Option<u64>,
+    ) -> wasmtime::Result<()> {
         if value.len() > MAX_KV_VALUE {
-            wasmtime::bail!("key-value value for `{key}` is {} bytes; the limit is {MAX_KV_VALUE}", value.len());
+            wasmtime::bail!(
+                "key-value value for `{key}` is {} bytes; the limit is {MAX_KV_VALUE}",
+                value.len()
+            );
         }
         let now = self.services.clock.now();
         match &self.services.kv {
-            KvBackend::Sqlite(pool) => crate::store::kv::set(pool, &self.namespace, &key, &value, ttl_seconds, now)
-                .await
-                .map_err(|e| wasmtime::format_err!("key-value write failed: {e:#}")),
+            KvBackend::Sqlite(pool) => {
+                crate::store::kv::set(pool, &self.namespace, &key, &value, ttl_seconds, now)
+                    .await
+                    .map_err(|e| wasmtime::format_err!("key-value write failed: {e:#}"))
+            }
             KvBackend::Memory(map) => {
-                let expires = ttl_seconds.map(|s| now.timestamp_millis() + (s.min(1 << 40) as i64) * 1000);
+                let expires =
+                    ttl_seconds.map(|s| now.timestamp_millis() + (s.min(1 << 40) as i64) * 1000);
                 map.lock()
                     .expect("kv lock")
                     .insert((self.namespace.clone(), key), (value, expires));
@@ -161,7 +181,9 @@ impl host_api::Host for StoreState {
                 .await
                 .map_err(|e| wasmtime::format_err!("key-value delete failed: {e:#}")),
             KvBackend::Memory(map) => {
-                map.lock().expect("kv lock").remove(&(self.namespace.clone(), key));
+                map.lock()
+                    .expect("kv lock")
+                    .remove(&(self.namespace.clone(), key));
                 Ok(())
             }
         }

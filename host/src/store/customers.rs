@@ -29,11 +29,16 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Customer> {
 }
 
 /// The customer with this external id, deleted or not.
-pub async fn by_external_id(conn: &mut SqliteConnection, external_id: &str) -> Result<Option<Customer>> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM customers WHERE external_id = ?"))
-        .bind(external_id)
-        .fetch_optional(conn)
-        .await?;
+pub async fn by_external_id(
+    conn: &mut SqliteConnection,
+    external_id: &str,
+) -> Result<Option<Customer>> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM customers WHERE external_id = ?"
+    ))
+    .bind(external_id)
+    .fetch_optional(conn)
+    .await?;
     row.as_ref().map(from_row).transpose()
 }
 
@@ -91,7 +96,11 @@ pub async fn mark_deleted(conn: &mut SqliteConnection, id: i64, at: DateTime<Utc
 }
 
 /// Live customers ordered by external id, for listings.
-pub async fn list(conn: &mut SqliteConnection, limit: i64, after: Option<&str>) -> Result<Vec<Customer>> {
+pub async fn list(
+    conn: &mut SqliteConnection,
+    limit: i64,
+    after: Option<&str>,
+) -> Result<Vec<Customer>> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM customers WHERE deleted_at IS NULL AND external_id > ? ORDER BY external_id LIMIT ?"
     ))

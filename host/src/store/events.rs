@@ -55,7 +55,11 @@ pub async fn insert(
 }
 
 /// The customer's most recent events, oldest first.
-pub async fn recent(conn: &mut SqliteConnection, customer_id: i64, limit: i64) -> Result<Vec<EventRecord>> {
+pub async fn recent(
+    conn: &mut SqliteConnection,
+    customer_id: i64,
+    limit: i64,
+) -> Result<Vec<EventRecord>> {
     let rows = sqlx::query(
         "SELECT id, kind, at, properties FROM events WHERE customer_id = ? ORDER BY at DESC, id DESC LIMIT ?",
     )

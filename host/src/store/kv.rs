@@ -7,7 +7,12 @@ use chrono::{DateTime, Duration, Utc};
 use sqlx::{Row, SqlitePool};
 
 /// Read a live value.
-pub async fn get(pool: &SqlitePool, namespace: &str, key: &str, now: DateTime<Utc>) -> Result<Option<Vec<u8>>> {
+pub async fn get(
+    pool: &SqlitePool,
+    namespace: &str,
+    key: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Vec<u8>>> {
     let row = sqlx::query(
         "SELECT value FROM plugin_kv WHERE namespace = ? AND key = ? AND (expires_at IS NULL OR expires_at > ?)",
     )
@@ -28,7 +33,8 @@ pub async fn set(
     ttl_seconds: Option<u64>,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let expires = ttl_seconds.map(|s| to_millis(now + Duration::seconds(s.min(i64::MAX as u64 / 1000) as i64)));
+    let expires = ttl_seconds
+        .map(|s| to_millis(now + Duration::seconds(s.min(i64::MAX as u64 / 1000) as i64)));
     sqlx::query(
         "INSERT INTO plugin_kv (namespace, key, value, expires_at) VALUES (?, ?, ?, ?)
          ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",

@@ -32,8 +32,9 @@ impl Store {
     pub async fn open(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create database directory {}", dir.display()))?;
+                std::fs::create_dir_all(dir).with_context(|| {
+                    format!("cannot create database directory {}", dir.display())
+                })?;
             }
         }
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))

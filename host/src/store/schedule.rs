@@ -76,8 +76,16 @@ fn from_row(r: &sqlx::sqlite::SqliteRow) -> ScheduledRow {
 /// Make an occurrence pending. An existing pending (unclaimed) or canceled
 /// row with the same key is updated; a row already done, claimed, failed or
 /// dead is left alone, so the same occurrence is never sent twice.
-pub async fn upsert(conn: &mut SqliteConnection, occ: &PlannedOccurrence, now: DateTime<Utc>) -> Result<()> {
-    let context = occ.context.as_ref().map(serde_json::to_string).transpose()?;
+pub async fn upsert(
+    conn: &mut SqliteConnection,
+    occ: &PlannedOccurrence,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let context = occ
+        .context
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()?;
     sqlx::query(
         "INSERT INTO schedule (customer_id, rule_id, occurrence_key, occurs_at, due_at, status, anchor, context, created_at, updated_at)
          VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)
@@ -126,7 +134,10 @@ pub async fn cancel_rule(
 }
 
 /// The customer's pending occurrences (claimed or not), earliest first.
-pub async fn pending_for(conn: &mut SqliteConnection, customer_id: i64) -> Result<Vec<ScheduledRow>> {
+pub async fn pending_for(
+    conn: &mut SqliteConnection,
+    customer_id: i64,
+) -> Result<Vec<ScheduledRow>> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM schedule WHERE customer_id = ? AND status = 'pending' ORDER BY occurs_at, id"
     ))
@@ -210,7 +221,12 @@ pub async fn retry_at(
 }
 
 /// Release a claimed occurrence without counting an attempt (it was deferred).
-pub async fn defer(conn: &mut SqliteConnection, row: &ScheduledRow, until: DateTime<Utc>, now: DateTime<Utc>) -> Result<bool> {
+pub async fn defer(
+    conn: &mut SqliteConnection,
+    row: &ScheduledRow,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<bool> {
     let done = sqlx::query(
         "UPDATE schedule SET due_at = ?, claim_token = NULL, updated_at = ? WHERE id = ? AND claim_token = ?",
     )

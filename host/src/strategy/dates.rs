@@ -47,7 +47,12 @@ pub fn local_instant(tz: Tz, date: NaiveDate, time: NaiveTime) -> DateTime<Utc> 
 
 impl DateTrigger {
     /// The first occurrence at or after `not_before`, given the anchor date.
-    pub fn next_occurrence(&self, anchor: NaiveDate, tz: Tz, not_before: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    pub fn next_occurrence(
+        &self,
+        anchor: NaiveDate,
+        tz: Tz,
+        not_before: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
         let first_date = self.offset.add_to_date(anchor)?;
         let first = local_instant(tz, first_date, self.at);
         match &self.repeat {
@@ -59,7 +64,8 @@ impl DateTrigger {
                 // Jump close to `not_before` first for day-based steps, then walk.
                 let mut k: i32 = 0;
                 if step.months == 0 && step.days > 0 {
-                    let behind = (not_before.with_timezone(&tz).date_naive() - first_date).num_days();
+                    let behind =
+                        (not_before.with_timezone(&tz).date_naive() - first_date).num_days();
                     k = ((behind / step.days as i64) - 1).max(0) as i32;
                 }
                 for _ in 0..200_000 {
@@ -105,16 +111,27 @@ mod tests {
         let ny: Tz = "America/New_York".parse().unwrap();
         let t = trigger("-4d", None);
         // 2026-03-08 is the US spring-forward day.
-        let before = t.next_occurrence(NaiveDate::from_ymd_opt(2026, 3, 11).unwrap(), ny, utc(2026, 1, 1, 0, 0));
+        let before = t.next_occurrence(
+            NaiveDate::from_ymd_opt(2026, 3, 11).unwrap(),
+            ny,
+            utc(2026, 1, 1, 0, 0),
+        );
         assert_eq!(before, Some(utc(2026, 3, 7, 15, 0)));
-        let after = t.next_occurrence(NaiveDate::from_ymd_opt(2026, 3, 13).unwrap(), ny, utc(2026, 1, 1, 0, 0));
+        let after = t.next_occurrence(
+            NaiveDate::from_ymd_opt(2026, 3, 13).unwrap(),
+            ny,
+            utc(2026, 1, 1, 0, 0),
+        );
         assert_eq!(after, Some(utc(2026, 3, 9, 14, 0)));
     }
 
     #[test]
     fn past_single_occurrence_is_none_and_repeats_walk_forward() {
         let anchor = NaiveDate::from_ymd_opt(2024, 2, 29).unwrap();
-        assert_eq!(trigger("0d", None).next_occurrence(anchor, Tz::UTC, utc(2025, 1, 1, 0, 0)), None);
+        assert_eq!(
+            trigger("0d", None).next_occurrence(anchor, Tz::UTC, utc(2025, 1, 1, 0, 0)),
+            None
+        );
         let yearly = trigger("1y", Some(Repeat::Every("1y".parse().unwrap())));
         assert_eq!(
             yearly.next_occurrence(anchor, Tz::UTC, utc(2026, 6, 1, 0, 0)),
@@ -136,7 +153,11 @@ mod tests {
         };
         // 2026-03-29 02:30 does not exist in Berlin; 03:30 CEST = 01:30 UTC.
         assert_eq!(
-            t.next_occurrence(NaiveDate::from_ymd_opt(2026, 3, 29).unwrap(), berlin, utc(2026, 1, 1, 0, 0)),
+            t.next_occurrence(
+                NaiveDate::from_ymd_opt(2026, 3, 29).unwrap(),
+                berlin,
+                utc(2026, 1, 1, 0, 0)
+            ),
             Some(utc(2026, 3, 29, 1, 30))
         );
     }

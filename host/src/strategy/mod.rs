@@ -120,7 +120,11 @@ impl Strategy {
         for (index, section) in file.rules.iter().enumerate() {
             let id = section.id.trim().to_string();
             let mut fail = |msg: String| errors.push(format!("rule `{id}`: {msg}"));
-            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            if id.is_empty()
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
                 fail("rule ids use letters, digits, `-` and `_` only".into());
                 continue;
             }
@@ -129,20 +133,35 @@ impl Strategy {
                 continue;
             }
             let trigger = match &section.trigger {
-                TriggerSection::Created { delay } => exact(*delay, "delay").map(|delay| Trigger::Created { delay }),
+                TriggerSection::Created { delay } => {
+                    exact(*delay, "delay").map(|delay| Trigger::Created { delay })
+                }
                 TriggerSection::Updated { field, delay } => {
                     if let Some(f) = field {
                         if !CORE_FIELDS.contains(&f.as_str()) && !attribute_names.contains(f) {
                             fail(format!("trigger field `{f}` is neither a customer field nor a declared attribute"));
                         }
                     }
-                    exact(*delay, "delay").map(|delay| Trigger::Updated { field: field.clone(), delay })
+                    exact(*delay, "delay").map(|delay| Trigger::Updated {
+                        field: field.clone(),
+                        delay,
+                    })
                 }
                 TriggerSection::Deleted {} => Ok(Trigger::Deleted),
                 TriggerSection::Event { kind, delay } => {
-                    exact(*delay, "delay").map(|delay| Trigger::Event { kind: kind.clone(), delay })
+                    exact(*delay, "delay").map(|delay| Trigger::Event {
+                        kind: kind.clone(),
+                        delay,
+                    })
                 }
-                TriggerSection::Date { attribute, before, after, at, every, cron } => {
+                TriggerSection::Date {
+                    attribute,
+                    before,
+                    after,
+                    at,
+                    every,
+                    cron,
+                } => {
                     (|| {
                         match file.attributes.get(attribute) {
                             Some(AttributeType::Date) | Some(AttributeType::Datetime) => {}
@@ -159,12 +178,14 @@ impl Strategy {
                             }
                         }
                         let offset = match (before, after) {
-                            (Some(_), Some(_)) => return Err("give `before` or `after`, not both".into()),
+                            (Some(_), Some(_)) => {
+                                return Err("give `before` or `after`, not both".into())
+                            }
                             (Some(b), None) => b.negated(),
                             (None, Some(a)) => *a,
                             (None, None) => Span::default(),
                         };
-                        if offset.seconds != 0 {
+                        if offset.millis != 0 {
                             return Err("date offsets are calendar units (d, w, mo, y); set the time with `at`".into());
                         }
                         let at = match at {
@@ -174,7 +195,7 @@ impl Strategy {
                         let repeat = match (every, cron) {
                             (Some(_), Some(_)) => return Err("give `every` or `cron`, not both".into()),
                             (Some(step), None) => {
-                                if step.seconds != 0 || (step.months <= 0 && step.days <= 0) {
+                                if step.millis != 0 || (step.months <= 0 && step.days <= 0) {
                                     return Err(format!("every = \"{step}\": repeat by whole days, weeks, months or years"));
                                 }
                                 Some(Repeat::Every(*step))
@@ -186,7 +207,12 @@ impl Strategy {
                             ))),
                             (None, None) => None,
                         };
-                        Ok(Trigger::Date(DateTrigger { attribute: attribute.clone(), offset, at, repeat }))
+                        Ok(Trigger::Date(DateTrigger {
+                            attribute: attribute.clone(),
+                            offset,
+                            at,
+                            repeat,
+                        }))
                     })()
                 }
             };
@@ -198,14 +224,20 @@ impl Strategy {
                 }
             };
             if section.channels.is_empty() {
-                fail("no channels; list at least one, e.g. channels = [\"email\", \"inbox\"]".into());
+                fail(
+                    "no channels; list at least one, e.g. channels = [\"email\", \"inbox\"]".into(),
+                );
             }
             for ch in &section.channels {
                 if !channels.contains(ch) {
                     let known: Vec<&str> = channels.iter().map(String::as_str).collect();
                     fail(format!(
                         "channel `{ch}` is not configured; configured channels: {}",
-                        if known.is_empty() { "none".into() } else { known.join(", ") }
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
                     ));
                 }
             }
@@ -213,7 +245,10 @@ impl Strategy {
                 attributes: attribute_names.clone(),
                 has_event: matches!(trigger, Trigger::Event { .. }),
             };
-            let mut parts = vec![(Part::Subject, section.subject.as_str()), (Part::Text, section.text.as_str())];
+            let mut parts = vec![
+                (Part::Subject, section.subject.as_str()),
+                (Part::Text, section.text.as_str()),
+            ];
             if let Some(html) = &section.html {
                 parts.push((Part::Html, html.as_str()));
             }
@@ -250,7 +285,13 @@ impl Strategy {
 
     /// Evaluate a rule's condition for a customer. A condition that fails to
     /// evaluate counts as false; the error is returned for the record.
-    pub fn condition_holds(&self, rule: &Rule, customer: &Customer, now: DateTime<Utc>, event: Option<&Value>) -> Result<bool, String> {
+    pub fn condition_holds(
+        &self,
+        rule: &Rule,
+        customer: &Customer,
+        now: DateTime<Utc>,
+        event: Option<&Value>,
+    ) -> Result<bool, String> {
         if !rule.has_condition {
             return Ok(true);
         }
@@ -261,7 +302,10 @@ impl Strategy {
 
 /// The anchor of a date trigger for a customer: the attribute's stored text
 /// and its calendar date in the customer's zone.
-pub fn date_anchor(trigger: &DateTrigger, customer: &Customer) -> Option<(String, chrono::NaiveDate)> {
+pub fn date_anchor(
+    trigger: &DateTrigger,
+    customer: &Customer,
+) -> Option<(String, chrono::NaiveDate)> {
     let raw = customer.field(&trigger.attribute)?;
     let text = raw.as_str()?.to_string();
     let date = parse_date_or_datetime(&text)?.local_date(customer.tz());

@@ -1,0 +1,192 @@
+//! Bad input gets a clear error that says what to fix, and nothing good is
+//! lost: CSV rows, broken templates, unknown config keys, bad timeline lines.
+
+use crate::support::*;
+
+#[test]
+fn csv_import_skips_bad_rows_by_line_and_imports_the_rest() {
+    let scratch = Scratch::new();
+    let config = repo_root().join("examples/saas-trial/herald.toml");
+    let db = scratch.path("h.db");
+    let csv = scratch.write(
+        "customers.csv",
+        "external_id,name,email,phone,wechat_openid,region,timezone,locale,state,created_at,trial_started_at,trial_ends_at,vip_since,visits\n\
+         c1,Li Lei,li@example.com,,,north,Asia/Shanghai,zh-CN,trial,2026-01-05,2026-01-05,2026-02-04,2025-06-01,12\n\
+         c2,Bad Zone,b@example.com,,,north,Asia/Atlantis,en,trial,2026-01-05,2026-01-05,2026-02-04,,\n\
+         c3,Too Few,c@example.com\n\
+         c4,Bad Date,d@example.com,,,south,UTC,en,trial,2026-01-05,2026-01-05,soon,,\n\
+         ,No Id,e@example.com,,,south,UTC,en,trial,2026-01-05,2026-01-05,2026-02-04,,\n\
+         c6,\"王芳, Jr.\",f@example.com,+8613800000000,,east,Asia/Shanghai,zh-CN,trial,2026-01-06T08:30:00+08:00,2026-01-06,2026-02-05,,3\n",
+    );
+    let out = run(herald()
+        .args(["import", "--config"])
+        .arg(&config)
+        .arg("--db")
+        .arg(&db)
+        .arg(&csv));
+    let stderr = text(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a failed row makes the exit code non-zero"
+    );
+    assert!(
+        stderr.contains("line 3:") && stderr.contains("Asia/Atlantis"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 4:") && stderr.contains("fields"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 5:") && stderr.contains("trial_ends_at"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 6:") && stderr.contains("external_id"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("imported 2 customer(s); 4 row(s) failed"),
+        "{stderr}"
+    );
+
+    let out = run(herald()
+        .args(["customers", "--json", "--config"])
+        .arg(&config)
+        .arg("--db")
+        .arg(&db));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let customers: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids: Vec<&str> = customers
+        .iter()
+        .map(|c| c["external_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["c1", "c6"]);
+    assert_eq!(
+        customers[0]["attributes"]["vip_since"], "2025-06-01",
+        "undeclared ISO dates stay dates"
+    );
+    assert_eq!(
+        customers[0]["attributes"]["visits"], 12,
+        "undeclared numbers become numbers"
+    );
+    assert_eq!(customers[1]["name"], "王芳, Jr.");
+    assert_eq!(customers[1]["created_at"], "2026-01-06T00:30:00Z");
+}
+
+fn broken_config(scratch: &Scratch, text: &str) -> String {
+    let config = scratch.write("herald.toml", text);
+    let timeline = scratch.write("t.jsonl", "");
+    let out = run(herald()
+        .args([
+            "simulate",
+            "--from",
+            "2026-01-01",
+            "--until",
+            "2026-01-02",
+            "--config",
+        ])
+        .arg(&config)
+        .arg("--timeline")
+        .arg(&timeline));
+    assert!(!out.status.success(), "herald must refuse to start");
+    crate::support::text(&out.stderr)
+}
+
+const HEAD: &str = "[channels.inbox]\nbuiltin = \"inbox\"\n[attributes]\nends_at = \"date\"\n";
+
+#[test]
+fn broken_templates_are_refused_naming_rule_and_line() {
+    let scratch = Scratch::new();
+    let stderr = broken_config(
+        &scratch,
+        &format!(
+            "{HEAD}[[rules]]\nid = \"renewal\"\ntrigger = {{ on = \"date\", attribute = \"ends_at\", before = \"3d\" }}\nchannels = [\"inbox\"]\nsubject = \"Renew\"\ntext = \"\"\"\nHello {{{{ customer.name }}}},\nyour plan ends {{{{ customer.ends_at | date( }}}}\n\"\"\"\n"
+        ),
+    );
+    assert!(stderr.contains("rule `renewal`, text, line 2"), "{stderr}");
+
+    let stderr = broken_config(
+        &scratch,
+        &format!(
+            "{HEAD}[[rules]]\nid = \"hello\"\ntrigger = {{ on = \"created\" }}\nchannels = [\"inbox\"]\nsubject = \"Hi {{{{ customer.nickname }}}}\"\ntext = \"t\"\n"
+        ),
+    );
+    assert!(
+        stderr.contains("rule `hello`, subject, line 1: unknown variable `customer.nickname`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("[attributes]"),
+        "the error says how to fix it: {stderr}"
+    );
+}
+
+#[test]
+fn config_mistakes_are_named() {
+    let scratch = Scratch::new();
+    let stderr = broken_config(&scratch, &format!("{HEAD}[scheduler]\ntikc = \"1s\"\n"));
+    assert!(
+        stderr.contains("unknown field `tikc`") && stderr.contains("herald.toml"),
+        "{stderr}"
+    );
+
+    let stderr = broken_config(
+        &scratch,
+        &format!("{HEAD}[[rules]]\nid = \"r\"\ntrigger = {{ on = \"created\" }}\nchannels = [\"email\"]\nsubject = \"s\"\ntext = \"t\"\n"),
+    );
+    assert!(
+        stderr.contains("channel `email` is not configured; configured channels: inbox"),
+        "{stderr}"
+    );
+
+    let stderr = broken_config(
+        &scratch,
+        &format!("{HEAD}[[rules]]\nid = \"r\"\ntrigger = {{ on = \"date\", attribute = \"ends_at\", before = \"3 days\" }}\nchannels = [\"inbox\"]\nsubject = \"s\"\ntext = \"t\"\n"),
+    );
+    assert!(stderr.contains("3 days"), "{stderr}");
+
+    let stderr = broken_config(
+        &scratch,
+        &format!("{HEAD}[[rules]]\nid = \"r\"\ntrigger = {{ on = \"date\", attribute = \"starts_at\" }}\nchannels = [\"inbox\"]\nsubject = \"s\"\ntext = \"t\"\n"),
+    );
+    assert!(
+        stderr.contains("add `starts_at = \"date\"` under [attributes]"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_timeline_lines_are_reported_by_number_before_anything_runs() {
+    let scratch = Scratch::new();
+    let config = scratch.write("herald.toml", HEAD);
+    let timeline = scratch.write(
+        "t.jsonl",
+        "{\"at\":\"2026-01-01T10:00:00Z\",\"op\":\"upsert\",\"customer\":{\"external_id\":\"a\"}}\n\
+         {\"at\":\"2026-01-01T10:00:00Z\",\"op\":\"upsert\",\"customer\":{\"externalid\":\"b\"}}\n\
+         not json\n",
+    );
+    let out = run(herald()
+        .args([
+            "simulate",
+            "--from",
+            "2026-01-01",
+            "--until",
+            "2026-01-02",
+            "--config",
+        ])
+        .arg(&config)
+        .arg("--timeline")
+        .arg(&timeline));
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("t.jsonl:2") && stderr.contains("externalid"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("t.jsonl:3"), "{stderr}");
+    assert!(text(&out.stdout).is_empty());
+}

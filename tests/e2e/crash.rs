@@ -1,0 +1,91 @@
+//! Kill `herald serve` with SIGKILL after it claimed a reminder and handed it
+//! to the provider but before it recorded the result: after a restart the
+//! reminder is delivered, and a provider that honours the idempotency key
+//! delivers it once.
+
+use crate::support::*;
+use serde_json::json;
+use std::collections::BTreeSet;
+
+#[test]
+fn killed_between_claim_and_record_the_reminder_is_still_delivered_once() {
+    // The provider hangs on the very first request (the process is killed
+    // while waiting), then answers; a repeated idempotency key gets the
+    // original message id back instead of a second message.
+    let provider = FakeProvider::start(|req, earlier| {
+        let key = req.header("idempotency-key").unwrap_or("").to_string();
+        if earlier.is_empty() {
+            let mut reply = Reply::json(200, json!({"id": "never-seen"}));
+            reply.delay = std::time::Duration::from_secs(120);
+            return reply;
+        }
+        Reply::json(200, json!({"id": format!("msg-for-{key}")}))
+    });
+    let scratch = Scratch::new();
+    let config = scratch.write(
+        "herald.toml",
+        &format!(
+            r#"
+[scheduler]
+tick = "100ms"
+lease = "2s"
+
+[channels.hook]
+plugin = "{plugin}"
+allowed_hosts = ["{origin}"]
+timeout = "60s"
+settings = {{ url = "{url}", secret = "s3cret" }}
+
+[[rules]]
+id = "welcome"
+trigger = {{ on = "created" }}
+channels = ["hook"]
+subject = "Welcome {{{{ customer.name }}}}"
+text = "Hello"
+"#,
+            plugin = plugin("webhook").display(),
+            origin = provider.origin(),
+            url = provider.url("/hook"),
+        ),
+    );
+    let db = scratch.path("herald.db");
+
+    let mut first = Server::start(&config, &db, &scratch, "serve1.log");
+    let (status, body) = http(
+        "PUT",
+        &format!("{}/customers/k1", first.base),
+        Some(r#"{"name":"Kim"}"#),
+    );
+    assert_eq!(status, 200, "{body}");
+    wait_for(30, || (provider.requests().len() == 1).then_some(()))
+        .unwrap_or_else(|| panic!("the provider never saw the send; log: {}", first.log()));
+    first.child.kill().expect("SIGKILL herald");
+    first.child.wait().expect("reap");
+    assert!(
+        deliveries(&config, &db).is_empty(),
+        "nothing was recorded before the kill"
+    );
+
+    let second = Server::start(&config, &db, &scratch, "serve2.log");
+    let rows = wait_for(30, || {
+        let rows = deliveries(&config, &db);
+        rows.iter()
+            .any(|r| r["status"] == "delivered")
+            .then_some(rows)
+    })
+    .unwrap_or_else(|| panic!("not delivered after restart; log: {}", second.log()));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let requests = provider.requests();
+    assert_eq!(requests.len(), 2, "sent again after the lease expired");
+    let keys: BTreeSet<_> = requests
+        .iter()
+        .map(|r| r.header("idempotency-key").unwrap().to_string())
+        .collect();
+    assert_eq!(
+        keys.len(),
+        1,
+        "both attempts carry the same idempotency key"
+    );
+    let key = keys.into_iter().next().unwrap();
+    assert_eq!(rows[0]["provider_message_id"], format!("msg-for-{key}"));
+}

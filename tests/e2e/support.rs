@@ -1,0 +1,412 @@
+//! Shared helpers: locating the binary and plugins, scratch directories,
+//! running commands, parsing `simulate` output, and a scriptable fake HTTP
+//! provider on loopback.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host has a parent")
+        .to_path_buf()
+}
+
+/// A plugin built by `scripts/build-plugins`.
+pub fn plugin(name: &str) -> PathBuf {
+    let path = repo_root()
+        .join("target/plugins")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-plugins (scripts/test does it for you)",
+        path.display()
+    );
+    path
+}
+
+/// A command running the real binary with a shared compiled-plugin cache.
+pub fn herald() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+    cmd.env(
+        "HERALD_CACHE_DIR",
+        repo_root().join("target/test-plugin-cache"),
+    );
+    cmd.env_remove("HERALD_CONFIG");
+    cmd.env_remove("HERALD_DB");
+    cmd.env_remove("HERALD_LOG");
+    cmd
+}
+
+/// Run a command and capture everything.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run herald")
+}
+
+/// Text of a captured stream.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A scratch directory for one test.
+pub struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        Scratch {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, contents).expect("write scratch file");
+        path
+    }
+}
+
+/// One line of `herald simulate` output.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Attempt {
+    pub at: String,
+    pub customer: String,
+    pub rule: String,
+    pub channel: String,
+    pub status: String,
+    pub subject: String,
+}
+
+/// Parse simulate's stdout; every line must be a JSON object with exactly the documented keys.
+pub fn parse_attempts(stdout: &str) -> Vec<Attempt> {
+    stdout
+        .lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+            let obj = v.as_object().expect("object");
+            let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+            keys.sort();
+            assert_eq!(
+                keys,
+                ["at", "channel", "customer", "rule", "status", "subject"],
+                "{line}"
+            );
+            let s = |k: &str| {
+                obj[k]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{k} is not a string: {line}"))
+                    .to_string()
+            };
+            Attempt {
+                at: s("at"),
+                customer: s("customer"),
+                rule: s("rule"),
+                channel: s("channel"),
+                status: s("status"),
+                subject: s("subject"),
+            }
+        })
+        .collect()
+}
+
+/// Run `herald simulate` and return its attempts; panics with stderr on failure.
+pub fn simulate(
+    config: &Path,
+    timeline: &Path,
+    from: &str,
+    until: &str,
+    extra: &[&str],
+) -> (Vec<Attempt>, String) {
+    let out = run(herald()
+        .args(["simulate", "--config"])
+        .arg(config)
+        .arg("--timeline")
+        .arg(timeline)
+        .args(["--from", from, "--until", until])
+        .args(extra));
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "simulate failed: {stderr}");
+    (parse_attempts(&text(&out.stdout)), stderr)
+}
+
+/// `herald deliveries --json` rows.
+pub fn deliveries(config: &Path, db: &Path) -> Vec<Value> {
+    let out = run(herald()
+        .args(["deliveries", "--json", "--limit", "100000", "--config"])
+        .arg(config)
+        .arg("--db")
+        .arg(db));
+    assert!(
+        out.status.success(),
+        "deliveries failed: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
+
+/// A request the fake provider received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("request body is JSON")
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+}
+
+/// What the fake provider answers: status, headers, body.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    /// Hold the response this long before answering (simulates a hanging provider).
+    pub delay: std::time::Duration,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: Value) -> Reply {
+        Reply {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.to_string(),
+            delay: std::time::Duration::ZERO,
+        }
+    }
+}
+
+type Handler = dyn Fn(&Received, &[Received]) -> Reply + Send + Sync;
+
+/// A real HTTP server on loopback whose answers a test scripts. It records
+/// every request; the handler sees the request and all earlier ones.
+pub struct FakeProvider {
+    pub addr: SocketAddr,
+    pub received: Arc<Mutex<Vec<Received>>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl FakeProvider {
+    pub fn start(
+        handler: impl Fn(&Received, &[Received]) -> Reply + Send + Sync + 'static,
+    ) -> FakeProvider {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let handler: Arc<Handler> = Arc::new(handler);
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("addr");
+        let log = received.clone();
+        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+            let log = log.clone();
+            let handler = handler.clone();
+            async move {
+                let (parts, body) = req.into_parts();
+                let body = axum::body::to_bytes(body, 16 << 20)
+                    .await
+                    .unwrap_or_default()
+                    .to_vec();
+                let request = Received {
+                    method: parts.method.to_string(),
+                    path: parts.uri.to_string(),
+                    headers: parts
+                        .headers
+                        .iter()
+                        .map(|(k, v)| {
+                            (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())
+                        })
+                        .collect(),
+                    body,
+                };
+                let reply = {
+                    let mut seen = log.lock().unwrap();
+                    let reply = handler(&request, &seen);
+                    seen.push(request);
+                    reply
+                };
+                if !reply.delay.is_zero() {
+                    tokio::time::sleep(reply.delay).await;
+                }
+                let mut response = axum::http::Response::builder().status(reply.status);
+                for (k, v) in &reply.headers {
+                    response = response.header(k, v);
+                }
+                response.body(axum::body::Body::from(reply.body)).unwrap()
+            }
+        });
+        runtime.spawn(async move {
+            axum::serve(listener, app).await.ok();
+        });
+        FakeProvider {
+            addr,
+            received,
+            _runtime: runtime,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+/// HMAC-SHA256 of `body` with `secret`, as lowercase hex.
+pub fn hmac_hex(secret: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Wait up to `seconds` for `check` to return Some.
+pub fn wait_for<T>(seconds: u64, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while std::time::Instant::now() < deadline {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    None
+}
+
+/// A running `herald serve`, killed on drop.
+pub struct Server {
+    pub child: std::process::Child,
+    pub base: String,
+    pub stderr_log: PathBuf,
+}
+
+impl Server {
+    /// Start `herald serve` on a free loopback port and wait until it listens.
+    pub fn start(config: &Path, db: &Path, scratch: &Scratch, log_name: &str) -> Server {
+        use std::io::BufRead;
+        let stderr_log = scratch.path(log_name);
+        let mut child = herald()
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(config)
+            .arg("--db")
+            .arg(db)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_log).expect("log file"))
+            .spawn()
+            .expect("spawn herald serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read stdout");
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| {
+                panic!(
+                    "serve did not start: {line:?}; log: {}",
+                    std::fs::read_to_string(&stderr_log).unwrap_or_default()
+                )
+            })
+            .to_string();
+        Server {
+            child,
+            base,
+            stderr_log,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A tiny blocking HTTP/1.1 client for talking to `herald serve`.
+pub fn http(method: &str, url: &str, body: Option<&str>) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let mut stream = std::net::TcpStream::connect(host).expect("connect to herald");
+    let body = body.unwrap_or("");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write request");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).expect("read response");
+    let response = String::from_utf8_lossy(&response);
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = &after[n + 2..];
+    }
+    out
+}
