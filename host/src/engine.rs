@@ -156,7 +156,7 @@ impl Herald {
         patch: &CustomerPatch,
     ) -> Result<UpsertOutcome, WriteError> {
         let now = self.clock.now();
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.write_tx().await?;
         let existing = customers::by_external_id(&mut tx, patch.external_id.trim()).await?;
         let live = existing.as_ref().filter(|c| c.deleted_at.is_none());
         let merged = patch
@@ -197,7 +197,7 @@ impl Herald {
     /// triggered by the deletion itself).
     pub async fn delete_customer(&self, external_id: &str) -> Result<(), WriteError> {
         let now = self.clock.now();
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.write_tx().await?;
         let mut customer = customers::by_external_id(&mut tx, external_id)
             .await?
             .filter(|c| c.deleted_at.is_none())
@@ -217,7 +217,7 @@ impl Herald {
         if kind.is_empty() {
             return Err(WriteError::Invalid("event kind must not be empty".into()));
         }
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.write_tx().await?;
         let customer = customers::by_external_id(&mut tx, &input.customer)
             .await?
             .filter(|c| c.deleted_at.is_none())

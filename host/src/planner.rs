@@ -89,10 +89,7 @@ pub async fn plan(
                 }
             }
             Trigger::Date(_) => {
-                plan_date_rule(
-                    conn, strategy, rule, customer, &pending, condition, now, now,
-                )
-                .await?;
+                plan_date_rule(conn, rule, customer, &pending, condition, now).await?;
                 continue;
             }
         }
@@ -111,84 +108,96 @@ pub async fn plan(
     Ok(())
 }
 
-/// After a date occurrence fired, plan the rule's next one (for repeating rules).
-pub async fn plan_after_fired(
-    conn: &mut SqliteConnection,
+/// What a date rule wants next for a customer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NextStep {
+    /// This occurrence should be pending (and no other of the rule).
+    Plan(PlannedOccurrence),
+    /// No occurrence should be pending, for this reason.
+    CancelAll(String),
+    /// Not a date rule: nothing to plan.
+    Nothing,
+}
+
+/// The next occurrence of a date rule at or after `not_before`, if its condition holds.
+pub fn next_date_step(
+    rule: &Rule,
+    customer: &Customer,
+    condition: bool,
+    not_before: DateTime<Utc>,
+) -> NextStep {
+    let Trigger::Date(trigger) = &rule.trigger else {
+        return NextStep::Nothing;
+    };
+    if !condition {
+        return NextStep::CancelAll("condition no longer holds".into());
+    }
+    let Some((anchor_text, anchor_date)) = date_anchor(trigger, customer) else {
+        return NextStep::CancelAll(format!("customer has no `{}` date", trigger.attribute));
+    };
+    match trigger.next_occurrence(anchor_date, customer.tz(), not_before) {
+        Some(at) => NextStep::Plan(PlannedOccurrence {
+            customer_id: customer.id,
+            rule_id: rule.id.clone(),
+            key: date_occurrence_key(customer.id, &rule.id, at),
+            due_at: at,
+            anchor: Some(anchor_text),
+            context: None,
+        }),
+        None => NextStep::CancelAll("date moved".into()),
+    }
+}
+
+/// After an occurrence of a rule fired (sent, skipped or failed for good),
+/// what the rule wants next: the following occurrence of a repeating date rule.
+pub fn next_after_fired(
     strategy: &Strategy,
     rule: &Rule,
     customer: &Customer,
     fired_at: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<()> {
+) -> NextStep {
     if !matches!(rule.trigger, Trigger::Date(_)) || customer.deleted_at.is_some() {
-        return Ok(());
+        return NextStep::Nothing;
     }
-    let pending = schedule::pending_for(conn, customer.id).await?;
     let condition = holds(strategy, rule, customer, now, None);
     let not_before = (fired_at + Duration::milliseconds(1)).max(now);
-    plan_date_rule(
-        conn, strategy, rule, customer, &pending, condition, not_before, now,
-    )
-    .await
+    next_date_step(rule, customer, condition, not_before)
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn plan_date_rule(
     conn: &mut SqliteConnection,
-    _strategy: &Strategy,
     rule: &Rule,
     customer: &Customer,
     pending: &[ScheduledRow],
     condition: bool,
-    not_before: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let Trigger::Date(trigger) = &rule.trigger else {
-        return Ok(());
-    };
-    if !condition {
-        schedule::cancel_rule(
-            conn,
-            customer.id,
-            &rule.id,
-            None,
-            "condition no longer holds",
-            now,
-        )
-        .await?;
-        return Ok(());
-    }
-    let Some((anchor_text, anchor_date)) = date_anchor(trigger, customer) else {
-        let reason = format!("customer has no `{}` date", trigger.attribute);
-        schedule::cancel_rule(conn, customer.id, &rule.id, None, &reason, now).await?;
-        return Ok(());
-    };
-    // An occurrence already planned from the same date stays as it is, even
-    // if it is overdue: the scheduler will still send it.
-    let current = pending
-        .iter()
-        .find(|row| row.rule_id == rule.id && row.anchor.as_deref() == Some(anchor_text.as_str()));
-    if current.is_some() && not_before == now {
-        return Ok(());
-    }
-    match trigger.next_occurrence(anchor_date, customer.tz(), not_before) {
-        Some(at) => {
-            let key = date_occurrence_key(customer.id, &rule.id, at);
-            let occ = PlannedOccurrence {
-                customer_id: customer.id,
-                rule_id: rule.id.clone(),
-                key: key.clone(),
-                due_at: at,
-                anchor: Some(anchor_text),
-                context: None,
-            };
+    match next_date_step(rule, customer, condition, now) {
+        NextStep::Plan(occ) => {
+            // An occurrence already planned from the same date stays as it
+            // is, even if it is overdue: the scheduler will still send it.
+            let unchanged = pending.iter().any(|row| {
+                row.rule_id == rule.id && row.anchor.is_some() && row.anchor == occ.anchor
+            });
+            if unchanged {
+                return Ok(());
+            }
             schedule::upsert(conn, &occ, now).await?;
-            schedule::cancel_rule(conn, customer.id, &rule.id, Some(&key), "date moved", now)
-                .await?;
+            schedule::cancel_rule(
+                conn,
+                customer.id,
+                &rule.id,
+                Some(&occ.key),
+                "date moved",
+                now,
+            )
+            .await?;
         }
-        None => {
-            schedule::cancel_rule(conn, customer.id, &rule.id, None, "date moved", now).await?;
+        NextStep::CancelAll(reason) => {
+            schedule::cancel_rule(conn, customer.id, &rule.id, None, &reason, now).await?;
         }
+        NextStep::Nothing => {}
     }
     Ok(())
 }

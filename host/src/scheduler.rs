@@ -4,20 +4,22 @@
 //! attempt: delivered, retried with backoff, failed, dead or skipped. Then
 //! plan the next occurrence of repeating rules.
 
+use crate::customer::Customer;
 use crate::dispatch::{address_of, backoff, Channel, Delivery};
 use crate::engine::Herald;
-use crate::planner::{self};
+use crate::planner::{self, NextStep};
 use crate::plugin::bindings::channel_api::{Message, Recipient};
 use crate::plugin::SendOutcome;
 use crate::render;
 use crate::store::deliveries::{self, DeliveryStatus, NewDelivery};
 use crate::store::schedule::{self, ScheduledRow};
 use crate::store::{customers, inbox};
-use crate::strategy::{date_anchor, Rule, Trigger};
+use crate::strategy::{date_anchor, Trigger};
 use anyhow::Result;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use futures::StreamExt;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -55,9 +57,22 @@ enum Decision<'a> {
     Cancel(String),
 }
 
+/// One claimed occurrence on its way through the tick.
+struct Work<'a> {
+    row: ScheduledRow,
+    decision: Decision<'a>,
+    outcome: Option<(SendOutcome, i64)>,
+}
+
 impl Herald {
     /// Claim and process one batch of due occurrences. Returns the attempts
     /// made, in due order. An empty result means nothing was due.
+    ///
+    /// The batch goes through in phases so the database sees a handful of
+    /// statements per tick rather than several per reminder: claim; load the
+    /// customers; decide and render in memory; send through plugins
+    /// concurrently (outside any transaction); then record every outcome,
+    /// inbox message and next occurrence in one transaction.
     pub async fn tick(&self) -> Result<Vec<AttemptRecord>> {
         let now = self.clock.now();
         let lease_until = now + ChronoDuration::from_std(self.scheduler.lease)?;
@@ -77,20 +92,56 @@ impl Herald {
         if claimed.is_empty() {
             return Ok(Vec::new());
         }
-        let results: Vec<Result<Option<AttemptRecord>>> = futures::stream::iter(claimed)
-            .map(|row| self.process(row, now))
-            .buffered(self.scheduler.concurrency)
+        let ids: Vec<i64> = claimed.iter().map(|r| r.customer_id).collect();
+        let customers = {
+            let mut conn = self.store.pool.acquire().await?;
+            customers::by_ids(&mut conn, &ids).await?
+        };
+        let mut work: Vec<Work> = claimed
+            .into_iter()
+            .map(|row| {
+                let decision = self.decide(&row, customers.get(&row.customer_id), now);
+                Work {
+                    row,
+                    decision,
+                    outcome: None,
+                }
+            })
+            .collect();
+        let plugin_sends: Vec<usize> = work
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| matches!(&w.decision, Decision::Send { channel, .. } if matches!(channel.delivery, Delivery::Plugin { .. })))
+            .map(|(i, _)| i)
+            .collect();
+        let outcomes: Vec<(usize, SendOutcome, i64)> = futures::stream::iter(plugin_sends)
+            .map(|i| {
+                let w = &work[i];
+                let customer = customers.get(&w.row.customer_id);
+                async move {
+                    let Decision::Send { channel, rendered } = &w.decision else {
+                        unreachable!("only sends are selected")
+                    };
+                    let started = Instant::now();
+                    let outcome = self
+                        .send(
+                            channel,
+                            &w.row,
+                            customer.expect("a send has a customer"),
+                            rendered,
+                            now,
+                        )
+                        .await;
+                    (i, outcome, started.elapsed().as_millis() as i64)
+                }
+            })
+            .buffer_unordered(self.scheduler.concurrency)
             .collect()
             .await;
-        let mut records = Vec::new();
-        for result in results {
-            match result {
-                Ok(Some(record)) => records.push(record),
-                Ok(None) => {}
-                Err(e) => tracing::error!("recording an attempt failed; the lease will expire and it will be retried: {e:#}"),
-            }
+        for (i, outcome, ms) in outcomes {
+            work[i].outcome = Some((outcome, ms));
         }
-        Ok(records)
+        self.record(&work, &customers, now).await
     }
 
     /// Run ticks until nothing is due at the current time.
@@ -105,38 +156,24 @@ impl Herald {
         }
     }
 
-    async fn decide<'a>(
+    fn decide<'a>(
         &'a self,
         row: &ScheduledRow,
+        customer: Option<&Customer>,
         now: DateTime<Utc>,
-    ) -> Result<(Decision<'a>, Option<crate::customer::Customer>)> {
-        let mut conn = self.store.pool.acquire().await?;
-        let Some(customer) = customers::by_id(&mut conn, row.customer_id).await? else {
-            return Ok((Decision::Cancel("customer no longer exists".into()), None));
+    ) -> Decision<'a> {
+        let Some(customer) = customer else {
+            return Decision::Cancel("customer no longer exists".into());
         };
         let Some(rule) = self.strategy.rule(&row.rule_id) else {
-            return Ok((
-                Decision::Cancel(format!(
-                    "rule `{}` is no longer in the strategy",
-                    row.rule_id
-                )),
-                Some(customer),
+            return Decision::Cancel(format!(
+                "rule `{}` is no longer in the strategy",
+                row.rule_id
             ));
         };
         if customer.deleted_at.is_some() && !matches!(rule.trigger, Trigger::Deleted) {
-            return Ok((Decision::Cancel("customer deleted".into()), Some(customer)));
+            return Decision::Cancel("customer deleted".into());
         }
-        let decision = self.decide_for(rule, row, &customer, now);
-        Ok((decision, Some(customer)))
-    }
-
-    fn decide_for<'a>(
-        &'a self,
-        rule: &Rule,
-        row: &ScheduledRow,
-        customer: &crate::customer::Customer,
-        now: DateTime<Utc>,
-    ) -> Decision<'a> {
         match self
             .strategy
             .condition_holds(rule, customer, now, row.context.as_ref())
@@ -171,144 +208,205 @@ impl Herald {
         }
     }
 
-    async fn process(
+    /// Write every outcome of a tick in one transaction.
+    async fn record(
         &self,
-        row: ScheduledRow,
+        work: &[Work<'_>],
+        customers: &HashMap<i64, Customer>,
         now: DateTime<Utc>,
-    ) -> Result<Option<AttemptRecord>> {
-        let (decision, customer) = self.decide(&row, now).await?;
-        let attempt = row.attempts + 1;
-        let mut record = AttemptRecord {
-            at: now,
-            customer: customer
-                .as_ref()
-                .map(|c| c.external_id.clone())
-                .unwrap_or_default(),
-            rule: row.rule_id.clone(),
-            channel: String::new(),
-            status: String::new(),
-            subject: String::new(),
-        };
-        let mut tx = self.store.pool.begin().await?;
-        let rule = self.strategy.rule(&row.rule_id);
-        match decision {
-            Decision::Cancel(reason) => {
-                schedule::finish(&mut tx, &row, "canceled", Some(&reason), now).await?;
-                tx.commit().await?;
-                tracing::debug!(key = %row.key, "canceled when due: {reason}");
-                return Ok(None);
-            }
-            Decision::Skip(reason) => {
-                schedule::finish(&mut tx, &row, "skipped", Some(&reason), now).await?;
-                deliveries::insert(
-                    &mut tx,
-                    &new_delivery(
-                        &row,
-                        attempt,
-                        DeliveryStatus::Skipped,
-                        None,
-                        Some(&reason),
-                        None,
-                        now,
-                    ),
-                )
-                .await?;
-                record.status = "skipped".into();
-            }
-            Decision::Broken(reason) => {
-                schedule::finish(&mut tx, &row, "failed", Some(&reason), now).await?;
-                deliveries::insert(
-                    &mut tx,
-                    &new_delivery(
-                        &row,
-                        attempt,
-                        DeliveryStatus::Failed,
-                        None,
-                        Some(&reason),
-                        None,
-                        now,
-                    ),
-                )
-                .await?;
-                record.status = "failed".into();
-            }
-            Decision::Send { channel, rendered } => {
-                // The send happens outside any transaction: a slow provider
-                // must not hold the database.
-                drop(tx);
-                let customer = customer.as_ref().expect("a send has a customer");
-                let started = Instant::now();
-                let outcome = self.send(channel, &row, customer, &rendered, now).await;
-                let duration_ms = Some(started.elapsed().as_millis() as i64);
-                tx = self.store.pool.begin().await?;
-                record.channel = channel.name.clone();
-                record.subject = rendered.subject.clone();
-                let mut d = new_delivery(
-                    &row,
-                    attempt,
-                    DeliveryStatus::Delivered,
-                    Some(channel),
-                    None,
-                    Some(&rendered.subject),
-                    now,
-                );
-                d.duration_ms = duration_ms;
-                let claim_held = match &outcome {
-                    SendOutcome::Delivered {
-                        provider_message_id,
-                    } => {
-                        d.provider_message_id = Some(provider_message_id);
-                        deliveries::insert(&mut tx, &d).await?;
-                        record.status = "delivered".into();
-                        schedule::finish(&mut tx, &row, "done", None, now).await?
-                    }
-                    SendOutcome::Permanent { reason } => {
-                        d.status = DeliveryStatus::Failed;
-                        d.error = Some(reason);
-                        deliveries::insert(&mut tx, &d).await?;
-                        record.status = "failed".into();
-                        schedule::finish(&mut tx, &row, "failed", Some(reason), now).await?
-                    }
-                    SendOutcome::Retryable {
-                        reason,
-                        retry_after,
-                    } => {
-                        if attempt >= channel.retry.max_attempts as i64 {
-                            let reason = format!(
-                                "{reason} (attempt {attempt} of {}; giving up)",
-                                channel.retry.max_attempts
-                            );
-                            d.status = DeliveryStatus::Dead;
-                            d.error = Some(&reason);
-                            deliveries::insert(&mut tx, &d).await?;
-                            record.status = "dead".into();
-                            schedule::finish(&mut tx, &row, "dead", Some(&reason), now).await?
-                        } else {
-                            let delay =
-                                backoff(&channel.retry, attempt as u32, &row.key, *retry_after);
-                            let retry_at = now + ChronoDuration::from_std(delay)?;
+    ) -> Result<Vec<AttemptRecord>> {
+        let mut releases = Vec::with_capacity(work.len());
+        let mut attempts: Vec<NewDelivery> = Vec::with_capacity(work.len());
+        let mut messages = Vec::new();
+        let mut next = Vec::new();
+        let mut cancels = Vec::new();
+        let mut records = Vec::with_capacity(work.len());
+        let inbox_ids: Vec<String> = work
+            .iter()
+            .map(|w| format!("inbox:{}", w.row.key))
+            .collect();
+        for (w, inbox_id) in work.iter().zip(&inbox_ids) {
+            let row = &w.row;
+            let attempt = row.attempts + 1;
+            let customer = customers.get(&row.customer_id);
+            let release = |status: &'static str,
+                           error: Option<String>,
+                           due_at: Option<DateTime<Utc>>,
+                           attempted: bool| schedule::Release {
+                id: row.id,
+                token: row.claim_token.clone().unwrap_or_default(),
+                status,
+                error,
+                due_at,
+                attempted,
+            };
+            let mut record = AttemptRecord {
+                at: now,
+                customer: customer.map(|c| c.external_id.clone()).unwrap_or_default(),
+                rule: row.rule_id.clone(),
+                channel: String::new(),
+                status: String::new(),
+                subject: String::new(),
+            };
+            let mut d = NewDelivery {
+                schedule_id: row.id,
+                customer_id: row.customer_id,
+                rule_id: &row.rule_id,
+                channel: None,
+                provider: None,
+                attempt,
+                status: DeliveryStatus::Skipped,
+                provider_message_id: None,
+                error: None,
+                subject: None,
+                retry_at: None,
+                at: now,
+                duration_ms: None,
+            };
+            let mut fired = true;
+            match &w.decision {
+                Decision::Cancel(reason) => {
+                    tracing::debug!(key = %row.key, "canceled when due: {reason}");
+                    releases.push(release("canceled", Some(reason.clone()), None, false));
+                    continue;
+                }
+                Decision::Skip(reason) => {
+                    d.error = Some(reason.clone());
+                    record.status = "skipped".into();
+                    releases.push(release("skipped", Some(reason.clone()), None, true));
+                }
+                Decision::Broken(reason) => {
+                    d.status = DeliveryStatus::Failed;
+                    d.error = Some(reason.clone());
+                    record.status = "failed".into();
+                    releases.push(release("failed", Some(reason.clone()), None, true));
+                }
+                Decision::Send { channel, rendered } => {
+                    record.channel = channel.name.clone();
+                    record.subject = rendered.subject.clone();
+                    d.channel = Some(&channel.name);
+                    d.provider = Some(&channel.provider);
+                    d.subject = Some(&rendered.subject);
+                    let (outcome, ms) = match &w.outcome {
+                        Some((outcome, ms)) => (outcome, Some(*ms)),
+                        None => {
+                            // The built-in inbox: delivered by this very transaction.
+                            messages.push(inbox::NewMessage {
+                                customer_id: row.customer_id,
+                                occurrence_key: &row.key,
+                                rule: &row.rule_id,
+                                subject: &rendered.subject,
+                                text: &rendered.text,
+                                html: rendered.html.as_deref(),
+                            });
+                            d.status = DeliveryStatus::Delivered;
+                            d.provider_message_id = Some(inbox_id);
+                            record.status = "delivered".into();
+                            releases.push(release("done", None, None, true));
+                            attempts.push(d);
+                            records.push(record);
+                            self.plan_next(row, customer, now, &mut next, &mut cancels);
+                            continue;
+                        }
+                    };
+                    d.duration_ms = ms;
+                    match outcome {
+                        SendOutcome::Delivered {
+                            provider_message_id,
+                        } => {
+                            d.status = DeliveryStatus::Delivered;
+                            d.provider_message_id = Some(provider_message_id);
+                            record.status = "delivered".into();
+                            releases.push(release("done", None, None, true));
+                        }
+                        SendOutcome::Permanent { reason } => {
                             d.status = DeliveryStatus::Failed;
-                            d.error = Some(reason);
-                            d.retry_at = Some(retry_at);
-                            deliveries::insert(&mut tx, &d).await?;
+                            d.error = Some(reason.clone());
                             record.status = "failed".into();
-                            let held =
-                                schedule::retry_at(&mut tx, &row, retry_at, reason, now).await?;
-                            tx.commit().await?;
-                            log_lost_claim(held, &row);
-                            return Ok(Some(record));
+                            releases.push(release("failed", Some(reason.clone()), None, true));
+                        }
+                        SendOutcome::Retryable {
+                            reason,
+                            retry_after,
+                        } => {
+                            if attempt >= channel.retry.max_attempts as i64 {
+                                let reason = format!(
+                                    "{reason} (attempt {attempt} of {}; giving up)",
+                                    channel.retry.max_attempts
+                                );
+                                d.status = DeliveryStatus::Dead;
+                                record.status = "dead".into();
+                                d.error = Some(reason.clone());
+                                releases.push(release("dead", Some(reason), None, true));
+                            } else {
+                                let delay =
+                                    backoff(&channel.retry, attempt as u32, &row.key, *retry_after);
+                                let retry_at = now + ChronoDuration::from_std(delay)?;
+                                d.status = DeliveryStatus::Failed;
+                                d.error = Some(reason.clone());
+                                d.retry_at = Some(retry_at);
+                                record.status = "failed".into();
+                                releases.push(release(
+                                    "pending",
+                                    Some(reason.clone()),
+                                    Some(retry_at),
+                                    true,
+                                ));
+                                fired = false;
+                            }
                         }
                     }
-                };
-                log_lost_claim(claim_held, &row);
+                }
+            }
+            attempts.push(d);
+            records.push(record);
+            if fired {
+                self.plan_next(row, customer, now, &mut next, &mut cancels);
             }
         }
-        if let (Some(rule), Some(customer)) = (rule, customer.as_ref()) {
-            planner::plan_after_fired(&mut tx, &self.strategy, rule, customer, row.occurs_at, now)
-                .await?;
+        let mut tx = self.store.write_tx().await?;
+        let released = schedule::release_many(&mut tx, &releases, now).await?;
+        if released < releases.len() as u64 {
+            tracing::warn!(
+                lost = releases.len() as u64 - released,
+                "some claims expired during their send; another process may have retried them (the idempotency key protects the provider)"
+            );
         }
+        deliveries::insert_many(&mut tx, &attempts).await?;
+        inbox::deliver_many(&mut tx, &messages, now).await?;
+        schedule::upsert_many(&mut tx, &next, now).await?;
+        schedule::cancel_rules_many(&mut tx, &cancels, now).await?;
         tx.commit().await?;
-        Ok(Some(record))
+        Ok(records)
+    }
+
+    /// Collect what a fired rule wants next (the following occurrence of a repeating rule).
+    fn plan_next(
+        &self,
+        row: &ScheduledRow,
+        customer: Option<&Customer>,
+        now: DateTime<Utc>,
+        next: &mut Vec<schedule::PlannedOccurrence>,
+        cancels: &mut Vec<(i64, String, Option<String>, String)>,
+    ) {
+        let (Some(rule), Some(customer)) = (self.strategy.rule(&row.rule_id), customer) else {
+            return;
+        };
+        match planner::next_after_fired(&self.strategy, rule, customer, row.occurs_at, now) {
+            NextStep::Plan(occ) => {
+                cancels.push((
+                    customer.id,
+                    rule.id.clone(),
+                    Some(occ.key.clone()),
+                    "date moved".into(),
+                ));
+                next.push(occ);
+            }
+            NextStep::CancelAll(reason) => {
+                cancels.push((customer.id, rule.id.clone(), None, reason))
+            }
+            NextStep::Nothing => {}
+        }
     }
 
     async fn send(
@@ -320,32 +418,7 @@ impl Herald {
         now: DateTime<Utc>,
     ) -> SendOutcome {
         match &channel.delivery {
-            Delivery::Inbox => {
-                let result = async {
-                    let mut conn = self.store.pool.acquire().await?;
-                    inbox::deliver(
-                        &mut conn,
-                        customer.id,
-                        &row.key,
-                        &row.rule_id,
-                        &rendered.subject,
-                        &rendered.text,
-                        rendered.html.as_deref(),
-                        now,
-                    )
-                    .await
-                }
-                .await;
-                match result {
-                    Ok(id) => SendOutcome::Delivered {
-                        provider_message_id: format!("inbox-{id}"),
-                    },
-                    Err(e) => SendOutcome::Retryable {
-                        reason: format!("inbox write failed: {e:#}"),
-                        retry_after: None,
-                    },
-                }
-            }
+            Delivery::Inbox => unreachable!("the inbox is delivered by the record transaction"),
             Delivery::Plugin { plugin, settings } => {
                 let message = Message {
                     idempotency_key: format!("herald:{}", row.key),
@@ -370,37 +443,5 @@ impl Herald {
                     .await
             }
         }
-    }
-}
-
-fn log_lost_claim(held: bool, row: &ScheduledRow) {
-    if !held {
-        tracing::warn!(key = %row.key, "the claim on this reminder expired during the send; another process may have retried it (the idempotency key protects the provider)");
-    }
-}
-
-fn new_delivery<'a>(
-    row: &'a ScheduledRow,
-    attempt: i64,
-    status: DeliveryStatus,
-    channel: Option<&'a Channel>,
-    error: Option<&'a str>,
-    subject: Option<&'a str>,
-    now: DateTime<Utc>,
-) -> NewDelivery<'a> {
-    NewDelivery {
-        schedule_id: row.id,
-        customer_id: row.customer_id,
-        rule_id: &row.rule_id,
-        channel: channel.map(|c| c.name.as_str()),
-        provider: channel.map(|c| c.provider.as_str()),
-        attempt,
-        status,
-        provider_message_id: None,
-        error,
-        subject,
-        retry_at: None,
-        at: now,
-        duration_ms: None,
     }
 }

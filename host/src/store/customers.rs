@@ -51,6 +51,25 @@ pub async fn by_id(conn: &mut SqliteConnection, id: i64) -> Result<Option<Custom
     row.as_ref().map(from_row).transpose()
 }
 
+/// The customers with these row ids, by id.
+pub async fn by_ids(
+    conn: &mut SqliteConnection,
+    ids: &[i64],
+) -> Result<std::collections::HashMap<i64, Customer>> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM customers WHERE id IN (SELECT value FROM json_each(?))"
+    ))
+    .bind(serde_json::to_string(ids)?)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| from_row(r).map(|c| (c.id, c)))
+        .collect()
+}
+
 /// Insert or update a record; returns its id. A deleted record that is
 /// written again comes back to life.
 pub async fn save(conn: &mut SqliteConnection, c: &Customer) -> Result<i64> {

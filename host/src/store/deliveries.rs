@@ -5,6 +5,7 @@ use super::{from_millis, to_millis};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use serde_json::{json, Value};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 /// How an attempt ended.
@@ -53,7 +54,7 @@ pub struct NewDelivery<'a> {
     /// The provider's message id.
     pub provider_message_id: Option<&'a str>,
     /// Error or skip reason.
-    pub error: Option<&'a str>,
+    pub error: Option<String>,
     /// Rendered subject.
     pub subject: Option<&'a str>,
     /// When the next attempt is due, for failed attempts that will be retried.
@@ -78,7 +79,7 @@ pub async fn insert(conn: &mut SqliteConnection, d: &NewDelivery<'_>) -> Result<
     .bind(d.attempt)
     .bind(d.status.as_str())
     .bind(d.provider_message_id)
-    .bind(d.error)
+    .bind(&d.error)
     .bind(d.subject)
     .bind(d.retry_at.map(to_millis))
     .bind(to_millis(d.at))
@@ -86,6 +87,31 @@ pub async fn insert(conn: &mut SqliteConnection, d: &NewDelivery<'_>) -> Result<
     .fetch_one(conn)
     .await?;
     Ok(row.get(0))
+}
+
+/// Record many attempts in one statement.
+pub async fn insert_many(conn: &mut SqliteConnection, items: &[NewDelivery<'_>]) -> Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|d| {
+            json!({"s": d.schedule_id, "c": d.customer_id, "r": d.rule_id, "ch": d.channel, "p": d.provider,
+                   "n": d.attempt, "st": d.status.as_str(), "id": d.provider_message_id, "e": d.error,
+                   "sub": d.subject, "retry": d.retry_at.map(to_millis), "at": to_millis(d.at), "ms": d.duration_ms})
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO deliveries (schedule_id, customer_id, rule_id, channel, provider, attempt, status, provider_message_id, error, subject, retry_at, at, duration_ms)
+         SELECT value->>'s', value->>'c', value->>'r', value->>'ch', value->>'p', value->>'n', value->>'st',
+                value->>'id', value->>'e', value->>'sub', value->>'retry', value->>'at', value->>'ms'
+         FROM json_each(?) WHERE true",
+    )
+    .bind(serde_json::to_string(&rows)?)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// A recorded attempt, for listings.

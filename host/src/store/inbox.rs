@@ -4,6 +4,7 @@ use super::{from_millis, to_millis};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use serde_json::{json, Value};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 /// An in-app message.
@@ -56,6 +57,49 @@ pub async fn deliver(
         .fetch_one(conn)
         .await?;
     Ok(row.get(0))
+}
+
+/// A message for [`deliver_many`].
+#[derive(Debug, Clone)]
+pub struct NewMessage<'a> {
+    /// The customer's row id.
+    pub customer_id: i64,
+    /// The occurrence key (makes delivery idempotent).
+    pub occurrence_key: &'a str,
+    /// The rule.
+    pub rule: &'a str,
+    /// Subject.
+    pub subject: &'a str,
+    /// Text body.
+    pub text: &'a str,
+    /// HTML body.
+    pub html: Option<&'a str>,
+}
+
+/// Put many messages in inboxes in one statement; repeats are ignored.
+pub async fn deliver_many(
+    conn: &mut SqliteConnection,
+    items: &[NewMessage<'_>],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|m| json!({"c": m.customer_id, "k": m.occurrence_key, "r": m.rule, "s": m.subject, "t": m.text, "h": m.html}))
+        .collect();
+    sqlx::query(
+        "INSERT INTO inbox (customer_id, occurrence_key, rule_id, subject, text, html, created_at)
+         SELECT value->>'c', value->>'k', value->>'r', value->>'s', value->>'t', value->>'h', ?
+         FROM json_each(?) WHERE true
+         ON CONFLICT (occurrence_key) DO NOTHING",
+    )
+    .bind(to_millis(now))
+    .bind(serde_json::to_string(&rows)?)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// A customer's messages, oldest first.

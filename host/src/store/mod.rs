@@ -57,6 +57,15 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Start a transaction that will write. It takes SQLite's write lock at
+    /// once (`BEGIN IMMEDIATE`), so a transaction that reads and then writes
+    /// waits its turn instead of failing when another writer got there first.
+    pub async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
 /// A UTC instant as stored.
 pub fn to_millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()

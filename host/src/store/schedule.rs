@@ -4,7 +4,7 @@
 use super::{from_millis, to_millis};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use serde_json::{json, Value};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 /// An occurrence the planner wants to exist.
@@ -245,4 +245,115 @@ pub async fn next_due_at(pool: &SqlitePool) -> Result<Option<DateTime<Utc>>> {
         .fetch_one(pool)
         .await?;
     Ok(row.get::<Option<i64>, _>(0).map(from_millis))
+}
+
+/// How a claimed occurrence leaves this tick (see [`release_many`]).
+#[derive(Debug, Clone)]
+pub struct Release {
+    /// Row id.
+    pub id: i64,
+    /// The claim token it was claimed with.
+    pub token: String,
+    /// New status: `pending` (to be retried at `due_at`), `done`, `skipped`,
+    /// `canceled`, `failed` or `dead`.
+    pub status: &'static str,
+    /// Error or reason.
+    pub error: Option<String>,
+    /// New due time (retries).
+    pub due_at: Option<DateTime<Utc>>,
+    /// Whether this counts as an attempt.
+    pub attempted: bool,
+}
+
+/// Release many claimed occurrences in one statement. Rows whose claim was
+/// lost (the lease ran out and another process took them) are left alone;
+/// returns how many rows were released.
+pub async fn release_many(
+    conn: &mut SqliteConnection,
+    items: &[Release],
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    if items.is_empty() {
+        return Ok(0);
+    }
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|r| {
+            json!({"id": r.id, "token": r.token, "status": r.status, "error": r.error,
+                   "due_at": r.due_at.map(to_millis), "attempt": r.attempted as i64})
+        })
+        .collect();
+    let done = sqlx::query(
+        "UPDATE schedule SET status = j.status, last_error = j.error, due_at = COALESCE(j.due_at, schedule.due_at),
+                attempts = schedule.attempts + j.attempt, claim_token = NULL, updated_at = ?
+         FROM (SELECT value->>'id' AS id, value->>'token' AS token, value->>'status' AS status,
+                      value->>'error' AS error, value->>'due_at' AS due_at, value->>'attempt' AS attempt
+               FROM json_each(?)) AS j
+         WHERE schedule.id = j.id AND schedule.claim_token = j.token",
+    )
+    .bind(to_millis(now))
+    .bind(serde_json::to_string(&rows)?)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// [`upsert`] for many occurrences in one statement.
+pub async fn upsert_many(
+    conn: &mut SqliteConnection,
+    occs: &[PlannedOccurrence],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if occs.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<Value> = occs
+        .iter()
+        .map(|o| {
+            json!({"c": o.customer_id, "r": o.rule_id, "k": o.key, "due": to_millis(o.due_at),
+                   "anchor": o.anchor, "context": o.context.as_ref().map(|c| c.to_string())})
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO schedule (customer_id, rule_id, occurrence_key, occurs_at, due_at, status, anchor, context, created_at, updated_at)
+         SELECT value->>'c', value->>'r', value->>'k', value->>'due', value->>'due', 'pending',
+                value->>'anchor', value->>'context', ?1, ?1
+         FROM json_each(?2) WHERE true
+         ON CONFLICT (occurrence_key) DO UPDATE SET
+            occurs_at = excluded.occurs_at, due_at = excluded.due_at, status = 'pending',
+            anchor = excluded.anchor, context = excluded.context, last_error = NULL,
+            updated_at = excluded.updated_at
+         WHERE schedule.status IN ('pending', 'canceled') AND schedule.claim_token IS NULL",
+    )
+    .bind(to_millis(now))
+    .bind(serde_json::to_string(&rows)?)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// [`cancel_rule`] for many (customer, rule, keep, reason) in one statement.
+pub async fn cancel_rules_many(
+    conn: &mut SqliteConnection,
+    items: &[(i64, String, Option<String>, String)],
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    if items.is_empty() {
+        return Ok(0);
+    }
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|(c, r, k, reason)| json!({"c": c, "r": r, "k": k.as_deref().unwrap_or(""), "why": reason}))
+        .collect();
+    let done = sqlx::query(
+        "UPDATE schedule SET status = 'canceled', last_error = j.why, updated_at = ?
+         FROM (SELECT value->>'c' AS c, value->>'r' AS r, value->>'k' AS k, value->>'why' AS why FROM json_each(?)) AS j
+         WHERE schedule.customer_id = j.c AND schedule.rule_id = j.r AND schedule.status = 'pending'
+           AND schedule.claim_token IS NULL AND schedule.occurrence_key != j.k",
+    )
+    .bind(to_millis(now))
+    .bind(serde_json::to_string(&rows)?)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
 }
