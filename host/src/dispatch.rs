@@ -10,7 +10,7 @@ use crate::plugin::bindings::types::{AddressKind as WitAddressKind, Setting};
 use crate::plugin::http_policy::AllowList;
 use crate::plugin::{Limits, LoadedChannel, PluginServices, Runtime, DEFAULT_MEMORY};
 use crate::span::parse_exact;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -254,13 +254,6 @@ impl Channel {
     pub fn describe(&self) -> String {
         format!("channel `{}` ({})", self.name, self.provider)
     }
-}
-
-/// Check that a channel exists; for `herald check`-style validation.
-pub fn require<'a>(channels: &'a Channels, name: &str) -> Result<&'a Channel> {
-    channels
-        .get(name)
-        .with_context(|| format!("no channel `{name}`"))
 }
 
 #[cfg(test)]

@@ -8,5 +8,6 @@ mod api;
 mod bad_input;
 mod crash;
 mod plugin_faults;
+mod racing;
 mod saas_trial;
 mod webhook;

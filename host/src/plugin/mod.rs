@@ -381,3 +381,57 @@ fn describe_error(e: &wasmtime::Error) -> String {
     }
     text.lines().next().unwrap_or("unknown error").to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn component_exporting(dir: &Path, name: &str) -> PathBuf {
+        // Component text; wasmtime's `wat` feature (enabled for tests) compiles it.
+        let wat = format!(r#"(component (instance $i) (export "{name}" (instance $i)))"#);
+        let path = dir.join("p.wasm");
+        std::fs::write(&path, wat).unwrap();
+        path
+    }
+
+    #[test]
+    fn worlds_and_versions_are_checked_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = Runtime::new(dir.path().join("cache"), DEFAULT_MEMORY).unwrap();
+
+        let path = component_exporting(dir.path(), "herald:plugin/channel@0.1.0");
+        assert_eq!(
+            runtime.load_component(&path).unwrap().1,
+            PluginKind::Channel
+        );
+        let cached: Vec<_> = std::fs::read_dir(dir.path().join("cache"))
+            .unwrap()
+            .collect();
+        assert_eq!(cached.len(), 1, "the compiled component is cached on disk");
+        assert_eq!(
+            runtime.load_component(&path).unwrap().1,
+            PluginKind::Channel,
+            "and loads from the cache"
+        );
+
+        let path = component_exporting(dir.path(), "herald:plugin/targeting@0.1.0");
+        assert_eq!(
+            runtime.load_component(&path).unwrap().1,
+            PluginKind::Targeting
+        );
+
+        let path = component_exporting(dir.path(), "herald:plugin/channel@0.2.0");
+        let err = runtime.load_component(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("herald:plugin@0.2.0") && err.contains("herald:plugin@0.1.0"),
+            "{err}"
+        );
+
+        let path = component_exporting(dir.path(), "acme:sms/sender@1.0.0");
+        let err = runtime.load_component(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("is it a Herald plugin") && err.contains("acme:sms/sender@1.0.0"),
+            "{err}"
+        );
+    }
+}

@@ -65,30 +65,6 @@ pub struct NewDelivery<'a> {
     pub duration_ms: Option<i64>,
 }
 
-/// Record an attempt.
-pub async fn insert(conn: &mut SqliteConnection, d: &NewDelivery<'_>) -> Result<i64> {
-    let row = sqlx::query(
-        "INSERT INTO deliveries (schedule_id, customer_id, rule_id, channel, provider, attempt, status, provider_message_id, error, subject, retry_at, at, duration_ms)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-    )
-    .bind(d.schedule_id)
-    .bind(d.customer_id)
-    .bind(d.rule_id)
-    .bind(d.channel)
-    .bind(d.provider)
-    .bind(d.attempt)
-    .bind(d.status.as_str())
-    .bind(d.provider_message_id)
-    .bind(&d.error)
-    .bind(d.subject)
-    .bind(d.retry_at.map(to_millis))
-    .bind(to_millis(d.at))
-    .bind(d.duration_ms)
-    .fetch_one(conn)
-    .await?;
-    Ok(row.get(0))
-}
-
 /// Record many attempts in one statement.
 pub async fn insert_many(conn: &mut SqliteConnection, items: &[NewDelivery<'_>]) -> Result<()> {
     if items.is_empty() {

@@ -26,39 +26,6 @@ pub struct InboxMessage {
     pub read_at: Option<DateTime<Utc>>,
 }
 
-/// Put a message in a customer's inbox. The occurrence key makes this
-/// idempotent: a retried send does not add a second copy. Returns the row id.
-#[allow(clippy::too_many_arguments)]
-pub async fn deliver(
-    conn: &mut SqliteConnection,
-    customer_id: i64,
-    occurrence_key: &str,
-    rule: &str,
-    subject: &str,
-    text: &str,
-    html: Option<&str>,
-    now: DateTime<Utc>,
-) -> Result<i64> {
-    sqlx::query(
-        "INSERT INTO inbox (customer_id, occurrence_key, rule_id, subject, text, html, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (occurrence_key) DO NOTHING",
-    )
-    .bind(customer_id)
-    .bind(occurrence_key)
-    .bind(rule)
-    .bind(subject)
-    .bind(text)
-    .bind(html)
-    .bind(to_millis(now))
-    .execute(&mut *conn)
-    .await?;
-    let row = sqlx::query("SELECT id FROM inbox WHERE occurrence_key = ?")
-        .bind(occurrence_key)
-        .fetch_one(conn)
-        .await?;
-    Ok(row.get(0))
-}
-
 /// A message for [`deliver_many`].
 #[derive(Debug, Clone)]
 pub struct NewMessage<'a> {

@@ -79,11 +79,13 @@ impl DateTrigger {
                 None
             }
             Some(Repeat::Cron(schedule)) => {
-                let start = first.max(not_before) - Duration::seconds(1);
+                let start = first.max(not_before);
+                // `after` is exclusive and works in whole seconds: start a
+                // second early and take the first time not before `start`.
                 schedule
-                    .after(&start.with_timezone(&tz))
-                    .next()
+                    .after(&(start - Duration::seconds(1)).with_timezone(&tz))
                     .map(|t| t.with_timezone(&Utc))
+                    .find(|t| *t >= start)
             }
         }
     }
@@ -159,6 +161,32 @@ mod tests {
                 utc(2026, 1, 1, 0, 0)
             ),
             Some(utc(2026, 3, 29, 1, 30))
+        );
+    }
+
+    #[test]
+    fn cron_repeats_in_the_customer_zone_from_the_first_occurrence() {
+        use std::str::FromStr;
+        let shanghai: Tz = "Asia/Shanghai".parse().unwrap();
+        // 09:00 on the 1st of every month, local time, starting 7 days after the anchor.
+        let t = trigger(
+            "7d",
+            Some(Repeat::Cron(Box::new(
+                cron::Schedule::from_str("0 0 9 1 * *").unwrap(),
+            ))),
+        );
+        let anchor = NaiveDate::from_ymd_opt(2026, 1, 20).unwrap();
+        assert_eq!(
+            t.next_occurrence(anchor, shanghai, utc(2026, 1, 1, 0, 0)),
+            Some(utc(2026, 2, 1, 1, 0))
+        );
+        assert_eq!(
+            t.next_occurrence(
+                anchor,
+                shanghai,
+                utc(2026, 2, 1, 1, 0) + Duration::milliseconds(1)
+            ),
+            Some(utc(2026, 3, 1, 1, 0))
         );
     }
 }

@@ -1,0 +1,87 @@
+//! Two schedulers on one database, ticking at the same moment: every
+//! occurrence is claimed by exactly one of them and delivered once.
+
+use herald::clock::VirtualClock;
+use herald::config::Config;
+use herald::customer::CustomerPatch;
+use herald::engine::{Herald, OpenOptions};
+use herald::plugin::http_policy::HttpMode;
+use std::sync::Arc;
+
+const CONFIG: &str = r#"
+[scheduler]
+batch = 25
+
+[channels.inbox]
+builtin = "inbox"
+
+[[rules]]
+id = "welcome"
+trigger = { on = "created" }
+channels = ["inbox"]
+subject = "Welcome {{ customer.name }}"
+text = "Hello"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_ticks_deliver_each_occurrence_once() {
+    let scratch = crate::support::Scratch::new();
+    let path = scratch.write("herald.toml", CONFIG);
+    let config = Config::load(&path).unwrap();
+    let db = scratch.path("h.db");
+    let start = chrono::DateTime::parse_from_rfc3339("2026-03-01T09:00:00Z")
+        .unwrap()
+        .to_utc();
+    let open = || async {
+        Herald::open(
+            &config,
+            OpenOptions {
+                db: Some(&db),
+                clock: Arc::new(VirtualClock::new(start)),
+                http_mode: HttpMode::Live,
+            },
+        )
+        .await
+        .unwrap()
+    };
+    std::env::set_var(
+        "HERALD_CACHE_DIR",
+        crate::support::repo_root().join("target/test-plugin-cache"),
+    );
+    let a = open().await;
+    let b = open().await;
+    for i in 0..400 {
+        let patch: CustomerPatch = serde_json::from_value(
+            serde_json::json!({"external_id": format!("c{i}"), "name": format!("N{i}")}),
+        )
+        .unwrap();
+        a.upsert_customer(&patch).await.unwrap();
+    }
+    let (from_a, from_b) = tokio::join!(a.drain(), b.drain());
+    let (from_a, from_b) = (from_a.unwrap(), from_b.unwrap());
+    assert_eq!(
+        from_a.len() + from_b.len(),
+        400,
+        "a: {}, b: {}",
+        from_a.len(),
+        from_b.len()
+    );
+    let mut customers: Vec<String> = from_a
+        .iter()
+        .chain(&from_b)
+        .map(|r| r.customer.clone())
+        .collect();
+    customers.sort();
+    customers.dedup();
+    assert_eq!(customers.len(), 400, "no customer got two welcomes");
+    let inbox: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM inbox")
+        .fetch_one(&a.store.pool)
+        .await
+        .unwrap();
+    let delivered: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'")
+            .fetch_one(&a.store.pool)
+            .await
+            .unwrap();
+    assert_eq!((inbox, delivered), (400, 400));
+}
