@@ -137,7 +137,7 @@ impl Herald {
                 .map(|d| d.as_nanos())
                 .unwrap_or(0)
         );
-        Ok(Herald {
+        let herald = Herald {
             store,
             strategy: Arc::new(strategy),
             channels: Arc::new(channels),
@@ -147,7 +147,53 @@ impl Herald {
             wake: Notify::new(),
             instance,
             runtime,
-        })
+        };
+        herald.replan_if_strategy_changed(config).await?;
+        Ok(herald)
+    }
+
+    /// When the rules differ from those the schedule was planned with (a new
+    /// deployment, an edited strategy), plan every live customer's date rules
+    /// again, so a new or changed rule reaches existing customers. This walks
+    /// the customer base once per strategy change, never per tick.
+    async fn replan_if_strategy_changed(&self, config: &Config) -> Result<()> {
+        use sha2::Digest;
+        let file = &config.file;
+        let fingerprint = hex::encode(sha2::Sha256::digest(
+            format!("{:?}{:?}{:?}", file.rules, file.attributes, file.strategy).as_bytes(),
+        ));
+        const KEY: &str = "strategy_fingerprint";
+        if crate::store::meta::get(&self.store.pool, KEY)
+            .await?
+            .as_deref()
+            == Some(fingerprint.as_str())
+        {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let mut after = 0;
+        let mut total = 0;
+        loop {
+            let mut tx = self.store.write_tx().await?;
+            let page = customers::page_by_id(&mut tx, after, 500).await?;
+            let Some(last) = page.last() else {
+                tx.commit().await?;
+                break;
+            };
+            after = last.id;
+            for customer in &page {
+                planner::plan(&mut tx, &self.strategy, customer, Change::Replan, now).await?;
+            }
+            tx.commit().await?;
+            total += page.len();
+        }
+        if total > 0 {
+            tracing::info!(
+                customers = total,
+                "the strategy changed: date rules planned again for every customer"
+            );
+        }
+        crate::store::meta::set(&self.store.pool, KEY, &fingerprint).await
     }
 
     /// Insert or update a customer and re-plan their reminders.

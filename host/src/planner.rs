@@ -23,6 +23,9 @@ pub enum Change<'a> {
     Deleted,
     /// An event was recorded.
     Event(&'a EventRecord),
+    /// Nothing happened to the customer, but the strategy changed: plan the
+    /// date rules again (other triggers are not retroactive).
+    Replan,
 }
 
 /// The JSON form of an event, as templates see it (`event.kind`, ...).
@@ -54,6 +57,10 @@ pub async fn plan(
                 schedule::cancel_rule(conn, customer.id, &rule.id, None, "customer deleted", now)
                     .await?;
             }
+            continue;
+        }
+        let is_date = matches!(rule.trigger, Trigger::Date(_));
+        if matches!(change, Change::Replan) && !is_date {
             continue;
         }
         let condition = holds(strategy, rule, customer, now, event_ctx.as_ref());

@@ -10,4 +10,5 @@ mod crash;
 mod plugin_faults;
 mod racing;
 mod saas_trial;
+mod strategy_change;
 mod webhook;

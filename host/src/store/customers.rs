@@ -114,6 +114,22 @@ pub async fn mark_deleted(conn: &mut SqliteConnection, id: i64, at: DateTime<Utc
     Ok(())
 }
 
+/// Live customers with row ids above `after_id`, in id order (for walking the whole base).
+pub async fn page_by_id(
+    conn: &mut SqliteConnection,
+    after_id: i64,
+    limit: i64,
+) -> Result<Vec<Customer>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM customers WHERE deleted_at IS NULL AND id > ? ORDER BY id LIMIT ?"
+    ))
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
 /// Live customers ordered by external id, for listings.
 pub async fn list(
     conn: &mut SqliteConnection,

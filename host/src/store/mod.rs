@@ -7,6 +7,7 @@ pub mod deliveries;
 pub mod events;
 pub mod inbox;
 pub mod kv;
+pub mod meta;
 pub mod schedule;
 
 use anyhow::{Context, Result};

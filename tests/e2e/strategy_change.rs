@@ -1,0 +1,60 @@
+//! A rule added to a running deployment reaches the customers already in it:
+//! when the strategy changes, date rules are planned again for everyone.
+
+use crate::support::*;
+
+const BASE: &str = r#"
+[channels.inbox]
+builtin = "inbox"
+
+[attributes]
+renews_at = "date"
+
+[[rules]]
+id = "welcome"
+trigger = { on = "created" }
+channels = ["inbox"]
+subject = "Welcome"
+text = "Hello"
+"#;
+
+const ADDED: &str = r#"
+[[rules]]
+id = "renewal"
+trigger = { on = "date", attribute = "renews_at", before = "7d", at = "09:00" }
+channels = ["inbox"]
+subject = "Renews on {{ customer.renews_at }}"
+text = "See you"
+"#;
+
+#[test]
+fn an_added_date_rule_is_planned_for_existing_customers() {
+    let scratch = Scratch::new();
+    let db = scratch.path("h.db");
+    let db_arg = db.to_str().unwrap();
+    let v1 = scratch.write("v1.toml", BASE);
+    let timeline = scratch.write(
+        "t.jsonl",
+        r#"{"at":"2026-03-01T08:00:00Z","op":"upsert","customer":{"external_id":"k","timezone":"UTC","attributes":{"renews_at":"2026-06-30"}}}"#,
+    );
+    let (first, _) = simulate(
+        &v1,
+        &timeline,
+        "2026-03-01",
+        "2026-04-01",
+        &["--db", db_arg],
+    );
+    assert_eq!(
+        first.iter().map(|a| a.rule.as_str()).collect::<Vec<_>>(),
+        ["welcome"]
+    );
+
+    let v2 = scratch.write("v2.toml", &format!("{BASE}{ADDED}"));
+    let empty = scratch.write("empty.jsonl", "");
+    let (second, stderr) = simulate(&v2, &empty, "2026-04-01", "2026-12-31", &["--db", db_arg]);
+    let got: Vec<(&str, &str)> = second
+        .iter()
+        .map(|a| (a.rule.as_str(), a.at.as_str()))
+        .collect();
+    assert_eq!(got, [("renewal", "2026-06-23T09:00:00Z")], "{stderr}");
+}
