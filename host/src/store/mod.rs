@@ -44,7 +44,11 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // A tick touches many pages of the schedule, deliveries and
+            // customers tables; the default 2 MB page cache made a quarter of
+            // a large tick's time re-reading pages (see docs/performance.md).
+            .pragma("cache_size", "-65536");
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
