@@ -6,6 +6,7 @@ mod support;
 
 mod api;
 mod bad_input;
+mod bench;
 mod crash;
 mod plugin_faults;
 mod racing;

@@ -1,0 +1,51 @@
+//! `herald bench` keeps working: a small run prints every figure and its
+//! own correctness checks (not a timed test: no figure is compared to a target).
+
+use crate::support::*;
+use std::collections::HashMap;
+
+#[test]
+fn bench_smoke_run_prints_every_key() {
+    let plugins = plugin("console").parent().unwrap().to_path_buf();
+    let out = run(herald()
+        .args([
+            "bench",
+            "--customers",
+            "5000",
+            "--due",
+            "500",
+            "--calls",
+            "50",
+            "--plugins-dir",
+        ])
+        .arg(&plugins));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let figures: HashMap<String, String> = text(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    for key in [
+        "plugin_call_us",
+        "native_call_us",
+        "plugin_native_ratio",
+        "plan_rows_per_s",
+        "rows_read_per_due_row",
+        "replay_ratio",
+    ] {
+        let value: f64 = figures
+            .get(key)
+            .unwrap_or_else(|| panic!("no {key}: {figures:?}"))
+            .parse()
+            .unwrap();
+        assert!(value.is_finite() && value >= 0.0, "{key}={value}");
+    }
+    assert_eq!(figures["done_rows"], "500");
+    assert_eq!(figures["planned_next"], "500");
+    assert_eq!(
+        figures["fullscan_steps"], "0",
+        "the claim reads through the due index"
+    );
+}
