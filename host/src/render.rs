@@ -151,7 +151,7 @@ impl Templates {
     }
 
     /// Render the message parts of a rule.
-    pub fn render(&self, rule: &str, has_html: bool, ctx: &Value) -> Result<Rendered, String> {
+    pub fn render(&self, rule: &str, has_html: bool, ctx: &JinjaValue) -> Result<Rendered, String> {
         let subject = self.render_part(rule, Part::Subject, ctx)?;
         let text = self.render_part(rule, Part::Text, ctx)?;
         let html = if has_html {
@@ -167,11 +167,11 @@ impl Templates {
     }
 
     /// Evaluate a rule's condition.
-    pub fn condition(&self, rule: &str, ctx: &Value) -> Result<bool, String> {
+    pub fn condition(&self, rule: &str, ctx: &JinjaValue) -> Result<bool, String> {
         Ok(self.render_part(rule, Part::When, ctx)? == "1")
     }
 
-    fn render_part(&self, rule: &str, part: Part, ctx: &Value) -> Result<String, String> {
+    fn render_part(&self, rule: &str, part: Part, ctx: &JinjaValue) -> Result<String, String> {
         let name = part.template_name(rule);
         let template = self
             .env
@@ -218,13 +218,14 @@ impl Vocabulary {
     }
 }
 
-/// The template context for a customer at an instant.
+/// The template context for a customer at an instant, converted to a
+/// template value once so every part and the condition share it.
 pub fn context(
     customer: &Customer,
     rule: &str,
     now: DateTime<Utc>,
     event: Option<&Value>,
-) -> Value {
+) -> JinjaValue {
     let mut ctx = json!({
         "customer": customer.to_template_value(),
         "rule": {"id": rule},
@@ -233,7 +234,7 @@ pub fn context(
     if let Some(event) = event {
         ctx["event"] = event.clone();
     }
-    ctx
+    JinjaValue::from_serialize(&ctx)
 }
 
 fn customer_zone(state: &State) -> Tz {

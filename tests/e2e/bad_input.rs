@@ -80,20 +80,12 @@ fn csv_import_skips_bad_rows_by_line_and_imports_the_rest() {
 fn broken_config(scratch: &Scratch, text: &str) -> String {
     let config = scratch.write("herald.toml", text);
     let timeline = scratch.write("t.jsonl", "");
-    let out = run(herald()
-        .args([
-            "simulate",
-            "--from",
-            "2026-01-01",
-            "--until",
-            "2026-01-02",
-            "--config",
-        ])
-        .arg(&config)
-        .arg("--timeline")
-        .arg(&timeline));
-    assert!(!out.status.success(), "herald must refuse to start");
-    crate::support::text(&out.stderr)
+    expect_refusal(&mut simulate_cmd(
+        &config,
+        &timeline,
+        "2026-01-01",
+        "2026-01-02",
+    ))
 }
 
 const HEAD: &str = "[channels.inbox]\nbuiltin = \"inbox\"\n[attributes]\nends_at = \"date\"\n";
@@ -169,24 +161,15 @@ fn bad_timeline_lines_are_reported_by_number_before_anything_runs() {
          {\"at\":\"2026-01-01T10:00:00Z\",\"op\":\"upsert\",\"customer\":{\"externalid\":\"b\"}}\n\
          not json\n",
     );
-    let out = run(herald()
-        .args([
-            "simulate",
-            "--from",
-            "2026-01-01",
-            "--until",
-            "2026-01-02",
-            "--config",
-        ])
-        .arg(&config)
-        .arg("--timeline")
-        .arg(&timeline));
-    assert!(!out.status.success());
-    let stderr = text(&out.stderr);
+    let stderr = expect_refusal(&mut simulate_cmd(
+        &config,
+        &timeline,
+        "2026-01-01",
+        "2026-01-02",
+    ));
     assert!(
         stderr.contains("t.jsonl:2") && stderr.contains("externalid"),
         "{stderr}"
     );
     assert!(stderr.contains("t.jsonl:3"), "{stderr}");
-    assert!(text(&out.stdout).is_empty());
 }

@@ -141,20 +141,12 @@ fn a_plugin_of_the_wrong_kind_or_version_is_refused_at_start() {
         ),
     );
     let timeline = scratch.write("t.jsonl", "");
-    let out = run(herald()
-        .args([
-            "simulate",
-            "--from",
-            "2026-03-01",
-            "--until",
-            "2026-03-02",
-            "--config",
-        ])
-        .arg(&config)
-        .arg("--timeline")
-        .arg(&timeline));
-    assert!(!out.status.success());
-    let stderr = text(&out.stderr);
+    let stderr = expect_refusal(&mut simulate_cmd(
+        &config,
+        &timeline,
+        "2026-03-01",
+        "2026-03-02",
+    ));
     assert!(
         stderr.contains("[channels.x]") && stderr.contains("not a valid WebAssembly component"),
         "{stderr}"

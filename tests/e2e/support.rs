@@ -142,6 +142,28 @@ pub fn simulate(
     (parse_attempts(&text(&out.stdout)), stderr)
 }
 
+/// The `herald simulate` command for one day from `from`, ready for more arguments.
+pub fn simulate_cmd(config: &Path, timeline: &Path, from: &str, until: &str) -> Command {
+    let mut cmd = herald();
+    cmd.args(["simulate", "--from", from, "--until", until, "--config"])
+        .arg(config)
+        .arg("--timeline")
+        .arg(timeline);
+    cmd
+}
+
+/// Run a simulate command that must fail before doing anything; returns its stderr.
+pub fn expect_refusal(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(!out.status.success(), "herald must refuse this input");
+    assert!(
+        text(&out.stdout).is_empty(),
+        "nothing may run: {}",
+        text(&out.stdout)
+    );
+    text(&out.stderr)
+}
+
 /// `herald deliveries --json` rows.
 pub fn deliveries(config: &Path, db: &Path) -> Vec<Value> {
     let out = run(herald()

@@ -237,21 +237,9 @@ fn a_missing_secret_stops_herald_with_a_clear_error() {
     let scratch = Scratch::new();
     let config = scratch.write("herald.toml", &config(&provider, 3));
     let timeline = scratch.write("t.jsonl", "");
-    let out = run(herald()
-        .env_remove("TEST_HOOK_SECRET")
-        .args([
-            "simulate",
-            "--from",
-            "2026-03-01",
-            "--until",
-            "2026-03-02",
-            "--config",
-        ])
-        .arg(&config)
-        .arg("--timeline")
-        .arg(&timeline));
-    assert!(!out.status.success());
-    let stderr = text(&out.stderr);
+    let stderr = expect_refusal(
+        simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-02").env_remove("TEST_HOOK_SECRET"),
+    );
     assert!(
         stderr.contains("TEST_HOOK_SECRET") && stderr.contains("[channels.hook"),
         "{stderr}"
