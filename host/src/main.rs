@@ -169,12 +169,19 @@ fn load_config(path: &Path) -> Result<Config> {
     Config::load(path)
 }
 
+/// Open an existing database for the listing commands; they never create one.
 async fn open_store(args: &ConfigArgs) -> Result<Store> {
     let config = load_config(&args.config)?;
     let path = args
         .db
         .clone()
         .unwrap_or_else(|| config.resolve(&config.file.database.path));
+    if !path.exists() {
+        anyhow::bail!(
+            "no database at {}: nothing has run with this config yet (start `herald serve` or `herald import`), or pass --db",
+            path.display()
+        );
+    }
     Store::open(&path).await
 }
 

@@ -173,3 +173,29 @@ fn bad_timeline_lines_are_reported_by_number_before_anything_runs() {
     );
     assert!(stderr.contains("t.jsonl:3"), "{stderr}");
 }
+
+#[test]
+fn listing_commands_never_create_a_database() {
+    let scratch = Scratch::new();
+    let config = scratch.write("herald.toml", HEAD);
+    let db = scratch.path("missing.db");
+    for args in [
+        vec!["deliveries"],
+        vec!["customers"],
+        vec!["inbox", "someone"],
+    ] {
+        let out = run(herald()
+            .args(&args)
+            .arg("--config")
+            .arg(&config)
+            .arg("--db")
+            .arg(&db));
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            text(&out.stderr).contains("no database at"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(!db.exists(), "{args:?} created the database");
+    }
+}

@@ -38,6 +38,9 @@ pub const DEFAULT_MEMORY: usize = 64 << 20;
 /// Default wall deadline of one call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// How long past its deadline a plugin blocked in I/O (running no code the
+/// epoch can interrupt) is given before the call is abandoned.
+const IO_GRACE: Duration = Duration::from_millis(100);
 /// Bytes of each pooled memory, table and stack slot kept resident between calls.
 const KEEP_RESIDENT: usize = 1 << 18;
 
@@ -294,9 +297,19 @@ impl LoadedChannel {
         );
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|s| &mut s.limits);
-        // Yield to the executor at every epoch tick so a busy plugin does not
-        // starve other tasks; the wall deadline is enforced around the call.
-        store.epoch_deadline_async_yield_and_update(1);
+        // At every epoch tick (10 ms) the plugin either yields to the
+        // executor, so a busy plugin does not starve other tasks, or, past
+        // its deadline, is interrupted with a trap. A plugin waiting on I/O
+        // runs no code to interrupt: the timeout around the call covers that.
+        let deadline = Instant::now() + self.limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                wasmtime::UpdateDeadline::Interrupt
+            } else {
+                wasmtime::UpdateDeadline::Yield(1)
+            })
+        });
         store
     }
 
@@ -318,7 +331,7 @@ impl LoadedChannel {
                 .await
                 .map_err(|e| describe_error(&e))
         };
-        match tokio::time::timeout(self.limits.timeout, call).await {
+        match tokio::time::timeout(self.limits.timeout + IO_GRACE, call).await {
             Ok(result) => result,
             Err(_) => Err(format!(
                 "describe() did not return within {:?}",
@@ -345,7 +358,7 @@ impl LoadedChannel {
                 .await
                 .map_err(|e| describe_error(&e))
         };
-        let result = tokio::time::timeout(self.limits.timeout, call).await;
+        let result = tokio::time::timeout(self.limits.timeout + IO_GRACE, call).await;
         let outcome = match result {
             Err(_) => SendOutcome::Retryable {
                 reason: format!(
@@ -376,7 +389,7 @@ impl LoadedChannel {
 fn describe_error(e: &wasmtime::Error) -> String {
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
         return match trap {
-            wasmtime::Trap::Interrupt => "interrupted at its deadline".to_string(),
+            wasmtime::Trap::Interrupt => "timed out: interrupted at its deadline".to_string(),
             wasmtime::Trap::UnreachableCodeReached => {
                 "trapped (unreachable: the plugin panicked or aborted, e.g. after running out of memory)".to_string()
             }
