@@ -64,6 +64,17 @@ fn provider() -> FakeProvider {
     })
 }
 
+/// `herald simulate --live` from 2026-03-01 with the webhook secret in the environment.
+fn live(
+    config: &std::path::Path,
+    timeline: &std::path::Path,
+    until: &str,
+) -> std::process::Command {
+    let mut cmd = simulate_cmd(config, timeline, "2026-03-01", until);
+    cmd.env("TEST_HOOK_SECRET", SECRET).arg("--live");
+    cmd
+}
+
 const TIMELINE: &str = r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"ok-1","name":"Zoë <script>alert(1)</script>","email":"z@example.com"}}
 {"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"flaky-1","name":"李雷"}}
 {"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"bad-1","name":"Bad"}}
@@ -76,22 +87,7 @@ fn webhook_signs_retries_and_classifies() {
     let config = scratch.write("herald.toml", &config(&provider, 3));
     let timeline = scratch.write("t.jsonl", TIMELINE);
     let db = scratch.path("h.db");
-    let out = run(herald()
-        .env("TEST_HOOK_SECRET", SECRET)
-        .args([
-            "simulate",
-            "--live",
-            "--from",
-            "2026-03-01",
-            "--until",
-            "2026-03-02",
-            "--config",
-        ])
-        .arg(&config)
-        .arg("--timeline")
-        .arg(&timeline)
-        .arg("--db")
-        .arg(&db));
+    let out = run(live(&config, &timeline, "2026-03-02").arg("--db").arg(&db));
     let stdout = text(&out.stdout);
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -209,20 +205,7 @@ fn retries_stop_at_max_attempts_and_the_reminder_is_dead() {
         r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"c1","name":"C"}}"#,
     );
     let (attempts, _) = {
-        let out = run(herald()
-            .env("TEST_HOOK_SECRET", SECRET)
-            .args([
-                "simulate",
-                "--live",
-                "--from",
-                "2026-03-01",
-                "--until",
-                "2026-03-03",
-                "--config",
-            ])
-            .arg(&config)
-            .arg("--timeline")
-            .arg(&timeline));
+        let out = run(&mut live(&config, &timeline, "2026-03-03"));
         assert!(out.status.success(), "{}", text(&out.stderr));
         (parse_attempts(&text(&out.stdout)), ())
     };
