@@ -201,37 +201,53 @@ pub struct Release {
     pub attempted: bool,
 }
 
-/// Release many claimed occurrences in one statement. Rows whose claim was
-/// lost (the lease ran out and another process took them) are left alone;
-/// returns how many rows were released.
-pub async fn release_many(
-    conn: &mut SqliteConnection,
-    items: &[Release],
-    now: DateTime<Utc>,
-) -> Result<u64> {
-    if items.is_empty() {
-        return Ok(0);
+/// Release many claimed occurrences. Rows whose claim was lost (the lease
+/// ran out and another process took them) are left alone; returns how many
+/// rows were released. The common case — a status and nothing else, under
+/// one claim token — is one statement over a list of ids; the rest (errors,
+/// retry times) go through a statement that reads every field.
+pub async fn release_many(conn: &mut SqliteConnection, items: &[Release], now: DateTime<Utc>) -> Result<u64> {
+    let mut plain: std::collections::BTreeMap<(&str, &str, bool), Vec<i64>> = Default::default();
+    let mut detailed = Vec::new();
+    for r in items {
+        if r.error.is_none() && r.due_at.is_none() {
+            plain.entry((r.status, r.token.as_str(), r.attempted)).or_default().push(r.id);
+        } else {
+            detailed.push(json!({"id": r.id, "token": r.token, "status": r.status, "error": r.error,
+                                 "due_at": r.due_at.map(to_millis), "attempt": r.attempted as i64}));
+        }
     }
-    let rows: Vec<Value> = items
-        .iter()
-        .map(|r| {
-            json!({"id": r.id, "token": r.token, "status": r.status, "error": r.error,
-                   "due_at": r.due_at.map(to_millis), "attempt": r.attempted as i64})
-        })
-        .collect();
-    let done = sqlx::query(
-        "UPDATE schedule SET status = j.status, last_error = j.error, due_at = COALESCE(j.due_at, schedule.due_at),
-                attempts = schedule.attempts + j.attempt, claim_token = NULL, updated_at = ?
-         FROM (SELECT value->>'id' AS id, value->>'token' AS token, value->>'status' AS status,
-                      value->>'error' AS error, value->>'due_at' AS due_at, value->>'attempt' AS attempt
-               FROM json_each(?)) AS j
-         WHERE schedule.id = j.id AND schedule.claim_token = j.token",
-    )
-    .bind(to_millis(now))
-    .bind(serde_json::to_string(&rows)?)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected())
+    let mut released = 0;
+    for ((status, token, attempted), ids) in plain {
+        let done = sqlx::query(
+            "UPDATE schedule SET status = ?, last_error = NULL, attempts = attempts + ?, claim_token = NULL, updated_at = ?
+             WHERE id IN (SELECT value FROM json_each(?)) AND claim_token = ?",
+        )
+        .bind(status)
+        .bind(attempted as i64)
+        .bind(to_millis(now))
+        .bind(serde_json::to_string(&ids)?)
+        .bind(token)
+        .execute(&mut *conn)
+        .await?;
+        released += done.rows_affected();
+    }
+    if !detailed.is_empty() {
+        let done = sqlx::query(
+            "UPDATE schedule SET status = j.status, last_error = j.error, due_at = COALESCE(j.due_at, schedule.due_at),
+                    attempts = schedule.attempts + j.attempt, claim_token = NULL, updated_at = ?
+             FROM (SELECT value->>'id' AS id, value->>'token' AS token, value->>'status' AS status,
+                          value->>'error' AS error, value->>'due_at' AS due_at, value->>'attempt' AS attempt
+                   FROM json_each(?)) AS j
+             WHERE schedule.id = j.id AND schedule.claim_token = j.token",
+        )
+        .bind(to_millis(now))
+        .bind(serde_json::to_string(&detailed)?)
+        .execute(&mut *conn)
+        .await?;
+        released += done.rows_affected();
+    }
+    Ok(released)
 }
 
 /// [`upsert`] for many occurrences in one statement.
