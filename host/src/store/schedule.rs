@@ -206,15 +206,24 @@ pub struct Release {
 /// rows were released. The common case — a status and nothing else, under
 /// one claim token — is one statement over a list of ids; the rest (errors,
 /// retry times) go through a statement that reads every field.
-pub async fn release_many(conn: &mut SqliteConnection, items: &[Release], now: DateTime<Utc>) -> Result<u64> {
+pub async fn release_many(
+    conn: &mut SqliteConnection,
+    items: &[Release],
+    now: DateTime<Utc>,
+) -> Result<u64> {
     let mut plain: std::collections::BTreeMap<(&str, &str, bool), Vec<i64>> = Default::default();
     let mut detailed = Vec::new();
     for r in items {
         if r.error.is_none() && r.due_at.is_none() {
-            plain.entry((r.status, r.token.as_str(), r.attempted)).or_default().push(r.id);
+            plain
+                .entry((r.status, r.token.as_str(), r.attempted))
+                .or_default()
+                .push(r.id);
         } else {
-            detailed.push(json!({"id": r.id, "token": r.token, "status": r.status, "error": r.error,
-                                 "due_at": r.due_at.map(to_millis), "attempt": r.attempted as i64}));
+            detailed.push(
+                json!({"id": r.id, "token": r.token, "status": r.status, "error": r.error,
+                                 "due_at": r.due_at.map(to_millis), "attempt": r.attempted as i64}),
+            );
         }
     }
     let mut released = 0;
