@@ -538,11 +538,6 @@ impl SettingValue {
             }
         }
     }
-
-    /// True when the value comes from outside the config file (a secret).
-    pub fn is_external(&self) -> bool {
-        matches!(self, SettingValue::Env { .. } | SettingValue::File { .. })
-    }
 }
 
 #[cfg(test)]

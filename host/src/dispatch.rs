@@ -249,13 +249,6 @@ pub fn backoff(
     }
 }
 
-impl Channel {
-    /// Context for errors.
-    pub fn describe(&self) -> String {
-        format!("channel `{}` ({})", self.name, self.provider)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
