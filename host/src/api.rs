@@ -115,6 +115,12 @@ pub fn router(herald: Arc<Herald>) -> Router {
             get(get_customer).put(put_customer).delete(delete_customer),
         )
         .route("/events", post(ingest_events))
+        .route(
+            "/hooks/{channel}",
+            post(crate::hooks::handle).layer(axum::extract::DefaultBodyLimit::max(
+                crate::hooks::MAX_CALLBACK_BODY,
+            )),
+        )
         .with_state(herald)
 }
 

@@ -151,6 +151,9 @@ pub struct ServerSection {
     /// Address and port the API listens on.
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// The URL providers reach this server at (e.g. `https://herald.example.com`),
+    /// for delivery-report callbacks to `/hooks/{channel}` and their signatures.
+    pub public_url: Option<String>,
 }
 
 fn default_listen() -> String {
@@ -161,6 +164,7 @@ impl Default for ServerSection {
     fn default() -> Self {
         Self {
             listen: default_listen(),
+            public_url: None,
         }
     }
 }
@@ -202,6 +206,18 @@ pub struct ChannelSection {
     pub memory: Option<String>,
     /// Retry policy of this channel.
     pub retry: Option<RetrySection>,
+    /// Most sends this channel makes, e.g. `"10/s"` or `"1/s"`; sends over
+    /// the rate wait their turn.
+    pub rate: Option<String>,
+    /// Sends allowed at once after a quiet spell (default 1).
+    pub burst: Option<u32>,
+    /// A backup channel for when this one keeps failing.
+    pub failover: Option<String>,
+    /// Retryable failures in a row before sends go to `failover` (default 3).
+    pub failover_after: Option<u32>,
+    /// How long sends stay on the backup before the primary is tried again
+    /// (default `1m`).
+    pub failover_cooldown: Option<String>,
 }
 
 fn yes() -> bool {
@@ -317,6 +333,11 @@ pub struct RuleSection {
     pub text: String,
     /// Optional HTML body template (values are HTML-escaped).
     pub html: Option<String>,
+    /// Extra named templates handed to the channel plugin with the message,
+    /// e.g. the parameters of a provider's pre-approved SMS or WeChat template:
+    /// `fields = { product = "{{ customer.attributes.plan }}" }`.
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
 }
 
 /// `trigger = { on = "...", ... }`

@@ -1,18 +1,24 @@
 //! Channels and delivery: loading each configured channel (a WASM plugin or
-//! the built-in inbox) with its resolved settings, limits and retry policy;
-//! choosing the first channel of a rule that can reach the customer; and the
-//! retry backoff (exponential, with deterministic jitter so simulations
-//! replay identically).
+//! the built-in inbox) with its resolved settings, limits, retry policy,
+//! rate limit and failover; routing a reminder to the first channel of its
+//! rule that can reach the customer (skipping disabled channels and those
+//! the customer refused, and going to a backup while a provider is failing);
+//! and the retry backoff (exponential, with deterministic jitter so
+//! simulations replay identically).
 
-use crate::config::{parse_memory, AddressKind, Config, RetryPolicy};
+use crate::config::{parse_memory, AddressKind, Config, RetryPolicy, SettingValue};
 use crate::customer::Customer;
+use crate::failover::{Breaker, Failover};
 use crate::plugin::bindings::types::{AddressKind as WitAddressKind, Setting};
 use crate::plugin::http_policy::AllowList;
 use crate::plugin::{Limits, LoadedChannel, PluginServices, Runtime, DEFAULT_MEMORY};
+use crate::ratelimit::{Rate, RateLimiter};
 use crate::span::parse_exact;
 use anyhow::{anyhow, bail, Result};
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +49,20 @@ pub struct Channel {
     pub provider: String,
     /// How it delivers.
     pub delivery: Delivery,
+    /// Its send rate limit, if any.
+    pub rate: Option<RateLimiter>,
+    /// Its backup, if any.
+    pub failover: Option<Failover>,
+    /// Its provider's health.
+    pub breaker: Breaker,
+}
+
+/// Where a reminder goes.
+pub struct Route<'a> {
+    /// The channel that will carry it.
+    pub channel: &'a Channel,
+    /// The channel the rule wanted, when a failover moved it.
+    pub failover_from: Option<&'a str>,
 }
 
 /// All channels of a deployment.
@@ -93,6 +113,9 @@ impl Channels {
                             retry,
                             provider: "inbox".into(),
                             delivery: Delivery::Inbox,
+                            rate: limiter(section)?,
+                            failover: failover(section)?,
+                            breaker: Breaker::default(),
                         })
                     }
                     (Some(path), None) => {
@@ -108,15 +131,33 @@ impl Channels {
                         };
                         let allowed = AllowList::parse(&section.allowed_hosts).map_err(|e| anyhow!(e))?;
                         let mut settings = Vec::new();
+                        let mut external = Vec::new();
                         for (key, value) in &section.settings {
+                            let resolved = value.resolve(config, name, key)?;
+                            if !matches!(value, SettingValue::Literal(_) | SettingValue::Scalar(_)) {
+                                external.push(key.clone());
+                            }
                             settings.push(Setting {
                                 key: key.clone(),
-                                value: value.resolve(config, name, key)?,
+                                value: resolved,
                             });
                         }
-                        let plugin = runtime
+                        let mut plugin = runtime
                             .load_channel(&config.resolve(path), name, limits, allowed, services.clone())
                             .await?;
+                        // Secrets (declared secret by the plugin, or read from
+                        // the environment or a file) are masked in everything
+                        // the plugin says: logs, errors, receipts.
+                        plugin.set_secrets(
+                            settings
+                                .iter()
+                                .filter(|s| {
+                                    external.contains(&s.key)
+                                        || plugin.info.settings.iter().any(|spec| spec.key == s.key && spec.secret)
+                                })
+                                .map(|s| s.value.clone())
+                                .collect(),
+                        );
                         for spec in &plugin.info.settings {
                             if spec.required && !section.settings.contains_key(&spec.key) {
                                 bail!(
@@ -148,6 +189,9 @@ impl Channels {
                                 plugin: Arc::new(plugin),
                                 settings,
                             },
+                            rate: limiter(section)?,
+                            failover: failover(section)?,
+                            breaker: Breaker::default(),
                         })
                     }
                 }
@@ -158,6 +202,23 @@ impl Channels {
                     by_name.insert(name.clone(), channel);
                 }
                 Err(e) => errors.push(format!("[channels.{name}]: {e:#}")),
+            }
+        }
+        for (name, channel) in &by_name {
+            let Some(f) = &channel.failover else { continue };
+            match by_name.get(&f.backup) {
+                None => errors.push(format!(
+                    "[channels.{name}]: failover = \"{}\" is not a configured channel",
+                    f.backup
+                )),
+                Some(_) if &f.backup == name => errors.push(format!(
+                    "[channels.{name}]: a channel cannot fail over to itself"
+                )),
+                Some(backup) if backup.address != channel.address => errors.push(format!(
+                    "[channels.{name}]: failover = \"{}\" needs a {} address but `{name}` sends to {}; a backup must reach customers by the same kind of address",
+                    f.backup, backup.address, channel.address
+                )),
+                Some(_) => {}
             }
         }
         if !errors.is_empty() {
@@ -193,26 +254,106 @@ impl Channels {
         self.by_name.values()
     }
 
-    /// The first enabled channel among `preference` that can reach the customer.
-    pub fn choose(&self, preference: &[String], customer: &Customer) -> Result<&Channel, String> {
+    /// Why `channel` cannot carry a reminder to this customer, if it cannot.
+    fn unusable(
+        channel: &Channel,
+        customer: &Customer,
+        suppressed: Option<&HashSet<String>>,
+    ) -> Option<String> {
+        if !channel.enabled {
+            return Some(format!("{} (disabled)", channel.name));
+        }
+        if suppressed.is_some_and(|s| s.contains(&channel.name)) {
+            return Some(format!("{} (the customer unsubscribed)", channel.name));
+        }
+        if address_of(customer, channel.address).is_none() {
+            return Some(format!("{} (needs {})", channel.name, channel.address));
+        }
+        None
+    }
+
+    /// The first channel among `preference` that can reach the customer:
+    /// enabled, not refused by them, and with their address. When that
+    /// channel names a failover backup and its provider is failing (its
+    /// circuit is open, or this reminder already failed `failover_after`
+    /// times in a row on it), the backup carries it instead.
+    pub fn route(
+        &self,
+        preference: &[String],
+        customer: &Customer,
+        suppressed: Option<&HashSet<String>>,
+        failed_attempts: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Route<'_>, String> {
         let mut tried = Vec::new();
         for name in preference {
             let Some(channel) = self.by_name.get(name) else {
                 continue;
             };
-            if !channel.enabled {
-                tried.push(format!("{name} (disabled)"));
+            if let Some(why) = Self::unusable(channel, customer, suppressed) {
+                tried.push(why);
                 continue;
             }
-            if address_of(customer, channel.address).is_some() {
-                return Ok(channel);
+            if let Some(f) = &channel.failover {
+                let failing =
+                    channel.breaker.is_open(now) || failed_attempts >= f.after.max(1) as i64;
+                if let Some(backup) = self.by_name.get(&f.backup) {
+                    if failing && Self::unusable(backup, customer, suppressed).is_none() {
+                        return Ok(Route {
+                            channel: backup,
+                            failover_from: Some(&channel.name),
+                        });
+                    }
+                }
             }
-            tried.push(format!("{name} (needs {})", channel.address));
+            return Ok(Route {
+                channel,
+                failover_from: None,
+            });
         }
         Err(format!(
             "no channel can reach the customer: {}",
             tried.join(", ")
         ))
+    }
+}
+
+fn limiter(section: &crate::config::ChannelSection) -> Result<Option<RateLimiter>> {
+    match &section.rate {
+        None => {
+            if section.burst.is_some() {
+                bail!("`burst` needs a `rate`, e.g. rate = \"10/s\"");
+            }
+            Ok(None)
+        }
+        Some(text) => {
+            let rate = Rate::parse(text).map_err(|e| anyhow!(e))?;
+            Ok(Some(RateLimiter::new(rate, section.burst.unwrap_or(1))))
+        }
+    }
+}
+
+fn failover(section: &crate::config::ChannelSection) -> Result<Option<Failover>> {
+    match &section.failover {
+        None => {
+            if section.failover_after.is_some() || section.failover_cooldown.is_some() {
+                bail!(
+                    "`failover_after` and `failover_cooldown` need `failover = \"backup-channel\"`"
+                );
+            }
+            Ok(None)
+        }
+        Some(backup) => {
+            let cooldown = match &section.failover_cooldown {
+                Some(t) => parse_exact(t).map_err(|e| anyhow!("failover_cooldown: {e}"))?,
+                None => Duration::from_secs(60),
+            };
+            Ok(Some(Failover {
+                backup: backup.clone(),
+                after: section.failover_after.unwrap_or(3).max(1),
+                cooldown: chrono::Duration::from_std(cooldown)?,
+            }))
+        }
     }
 }
 

@@ -35,6 +35,9 @@ pub struct Herald {
     pub http_mode: HttpMode,
     /// Woken when a write may have made something due sooner.
     pub wake: Notify,
+    /// The URL providers reach this deployment at (`[server] public_url`),
+    /// without a trailing slash.
+    pub public_url: Option<String>,
     /// Identifies this process's claims.
     pub instance: String,
     /// Keeps the plugin engine alive.
@@ -145,6 +148,12 @@ impl Herald {
             scheduler,
             http_mode: options.http_mode,
             wake: Notify::new(),
+            public_url: config
+                .file
+                .server
+                .public_url
+                .as_ref()
+                .map(|u| u.trim_end_matches('/').to_string()),
             instance,
             runtime,
         };

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeSet;
 
 /// The parts of a rule that are templates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Part {
     /// The subject line.
     Subject,
@@ -25,6 +25,8 @@ pub enum Part {
     Html,
     /// The `when` condition.
     When,
+    /// A named extra field (`fields.NAME`), e.g. a provider template parameter.
+    Field(String),
 }
 
 impl Part {
@@ -34,16 +36,18 @@ impl Part {
             Part::Text => format!("{rule}/text.txt"),
             Part::Html => format!("{rule}/body.html"),
             Part::When => format!("{rule}/when.txt"),
+            Part::Field(name) => format!("{rule}/fields/{name}.txt"),
         }
     }
 
     /// The config key of the part, for messages.
-    pub fn key(&self) -> &'static str {
+    pub fn key(&self) -> String {
         match self {
-            Part::Subject => "subject",
-            Part::Text => "text",
-            Part::Html => "html",
-            Part::When => "when",
+            Part::Subject => "subject".into(),
+            Part::Text => "text".into(),
+            Part::Html => "html".into(),
+            Part::When => "when".into(),
+            Part::Field(name) => format!("fields.{name}"),
         }
     }
 }
@@ -77,6 +81,8 @@ pub struct Rendered {
     pub text: String,
     /// HTML body, when the rule has one.
     pub html: Option<String>,
+    /// The rule's extra fields, rendered, in the rule's order.
+    pub fields: Vec<(String, String)>,
 }
 
 impl Default for Templates {
@@ -150,8 +156,15 @@ impl Templates {
         Ok(())
     }
 
-    /// Render the message parts of a rule.
-    pub fn render(&self, rule: &str, has_html: bool, ctx: &JinjaValue) -> Result<Rendered, String> {
+    /// Render the message parts of a rule: subject, text, the HTML body when
+    /// `has_html`, and each of `fields` (trimmed).
+    pub fn render(
+        &self,
+        rule: &str,
+        has_html: bool,
+        fields: &[String],
+        ctx: &JinjaValue,
+    ) -> Result<Rendered, String> {
         let subject = self.render_part(rule, Part::Subject, ctx)?;
         let text = self.render_part(rule, Part::Text, ctx)?;
         let html = if has_html {
@@ -159,10 +172,16 @@ impl Templates {
         } else {
             None
         };
+        let mut rendered_fields = Vec::with_capacity(fields.len());
+        for name in fields {
+            let value = self.render_part(rule, Part::Field(name.clone()), ctx)?;
+            rendered_fields.push((name.clone(), value.trim().to_string()));
+        }
         Ok(Rendered {
             subject: subject.split_whitespace().collect::<Vec<_>>().join(" "),
             text,
             html,
+            fields: rendered_fields,
         })
     }
 
@@ -172,6 +191,7 @@ impl Templates {
     }
 
     fn render_part(&self, rule: &str, part: Part, ctx: &JinjaValue) -> Result<String, String> {
+        let part = &part;
         let name = part.template_name(rule);
         let template = self
             .env
@@ -359,7 +379,7 @@ mod tests {
             .unwrap();
         let now = Utc.with_ymd_and_hms(2026, 3, 26, 17, 0, 0).unwrap(); // 01:00 on the 27th in Shanghai
         let out = t
-            .render("r", true, &context(&customer(), "r", now, None))
+            .render("r", true, &[], &context(&customer(), "r", now, None))
             .unwrap();
         assert_eq!(out.subject, "Hi <b>Li</b>");
         assert_eq!(out.text, "ends 31/03 in 4 days");

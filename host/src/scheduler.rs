@@ -8,18 +8,18 @@ use crate::customer::Customer;
 use crate::dispatch::{address_of, backoff, Channel, Delivery};
 use crate::engine::Herald;
 use crate::planner::{self, NextStep};
-use crate::plugin::bindings::channel_api::{Message, Recipient};
+use crate::plugin::bindings::channel_api::{Field, Message, Recipient};
 use crate::plugin::SendOutcome;
 use crate::render;
 use crate::store::deliveries::{self, DeliveryStatus, NewDelivery};
 use crate::store::schedule::{self, ScheduledRow};
-use crate::store::{customers, inbox};
+use crate::store::{customers, inbox, suppressions};
 use crate::strategy::{date_anchor, Trigger};
 use anyhow::Result;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use futures::StreamExt;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -48,7 +48,11 @@ enum Decision<'a> {
     Send {
         channel: &'a Channel,
         rendered: render::Rendered,
+        /// The channel the rule wanted, when a failover moved it.
+        failover_from: Option<&'a str>,
     },
+    /// The channel is at its rate limit: come back at this time (not an attempt).
+    Wait(DateTime<Utc>),
     /// Do not send; final.
     Skip(String),
     /// The rendering failed; final.
@@ -93,21 +97,39 @@ impl Herald {
             return Ok(Vec::new());
         }
         let ids: Vec<i64> = claimed.iter().map(|r| r.customer_id).collect();
-        let customers = {
+        let (customers, suppressed) = {
             let mut conn = self.store.pool.acquire().await?;
-            customers::by_ids(&mut conn, &ids).await?
+            (
+                customers::by_ids(&mut conn, &ids).await?,
+                suppressions::for_customers(&mut conn, &ids).await?,
+            )
         };
-        let mut work: Vec<Work> = claimed
-            .into_iter()
-            .map(|row| {
-                let decision = self.decide(&row, customers.get(&row.customer_id), now);
-                Work {
-                    row,
-                    decision,
-                    outcome: None,
+        // Sends over a channel's rate wait their turn: the k-th of them in
+        // this batch comes back k intervals after the limiter's next slot.
+        let mut waiting: HashMap<&str, u32> = HashMap::new();
+        let mut work: Vec<Work> = Vec::with_capacity(claimed.len());
+        for row in claimed {
+            let mut decision = self.decide(
+                &row,
+                customers.get(&row.customer_id),
+                suppressed.get(&row.customer_id),
+                now,
+            );
+            if let Decision::Send { channel, .. } = &decision {
+                if let Some(limiter) = &channel.rate {
+                    if let Err(first) = limiter.try_acquire(now) {
+                        let k = waiting.entry(channel.name.as_str()).or_insert(0);
+                        decision = Decision::Wait(limiter.slot(first, *k));
+                        *k += 1;
+                    }
                 }
-            })
-            .collect();
+            }
+            work.push(Work {
+                row,
+                decision,
+                outcome: None,
+            });
+        }
         let plugin_sends: Vec<usize> = work
             .iter()
             .enumerate()
@@ -119,7 +141,10 @@ impl Herald {
                 let w = &work[i];
                 let customer = customers.get(&w.row.customer_id);
                 async move {
-                    let Decision::Send { channel, rendered } = &w.decision else {
+                    let Decision::Send {
+                        channel, rendered, ..
+                    } = &w.decision
+                    else {
                         unreachable!("only sends are selected")
                     };
                     let started = Instant::now();
@@ -160,6 +185,7 @@ impl Herald {
         &'a self,
         row: &ScheduledRow,
         customer: Option<&Customer>,
+        suppressed: Option<&HashSet<String>>,
         now: DateTime<Utc>,
     ) -> Decision<'a> {
         let Some(customer) = customer else {
@@ -193,17 +219,25 @@ impl Herald {
                 ));
             }
         }
-        let channel = match self.channels.choose(&rule.channels, customer) {
-            Ok(c) => c,
-            Err(reason) => return Decision::Skip(reason),
-        };
+        let route =
+            match self
+                .channels
+                .route(&rule.channels, customer, suppressed, row.attempts, now)
+            {
+                Ok(r) => r,
+                Err(reason) => return Decision::Skip(reason),
+            };
         let ctx = render::context(customer, &rule.id, now, row.context.as_ref());
         match self
             .strategy
             .templates
-            .render(&rule.id, rule.has_html, &ctx)
+            .render(&rule.id, rule.has_html, &rule.fields, &ctx)
         {
-            Ok(rendered) => Decision::Send { channel, rendered },
+            Ok(rendered) => Decision::Send {
+                channel: route.channel,
+                rendered,
+                failover_from: route.failover_from,
+            },
             Err(e) => Decision::Broken(format!("template failed: {e}")),
         }
     }
@@ -220,6 +254,7 @@ impl Herald {
         let mut messages = Vec::new();
         let mut next = Vec::new();
         let mut cancels = Vec::new();
+        let mut suppress: Vec<(i64, &str, String)> = Vec::new();
         let mut records = Vec::with_capacity(work.len());
         let inbox_ids: Vec<String> = work
             .iter()
@@ -254,6 +289,7 @@ impl Herald {
                 rule_id: &row.rule_id,
                 channel: None,
                 provider: None,
+                failover_from: None,
                 attempt,
                 status: DeliveryStatus::Skipped,
                 provider_message_id: None,
@@ -270,6 +306,16 @@ impl Herald {
                     releases.push(release("canceled", Some(reason.clone()), None, false));
                     continue;
                 }
+                Decision::Wait(until) => {
+                    tracing::debug!(key = %row.key, %until, "channel at its rate limit; waiting");
+                    releases.push(release(
+                        "pending",
+                        row.last_error.clone(),
+                        Some(*until),
+                        false,
+                    ));
+                    continue;
+                }
                 Decision::Skip(reason) => {
                     d.error = Some(reason.clone());
                     record.status = "skipped".into();
@@ -281,11 +327,16 @@ impl Herald {
                     record.status = "failed".into();
                     releases.push(release("failed", Some(reason.clone()), None, true));
                 }
-                Decision::Send { channel, rendered } => {
+                Decision::Send {
+                    channel,
+                    rendered,
+                    failover_from,
+                } => {
                     record.channel = channel.name.clone();
                     record.subject = rendered.subject.clone();
                     d.channel = Some(&channel.name);
                     d.provider = Some(&channel.provider);
+                    d.failover_from = *failover_from;
                     d.subject = Some(&rendered.subject);
                     let (outcome, ms) = match &w.outcome {
                         Some((outcome, ms)) => (outcome, Some(*ms)),
@@ -314,12 +365,27 @@ impl Herald {
                         SendOutcome::Delivered {
                             provider_message_id,
                         } => {
+                            channel.breaker.record_success();
                             d.status = DeliveryStatus::Delivered;
                             d.provider_message_id = Some(provider_message_id);
                             record.status = "delivered".into();
                             releases.push(release("done", None, None, true));
                         }
+                        SendOutcome::Unsubscribed { reason } => {
+                            // The provider is up; this recipient refused the
+                            // channel. Suppress them on it and let the
+                            // reminder move to the rule's next channel now.
+                            channel.breaker.record_success();
+                            let reason = format!("recipient unsubscribed: {reason}");
+                            d.status = DeliveryStatus::Suppressed;
+                            d.error = Some(reason.clone());
+                            record.status = "suppressed".into();
+                            suppress.push((row.customer_id, channel.name.as_str(), reason.clone()));
+                            releases.push(release("pending", Some(reason), Some(now), true));
+                            fired = false;
+                        }
                         SendOutcome::Permanent { reason } => {
+                            channel.breaker.record_success();
                             d.status = DeliveryStatus::Failed;
                             d.error = Some(reason.clone());
                             record.status = "failed".into();
@@ -329,6 +395,11 @@ impl Herald {
                             reason,
                             retry_after,
                         } => {
+                            if let Some(f) = &channel.failover {
+                                if channel.breaker.record_failure(now, f.after, f.cooldown) {
+                                    tracing::warn!(channel = %channel.name, backup = %f.backup, "provider failing: circuit open, sends go to the backup for {}", f.cooldown);
+                                }
+                            }
                             if attempt >= channel.retry.max_attempts as i64 {
                                 let reason = format!(
                                     "{reason} (attempt {attempt} of {}; giving up)",
@@ -376,6 +447,17 @@ impl Herald {
         inbox::deliver_many(&mut tx, &messages, now).await?;
         schedule::upsert_many(&mut tx, &next, now).await?;
         schedule::cancel_rules_many(&mut tx, &cancels, now).await?;
+        for (customer_id, channel, reason) in &suppress {
+            suppressions::add(
+                &mut tx,
+                *customer_id,
+                channel,
+                reason,
+                suppressions::source::PROVIDER,
+                now,
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(records)
     }
@@ -435,6 +517,19 @@ impl Herald {
                     subject: rendered.subject.clone(),
                     text: rendered.text.clone(),
                     html: rendered.html.clone(),
+                    fields: rendered
+                        .fields
+                        .iter()
+                        .map(|(name, value)| Field {
+                            name: name.clone(),
+                            value: value.clone(),
+                        })
+                        .collect(),
+                    unsubscribe_url: None,
+                    callback_url: match (&self.public_url, plugin.info.accepts_callbacks) {
+                        (Some(base), true) => Some(format!("{base}/hooks/{}", channel.name)),
+                        _ => None,
+                    },
                     sent_at: now.timestamp_millis(),
                 };
                 debug_assert!(address_of(customer, channel.address).is_some());

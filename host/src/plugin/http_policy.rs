@@ -1,8 +1,9 @@
-//! Outbound HTTP for plugins: only to the origins on the channel's
-//! allow-list (`scheme://host[:port]`, `*.` host wildcards, `*` port). A
-//! denied request returns `http-request-denied` to the plugin instead of
-//! trapping, and is logged. Under `herald simulate` requests go to a
-//! recording sink that answers `200 {}` instead of the network.
+//! Outbound network for plugins: HTTP only to the origins on the channel's
+//! allow-list (`scheme://host[:port]`, `*.` host wildcards, `*` port), raw
+//! TCP (for SMTP) only to its `tcp://host:port` entries. A denied request
+//! returns `http-request-denied` to the plugin instead of trapping, and is
+//! logged; a denied connection is refused. Under `herald simulate` requests
+//! go to a recording sink that answers `200 {}` instead of the network.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -39,14 +40,14 @@ impl AllowList {
         let mut origins = Vec::new();
         for entry in entries {
             let bad = |why: &str| {
-                format!("allowed_hosts entry `{entry}` {why}; write `scheme://host[:port]`, e.g. `https://api.twilio.com` or `http://127.0.0.1:8025`")
+                format!("allowed_hosts entry `{entry}` {why}; write `scheme://host[:port]`, e.g. `https://api.twilio.com`, `http://127.0.0.1:8025`, or `tcp://smtp.example.com:587` for a plain TCP connection")
             };
             let (scheme, rest) = entry
                 .split_once("://")
                 .ok_or_else(|| bad("has no scheme"))?;
             let scheme = scheme.to_ascii_lowercase();
-            if scheme != "http" && scheme != "https" {
-                return Err(bad("must use http or https"));
+            if scheme != "http" && scheme != "https" && scheme != "tcp" {
+                return Err(bad("must use http, https or tcp"));
             }
             let rest = rest.trim_end_matches('/');
             if rest.is_empty() || rest.contains('/') || rest.contains('?') || rest.contains('@') {
@@ -68,6 +69,9 @@ impl AllowList {
                 return Err(bad(
                     "has a bad host (a wildcard may only start it, as in `*.example.com`)",
                 ));
+            }
+            if scheme == "tcp" && (port.is_none() || host.contains('*')) {
+                return Err(bad("needs an exact host and port for tcp"));
             }
             origins.push(AllowedOrigin {
                 scheme,
@@ -97,6 +101,47 @@ impl AllowList {
             let port_ok = o.any_port || o.port.unwrap_or_else(|| default_port(&o.scheme)) == port;
             o.scheme == scheme && host_ok && port_ok
         })
+    }
+}
+
+impl AllowList {
+    /// Whether any entry allows raw TCP.
+    pub fn allows_tcp(&self) -> bool {
+        self.origins.iter().any(|o| o.scheme == "tcp")
+    }
+
+    /// Whether a raw TCP entry names a host that needs a DNS lookup.
+    pub fn tcp_needs_lookup(&self) -> bool {
+        self.origins.iter().any(|o| {
+            o.scheme == "tcp"
+                && o.host
+                    .trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_err()
+        })
+    }
+
+    /// Whether a TCP connection to `addr` may be opened: some `tcp://host:port`
+    /// entry has that port and a host that is, or resolves to, that address.
+    pub async fn permits_tcp(&self, addr: std::net::SocketAddr) -> bool {
+        for o in self.origins.iter().filter(|o| o.scheme == "tcp") {
+            if o.port != Some(addr.port()) {
+                continue;
+            }
+            let host = o.host.trim_matches(['[', ']']);
+            if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+                if ip == addr.ip() {
+                    return true;
+                }
+                continue;
+            }
+            if let Ok(mut resolved) = tokio::net::lookup_host((host, addr.port())).await {
+                if resolved.any(|a| a.ip() == addr.ip()) {
+                    return true;
+                }
+            }
+        }
+        false
     }
 }
 

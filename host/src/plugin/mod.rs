@@ -14,11 +14,11 @@ mod state;
 
 use anyhow::{anyhow, bail, Context, Result};
 use bindings::channel::{ChannelPlugin as ChannelWorld, ChannelPluginPre};
-use bindings::channel_api::{Message, SendError};
+use bindings::channel_api::{CallbackError, CallbackRequest, CallbackResult, Message, SendError};
 use bindings::types::{AddressKind, PluginInfo, Setting};
 use http_policy::{AllowList, HttpMode};
 use state::StoreState;
-pub use state::{KvBackend, PluginServices};
+pub use state::{redact, KvBackend, PluginServices};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -189,11 +189,13 @@ impl Runtime {
             limits,
             allowed: Arc::new(allowed),
             services,
+            secrets: Arc::new(Vec::new()),
             info: PluginInfo {
                 name: String::new(),
                 version: String::new(),
                 address: AddressKind::None,
                 settings: Vec::new(),
+                accepts_callbacks: false,
             },
         };
         loaded.info = loaded
@@ -268,6 +270,11 @@ pub enum SendOutcome {
         /// What went wrong.
         reason: String,
     },
+    /// The recipient refused this channel; suppress them on it.
+    Unsubscribed {
+        /// What the provider said.
+        reason: String,
+    },
 }
 
 /// A loaded channel plugin.
@@ -282,11 +289,23 @@ pub struct LoadedChannel {
     pub limits: Limits,
     allowed: Arc<AllowList>,
     services: PluginServices,
+    secrets: Arc<Vec<String>>,
     /// What the plugin said about itself.
     pub info: PluginInfo,
 }
 
 impl LoadedChannel {
+    /// The resolved secret values of this channel's settings: masked as
+    /// `[redacted]` in everything the plugin logs or returns.
+    pub fn set_secrets(&mut self, secrets: Vec<String>) {
+        self.secrets = Arc::new(secrets);
+    }
+
+    /// `text` with this channel's secrets masked.
+    pub fn redact(&self, text: &str) -> String {
+        redact(text, &self.secrets)
+    }
+
     fn new_store(&self, mode: HttpMode) -> Store<StoreState> {
         let state = StoreState::new(
             &self.channel,
@@ -294,6 +313,7 @@ impl LoadedChannel {
             mode,
             self.limits.memory,
             self.services.clone(),
+            self.secrets.clone(),
         );
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|s| &mut s.limits);
@@ -379,9 +399,64 @@ impl LoadedChannel {
                 retry_after: e.retry_after_ms.map(Duration::from_millis),
             },
             Ok(Ok(Err(SendError::Permanent(reason)))) => SendOutcome::Permanent { reason },
+            Ok(Ok(Err(SendError::Unsubscribed(reason)))) => SendOutcome::Unsubscribed { reason },
+        };
+        let outcome = match outcome {
+            SendOutcome::Delivered {
+                provider_message_id,
+            } => SendOutcome::Delivered {
+                provider_message_id: self.redact(&provider_message_id),
+            },
+            SendOutcome::Retryable {
+                reason,
+                retry_after,
+            } => SendOutcome::Retryable {
+                reason: self.redact(&reason),
+                retry_after,
+            },
+            SendOutcome::Permanent { reason } => SendOutcome::Permanent {
+                reason: self.redact(&reason),
+            },
+            SendOutcome::Unsubscribed { reason } => SendOutcome::Unsubscribed {
+                reason: self.redact(&reason),
+            },
         };
         tracing::debug!(channel = %self.channel, elapsed_us = started.elapsed().as_micros() as u64, ?outcome, "plugin send");
         outcome
+    }
+}
+
+impl LoadedChannel {
+    /// Hand a provider's callback request to the plugin. Traps, timeouts and
+    /// errors come back as text (secrets masked).
+    pub async fn handle_callback(
+        &self,
+        settings: &[Setting],
+        request: &CallbackRequest,
+    ) -> Result<Result<CallbackResult, CallbackError>, String> {
+        let mut store = self.new_store(HttpMode::Live);
+        let call = async {
+            let world = self.instantiate(&mut store).await?;
+            world
+                .herald_plugin_channel()
+                .call_handle_callback(&mut store, settings, request)
+                .await
+                .map_err(|e| describe_error(&e))
+        };
+        let result = match tokio::time::timeout(self.limits.timeout + IO_GRACE, call).await {
+            Ok(result) => result,
+            Err(_) => Err(format!(
+                "handle-callback() did not return within {:?}",
+                self.limits.timeout
+            )),
+        };
+        result.map_err(|e| self.redact(&e)).map(|r| {
+            r.map_err(|e| match e {
+                CallbackError::Unauthorized(m) => CallbackError::Unauthorized(self.redact(&m)),
+                CallbackError::BadRequest(m) => CallbackError::BadRequest(self.redact(&m)),
+                CallbackError::Unsupported => CallbackError::Unsupported,
+            })
+        })
     }
 }
 

@@ -1,6 +1,7 @@
 //! Per-call store state of a plugin: its WASI context (no files, no
-//! environment, no sockets, the host's clock), its `wasi:http` policy, its
-//! memory limiter, and the `herald:plugin/host` capabilities (log, key-value).
+//! environment, the host's clock, TCP only to the channel's `tcp://` allow-list
+//! entries), its `wasi:http` policy, its memory limiter, and the
+//! `herald:plugin/host` capabilities (log with secrets masked, key-value).
 
 use super::bindings::host_api::{self, LogLevel};
 use super::http_policy::{AllowList, HttpMode, HttpPolicy};
@@ -58,6 +59,19 @@ pub struct StoreState {
     pub limits: StoreLimits,
     services: PluginServices,
     namespace: String,
+    secrets: Arc<Vec<String>>,
+}
+
+/// Replace every occurrence of a secret in `text` with `[redacted]`.
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for secret in secrets {
+        // Very short values (a flag, a digit) would mask innocent text.
+        if secret.len() >= 4 && out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), "[redacted]");
+        }
+    }
+    out
 }
 
 impl StoreState {
@@ -68,12 +82,30 @@ impl StoreState {
         mode: HttpMode,
         memory: usize,
         services: PluginServices,
+        secrets: Arc<Vec<String>>,
     ) -> Self {
+        // Raw TCP only where the operator listed `tcp://host:port`, and never
+        // under the simulation's recording sink (no real network there).
+        let tcp = allowed.allows_tcp() && matches!(mode, HttpMode::Live);
+        let check_list = allowed.clone();
+        let log_channel = channel.to_string();
         let wasi = WasiCtx::builder()
-            .allow_tcp(false)
+            .allow_tcp(tcp)
             .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .socket_addr_check(|_, _| Box::pin(async { false }))
+            .allow_ip_name_lookup(tcp && allowed.tcp_needs_lookup())
+            .socket_addr_check(move |addr, usage| {
+                let list = check_list.clone();
+                let channel = log_channel.clone();
+                Box::pin(async move {
+                    let ok = tcp
+                        && matches!(usage, wasmtime_wasi::sockets::SocketAddrUse::TcpConnect)
+                        && list.permits_tcp(addr).await;
+                    if !ok {
+                        tracing::warn!(%channel, %addr, ?usage, "plugin socket refused: not in the channel's allowed_hosts (add tcp://host:port)");
+                    }
+                    ok
+                })
+            })
             .wall_clock(PluginWallClock(services.clock.clone()))
             .build();
         StoreState {
@@ -91,6 +123,7 @@ impl StoreState {
                 .build(),
             services,
             namespace: channel.to_string(),
+            secrets,
         }
     }
 }
@@ -119,6 +152,7 @@ const MAX_KV_VALUE: usize = 64 * 1024;
 impl host_api::Host for StoreState {
     async fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
         let channel = self.namespace.as_str();
+        let message = redact(&message, &self.secrets);
         match level {
             LogLevel::Trace => tracing::trace!(target: "herald::plugin", channel, "{message}"),
             LogLevel::Debug => tracing::debug!(target: "herald::plugin", channel, "{message}"),

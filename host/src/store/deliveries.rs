@@ -20,6 +20,9 @@ pub enum DeliveryStatus {
     Dead,
     /// The occurrence was decided against when due (reason in `error`).
     Skipped,
+    /// The recipient refused the channel at the provider; they are now
+    /// suppressed on it and the reminder moves to the rule's next channel.
+    Suppressed,
 }
 
 impl DeliveryStatus {
@@ -30,6 +33,7 @@ impl DeliveryStatus {
             DeliveryStatus::Failed => "failed",
             DeliveryStatus::Dead => "dead",
             DeliveryStatus::Skipped => "skipped",
+            DeliveryStatus::Suppressed => "suppressed",
         }
     }
 }
@@ -47,6 +51,8 @@ pub struct NewDelivery<'a> {
     pub channel: Option<&'a str>,
     /// The plugin or built-in that carried it.
     pub provider: Option<&'a str>,
+    /// The channel the rule wanted, when a failover moved the send.
+    pub failover_from: Option<&'a str>,
     /// 1 for the first attempt.
     pub attempt: i64,
     /// Outcome.
@@ -75,13 +81,14 @@ pub async fn insert_many(conn: &mut SqliteConnection, items: &[NewDelivery<'_>])
         .map(|d| {
             json!({"s": d.schedule_id, "c": d.customer_id, "r": d.rule_id, "ch": d.channel, "p": d.provider,
                    "n": d.attempt, "st": d.status.as_str(), "id": d.provider_message_id, "e": d.error,
-                   "sub": d.subject, "retry": d.retry_at.map(to_millis), "at": to_millis(d.at), "ms": d.duration_ms})
+                   "sub": d.subject, "retry": d.retry_at.map(to_millis), "at": to_millis(d.at), "ms": d.duration_ms,
+                   "fo": d.failover_from})
         })
         .collect();
     sqlx::query(
-        "INSERT INTO deliveries (schedule_id, customer_id, rule_id, channel, provider, attempt, status, provider_message_id, error, subject, retry_at, at, duration_ms)
+        "INSERT INTO deliveries (schedule_id, customer_id, rule_id, channel, provider, attempt, status, provider_message_id, error, subject, retry_at, at, duration_ms, failover_from)
          SELECT value->>'s', value->>'c', value->>'r', value->>'ch', value->>'p', value->>'n', value->>'st',
-                value->>'id', value->>'e', value->>'sub', value->>'retry', value->>'at', value->>'ms'
+                value->>'id', value->>'e', value->>'sub', value->>'retry', value->>'at', value->>'ms', value->>'fo'
          FROM json_each(?) WHERE true",
     )
     .bind(serde_json::to_string(&rows)?)
@@ -119,6 +126,12 @@ pub struct DeliveryRow {
     pub retry_at: Option<DateTime<Utc>>,
     /// The occurrence key.
     pub occurrence_key: String,
+    /// The channel the rule wanted, when a failover moved the send.
+    pub failover_from: Option<String>,
+    /// The provider's delivery report: delivered or undelivered.
+    pub report: Option<String>,
+    /// The provider's reason for an undelivered report.
+    pub report_reason: Option<String>,
 }
 
 /// Filters for [`list`].
@@ -139,7 +152,8 @@ pub async fn list(pool: &SqlitePool, filter: &DeliveryFilter) -> Result<Vec<Deli
     let rows = sqlx::query(
         "SELECT * FROM (
             SELECT d.id, d.at, c.external_id, d.rule_id, d.channel, d.provider, d.attempt, d.status,
-                   d.provider_message_id, d.error, d.subject, d.retry_at, s.occurrence_key
+                   d.provider_message_id, d.error, d.subject, d.retry_at, s.occurrence_key,
+                   d.failover_from, d.report, d.report_reason
             FROM deliveries d JOIN customers c ON c.id = d.customer_id JOIN schedule s ON s.id = d.schedule_id
             WHERE (?1 IS NULL OR c.external_id = ?1) AND (?2 IS NULL OR d.status = ?2) AND (?3 IS NULL OR d.rule_id = ?3)
             ORDER BY d.at DESC, d.id DESC LIMIT ?4
@@ -167,6 +181,38 @@ pub async fn list(pool: &SqlitePool, filter: &DeliveryFilter) -> Result<Vec<Deli
             subject: r.get(10),
             retry_at: r.get::<Option<i64>, _>(11).map(from_millis),
             occurrence_key: r.get(12),
+            failover_from: r.get(13),
+            report: r.get(14),
+            report_reason: r.get(15),
         })
         .collect())
+}
+
+/// Record a provider's delivery report against the delivery it names (by
+/// channel and provider message id). Returns how many rows it updated (0 when
+/// no delivery has that id, e.g. a report for a message sent elsewhere).
+pub async fn apply_report(
+    conn: &mut SqliteConnection,
+    channel: &str,
+    provider_message_id: &str,
+    delivered: bool,
+    reason: Option<&str>,
+    at: DateTime<Utc>,
+) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE deliveries SET report = ?, report_reason = ?, report_at = ?
+         WHERE channel = ? AND provider_message_id = ? AND status = 'delivered'",
+    )
+    .bind(if delivered {
+        "delivered"
+    } else {
+        "undelivered"
+    })
+    .bind(reason)
+    .bind(to_millis(at))
+    .bind(channel)
+    .bind(provider_message_id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
 }

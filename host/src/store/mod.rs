@@ -9,6 +9,7 @@ pub mod inbox;
 pub mod kv;
 pub mod meta;
 pub mod schedule;
+pub mod suppressions;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, TimeZone, Utc};

@@ -58,6 +58,8 @@ pub struct Rule {
     pub has_condition: bool,
     /// Whether the rule has an HTML body.
     pub has_html: bool,
+    /// Names of the rule's extra fields.
+    pub fields: Vec<String>,
 }
 
 /// A compiled strategy.
@@ -253,6 +255,19 @@ impl Strategy {
                 parts.push((Part::Html, html.as_str()));
             }
             parts.push((Part::When, section.when.as_deref().unwrap_or("true")));
+            for (name, source) in &section.fields {
+                if name.is_empty()
+                    || !name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                {
+                    errors.push(format!(
+                        "rule `{id}`, fields: `{name}` is not a field name; use letters, digits, `_` and `-`"
+                    ));
+                    continue;
+                }
+                parts.push((Part::Field(name.clone()), source.as_str()));
+            }
             for (part, source) in parts {
                 if let Err(e) = templates.add(&id, part, source, &vocab) {
                     errors.push(e);
@@ -264,6 +279,7 @@ impl Strategy {
                 channels: section.channels.clone(),
                 has_condition: section.when.is_some(),
                 has_html: section.html.is_some(),
+                fields: section.fields.keys().cloned().collect(),
             });
         }
         if !errors.is_empty() {

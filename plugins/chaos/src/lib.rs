@@ -27,12 +27,20 @@ impl Guest for Chaos {
             name: "chaos".to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             address: AddressKind::None,
+            accepts_callbacks: false,
             settings: vec![
                 SettingSpec {
                     key: "mode".to_string(),
                     description:
-                        "How to misbehave: ok (default), trap, loop, oom or forbidden-host"
+                        "How to misbehave: ok (default), trap, loop, oom, forbidden-host, socket, file or env"
                             .to_string(),
+                    secret: false,
+                    required: false,
+                },
+                SettingSpec {
+                    key: "address".to_string(),
+                    description: "host:port the socket mode connects to (default 127.0.0.1:9)"
+                        .to_string(),
                     secret: false,
                     required: false,
                 },
@@ -46,6 +54,13 @@ impl Guest for Chaos {
                 },
             ],
         }
+    }
+
+    fn handle_callback(
+        _settings: Vec<Setting>,
+        _request: herald_pdk::CallbackRequest,
+    ) -> Result<herald_pdk::CallbackResult, herald_pdk::CallbackError> {
+        herald_pdk::no_callbacks()
     }
 
     fn send(settings: Vec<Setting>, message: Message) -> Result<Receipt, SendError> {
@@ -64,8 +79,37 @@ impl Guest for Chaos {
                 classify_http_status(response.status, response.header("retry-after"))?;
                 Ok(receipt())
             }
+            // The escape attempts below report what they got: a delivered
+            // receipt means the sandbox let the plugin through.
+            "socket" => {
+                let address = settings.get_or("address", "127.0.0.1:9");
+                match std::net::TcpStream::connect(address) {
+                    Ok(_) => Ok(Receipt {
+                        provider_message_id: format!("chaos-connected-{address}"),
+                    }),
+                    Err(e) => Err(SendError::Permanent(format!(
+                        "chaos: socket to {address} refused: {e}"
+                    ))),
+                }
+            }
+            "file" => match std::fs::read_to_string("/etc/passwd") {
+                Ok(text) => Ok(Receipt {
+                    provider_message_id: format!("chaos-read-{}-bytes", text.len()),
+                }),
+                Err(e) => Err(SendError::Permanent(format!(
+                    "chaos: reading /etc/passwd refused: {e}"
+                ))),
+            },
+            "env" => match std::env::vars().next() {
+                Some((k, _)) => Ok(Receipt {
+                    provider_message_id: format!("chaos-env-{k}"),
+                }),
+                None => Err(SendError::Permanent(
+                    "chaos: the environment is empty".to_string(),
+                )),
+            },
             other => Err(SendError::Permanent(format!(
-                "unknown chaos mode `{other}`: use ok, trap, loop, oom or forbidden-host"
+                "unknown chaos mode `{other}`: use ok, trap, loop, oom, forbidden-host, socket, file or env"
             ))),
         }
     }

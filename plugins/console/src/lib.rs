@@ -21,6 +21,7 @@ impl Guest for Console {
             name: "console".to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             address: AddressKind::None,
+            accepts_callbacks: false,
             settings: vec![SettingSpec {
                 key: "prefix".to_string(),
                 description: format!(
@@ -30,6 +31,13 @@ impl Guest for Console {
                 required: false,
             }],
         }
+    }
+
+    fn handle_callback(
+        _settings: Vec<Setting>,
+        _request: herald_pdk::CallbackRequest,
+    ) -> Result<herald_pdk::CallbackResult, herald_pdk::CallbackError> {
+        herald_pdk::no_callbacks()
     }
 
     fn send(settings: Vec<Setting>, message: Message) -> Result<Receipt, SendError> {

@@ -51,8 +51,54 @@ pub mod bindings {
 pub use bindings::export;
 
 pub use bindings::exports::herald::plugin::channel::{
-    Guest, Message, Receipt, Recipient, RetryableError, SendError,
+    CallbackError, CallbackEvent, CallbackRequest, CallbackResponse, CallbackResult,
+    DeliveryReport, DeliveryState, Field, Guest, InboundReply, Message, Receipt, Recipient,
+    RetryableError, SendError,
 };
+
+pub mod form;
+
+/// The answer of a plugin that takes no provider callbacks.
+pub fn no_callbacks() -> Result<CallbackResult, CallbackError> {
+    Err(CallbackError::Unsupported)
+}
+
+/// A plain-text HTTP answer to a provider's callback.
+pub fn callback_reply(
+    events: Vec<CallbackEvent>,
+    status: u16,
+    content_type: &str,
+    body: impl Into<String>,
+) -> Result<CallbackResult, CallbackError> {
+    Ok(CallbackResult {
+        events,
+        response: CallbackResponse {
+            status,
+            content_type: content_type.to_string(),
+            body: body.into(),
+        },
+    })
+}
+
+impl Message {
+    /// The value of the rule's rendered field `name`, if the rule has it.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.value.as_str())
+    }
+}
+
+impl CallbackRequest {
+    /// The value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
 pub use bindings::herald::plugin::types::{
     AddressKind, PluginInfo, Setting, SettingSpec, Timestamp,
 };

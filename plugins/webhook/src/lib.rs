@@ -29,6 +29,7 @@ impl Guest for Webhook {
             name: "webhook".to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             address: AddressKind::None,
+            accepts_callbacks: false,
             settings: vec![
                 spec(
                     "url",
@@ -50,6 +51,13 @@ impl Guest for Webhook {
                 ),
             ],
         }
+    }
+
+    fn handle_callback(
+        _settings: Vec<Setting>,
+        _request: herald_pdk::CallbackRequest,
+    ) -> Result<herald_pdk::CallbackResult, herald_pdk::CallbackError> {
+        herald_pdk::no_callbacks()
     }
 
     fn send(settings: Vec<Setting>, message: Message) -> Result<Receipt, SendError> {
@@ -158,7 +166,9 @@ fn outcome(response: &Response, idempotency_key: &str) -> Result<Receipt, SendEr
                 r.reason = describe("will retry");
                 SendError::Retryable(r)
             }
-            SendError::Permanent(_) => SendError::Permanent(describe("rejected")),
+            SendError::Permanent(_) | SendError::Unsubscribed(_) => {
+                SendError::Permanent(describe("rejected"))
+            }
         });
     }
     let provider_message_id = id_from_body(&response.body)
@@ -254,6 +264,9 @@ mod tests {
             subject: "Your trial ends soon".into(),
             text: "Hello".into(),
             html: None,
+            fields: Vec::new(),
+            unsubscribe_url: None,
+            callback_url: None,
             sent_at: 1_709_281_800_123,
         }
     }

@@ -1,0 +1,111 @@
+//! The `suppressions` table: customers who refused a channel. A suppressed
+//! customer gets nothing more on that channel; the rule falls back to its
+//! next channel.
+
+use super::{from_millis, to_millis};
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{Row, SqliteConnection, SqlitePool};
+use std::collections::{HashMap, HashSet};
+
+/// Where a suppression came from.
+pub mod source {
+    /// The provider refused the recipient at send time (e.g. Twilio 21610).
+    pub const PROVIDER: &str = "provider";
+    /// The customer replied STOP / TD / 退订.
+    pub const REPLY: &str = "reply";
+}
+
+/// Suppress `customer_id` on `channel`; an existing suppression is kept as it was.
+pub async fn add(
+    conn: &mut SqliteConnection,
+    customer_id: i64,
+    channel: &str,
+    reason: &str,
+    source: &str,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO suppressions (customer_id, channel, reason, source, created_at)
+         VALUES (?, ?, ?, ?, ?) ON CONFLICT (customer_id, channel) DO NOTHING",
+    )
+    .bind(customer_id)
+    .bind(channel)
+    .bind(reason)
+    .bind(source)
+    .bind(to_millis(now))
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Lift the suppression of `customer_id` on `channel` (a START reply).
+pub async fn remove(conn: &mut SqliteConnection, customer_id: i64, channel: &str) -> Result<bool> {
+    let done = sqlx::query("DELETE FROM suppressions WHERE customer_id = ? AND channel = ?")
+        .bind(customer_id)
+        .bind(channel)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// The suppressed channels of each of `ids` that has any.
+pub async fn for_customers(
+    conn: &mut SqliteConnection,
+    ids: &[i64],
+) -> Result<HashMap<i64, HashSet<String>>> {
+    let mut out: HashMap<i64, HashSet<String>> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let rows = sqlx::query(
+        "SELECT customer_id, channel FROM suppressions
+         WHERE customer_id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(serde_json::to_string(ids)?)
+    .fetch_all(conn)
+    .await?;
+    for r in rows {
+        out.entry(r.get(0)).or_default().insert(r.get(1));
+    }
+    Ok(out)
+}
+
+/// A suppression, for listings.
+#[derive(Debug, Clone, Serialize)]
+pub struct Suppression {
+    /// The customer's external id.
+    pub customer: String,
+    /// The channel.
+    pub channel: String,
+    /// Why.
+    pub reason: String,
+    /// provider, reply, ...
+    pub source: String,
+    /// Since when.
+    pub at: DateTime<Utc>,
+}
+
+/// Every suppression, optionally of one customer, oldest first.
+pub async fn list(pool: &SqlitePool, customer: Option<&str>) -> Result<Vec<Suppression>> {
+    let rows = sqlx::query(
+        "SELECT c.external_id, s.channel, s.reason, s.source, s.created_at
+         FROM suppressions s JOIN customers c ON c.id = s.customer_id
+         WHERE ?1 IS NULL OR c.external_id = ?1
+         ORDER BY s.created_at, c.external_id, s.channel",
+    )
+    .bind(customer)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Suppression {
+            customer: r.get(0),
+            channel: r.get(1),
+            reason: r.get(2),
+            source: r.get(3),
+            at: from_millis(r.get(4)),
+        })
+        .collect())
+}
