@@ -81,7 +81,7 @@ enum Command {
         /// Only this customer (external id).
         #[arg(long)]
         customer: Option<String>,
-        /// Only this status: delivered, failed, dead or skipped.
+        /// Only this status: delivered, failed, dead, skipped or suppressed.
         #[arg(long)]
         status: Option<String>,
         /// Only this rule.
@@ -115,6 +115,18 @@ enum Command {
         /// The customer's external id.
         customer: String,
         /// Print JSON lines instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List customers suppressed on a channel (they refused it: a STOP reply,
+    /// an unsubscribe at the provider).
+    Suppressions {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Only this customer (external id).
+        #[arg(long)]
+        customer: Option<String>,
+        /// Print JSON lines instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -319,11 +331,20 @@ async fn run(command: Command) -> Result<std::process::ExitCode> {
                     "AT (UTC)", "CUSTOMER", "RULE", "CHANNEL", "PROVIDER", "#", "STATUS"
                 )?;
                 for r in &rows {
-                    let detail = match (&r.error, &r.provider_message_id) {
+                    let mut detail = match (&r.error, &r.provider_message_id) {
                         (Some(e), _) => e.clone(),
                         (None, Some(id)) => format!("id {id}"),
                         _ => String::new(),
                     };
+                    if let Some(from) = &r.failover_from {
+                        detail.push_str(&format!(" (failover from {from})"));
+                    }
+                    if let Some(report) = &r.report {
+                        detail.push_str(&format!("; provider report: {report}"));
+                        if let Some(reason) = &r.report_reason {
+                            detail.push_str(&format!(" ({reason})"));
+                        }
+                    }
                     writeln!(
                         out,
                         "{:<20} {:<14} {:<16} {:<10} {:<12} {:>3} {:<10} {}",
@@ -419,6 +440,39 @@ async fn run(command: Command) -> Result<std::process::ExitCode> {
             }
             if messages.is_empty() && !json {
                 writeln!(out, "(no messages for {customer})")?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Suppressions {
+            config,
+            customer,
+            json,
+        } => {
+            let store = open_store(&config).await?;
+            let rows = herald::store::suppressions::list(&store.pool, customer.as_deref()).await?;
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            if json {
+                for row in &rows {
+                    writeln!(out, "{}", serde_json::to_string(row)?)?;
+                }
+            } else {
+                writeln!(
+                    out,
+                    "{:<20} {:<14} {:<10} {:<9} REASON",
+                    "SINCE (UTC)", "CUSTOMER", "CHANNEL", "SOURCE"
+                )?;
+                for r in &rows {
+                    writeln!(
+                        out,
+                        "{:<20} {:<14} {:<10} {:<9} {}",
+                        r.at.format("%Y-%m-%d %H:%M:%S"),
+                        r.customer,
+                        r.channel,
+                        r.source,
+                        r.reason
+                    )?;
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -23,6 +23,17 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+/// The schedule stores milliseconds: round a waiting time up, so a send
+/// never comes back a fraction of a millisecond before its slot.
+fn ceil_to_millis(t: DateTime<Utc>) -> DateTime<Utc> {
+    let sub_ms = t.timestamp_subsec_nanos() % 1_000_000;
+    if sub_ms == 0 {
+        t
+    } else {
+        t + ChronoDuration::nanoseconds((1_000_000 - sub_ms) as i64)
+    }
+}
+
 /// One recorded attempt, as `herald simulate` prints it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct AttemptRecord {
@@ -119,7 +130,7 @@ impl Herald {
                 if let Some(limiter) = &channel.rate {
                     if let Err(first) = limiter.try_acquire(now) {
                         let k = waiting.entry(channel.name.as_str()).or_insert(0);
-                        decision = Decision::Wait(limiter.slot(first, *k));
+                        decision = Decision::Wait(ceil_to_millis(limiter.slot(first, *k)));
                         *k += 1;
                     }
                 }

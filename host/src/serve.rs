@@ -1,6 +1,6 @@
 //! `herald serve`: the HTTP API plus the scheduler loop on the wall clock.
-//! The loop drains what is due, then sleeps until the next tick or until a
-//! write wakes it. SIGINT/SIGTERM stop new claims and let sends in flight
+//! The loop drains what is due, then sleeps until the next tick (or the
+//! next due time, if sooner) or until a write wakes it. SIGINT/SIGTERM stop new claims and let sends in flight
 //! finish before exit.
 
 use crate::engine::Herald;
@@ -63,8 +63,18 @@ async fn scheduler_loop(herald: Arc<Herald>, mut stop: watch::Receiver<bool>) {
             Ok(_) => {}
             Err(e) => tracing::error!("tick failed (will try again): {e:#}"),
         }
+        // Sleep until the next tick, or sooner when something (a rate-limited
+        // send waiting its turn, a retry) is due before then.
+        let mut nap = herald.scheduler.tick;
+        if let Ok(Some(due)) = crate::store::schedule::next_due_at(&herald.store.pool).await {
+            if let Ok(until) = (due - herald.clock.now()).to_std() {
+                nap = nap.min(until.max(std::time::Duration::from_millis(1)));
+            } else {
+                nap = std::time::Duration::from_millis(1);
+            }
+        }
         tokio::select! {
-            _ = tokio::time::sleep(herald.scheduler.tick) => {}
+            _ = tokio::time::sleep(nap) => {}
             _ = herald.wake.notified() => {}
             _ = stop.wait_for(|s| *s) => return,
         }

@@ -2,14 +2,21 @@
 //! `plugins/` (run `scripts/build-plugins` first; `scripts/test` does), and
 //! fake providers that are real HTTP servers on loopback.
 
+mod fakes;
 mod support;
 
 mod api;
 mod bad_input;
 mod bench;
+mod channels;
 mod crash;
+mod email_http;
+mod email_smtp;
 mod plugin_faults;
 mod racing;
 mod saas_trial;
+mod sms_aliyun;
+mod sms_twilio;
 mod strategy_change;
 mod webhook;
+mod wechat;

@@ -97,9 +97,17 @@ impl StoreState {
                 let list = check_list.clone();
                 let channel = log_channel.clone();
                 Box::pin(async move {
+                    use wasmtime_wasi::sockets::SocketAddrUse;
                     let ok = tcp
-                        && matches!(usage, wasmtime_wasi::sockets::SocketAddrUse::TcpConnect)
-                        && list.permits_tcp(addr).await;
+                        && match usage {
+                            SocketAddrUse::TcpConnect => list.permits_tcp(addr).await,
+                            // The implicit bind to an ephemeral local port
+                            // that precedes a connect; no listening.
+                            SocketAddrUse::TcpBind => {
+                                addr.ip().is_unspecified() && addr.port() == 0
+                            }
+                            _ => false,
+                        };
                     if !ok {
                         tracing::warn!(%channel, %addr, ?usage, "plugin socket refused: not in the channel's allowed_hosts (add tcp://host:port)");
                     }
