@@ -338,6 +338,23 @@ pub struct RuleSection {
     /// `fields = { product = "{{ customer.attributes.plan }}" }`.
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
+    /// The message in other languages, by BCP 47 tag (`zh-CN`, `en`): a
+    /// customer whose `locale` matches (exactly, or by language) gets that
+    /// text; everyone else gets the rule's own.
+    #[serde(default)]
+    pub locales: BTreeMap<String, LocaleSection>,
+}
+
+/// `[rules.locales."zh-CN"]`: one language's message.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocaleSection {
+    /// Subject template.
+    pub subject: String,
+    /// Plain-text body template.
+    pub text: String,
+    /// HTML body template; required when the rule has one.
+    pub html: Option<String>,
 }
 
 /// `trigger = { on = "...", ... }`
@@ -353,6 +370,8 @@ pub enum TriggerSection {
     Updated {
         /// Only when this field or attribute changed.
         field: Option<String>,
+        /// Only when `field` changed to this value (e.g. `to = "vip"`).
+        to: Option<toml::Value>,
         /// Wait this long after the update.
         delay: Option<Span>,
     },

@@ -71,10 +71,15 @@ pub async fn plan(
                     schedule::upsert(conn, &occ, now).await?;
                 }
             }
-            Trigger::Updated { field, delay } => {
+            Trigger::Updated { field, to, delay } => {
                 if let Change::Updated(changed) = change {
                     let relevant = match field {
-                        Some(f) => changed.iter().any(|c| c == f),
+                        Some(f) => {
+                            changed.iter().any(|c| c == f)
+                                && to.as_ref().is_none_or(|want| {
+                                    customer.field(f).as_ref() == Some(want)
+                                })
+                        }
                         None => !changed.is_empty(),
                     };
                     if relevant && condition {

@@ -158,17 +158,20 @@ impl Templates {
 
     /// Render the message parts of a rule: subject, text, the HTML body when
     /// `has_html`, and each of `fields` (trimmed).
+    /// `text_rule` names the template set of the message text (the rule id,
+    /// or `rule@locale` for a translation); fields always come from `rule`.
     pub fn render(
         &self,
         rule: &str,
+        text_rule: &str,
         has_html: bool,
         fields: &[String],
         ctx: &JinjaValue,
     ) -> Result<Rendered, String> {
-        let subject = self.render_part(rule, Part::Subject, ctx)?;
-        let text = self.render_part(rule, Part::Text, ctx)?;
+        let subject = self.render_part(text_rule, Part::Subject, ctx)?;
+        let text = self.render_part(text_rule, Part::Text, ctx)?;
         let html = if has_html {
-            Some(self.render_part(rule, Part::Html, ctx)?)
+            Some(self.render_part(text_rule, Part::Html, ctx)?)
         } else {
             None
         };
@@ -379,7 +382,7 @@ mod tests {
             .unwrap();
         let now = Utc.with_ymd_and_hms(2026, 3, 26, 17, 0, 0).unwrap(); // 01:00 on the 27th in Shanghai
         let out = t
-            .render("r", true, &[], &context(&customer(), "r", now, None))
+            .render("r", "r", true, &[], &context(&customer(), "r", now, None))
             .unwrap();
         assert_eq!(out.subject, "Hi <b>Li</b>");
         assert_eq!(out.text, "ends 31/03 in 4 days");

@@ -242,7 +242,13 @@ impl Herald {
         match self
             .strategy
             .templates
-            .render(&rule.id, rule.has_html, &rule.fields, &ctx)
+            .render(
+                &rule.id,
+                &rule.text_templates(customer.locale.as_deref()),
+                rule.has_html,
+                &rule.fields,
+                &ctx,
+            )
         {
             Ok(rendered) => Decision::Send {
                 channel: route.channel,

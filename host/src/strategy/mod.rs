@@ -29,6 +29,8 @@ pub enum Trigger {
     Updated {
         /// Only when this field or attribute changed.
         field: Option<String>,
+        /// Only when the field's new value is this (compared as JSON).
+        to: Option<Value>,
         /// Delay after the update.
         delay: Duration,
     },
@@ -60,6 +62,30 @@ pub struct Rule {
     pub has_html: bool,
     /// Names of the rule's extra fields.
     pub fields: Vec<String>,
+    /// Locales the message is translated into (template sets `id@locale`).
+    pub locales: Vec<String>,
+}
+
+impl Rule {
+    /// The template set for a customer's locale: an exact match of a
+    /// translation (ignoring case and `_`/`-`), else one of the same language
+    /// (`zh-TW` gets `zh-CN` when that is all there is), else the rule's own.
+    pub fn text_templates(&self, locale: Option<&str>) -> String {
+        let Some(wanted) = locale.map(|l| l.trim().replace('_', "-").to_ascii_lowercase()) else {
+            return self.id.clone();
+        };
+        let language = |tag: &str| tag.split('-').next().unwrap_or("").to_string();
+        let exact = self.locales.iter().find(|l| l.to_ascii_lowercase() == wanted);
+        let same_language = || {
+            self.locales
+                .iter()
+                .find(|l| language(&l.to_ascii_lowercase()) == language(&wanted))
+        };
+        match exact.or_else(same_language) {
+            Some(l) => format!("{}@{l}", self.id),
+            None => self.id.clone(),
+        }
+    }
 }
 
 /// A compiled strategy.
@@ -138,14 +164,19 @@ impl Strategy {
                 TriggerSection::Created { delay } => {
                     exact(*delay, "delay").map(|delay| Trigger::Created { delay })
                 }
-                TriggerSection::Updated { field, delay } => {
+                TriggerSection::Updated { field, to, delay } => {
                     if let Some(f) = field {
                         if !CORE_FIELDS.contains(&f.as_str()) && !attribute_names.contains(f) {
                             fail(format!("trigger field `{f}` is neither a customer field nor a declared attribute"));
                         }
                     }
+                    if to.is_some() && field.is_none() {
+                        fail("`to` needs the `field` it applies to, e.g. { on = \"updated\", field = \"level\", to = \"vip\" }".into());
+                    }
+                    let to = to.as_ref().map(|v| serde_json::to_value(v).unwrap_or(Value::Null));
                     exact(*delay, "delay").map(|delay| Trigger::Updated {
                         field: field.clone(),
+                        to,
                         delay,
                     })
                 }
@@ -255,6 +286,41 @@ impl Strategy {
                 parts.push((Part::Html, html.as_str()));
             }
             parts.push((Part::When, section.when.as_deref().unwrap_or("true")));
+            for (locale, texts) in &section.locales {
+                let well_formed = !locale.is_empty()
+                    && locale.split('-').all(|p| {
+                        !p.is_empty() && p.len() <= 8 && p.chars().all(|c| c.is_ascii_alphanumeric())
+                    });
+                if !well_formed {
+                    errors.push(format!(
+                        "rule `{id}`, locales: `{locale}` is not a language tag; write e.g. \"zh-CN\" or \"en\""
+                    ));
+                    continue;
+                }
+                if section.html.is_some() != texts.html.is_some() {
+                    errors.push(format!(
+                        "rule `{id}`, locales.{locale}: {}",
+                        if section.html.is_some() {
+                            "the rule has an html body, so each translation needs one too"
+                        } else {
+                            "has html but the rule has none; add html to the rule or remove it here"
+                        }
+                    ));
+                }
+                let variant = format!("{id}@{locale}");
+                let mut parts = vec![
+                    (Part::Subject, texts.subject.as_str()),
+                    (Part::Text, texts.text.as_str()),
+                ];
+                if let Some(html) = &texts.html {
+                    parts.push((Part::Html, html.as_str()));
+                }
+                for (part, source) in parts {
+                    if let Err(e) = templates.add(&variant, part, source, &vocab) {
+                        errors.push(e);
+                    }
+                }
+            }
             for (name, source) in &section.fields {
                 if name.is_empty()
                     || !name
@@ -280,6 +346,7 @@ impl Strategy {
                 has_condition: section.when.is_some(),
                 has_html: section.html.is_some(),
                 fields: section.fields.keys().cloned().collect(),
+                locales: section.locales.keys().cloned().collect(),
             });
         }
         if !errors.is_empty() {
