@@ -11,7 +11,8 @@ CREATE TABLE suppressions (
     PRIMARY KEY (customer_id, channel)
 );
 
--- Deliveries gain the `suppressed` outcome, the provider's delivery report
+-- Deliveries gain the `suppressed` and `deferred` (send window, frequency
+-- cap) outcomes, the provider's delivery report
 -- and the channel a failover came from; the table is rebuilt because SQLite
 -- cannot alter a CHECK constraint.
 CREATE TABLE deliveries_new (
@@ -22,7 +23,7 @@ CREATE TABLE deliveries_new (
     channel             TEXT,
     provider            TEXT,
     attempt             INTEGER NOT NULL,
-    status              TEXT    NOT NULL CHECK (status IN ('delivered', 'failed', 'dead', 'skipped', 'suppressed')),
+    status              TEXT    NOT NULL CHECK (status IN ('delivered', 'failed', 'dead', 'skipped', 'suppressed', 'deferred')),
     provider_message_id TEXT,
     error               TEXT,
     subject             TEXT,

@@ -296,6 +296,25 @@ pub struct StrategySection {
     /// Time zone of customers who have none.
     #[serde(default = "default_timezone")]
     pub default_timezone: String,
+    /// Local times of day reminders may go out, e.g. `["11:00-12:00",
+    /// "19:00-21:00"]`; empty means any time.
+    #[serde(default)]
+    pub send_windows: Vec<String>,
+    /// Frequency caps per customer.
+    #[serde(default)]
+    pub caps: Vec<CapSection>,
+}
+
+/// `caps = [{ max = 2, per = "7d" }, { max = 1, per = "1d", channel = "sms" }]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapSection {
+    /// Most reminders in the period.
+    pub max: u32,
+    /// The period, e.g. `7d`.
+    pub per: Span,
+    /// Only this channel.
+    pub channel: Option<String>,
 }
 
 fn default_time_of_day() -> String {
@@ -310,6 +329,8 @@ impl Default for StrategySection {
         Self {
             default_time: default_time_of_day(),
             default_timezone: default_timezone(),
+            send_windows: Vec::new(),
+            caps: Vec::new(),
         }
     }
 }
@@ -338,6 +359,15 @@ pub struct RuleSection {
     /// `fields = { product = "{{ customer.attributes.plan }}" }`.
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
+    /// Send windows of this rule, replacing the strategy's (`[]`: any time).
+    pub send_windows: Option<Vec<String>>,
+    /// Transactional rules (order confirmations) ignore send windows and
+    /// frequency caps, and do not count towards caps.
+    #[serde(default)]
+    pub transactional: bool,
+    /// What a frequency cap does to this rule's reminders: `defer` (default)
+    /// until the cap allows, or `drop`.
+    pub on_cap: Option<String>,
     /// The message in other languages, by BCP 47 tag (`zh-CN`, `en`): a
     /// customer whose `locale` matches (exactly, or by language) gets that
     /// text; everyone else gets the rule's own.

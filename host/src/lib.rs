@@ -9,6 +9,7 @@
 //! recorded ([`store`]). Time comes from an injected [`clock`].
 
 pub mod api;
+pub mod caps;
 pub mod clock;
 pub mod config;
 pub mod customer;
@@ -27,3 +28,4 @@ pub mod simulate;
 pub mod span;
 pub mod store;
 pub mod strategy;
+pub mod windows;

@@ -76,9 +76,9 @@ pub async fn plan(
                     let relevant = match field {
                         Some(f) => {
                             changed.iter().any(|c| c == f)
-                                && to.as_ref().is_none_or(|want| {
-                                    customer.field(f).as_ref() == Some(want)
-                                })
+                                && to
+                                    .as_ref()
+                                    .is_none_or(|want| customer.field(f).as_ref() == Some(want))
                         }
                         None => !changed.is_empty(),
                     };

@@ -4,6 +4,7 @@
 //! attempt: delivered, retried with backoff, failed, dead or skipped. Then
 //! plan the next occurrence of repeating rules.
 
+use crate::caps::{self, Sent};
 use crate::customer::Customer;
 use crate::dispatch::{address_of, backoff, Channel, Delivery};
 use crate::engine::Herald;
@@ -15,6 +16,7 @@ use crate::store::deliveries::{self, DeliveryStatus, NewDelivery};
 use crate::store::schedule::{self, ScheduledRow};
 use crate::store::{customers, inbox, suppressions};
 use crate::strategy::{date_anchor, Trigger};
+use crate::windows;
 use anyhow::Result;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use futures::StreamExt;
@@ -62,8 +64,16 @@ enum Decision<'a> {
         /// The channel the rule wanted, when a failover moved it.
         failover_from: Option<&'a str>,
     },
-    /// The channel is at its rate limit: come back at this time (not an attempt).
+    /// The channel is at its rate limit: come back at this time (not an
+    /// attempt, not recorded).
     Wait(DateTime<Utc>),
+    /// Held back by a send window or a frequency cap until this time (not an
+    /// attempt; recorded as `deferred` with the reason).
+    Defer {
+        until: DateTime<Utc>,
+        reason: String,
+        channel: &'a Channel,
+    },
     /// Do not send; final.
     Skip(String),
     /// The rendering failed; final.
@@ -108,24 +118,32 @@ impl Herald {
             return Ok(Vec::new());
         }
         let ids: Vec<i64> = claimed.iter().map(|r| r.customer_id).collect();
-        let (customers, suppressed) = {
+        let (customers, suppressed, mut history) = {
             let mut conn = self.store.pool.acquire().await?;
-            (
-                customers::by_ids(&mut conn, &ids).await?,
-                suppressions::for_customers(&mut conn, &ids).await?,
-            )
+            let customers = customers::by_ids(&mut conn, &ids).await?;
+            let suppressed = suppressions::for_customers(&mut conn, &ids).await?;
+            let history = self.cap_history(&mut conn, &ids, now).await?;
+            (customers, suppressed, history)
         };
         // Sends over a channel's rate wait their turn: the k-th of them in
         // this batch comes back k intervals after the limiter's next slot.
         let mut waiting: HashMap<&str, u32> = HashMap::new();
         let mut work: Vec<Work> = Vec::with_capacity(claimed.len());
         for row in claimed {
-            let mut decision = self.decide(
-                &row,
-                customers.get(&row.customer_id),
-                suppressed.get(&row.customer_id),
-                now,
-            );
+            let customer = customers.get(&row.customer_id);
+            let mut decision = self.decide(&row, customer, suppressed.get(&row.customer_id), now);
+            if let (Decision::Send { channel, .. }, Some(customer), Some(rule)) =
+                (&decision, customer, self.strategy.rule(&row.rule_id))
+            {
+                let channel: &Channel = channel;
+                if !rule.transactional {
+                    if let Some(held) =
+                        self.hold_back(rule, customer, channel, history.get(&customer.id), now)
+                    {
+                        decision = held;
+                    }
+                }
+            }
             if let Decision::Send { channel, .. } = &decision {
                 if let Some(limiter) = &channel.rate {
                     if let Err(first) = limiter.try_acquire(now) {
@@ -133,6 +151,18 @@ impl Herald {
                         decision = Decision::Wait(ceil_to_millis(limiter.slot(first, *k)));
                         *k += 1;
                     }
+                }
+            }
+            if let Decision::Send { channel, .. } = &decision {
+                let counts = self
+                    .strategy
+                    .rule(&row.rule_id)
+                    .is_some_and(|r| !r.transactional);
+                if counts && !self.strategy.caps.is_empty() {
+                    history.entry(row.customer_id).or_default().push(Sent {
+                        at: now,
+                        channel: channel.name.clone(),
+                    });
                 }
             }
             work.push(Work {
@@ -192,6 +222,77 @@ impl Herald {
         }
     }
 
+    /// The reminders each customer received recently that count towards
+    /// the frequency caps (transactional rules do not count).
+    async fn cap_history(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        ids: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<HashMap<i64, Vec<Sent>>> {
+        let Some(longest) = self.strategy.caps.iter().map(|c| c.per).max() else {
+            return Ok(HashMap::new());
+        };
+        let recent = deliveries::recent_sends(conn, ids, now - longest).await?;
+        Ok(recent
+            .into_iter()
+            .map(|(id, sends)| {
+                let counted = sends
+                    .into_iter()
+                    .filter(|(rule, _, _)| {
+                        self.strategy.rule(rule).is_none_or(|r| !r.transactional)
+                    })
+                    .map(|(_, channel, at)| Sent { at, channel })
+                    .collect();
+                (id, counted)
+            })
+            .collect())
+    }
+
+    /// Whether a send window or a frequency cap holds this send back.
+    fn hold_back<'a>(
+        &self,
+        rule: &crate::strategy::Rule,
+        customer: &Customer,
+        channel: &'a Channel,
+        history: Option<&Vec<Sent>>,
+        now: DateTime<Utc>,
+    ) -> Option<Decision<'a>> {
+        let windows = rule
+            .send_windows
+            .as_deref()
+            .unwrap_or(&self.strategy.send_windows);
+        if let Some(opening) = windows::next_opening(windows, customer.tz(), now) {
+            return Some(Decision::Defer {
+                until: opening,
+                reason: format!(
+                    "outside the send window ({} in {}); deferred to the next opening",
+                    windows
+                        .iter()
+                        .map(|w| format!("{}-{}", w.start.format("%H:%M"), w.end.format("%H:%M")))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    customer.timezone
+                ),
+                channel,
+            });
+        }
+        let history = history.map(Vec::as_slice).unwrap_or(&[]);
+        let (cap, until) = caps::check(&self.strategy.caps, history, &channel.name, now)?;
+        Some(if rule.drop_when_capped {
+            Decision::Skip(format!(
+                "capped ({}); dropped, as the rule says on_cap = \"drop\"",
+                cap.describe()
+            ))
+        } else {
+            Decision::Defer {
+                until,
+                reason: format!("capped ({}); deferred until the cap allows", cap.describe()),
+                channel,
+            }
+        })
+    }
+
     fn decide<'a>(
         &'a self,
         row: &ScheduledRow,
@@ -239,17 +340,13 @@ impl Herald {
                 Err(reason) => return Decision::Skip(reason),
             };
         let ctx = render::context(customer, &rule.id, now, row.context.as_ref());
-        match self
-            .strategy
-            .templates
-            .render(
-                &rule.id,
-                &rule.text_templates(customer.locale.as_deref()),
-                rule.has_html,
-                &rule.fields,
-                &ctx,
-            )
-        {
+        match self.strategy.templates.render(
+            &rule.id,
+            &rule.text_templates(customer.locale.as_deref()),
+            rule.has_html,
+            &rule.fields,
+            &ctx,
+        ) {
             Ok(rendered) => Decision::Send {
                 channel: route.channel,
                 rendered,
@@ -321,6 +418,27 @@ impl Herald {
                 Decision::Cancel(reason) => {
                     tracing::debug!(key = %row.key, "canceled when due: {reason}");
                     releases.push(release("canceled", Some(reason.clone()), None, false));
+                    continue;
+                }
+                Decision::Defer {
+                    until,
+                    reason,
+                    channel,
+                } => {
+                    d.status = DeliveryStatus::Deferred;
+                    d.channel = Some(&channel.name);
+                    d.error = Some(reason.clone());
+                    d.retry_at = Some(*until);
+                    record.channel = channel.name.clone();
+                    record.status = "deferred".into();
+                    releases.push(release(
+                        "pending",
+                        Some(reason.clone()),
+                        Some(*until),
+                        false,
+                    ));
+                    attempts.push(d);
+                    records.push(record);
                     continue;
                 }
                 Decision::Wait(until) => {

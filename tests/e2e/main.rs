@@ -12,6 +12,7 @@ mod channels;
 mod crash;
 mod email_http;
 mod email_smtp;
+mod guards;
 mod plugin_faults;
 mod racing;
 mod saas_trial;

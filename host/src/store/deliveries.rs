@@ -23,6 +23,9 @@ pub enum DeliveryStatus {
     /// The recipient refused the channel at the provider; they are now
     /// suppressed on it and the reminder moves to the rule's next channel.
     Suppressed,
+    /// Held back (outside the send window, over a frequency cap) until
+    /// `retry_at`; not an attempt.
+    Deferred,
 }
 
 impl DeliveryStatus {
@@ -34,6 +37,7 @@ impl DeliveryStatus {
             DeliveryStatus::Dead => "dead",
             DeliveryStatus::Skipped => "skipped",
             DeliveryStatus::Suppressed => "suppressed",
+            DeliveryStatus::Deferred => "deferred",
         }
     }
 }
@@ -215,4 +219,34 @@ pub async fn apply_report(
     .execute(conn)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// Reminders delivered to each of `ids` since `since` (rule, channel, time),
+/// for frequency caps.
+pub async fn recent_sends(
+    conn: &mut SqliteConnection,
+    ids: &[i64],
+    since: DateTime<Utc>,
+) -> Result<std::collections::HashMap<i64, Vec<(String, String, DateTime<Utc>)>>> {
+    let mut out: std::collections::HashMap<i64, Vec<(String, String, DateTime<Utc>)>> =
+        std::collections::HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let rows = sqlx::query(
+        "SELECT customer_id, rule_id, channel, at FROM deliveries
+         WHERE customer_id IN (SELECT value FROM json_each(?)) AND at > ? AND status = 'delivered'",
+    )
+    .bind(serde_json::to_string(ids)?)
+    .bind(to_millis(since))
+    .fetch_all(conn)
+    .await?;
+    for r in rows {
+        out.entry(r.get(0)).or_default().push((
+            r.get(1),
+            r.get::<Option<String>, _>(2).unwrap_or_default(),
+            from_millis(r.get(3)),
+        ));
+    }
+    Ok(out)
 }

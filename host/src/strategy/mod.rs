@@ -6,10 +6,12 @@
 
 pub mod dates;
 
+use crate::caps::Cap;
 use crate::config::{AttributeType, Config, TriggerSection};
 use crate::customer::{parse_date_or_datetime, AttributeSchema, Customer, CORE_FIELDS};
 use crate::render::{Part, Templates, Vocabulary};
 use crate::span::Span;
+use crate::windows::{self, Window};
 use chrono::{DateTime, Duration, NaiveTime, Utc};
 use chrono_tz::Tz;
 use dates::{DateTrigger, Repeat};
@@ -64,6 +66,12 @@ pub struct Rule {
     pub fields: Vec<String>,
     /// Locales the message is translated into (template sets `id@locale`).
     pub locales: Vec<String>,
+    /// This rule's own send windows, replacing the strategy's.
+    pub send_windows: Option<Vec<Window>>,
+    /// Exempt from windows and caps, and not counted by caps.
+    pub transactional: bool,
+    /// Drop (rather than defer) a reminder a cap holds back.
+    pub drop_when_capped: bool,
 }
 
 impl Rule {
@@ -75,7 +83,10 @@ impl Rule {
             return self.id.clone();
         };
         let language = |tag: &str| tag.split('-').next().unwrap_or("").to_string();
-        let exact = self.locales.iter().find(|l| l.to_ascii_lowercase() == wanted);
+        let exact = self
+            .locales
+            .iter()
+            .find(|l| l.to_ascii_lowercase() == wanted);
         let same_language = || {
             self.locales
                 .iter()
@@ -99,6 +110,10 @@ pub struct Strategy {
     pub attributes: AttributeSchema,
     /// Zone of customers who have none.
     pub default_timezone: String,
+    /// Strategy-wide send windows (empty: any time).
+    pub send_windows: Vec<Window>,
+    /// Frequency caps per customer.
+    pub caps: Vec<Cap>,
     by_id: HashMap<String, usize>,
 }
 
@@ -142,6 +157,34 @@ impl Strategy {
             }
         }
         let attribute_names: BTreeSet<String> = file.attributes.keys().cloned().collect();
+        let send_windows = windows::parse_all(&file.strategy.send_windows).unwrap_or_else(|e| {
+            errors.push(format!("[strategy] send_windows: {e}"));
+            Vec::new()
+        });
+        let mut caps = Vec::new();
+        for (i, cap) in file.strategy.caps.iter().enumerate() {
+            let at = format!("[strategy] caps[{i}]");
+            if cap.max == 0 {
+                errors.push(format!("{at}: max = 0 would send nothing; give at least 1"));
+            }
+            if cap.per.months != 0 || (cap.per.days <= 0 && cap.per.millis <= 0) {
+                errors.push(format!(
+                    "{at}: per = \"{}\": give a fixed period such as \"1d\", \"7d\" or \"12h\"",
+                    cap.per
+                ));
+                continue;
+            }
+            if let Some(ch) = &cap.channel {
+                if !channels.contains(ch) {
+                    errors.push(format!("{at}: channel `{ch}` is not configured"));
+                }
+            }
+            caps.push(Cap {
+                max: cap.max,
+                per: Duration::days(cap.per.days as i64) + Duration::milliseconds(cap.per.millis),
+                channel: cap.channel.clone(),
+            });
+        }
         let mut templates = Templates::new();
         let mut rules = Vec::new();
         let mut by_id = HashMap::new();
@@ -173,7 +216,9 @@ impl Strategy {
                     if to.is_some() && field.is_none() {
                         fail("`to` needs the `field` it applies to, e.g. { on = \"updated\", field = \"level\", to = \"vip\" }".into());
                     }
-                    let to = to.as_ref().map(|v| serde_json::to_value(v).unwrap_or(Value::Null));
+                    let to = to
+                        .as_ref()
+                        .map(|v| serde_json::to_value(v).unwrap_or(Value::Null));
                     exact(*delay, "delay").map(|delay| Trigger::Updated {
                         field: field.clone(),
                         to,
@@ -289,7 +334,9 @@ impl Strategy {
             for (locale, texts) in &section.locales {
                 let well_formed = !locale.is_empty()
                     && locale.split('-').all(|p| {
-                        !p.is_empty() && p.len() <= 8 && p.chars().all(|c| c.is_ascii_alphanumeric())
+                        !p.is_empty()
+                            && p.len() <= 8
+                            && p.chars().all(|c| c.is_ascii_alphanumeric())
                     });
                 if !well_formed {
                     errors.push(format!(
@@ -339,6 +386,26 @@ impl Strategy {
                     errors.push(e);
                 }
             }
+            let rule_windows = match &section.send_windows {
+                None => None,
+                Some(list) => match windows::parse_all(list) {
+                    Ok(w) => Some(w),
+                    Err(e) => {
+                        errors.push(format!("rule `{id}`: {e}"));
+                        None
+                    }
+                },
+            };
+            let drop_when_capped = match section.on_cap.as_deref() {
+                None | Some("defer") => false,
+                Some("drop") => true,
+                Some(other) => {
+                    errors.push(format!(
+                        "rule `{id}`: on_cap = \"{other}\"; use \"defer\" (wait until the cap allows) or \"drop\""
+                    ));
+                    false
+                }
+            };
             rules.push(Rule {
                 id,
                 trigger,
@@ -347,6 +414,9 @@ impl Strategy {
                 has_html: section.html.is_some(),
                 fields: section.fields.keys().cloned().collect(),
                 locales: section.locales.keys().cloned().collect(),
+                send_windows: rule_windows,
+                transactional: section.transactional,
+                drop_when_capped,
             });
         }
         if !errors.is_empty() {
@@ -357,6 +427,8 @@ impl Strategy {
             templates,
             attributes: file.attributes.clone(),
             default_timezone: file.strategy.default_timezone.clone(),
+            send_windows,
+            caps,
             by_id,
         })
     }
