@@ -1,17 +1,86 @@
-//! `herald-email-smtp`: placeholder until the plugin is written.
+//! `herald-email-smtp`: a channel plugin that submits each reminder as a MIME
+//! email to the operator's SMTP relay over a plain TCP connection
+//! (`std::net::TcpStream`, i.e. `wasi:sockets`; the host lets it connect only
+//! to the channel's `tcp://host:port` allowed_hosts entries).
+//!
+//! This file owns the settings (`host`, `port`, `username`, `password`,
+//! `auth`, `from_email`, `from_name`, `helo_name`, `reply_to`), their
+//! validation, the connection, and the mapping of the outcome onto a receipt
+//! or a retryable / permanent error. The message format lives in [`mime`],
+//! the SMTP conversation in [`smtp`]. STARTTLS is not supported (there is no
+//! TLS stack in the sandbox); see README.md.
 
-use herald_pdk::{AddressKind, Guest, Message, PluginInfo, Receipt, SendError, Setting};
+mod mime;
+mod smtp;
 
-struct Plugin;
+use herald_pdk::{
+    AddressKind, Guest, Message, PluginInfo, Receipt, RetryableError, SendError, Setting,
+    SettingSpec, Settings,
+};
+use std::io;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-impl Guest for Plugin {
+const DEFAULT_PORT: u16 = 587;
+/// How long one read or write may wait. The host's per-call deadline (the
+/// channel's `timeout`) normally ends a stalled call first.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct EmailSmtp;
+
+impl Guest for EmailSmtp {
     fn describe() -> PluginInfo {
         PluginInfo {
             name: "email-smtp".to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            address: AddressKind::None,
+            address: AddressKind::Email,
             accepts_callbacks: false,
-            settings: vec![],
+            settings: vec![
+                spec(
+                    "host",
+                    "SMTP relay host name or IP; allowed_hosts must list tcp://HOST:PORT",
+                    false,
+                    true,
+                ),
+                spec(
+                    "port",
+                    "SMTP port (default 587); plain TCP, no TLS",
+                    false,
+                    false,
+                ),
+                spec(
+                    "username",
+                    "Login for AUTH (leave out for a relay that needs none)",
+                    false,
+                    false,
+                ),
+                spec("password", "Password for AUTH", true, false),
+                spec(
+                    "auth",
+                    "`plain`, `login` or `none` (default: plain when username is set, else none)",
+                    false,
+                    false,
+                ),
+                spec(
+                    "from_email",
+                    "Sender address (MAIL FROM and From:)",
+                    false,
+                    true,
+                ),
+                spec(
+                    "from_name",
+                    "Sender display name in From: (may be non-ASCII)",
+                    false,
+                    false,
+                ),
+                spec(
+                    "helo_name",
+                    "Name sent with EHLO (default: the domain of from_email)",
+                    false,
+                    false,
+                ),
+                spec("reply_to", "Reply-To: address", false, false),
+            ],
         }
     }
 
@@ -22,9 +91,323 @@ impl Guest for Plugin {
         herald_pdk::no_callbacks()
     }
 
-    fn send(_settings: Vec<Setting>, _message: Message) -> Result<Receipt, SendError> {
-        Err(SendError::Permanent("not written yet".into()))
+    fn send(settings: Vec<Setting>, message: Message) -> Result<Receipt, SendError> {
+        let config = Config::from_settings(Settings::new(&settings))?;
+        let to = message
+            .recipient
+            .email
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .ok_or_else(|| SendError::Permanent("the customer has no email address".into()))?;
+        mime::check_address(to)
+            .map_err(|e| SendError::Permanent(format!("bad recipient address: {e}")))?;
+
+        let message_id = mime::message_id(
+            &message.idempotency_key,
+            mime::domain_of(&config.from_email),
+        );
+        let boundary = mime::boundary(&message.idempotency_key);
+        let email = mime::Email {
+            from: mime::Mailbox {
+                name: config.from_name.as_deref(),
+                email: &config.from_email,
+            },
+            to: mime::Mailbox {
+                name: message.recipient.name.as_deref(),
+                email: to,
+            },
+            reply_to: config.reply_to.as_deref(),
+            subject: &message.subject,
+            text: &message.text,
+            html: message.html.as_deref(),
+            date: now_secs(message.sent_at),
+            message_id: &message_id,
+            boundary: &boundary,
+            unsubscribe_url: message.unsubscribe_url.as_deref(),
+            rule: &message.rule,
+        };
+        let data = mime::dot_stuff(&mime::build(&email));
+
+        let server = format!("{}:{}", config.host, config.port);
+        let stream = connect(&config.host, config.port)?;
+        let submission = smtp::Submission {
+            helo: &config.helo_name,
+            auth: config.auth(),
+            from: &config.from_email,
+            to,
+            data: &data,
+        };
+        let accepted = smtp::Session::new(stream, &server)
+            .submit(&submission)
+            .map_err(|failure| match failure {
+                smtp::Failure::Retry(reason) => SendError::Retryable(RetryableError {
+                    reason,
+                    retry_after_ms: None,
+                }),
+                smtp::Failure::Permanent(reason) => SendError::Permanent(reason),
+            })?;
+        herald_pdk::log::debug(&format!(
+            "{server} accepted {message_id}: {}",
+            accepted.reply
+        ));
+        Ok(Receipt {
+            provider_message_id: message_id
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string(),
+        })
     }
 }
 
-herald_pdk::export!(Plugin);
+fn spec(key: &str, description: &str, secret: bool, required: bool) -> SettingSpec {
+    SettingSpec {
+        key: key.to_string(),
+        description: description.to_string(),
+        secret,
+        required,
+    }
+}
+
+/// The login to use, from the `auth` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AuthKind {
+    None,
+    Plain,
+    Login,
+}
+
+/// The channel's settings, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Config {
+    host: String,
+    port: u16,
+    auth: AuthKind,
+    username: String,
+    password: String,
+    from_email: String,
+    from_name: Option<String>,
+    helo_name: String,
+    reply_to: Option<String>,
+}
+
+impl Config {
+    fn from_settings(s: Settings) -> Result<Config, SendError> {
+        let bad = |msg: String| SendError::Permanent(msg);
+        let opt = |key: &str| {
+            s.get(key)
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
+        let host = s.required("host")?.trim().to_string();
+        if host.contains(['/', ' ', ':'])
+            && !host.starts_with('[')
+            && host.parse::<std::net::Ipv6Addr>().is_err()
+        {
+            return Err(bad(format!(
+                "setting `host` = {host:?} must be a bare host name or IP (put the port in `port`)"
+            )));
+        }
+        let host = host.trim_matches(['[', ']']).to_string();
+        let port = match opt("port") {
+            None => DEFAULT_PORT,
+            Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
+                bad(format!(
+                    "setting `port` = {p:?} is not a TCP port number (1-65535)"
+                ))
+            })?,
+        };
+        let from_email = s.required("from_email")?.trim().to_string();
+        mime::check_address(&from_email).map_err(|e| bad(format!("setting `from_email`: {e}")))?;
+        let reply_to = opt("reply_to");
+        if let Some(r) = &reply_to {
+            mime::check_address(r).map_err(|e| bad(format!("setting `reply_to`: {e}")))?;
+        }
+        let helo_name =
+            opt("helo_name").unwrap_or_else(|| mime::domain_of(&from_email).to_string());
+        if !helo_name.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(bad(format!(
+                "setting `helo_name` = {helo_name:?} must be an ASCII host name without spaces"
+            )));
+        }
+        let username = opt("username").unwrap_or_default();
+        // The password is taken as written: spaces may be part of it.
+        let password = s.get("password").unwrap_or_default().to_string();
+        let auth = match opt("auth").map(|a| a.to_ascii_lowercase()).as_deref() {
+            None if username.is_empty() => AuthKind::None,
+            None | Some("plain") => AuthKind::Plain,
+            Some("login") => AuthKind::Login,
+            Some("none") => AuthKind::None,
+            Some(other) => {
+                return Err(bad(format!(
+                    "setting `auth` = {other:?} is not one of plain, login, none"
+                )))
+            }
+        };
+        if auth != AuthKind::None && (username.is_empty() || password.is_empty()) {
+            return Err(bad(
+                "AUTH needs both `username` and `password` settings (or set auth = \"none\" for a relay that takes mail without a login)"
+                    .to_string(),
+            ));
+        }
+        Ok(Config {
+            host,
+            port,
+            auth,
+            username,
+            password,
+            from_email,
+            from_name: opt("from_name"),
+            helo_name,
+            reply_to,
+        })
+    }
+
+    fn auth(&self) -> smtp::Auth<'_> {
+        let (username, password) = (self.username.as_str(), self.password.as_str());
+        match self.auth {
+            AuthKind::None => smtp::Auth::None,
+            AuthKind::Plain => smtp::Auth::Plain { username, password },
+            AuthKind::Login => smtp::Auth::Login { username, password },
+        }
+    }
+}
+
+/// Seconds since the epoch on the host's clock (virtual under simulate);
+/// the message's `sent_at` if the clock is somehow before 1970.
+fn now_secs(sent_at_ms: i64) -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(_) => sent_at_ms.div_euclid(1000),
+    }
+}
+
+/// Opens the TCP connection to the relay, trying each resolved address.
+fn connect(host: &str, port: u16) -> Result<TcpStream, SendError> {
+    let retry = |reason: String| {
+        SendError::Retryable(RetryableError {
+            reason,
+            retry_after_ms: None,
+        })
+    };
+    let allow_hint = format!("add \"tcp://{host}:{port}\" to this channel's allowed_hosts");
+    let addrs: Vec<_> = match (host, port).to_socket_addrs() {
+        Ok(addrs) => addrs.collect(),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            return Err(SendError::Permanent(format!(
+                "the host did not allow looking up {host}: {allow_hint}"
+            )))
+        }
+        Err(e) => {
+            return Err(retry(format!(
+                "cannot resolve the SMTP host {host}: {e} (will retry; if the name is right, check that allowed_hosts lists tcp://{host}:{port})"
+            )))
+        }
+    };
+    let mut last_error = None;
+    for addr in &addrs {
+        match TcpStream::connect(addr) {
+            Ok(stream) => {
+                // Not every socket implementation honours these; the host's
+                // deadline bounds the call anyway.
+                let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+                let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    let server = format!("{host}:{port}");
+    Err(match last_error {
+        None => retry(format!("the SMTP host {host} resolved to no address (will retry)")),
+        Some(e) => match e.kind() {
+            io::ErrorKind::PermissionDenied => SendError::Permanent(format!(
+                "the host did not allow a connection to {server}: {allow_hint}"
+            )),
+            io::ErrorKind::ConnectionRefused => retry(format!(
+                "{server} refused the connection: is the SMTP relay running and listening on port {port}? (will retry)"
+            )),
+            _ => retry(format!("cannot connect to {server}: {e} (will retry)")),
+        },
+    })
+}
+
+herald_pdk::export!(EmailSmtp);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Vec<Setting> {
+        pairs
+            .iter()
+            .map(|(k, v)| Setting {
+                key: k.to_string(),
+                value: v.to_string(),
+            })
+            .collect()
+    }
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, String> {
+        Config::from_settings(Settings::new(&settings(pairs))).map_err(|e| match e {
+            SendError::Permanent(m) => m,
+            other => panic!("{other:?}"),
+        })
+    }
+
+    #[test]
+    fn settings_defaults_and_checks() {
+        let c = config(&[
+            ("host", "mail.acme.example"),
+            ("from_email", "noreply@acme.example"),
+        ])
+        .unwrap();
+        assert_eq!(c.port, 587);
+        assert_eq!(c.auth, AuthKind::None);
+        assert_eq!(c.helo_name, "acme.example");
+        let c = config(&[
+            ("host", "127.0.0.1"),
+            ("port", "2525"),
+            ("from_email", "noreply@acme.example"),
+            ("username", "u"),
+            ("password", "p w"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.port, c.auth, c.password.as_str()),
+            (2525, AuthKind::Plain, "p w")
+        );
+        let login = config(&[
+            ("host", "h"),
+            ("from_email", "a@b.c"),
+            ("username", "u"),
+            ("password", "p"),
+            ("auth", "LOGIN"),
+        ])
+        .unwrap();
+        assert_eq!(login.auth, AuthKind::Login);
+
+        let err = |pairs: &[(&str, &str)]| config(pairs).unwrap_err();
+        assert!(err(&[("from_email", "a@b.c")]).contains("`host`"));
+        assert!(err(&[("host", "h")]).contains("`from_email`"));
+        assert!(err(&[("host", "h:25"), ("from_email", "a@b.c")]).contains("`port`"));
+        assert!(
+            err(&[("host", "h"), ("port", "99999"), ("from_email", "a@b.c")]).contains("1-65535")
+        );
+        assert!(err(&[("host", "h"), ("from_email", "not-an-address")]).contains("local@domain"));
+        assert!(
+            err(&[("host", "h"), ("from_email", "a@b.c"), ("auth", "cram-md5")])
+                .contains("plain, login, none")
+        );
+        assert!(
+            err(&[("host", "h"), ("from_email", "a@b.c"), ("auth", "plain")])
+                .contains("`username` and `password`")
+        );
+        assert!(
+            err(&[("host", "h"), ("from_email", "a@b.c"), ("username", "u")])
+                .contains("`password`")
+        );
+    }
+}

@@ -1,0 +1,352 @@
+//! The email-http plugin (SendGrid v3 Mail Send) against the fake SendGrid:
+//! every field of a send checked on the provider side with Chinese text
+//! byte-exact, each error class mapped onto its outcome in `herald
+//! deliveries` (delivered, 429 retried after Retry-After, 400 failed at once,
+//! 500 retried until dead, 401 failed naming `api_key`), the API key never
+//! printed, and signed Event Webhook callbacks turned into delivery reports.
+
+use crate::fakes::sendgrid::{message_id, FakeSendgrid, RETRY_AFTER_SECS};
+use crate::support::*;
+use serde_json::{json, Value};
+use std::path::Path;
+
+const API_KEY: &str = "SG.hx3Kq9TzRvu1-keep-this-out-of-logs.Qm7wP2aYd";
+const SUBJECT: &str = "【Acme】您的试用将于4天后结束";
+
+/// The verification key of the Signed Event Webhook (P-256, made with
+/// `openssl ecparam -name prime256v1 -genkey`).
+const WEBHOOK_PUBLIC_KEY: &str = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEhlURl6Tr4ThxbypWT2/cfPGCRIKZZIl+bxqTelxADdeKLmKCT19IOLKzv70/QXnP1UODKJeE1XQeK8SMKmic/Q==";
+/// An event batch as SendGrid posts it, for the two messages the fake
+/// accepted for lilei@ and hanmeimei@ (ids from `message_id`).
+const EVENTS: &str = r#"[{"email":"lilei@example.com","timestamp":1772355660,"event":"delivered","sg_message_id":"5f920bc04876f543473ff6.recvd-5f4b7d9c7-k2xq8-1-67C2D1A0-3.0","sg_event_id":"ZGVsaXZlcmVkLTAtMzI","response":"250 2.0.0 OK"},{"email":"hanmeimei@example.com","timestamp":1772355670,"event":"bounce","type":"bounce","sg_message_id":"2d199e9819c26b8db9273d.recvd-5f4b7d9c7-k2xq8-1-67C2D1A0-4.0","reason":"550 5.1.1 The email account that you tried to reach does not exist.","status":"5.1.1"}]"#;
+const EVENTS_TIMESTAMP: &str = "1772355700";
+/// `openssl dgst -sha256 -sign key.pem` over EVENTS_TIMESTAMP ++ EVENTS, base64.
+const EVENTS_SIGNATURE: &str = "MEUCIC9D0polrwFXYwlYQsgvQ8TfXZt30ZEt4Z1fALo0c9fWAiEArQjUTg9zm69AH793nUEm86jvz2ep9pX4ow3ED61n/0o=";
+
+fn config(scratch: &Scratch, sendgrid: &FakeSendgrid, api_key: &str) -> std::path::PathBuf {
+    let key_file = scratch.write("sendgrid.key", api_key);
+    let toml = format!(
+        r#"
+[retry]
+max_attempts = 3
+base = "10m"
+max = "1h"
+
+[channels.email]
+plugin = "{plugin}"
+allowed_hosts = ["{origin}"]
+timeout = "5s"
+
+[channels.email.settings]
+api_key = {{ file = "{key_file}" }}
+from_email = "noreply@acme.example"
+from_name = "Acme 云"
+reply_to = "support@acme.example"
+api_base = "{origin}"
+webhook_public_key = "{WEBHOOK_PUBLIC_KEY}"
+
+[[rules]]
+id = "trial-ending"
+trigger = {{ on = "created" }}
+channels = ["email"]
+subject = "{SUBJECT}"
+text = "{{{{ customer.name or '您' }}}}，您好：您的试用将于4天后结束。"
+html = "<p>{{{{ customer.name or '您' }}}}，您好</p>"
+"#,
+        plugin = plugin("email-http").display(),
+        origin = sendgrid.origin(),
+        key_file = key_file.display(),
+    );
+    scratch.write("herald.toml", &toml)
+}
+
+const TIMELINE: &str = r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"lilei","name":"李雷","email":"lilei@example.com"}}
+{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"hanmeimei","email":"hanmeimei@example.com"}}
+{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"bad","name":"Bad","email":"bad@example.com"}}
+{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"slow","name":"Slow","email":"slow@example.com"}}
+{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"down","name":"Down","email":"down@example.com"}}
+"#;
+
+fn live(config: &Path, timeline: &Path, db: &Path) -> std::process::Output {
+    run(simulate_cmd(config, timeline, "2026-03-01", "2026-03-02")
+        .arg("--live")
+        .arg("--db")
+        .arg(db))
+}
+
+fn rows_of<'a>(rows: &'a [Value], customer: &str) -> Vec<&'a Value> {
+    rows.iter().filter(|r| r["customer"] == customer).collect()
+}
+
+fn seconds_after_nine(at: &str) -> i64 {
+    let at = chrono::DateTime::parse_from_rfc3339(at).unwrap();
+    let nine = chrono::DateTime::parse_from_rfc3339("2026-03-01T09:00:00Z").unwrap();
+    (at - nine).num_seconds()
+}
+
+#[test]
+fn sendgrid_sends_every_field_and_maps_each_answer() {
+    let sendgrid = FakeSendgrid::start(API_KEY);
+    let scratch = Scratch::new();
+    let config = config(&scratch, &sendgrid, API_KEY);
+    let timeline = scratch.write("t.jsonl", TIMELINE);
+    let db = scratch.path("h.db");
+    let out = live(&config, &timeline, &db);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+
+    // Every request carries the key and SendGrid's shape.
+    let requests = sendgrid.requests();
+    for r in &requests {
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.path, "/v3/mail/send");
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {API_KEY}").as_str())
+        );
+        assert_eq!(r.header("content-type"), Some("application/json"));
+    }
+
+    // The full body for a named Chinese recipient.
+    let lilei = sendgrid.sends_to("lilei@example.com");
+    assert_eq!(lilei.len(), 1);
+    let mut body = lilei[0].clone();
+    let key = body["personalizations"][0]["custom_args"]["herald_idempotency_key"]
+        .as_str()
+        .expect("idempotency key as a custom arg")
+        .to_string();
+    assert!(!key.is_empty());
+    body["personalizations"][0]["custom_args"]["herald_idempotency_key"] = json!("K");
+    assert_eq!(
+        body,
+        json!({
+            "personalizations": [{
+                "to": [{"email": "lilei@example.com", "name": "李雷"}],
+                "custom_args": {"herald_idempotency_key": "K"}
+            }],
+            "from": {"email": "noreply@acme.example", "name": "Acme 云"},
+            "reply_to": {"email": "support@acme.example"},
+            "subject": SUBJECT,
+            "content": [
+                {"type": "text/plain", "value": "李雷，您好：您的试用将于4天后结束。"},
+                {"type": "text/html", "value": "<p>李雷，您好</p>"}
+            ],
+            "categories": ["trial-ending"]
+        })
+    );
+    // Byte-exact UTF-8 on the wire (not \u escapes, not mangled).
+    let raw = requests
+        .iter()
+        .find(|r| r.json()["personalizations"][0]["to"][0]["email"] == "lilei@example.com")
+        .unwrap();
+    let raw = std::str::from_utf8(&raw.body).expect("UTF-8 body");
+    for s in [
+        SUBJECT,
+        "\"name\":\"李雷\"",
+        "李雷，您好：您的试用将于4天后结束。",
+    ] {
+        assert!(raw.contains(s), "{s} not byte-exact in {raw}");
+    }
+    // No name → no name key at all.
+    let noname = sendgrid.sends_to("hanmeimei@example.com");
+    assert_eq!(
+        noname[0]["personalizations"][0]["to"],
+        json!([{"email": "hanmeimei@example.com"}])
+    );
+    assert_eq!(
+        noname[0]["content"][0]["value"],
+        "您，您好：您的试用将于4天后结束。"
+    );
+
+    // 429 then 202: the retry reuses the idempotency key.
+    let slow = sendgrid.sends_to("slow@example.com");
+    assert_eq!(slow.len(), 2);
+    assert_eq!(
+        slow[0]["personalizations"][0]["custom_args"],
+        slow[1]["personalizations"][0]["custom_args"]
+    );
+
+    // Outcomes in `herald deliveries`.
+    let rows = deliveries(&config, &db);
+    let one = |c: &str| {
+        let r = rows_of(&rows, c);
+        assert_eq!(r.len(), 1, "{c}: {r:?}");
+        r[0].clone()
+    };
+    let ok = one("lilei");
+    assert_eq!(ok["status"], "delivered");
+    assert_eq!(ok["provider"], "email-http");
+    assert_eq!(ok["provider_message_id"], message_id("lilei@example.com"));
+    assert_eq!(ok["subject"], SUBJECT);
+    assert_eq!(one("hanmeimei")["status"], "delivered");
+
+    let bad = one("bad");
+    assert_eq!(bad["status"], "failed", "a 400 is not retried: {bad}");
+    assert!(bad["retry_at"].is_null(), "{bad}");
+    let err = bad["error"].as_str().unwrap();
+    assert!(
+        err.contains("HTTP 400")
+            && err.contains("Does not contain a valid address.")
+            && err.contains("personalizations.0.to.0.email"),
+        "{err}"
+    );
+
+    let slow = rows_of(&rows, "slow");
+    assert_eq!(slow.len(), 2, "{slow:?}");
+    assert_eq!(slow[0]["status"], "failed");
+    assert!(
+        slow[0]["error"].as_str().unwrap().contains("429"),
+        "{}",
+        slow[0]
+    );
+    // The channel's backoff is at most 1h; SendGrid asked for 2h.
+    let retry_at = seconds_after_nine(slow[0]["retry_at"].as_str().unwrap());
+    assert!(
+        retry_at >= RETRY_AFTER_SECS as i64 && retry_at < RETRY_AFTER_SECS as i64 + 120,
+        "retry_at {retry_at}s after the first attempt"
+    );
+    assert_eq!(slow[1]["status"], "delivered");
+    assert_eq!(slow[1]["attempt"], 2);
+    assert!(seconds_after_nine(slow[1]["at"].as_str().unwrap()) >= RETRY_AFTER_SECS as i64);
+
+    let down: Vec<&str> = rows_of(&rows, "down")
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(down, ["failed", "failed", "dead"], "a 500 is retried");
+    assert!(rows_of(&rows, "down")[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("500"));
+
+    // The API key appears nowhere.
+    let table = run(herald()
+        .args(["deliveries", "--config"])
+        .arg(&config)
+        .arg("--db")
+        .arg(&db));
+    for output in [
+        stdout,
+        stderr,
+        text(&table.stdout),
+        text(&table.stderr),
+        json!(rows).to_string(),
+    ] {
+        assert!(!output.contains(API_KEY), "the API key leaked: {output}");
+        assert!(
+            !output.contains("keep-this-out-of-logs"),
+            "part of the API key leaked"
+        );
+    }
+}
+
+#[test]
+fn a_rejected_api_key_fails_at_once_and_names_the_setting() {
+    let sendgrid = FakeSendgrid::start(API_KEY);
+    let scratch = Scratch::new();
+    let wrong = "SG.wrong-key-9d8c7b6a.also-secret";
+    let config = config(&scratch, &sendgrid, wrong);
+    let timeline = scratch.write(
+        "t.jsonl",
+        r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"lilei","name":"李雷","email":"lilei@example.com"}}"#,
+    );
+    let db = scratch.path("h.db");
+    let out = live(&config, &timeline, &db);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows = deliveries(&config, &db);
+    assert_eq!(rows.len(), 1, "a 401 is not retried: {rows:?}");
+    assert_eq!(rows[0]["status"], "failed");
+    let err = rows[0]["error"].as_str().unwrap();
+    assert!(
+        err.contains("401")
+            && err.contains("`api_key`")
+            && err.contains("invalid, expired, or revoked"),
+        "{err}"
+    );
+    for output in [
+        text(&out.stdout),
+        text(&out.stderr),
+        json!(rows).to_string(),
+    ] {
+        assert!(!output.contains(wrong), "the API key leaked: {output}");
+    }
+    assert_eq!(sendgrid.requests().len(), 1);
+}
+
+/// POST `body` to `url` with extra headers; the HTTP status.
+fn post(url: &str, headers: &[(&str, &str)], body: &str) -> u16 {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap();
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status")
+}
+
+#[test]
+fn signed_event_webhook_reports_delivered_and_bounced() {
+    let sendgrid = FakeSendgrid::start(API_KEY);
+    let scratch = Scratch::new();
+    let config = config(&scratch, &sendgrid, API_KEY);
+    let timeline = scratch.write(
+        "t.jsonl",
+        r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"lilei","name":"李雷","email":"lilei@example.com"}}
+{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"hanmeimei","email":"hanmeimei@example.com"}}
+"#,
+    );
+    let db = scratch.path("h.db");
+    let out = live(&config, &timeline, &db);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let server = Server::start(&config, &db, &scratch, "serve.log");
+    let hook = format!("{}/hooks/email", server.base);
+    let signed = [
+        ("X-Twilio-Email-Event-Webhook-Signature", EVENTS_SIGNATURE),
+        ("X-Twilio-Email-Event-Webhook-Timestamp", EVENTS_TIMESTAMP),
+    ];
+    // A tampered body, a wrong timestamp and a missing signature are refused.
+    let tampered = EVENTS.replace("bounce\",\"sg", "delivered\",\"sg");
+    assert_eq!(post(&hook, &signed, &tampered), 403);
+    let late = [
+        ("X-Twilio-Email-Event-Webhook-Signature", EVENTS_SIGNATURE),
+        ("X-Twilio-Email-Event-Webhook-Timestamp", "1772355701"),
+    ];
+    assert_eq!(post(&hook, &late, EVENTS), 403);
+    assert_eq!(post(&hook, &[], EVENTS), 403);
+    let rows = deliveries(&config, &db);
+    assert!(rows.iter().all(|r| r["report"].is_null()), "{rows:?}");
+
+    assert_eq!(post(&hook, &signed, EVENTS), 200, "{}", server.log());
+    let rows = wait_for(10, || {
+        let rows = deliveries(&config, &db);
+        rows.iter().all(|r| !r["report"].is_null()).then_some(rows)
+    })
+    .unwrap_or_else(|| panic!("no reports recorded; log: {}", server.log()));
+    let lilei = rows.iter().find(|r| r["customer"] == "lilei").unwrap();
+    assert_eq!(lilei["report"], "delivered", "{lilei}");
+    let han = rows.iter().find(|r| r["customer"] == "hanmeimei").unwrap();
+    assert_eq!(han["report"], "undelivered", "{han}");
+    assert_eq!(
+        han["report_reason"],
+        "bounce: 550 5.1.1 The email account that you tried to reach does not exist."
+    );
+    assert!(!server.log().contains(API_KEY));
+}

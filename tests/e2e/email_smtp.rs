@@ -1,0 +1,596 @@
+//! The email-smtp plugin against a real SMTP server the project did not
+//! write: Python's aiosmtpd (tests/e2e/smtp_server.py, installed into
+//! target/pyenv by scripts/test). Covers a full MIME message checked by
+//! Python's `email` parser (Chinese subject, names and bodies, text + HTML,
+//! Message-ID, Date on the virtual clock, no defects), greylisting (451 then
+//! accepted on retry), an unknown mailbox (550), a wrong password (535, never
+//! printed), AUTH LOGIN, a port missing from allowed_hosts, and a relay that
+//! demands STARTTLS.
+
+use crate::support::*;
+use serde_json::Value;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+const USER: &str = "herald@acme.example";
+const PASSWORD: &str = "smtp-pw-7d1e94b2-do-not-print";
+const WRONG_PASSWORD: &str = "wrong-pw-0c55aa31-do-not-print";
+
+/// The Python interpreter that has aiosmtpd: `HERALD_TEST_PYTHON`, else
+/// target/pyenv/bin/python, else python3 with target/pydeps on PYTHONPATH.
+fn python() -> (PathBuf, Option<PathBuf>) {
+    if let Some(p) = std::env::var_os("HERALD_TEST_PYTHON").filter(|p| !p.is_empty()) {
+        return (PathBuf::from(p), None);
+    }
+    let venv = repo_root().join("target/pyenv/bin/python");
+    if venv.exists() {
+        return (venv, None);
+    }
+    let deps = repo_root().join("target/pydeps");
+    if deps.join("aiosmtpd").exists() {
+        return (PathBuf::from("python3"), Some(deps));
+    }
+    panic!(
+        "no Python with aiosmtpd for the SMTP test: run scripts/test (it creates target/pyenv with aiosmtpd), or set HERALD_TEST_PYTHON to a python that has it"
+    );
+}
+
+/// A running aiosmtpd, killed when dropped.
+struct SmtpServer {
+    child: Child,
+    port: u16,
+    out: PathBuf,
+    stderr_log: PathBuf,
+}
+
+impl SmtpServer {
+    fn start(scratch: &Scratch, name: &str, extra: &[&str]) -> SmtpServer {
+        let (python, pythonpath) = python();
+        let out = scratch.path(name);
+        let stderr_log = scratch.path(&format!("{name}.stderr"));
+        let mut cmd = Command::new(&python);
+        cmd.arg(repo_root().join("tests/e2e/smtp_server.py"))
+            .arg("--out")
+            .arg(&out)
+            .args(["--user", USER, "--password", PASSWORD])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_log).expect("log file"));
+        if let Some(path) = pythonpath {
+            cmd.env("PYTHONPATH", path);
+        }
+        let mut child = cmd.spawn().unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} ({e}): run scripts/test to set up the Python test environment",
+                python.display()
+            )
+        });
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read smtp_server.py stdout");
+        let port = line
+            .trim()
+            .strip_prefix("PORT ")
+            .and_then(|p| p.parse().ok());
+        let mut server = SmtpServer {
+            child,
+            port: 0,
+            out,
+            stderr_log,
+        };
+        match port {
+            Some(port) => server.port = port,
+            None => panic!(
+                "smtp_server.py did not start (stdout {line:?}); run scripts/test to install aiosmtpd. stderr:\n{}",
+                server.log()
+            ),
+        }
+        server
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    /// The messages received, in arrival order.
+    fn messages(&self) -> Vec<Value> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.out)
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default();
+        files.retain(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.starts_with("message-") && name.ends_with(".json")
+        });
+        files.sort();
+        files
+            .iter()
+            .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).expect("message json"))
+            .collect()
+    }
+
+    /// Connections and command outcomes, in order.
+    fn events(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.out.join("events.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("event json"))
+            .collect()
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A channel section for the plugin pointed at `port`, allowed to reach `allowed_port`.
+fn channel(name: &str, port: u16, allowed_port: u16, extra_settings: &str) -> String {
+    format!(
+        r#"
+[channels.{name}]
+plugin = "{plugin}"
+allowed_hosts = ["tcp://127.0.0.1:{allowed_port}"]
+timeout = "10s"
+
+[channels.{name}.settings]
+host = "127.0.0.1"
+port = {port}
+from_email = "noreply@acme.example"
+from_name = "Acme 团队"
+reply_to = "help@acme.example"
+{extra_settings}
+"#,
+        plugin = plugin("email-smtp").display(),
+    )
+}
+
+const LOGIN: &str = r#"username = "herald@acme.example"
+password = { env = "TEST_SMTP_PASSWORD" }"#;
+
+const RETRY: &str = r#"
+[retry]
+max_attempts = 3
+base = "10m"
+max = "1h"
+"#;
+
+/// A rule sending to `channels`; the subject, text and HTML carry Chinese.
+fn rule(id: &str, channels: &str) -> String {
+    format!(
+        r#"
+[[rules]]
+id = "{id}"
+trigger = {{ on = "created" }}
+channels = [{channels}]
+subject = "【Acme】您的试用将于4天后结束"
+text = "您好 {{{{ customer.name }}}}，\n您的试用将于4天后结束。\n.这一行以点开头\n"
+html = "<p>您好 {{{{ customer.name }}}}</p>"
+"#
+    )
+}
+
+fn live(
+    config: &Path,
+    timeline: &Path,
+    db: &Path,
+    password: &str,
+) -> (Vec<Attempt>, String, String) {
+    let out = run(simulate_cmd(config, timeline, "2026-03-01", "2026-03-02")
+        .env("TEST_SMTP_PASSWORD", password)
+        .arg("--live")
+        .arg("--db")
+        .arg(db));
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "simulate failed: {stderr}");
+    (parse_attempts(&stdout), stdout, stderr)
+}
+
+fn statuses(attempts: &[Attempt], customer: &str) -> Vec<(String, String)> {
+    attempts
+        .iter()
+        .filter(|a| a.customer == customer)
+        .map(|a| (a.at.clone(), a.status.clone()))
+        .collect()
+}
+
+fn row<'a>(rows: &'a [Value], customer: &str, attempt: u64) -> &'a Value {
+    rows.iter()
+        .find(|r| r["customer"] == customer && r["attempt"] == attempt)
+        .unwrap_or_else(|| panic!("no attempt {attempt} of {customer} in {rows:#?}"))
+}
+
+fn customer(id: &str, name: &str, email: &str) -> String {
+    format!(
+        r#"{{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{{"external_id":"{id}","name":"{name}","email":"{email}"}}}}"#
+    ) + "\n"
+}
+
+#[test]
+fn smtp_delivers_mime_that_python_parses_and_classifies_replies() {
+    let scratch = Scratch::new();
+    let server = SmtpServer::start(&scratch, "smtp", &[]);
+    let config = format!(
+        "{RETRY}{}{}",
+        channel("mail", server.port, server.port, LOGIN),
+        rule("trial-ending", r#""mail""#)
+    );
+    let config = scratch.write("herald.toml", &config);
+    let timeline = scratch.write(
+        "t.jsonl",
+        &[
+            customer("li-1", "李雷", "li@example.com"),
+            customer("grey-1", "Zoë Grey", "greylist@example.com"),
+            customer("gone-1", "Gone", "nouser@example.com"),
+        ]
+        .concat(),
+    );
+    let db = scratch.path("h.db");
+    let (attempts, stdout, stderr) = live(&config, &timeline, &db, PASSWORD);
+
+    assert_eq!(
+        statuses(&attempts, "li-1"),
+        [("2026-03-01T09:00:00Z".to_string(), "delivered".to_string())],
+        "{stderr}\n{}",
+        server.log()
+    );
+    assert_eq!(
+        statuses(&attempts, "gone-1"),
+        [("2026-03-01T09:00:00Z".to_string(), "failed".to_string())],
+        "550 is not retried"
+    );
+    let grey = statuses(&attempts, "grey-1");
+    assert_eq!(grey.len(), 2, "{grey:?}");
+    assert_eq!(
+        grey[0],
+        ("2026-03-01T09:00:00Z".to_string(), "failed".to_string())
+    );
+    assert_eq!(grey[1].1, "delivered");
+    let retry_at = chrono::DateTime::parse_from_rfc3339(&grey[1].0).unwrap();
+    let first = chrono::DateTime::parse_from_rfc3339("2026-03-01T09:00:00Z").unwrap();
+    let gap = (retry_at - first).num_seconds();
+    assert!((480..=720).contains(&gap), "retried after {gap}s, not ~10m");
+
+    // What aiosmtpd received and Python's email package made of it.
+    let messages = server.messages();
+    assert_eq!(messages.len(), 2, "li-1 and grey-1's retry: {messages:#?}");
+    let li = messages
+        .iter()
+        .find(|m| m["rcpt_tos"][0] == "li@example.com")
+        .expect("li's message");
+    assert_eq!(li["mail_from"], "noreply@acme.example");
+    assert_eq!(li["rcpt_tos"], serde_json::json!(["li@example.com"]));
+    assert_eq!(li["login"], USER, "AUTH PLAIN logged in");
+    assert_eq!(
+        li["helo"], "acme.example",
+        "EHLO with the from_email domain"
+    );
+    let p = &li["parsed"];
+    assert!(li.get("parse_error").is_none(), "{li}");
+    assert_eq!(p["subject"], "【Acme】您的试用将于4天后结束");
+    assert_eq!(p["from"][0]["display_name"], "Acme 团队");
+    assert_eq!(p["from"][0]["addr_spec"], "noreply@acme.example");
+    assert_eq!(p["to"][0]["display_name"], "李雷");
+    assert_eq!(p["to"][0]["addr_spec"], "li@example.com");
+    assert_eq!(p["reply_to"][0]["addr_spec"], "help@acme.example");
+    assert_eq!(
+        p["date"], "Sun, 01 Mar 2026 09:00:00 +0000",
+        "the virtual clock"
+    );
+    assert_eq!(p["date_iso"], "2026-03-01T09:00:00+00:00");
+    assert_eq!(p["mime_version"], "1.0");
+    assert_eq!(p["x_herald_rule"], "trial-ending");
+    assert_eq!(p["content_type"], "multipart/alternative");
+    assert_eq!(p["defects"], serde_json::json!([]), "{p:#}");
+    let types: Vec<&str> = p["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|part| part["content_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["multipart/alternative", "text/plain", "text/html"]);
+    for part in p["parts"].as_array().unwrap() {
+        assert_eq!(part["defects"], serde_json::json!([]), "{part}");
+        if part["content_type"] != "multipart/alternative" {
+            assert_eq!(part["charset"], "utf-8");
+            assert_eq!(part["transfer_encoding"], "base64");
+        }
+    }
+    assert_eq!(
+        p["text"].as_str().unwrap().replace("\r\n", "\n"),
+        "您好 李雷，\n您的试用将于4天后结束。\n.这一行以点开头\n"
+    );
+    assert_eq!(
+        p["html"].as_str().unwrap().replace("\r\n", "\n"),
+        "<p>您好 李雷</p>"
+    );
+    assert_eq!(p["list_unsubscribe"], Value::Null, "no unsubscribe URL yet");
+    // Message-ID: <32 hex digits @ the sender's domain>, and it is the receipt.
+    let message_id = p["message_id"].as_str().unwrap();
+    let inner = message_id
+        .strip_prefix('<')
+        .and_then(|m| m.strip_suffix("@acme.example>"))
+        .unwrap_or_else(|| panic!("Message-ID {message_id}"));
+    assert!(
+        inner.len() == 32 && inner.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{message_id}"
+    );
+    // The raw message is 7-bit, CRLF, with header lines of at most 78 characters.
+    let raw = li["raw_ascii"].as_str().unwrap();
+    assert!(!raw.contains("\\x"), "non-ASCII bytes on the wire");
+    let head = raw.split("\r\n\r\n").next().unwrap();
+    for line in head.split("\r\n") {
+        assert!(line.len() <= 78, "header line too long: {line:?}");
+    }
+    assert!(!raw.contains(PASSWORD));
+
+    let grey_msg = messages
+        .iter()
+        .find(|m| m["rcpt_tos"][0] == "greylist@example.com")
+        .expect("the greylisted message, on retry");
+    assert_eq!(grey_msg["parsed"]["to"][0]["display_name"], "Zoë Grey");
+    assert_eq!(
+        grey_msg["parsed"]["date_iso"].as_str().unwrap(),
+        retry_at.to_rfc3339(),
+        "Date is the virtual time of the retry"
+    );
+    assert_ne!(grey_msg["parsed"]["message_id"], p["message_id"]);
+
+    // The server saw: greylist refused once then accepted, nouser refused.
+    let rcpts: Vec<(String, u64)> = server
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "rcpt")
+        .map(|e| {
+            (
+                e["address"].as_str().unwrap().to_string(),
+                e["reply"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        rcpts.contains(&("greylist@example.com".into(), 451)),
+        "{rcpts:?}"
+    );
+    assert!(
+        rcpts.contains(&("greylist@example.com".into(), 250)),
+        "{rcpts:?}"
+    );
+    assert!(
+        rcpts.contains(&("nouser@example.com".into(), 550)),
+        "{rcpts:?}"
+    );
+
+    // The deliveries list explains each outcome; the password is nowhere.
+    let rows = deliveries(&config, &db);
+    let ok = row(&rows, "li-1", 1);
+    assert_eq!(ok["status"], "delivered");
+    assert_eq!(
+        ok["provider_message_id"],
+        message_id.trim_matches(['<', '>'])
+    );
+    let greylisted = row(&rows, "grey-1", 1);
+    assert_eq!(greylisted["status"], "failed");
+    assert!(
+        greylisted["error"]
+            .as_str()
+            .unwrap()
+            .contains("451 4.7.1 Greylisted, try again later"),
+        "{greylisted}"
+    );
+    assert!(greylisted["retry_at"].is_string(), "{greylisted}");
+    assert_eq!(row(&rows, "grey-1", 2)["status"], "delivered");
+    let gone = row(&rows, "gone-1", 1);
+    assert_eq!(gone["status"], "failed");
+    assert!(
+        gone["error"]
+            .as_str()
+            .unwrap()
+            .contains("550 5.1.1 User unknown"),
+        "{gone}"
+    );
+    assert!(gone["retry_at"].is_null(), "a 550 is permanent: {gone}");
+    for output in [stdout, stderr, serde_json::json!(rows).to_string()] {
+        assert!(!output.contains(PASSWORD), "the password leaked: {output}");
+    }
+}
+
+#[test]
+fn smtp_wrong_password_fails_clearly_and_auth_login_works() {
+    let scratch = Scratch::new();
+    let server = SmtpServer::start(&scratch, "smtp", &[]);
+    // `badpw` logs in with AUTH PLAIN and the wrong password; `login` uses
+    // AUTH LOGIN with the right one (given inline, marked secret by the plugin).
+    let config = format!(
+        "{RETRY}{}{}{}{}",
+        channel("badpw", server.port, server.port, LOGIN),
+        channel(
+            "login",
+            server.port,
+            server.port,
+            &format!("username = \"{USER}\"\npassword = \"{PASSWORD}\"\nauth = \"login\"\nhelo_name = \"login.acme.example\"")
+        ),
+        rule("via-plain", r#""badpw""#),
+        rule("via-login", r#""login""#),
+    );
+    let config = scratch.write("herald.toml", &config);
+    let timeline = scratch.write("t.jsonl", &customer("li-1", "李雷", "li@example.com"));
+    let db = scratch.path("h.db");
+    let (attempts, stdout, stderr) = live(&config, &timeline, &db, WRONG_PASSWORD);
+
+    let by_rule = |r: &str| -> Vec<String> {
+        attempts
+            .iter()
+            .filter(|a| a.rule == r)
+            .map(|a| a.status.clone())
+            .collect()
+    };
+    assert_eq!(by_rule("via-plain"), ["failed"], "535 is not retried");
+    assert_eq!(
+        by_rule("via-login"),
+        ["delivered"],
+        "{stderr}\n{}",
+        server.log()
+    );
+
+    let rows = deliveries(&config, &db);
+    let bad = rows.iter().find(|r| r["rule"] == "via-plain").unwrap();
+    let error = bad["error"].as_str().unwrap();
+    assert!(
+        error.contains("535 5.7.8 Authentication credentials invalid"),
+        "{error}"
+    );
+    assert!(error.contains("check `username` and `password`"), "{error}");
+    assert!(bad["retry_at"].is_null(), "{bad}");
+
+    let auths: Vec<(String, bool)> = server
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "auth")
+        .map(|e| {
+            (
+                e["mechanism"].as_str().unwrap().to_string(),
+                e["success"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert!(auths.contains(&("PLAIN".into(), false)), "{auths:?}");
+    assert!(auths.contains(&("LOGIN".into(), true)), "{auths:?}");
+    let messages = server.messages();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["helo"], "login.acme.example");
+    assert_eq!(messages[0]["login"], USER);
+
+    let table = run(herald()
+        .args(["deliveries", "--config"])
+        .arg(&config)
+        .arg("--db")
+        .arg(&db));
+    for output in [
+        stdout,
+        stderr,
+        text(&table.stdout),
+        text(&table.stderr),
+        serde_json::json!(rows).to_string(),
+    ] {
+        for secret in [PASSWORD, WRONG_PASSWORD] {
+            assert!(!output.contains(secret), "a password leaked: {output}");
+        }
+    }
+}
+
+#[test]
+fn smtp_port_missing_from_allowed_hosts_is_refused_and_a_dead_relay_is_retried() {
+    let scratch = Scratch::new();
+    let server = SmtpServer::start(&scratch, "smtp", &[]);
+    // `mail` may reach the same IP on another port only: it must not get through.
+    let other_port = if server.port == 65535 {
+        1
+    } else {
+        server.port + 1
+    };
+    // `down` may reach a port where nothing listens: refused by the OS, retried.
+    let dead_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let config = format!(
+        "{RETRY}{}{}{}{}",
+        channel("mail", server.port, other_port, LOGIN),
+        channel("down", dead_port, dead_port, LOGIN),
+        rule("trial-ending", r#""mail""#),
+        rule("via-down", r#""down""#),
+    );
+    let config = scratch.write("herald.toml", &config);
+    let timeline = scratch.write("t.jsonl", &customer("li-1", "李雷", "li@example.com"));
+    let db = scratch.path("h.db");
+    let (attempts, _, stderr) = live(&config, &timeline, &db, PASSWORD);
+    let by_rule = |r: &str| -> Vec<String> {
+        attempts
+            .iter()
+            .filter(|a| a.rule == r)
+            .map(|a| a.status.clone())
+            .collect()
+    };
+    assert_eq!(by_rule("trial-ending"), ["failed"], "not retried: {stderr}");
+    assert_eq!(
+        by_rule("via-down"),
+        ["failed", "failed", "dead"],
+        "retried up to max_attempts"
+    );
+    let rows = deliveries(&config, &db);
+    let denied = rows.iter().find(|r| r["rule"] == "trial-ending").unwrap();
+    let error = denied["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("add \"tcp://127.0.0.1:{}\"", server.port))
+            && error.contains("allowed_hosts"),
+        "{error}"
+    );
+    assert!(denied["retry_at"].is_null(), "{denied}");
+    let down = rows
+        .iter()
+        .find(|r| r["rule"] == "via-down" && r["attempt"] == 1)
+        .unwrap();
+    let error = down["error"].as_str().unwrap();
+    assert!(error.contains("refused the connection"), "{error}");
+    assert!(down["retry_at"].is_string(), "{down}");
+    assert!(
+        server.events().iter().all(|e| e["event"] != "connect"),
+        "the server must see no connection: {:?}",
+        server.events()
+    );
+    assert!(server.messages().is_empty());
+}
+
+#[test]
+fn smtp_relay_demanding_starttls_fails_in_plain_words() {
+    let scratch = Scratch::new();
+    let server = SmtpServer::start(&scratch, "smtp", &["--require-starttls"]);
+    let config = format!(
+        "{RETRY}{}{}{}{}",
+        channel("open", server.port, server.port, "auth = \"none\""),
+        channel("authed", server.port, server.port, LOGIN),
+        rule("via-open", r#""open""#),
+        rule("via-authed", r#""authed""#),
+    );
+    let config = scratch.write("herald.toml", &config);
+    let timeline = scratch.write("t.jsonl", &customer("li-1", "李雷", "li@example.com"));
+    let db = scratch.path("h.db");
+    let (attempts, _, stderr) = live(&config, &timeline, &db, PASSWORD);
+    assert_eq!(
+        attempts.len(),
+        2,
+        "one permanent failure each: {attempts:?}\n{stderr}"
+    );
+    assert!(
+        attempts.iter().all(|a| a.status == "failed"),
+        "{attempts:?}"
+    );
+
+    let rows = deliveries(&config, &db);
+    for (rule, server_said) in [
+        // Without a login the relay answers MAIL FROM with 530.
+        ("via-open", "530 5.7.0 Must issue a STARTTLS command first"),
+        // With one, the plugin sees AUTH is only offered after STARTTLS.
+        ("via-authed", "offers AUTH only after STARTTLS"),
+    ] {
+        let r = rows.iter().find(|r| r["rule"] == rule).unwrap();
+        let error = r["error"].as_str().unwrap();
+        assert!(error.contains(server_said), "{rule}: {error}");
+        assert!(
+            error.contains("does not support") && error.contains("relay reachable without TLS"),
+            "{rule}: {error}"
+        );
+        assert!(r["retry_at"].is_null(), "{r}");
+    }
+    assert!(server.messages().is_empty());
+    assert!(
+        server.events().iter().all(|e| e["event"] != "auth"),
+        "no credentials were offered to a server that wants TLS first"
+    );
+}

@@ -1,0 +1,431 @@
+//! A fake Twilio Programmable Messaging API on loopback: `POST
+//! /2010-04-01/Accounts/{AccountSid}/Messages.json` checked the way Twilio
+//! checks it (account in the path, HTTP basic auth, form fields, E.164 `To`,
+//! the account's `From` number, a non-empty `Body`), answering 201 with a
+//! message resource or Twilio's real error bodies, de-duplicating on
+//! `I-Twilio-Idempotency-Token`, with errors scripted per recipient number
+//! (Twilio's own magic test numbers where it has them).
+//!
+//! It also owns the small pieces the e2e tests need to speak Twilio's and
+//! Alibaba Cloud's formats without extra crates: form encoding/decoding,
+//! Base64, SHA-1/HMAC-SHA1, and Twilio's webhook signature.
+
+#![allow(dead_code)]
+
+use crate::support::{FakeProvider, Received, Reply};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// The test account.
+pub const ACCOUNT_SID: &str = "AC3f1c0e9b7a5d4c2e8f6a1b3c5d7e9f01";
+/// The sender number of the test account.
+pub const FROM: &str = "+15017122661";
+
+/// `To` answered with 400 / 21211 (Twilio's magic "invalid number").
+pub const INVALID: &str = "+15005550001";
+/// `To` answered with 400 / 21610 (Twilio's magic "unsubscribed recipient").
+pub const UNSUBSCRIBED: &str = "+15005550004";
+/// `To` answered with 400 / 21614 (Twilio's magic "not a mobile number").
+pub const NOT_MOBILE: &str = "+15005550009";
+/// `To` answered 429 / 20429 with `Retry-After: 1800` on the first try of a
+/// message, then accepted.
+pub const THROTTLED: &str = "+15005550429";
+/// `Retry-After` seconds of [`THROTTLED`].
+pub const THROTTLED_RETRY_AFTER: u64 = 1800;
+/// `To` always answered 500 / 20500.
+pub const BROKEN: &str = "+15005550500";
+
+/// A running fake.
+pub struct FakeTwilio {
+    pub provider: FakeProvider,
+}
+
+impl FakeTwilio {
+    /// Starts a fake for [`ACCOUNT_SID`] with this auth token.
+    pub fn start(auth_token: &str) -> FakeTwilio {
+        let expected_auth = format!(
+            "Basic {}",
+            base64(format!("{ACCOUNT_SID}:{auth_token}").as_bytes())
+        );
+        let sent: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+        let provider = FakeProvider::start(move |req, _| handle(req, &expected_auth, &sent));
+        FakeTwilio { provider }
+    }
+
+    /// The `api_base` setting for the plugin.
+    pub fn api_base(&self) -> String {
+        self.provider.origin()
+    }
+
+    /// Every request, with its form decoded.
+    pub fn requests(&self) -> Vec<(Received, Vec<(String, String)>)> {
+        self.provider
+            .requests()
+            .into_iter()
+            .map(|r| {
+                let form = form_decode(&r.body);
+                (r, form)
+            })
+            .collect()
+    }
+
+    /// The requests for recipient `to`.
+    pub fn requests_to(&self, to: &str) -> Vec<(Received, Vec<(String, String)>)> {
+        self.requests()
+            .into_iter()
+            .filter(|(_, f)| form_get(f, "To") == Some(to))
+            .collect()
+    }
+}
+
+fn error(status: u16, code: u32, message: &str) -> Reply {
+    Reply::json(
+        status,
+        json!({
+            "code": code,
+            "message": message,
+            "more_info": format!("https://www.twilio.com/docs/errors/{code}"),
+            "status": status,
+        }),
+    )
+}
+
+fn handle(req: &Received, expected_auth: &str, sent: &Mutex<HashMap<String, String>>) -> Reply {
+    let path = format!("/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json");
+    if req.method != "POST" || req.path != path {
+        return error(
+            404,
+            20404,
+            &format!("The requested resource {} was not found", req.path),
+        );
+    }
+    if req.header("authorization") != Some(expected_auth) {
+        return Reply::json(
+            401,
+            json!({
+                "code": 20003,
+                "detail": "Your AccountSid or AuthToken was incorrect.",
+                "message": "Authentication Error - invalid username",
+                "more_info": "https://www.twilio.com/docs/errors/20003",
+                "status": 401,
+            }),
+        );
+    }
+    if !req
+        .header("content-type")
+        .unwrap_or("")
+        .starts_with("application/x-www-form-urlencoded")
+    {
+        return error(400, 21602, "Message body is required.");
+    }
+    let form = form_decode(&req.body);
+    let Some(to) = form_get(&form, "To") else {
+        return error(400, 21604, "A 'To' phone number is required.");
+    };
+    let e164 = to.strip_prefix('+').is_some_and(|d| {
+        (8..=15).contains(&d.len()) && d.chars().all(|c| c.is_ascii_digit()) && !d.starts_with('0')
+    });
+    if !e164 {
+        return error(
+            400,
+            21211,
+            &format!("The 'To' number {to} is not a valid phone number."),
+        );
+    }
+    match (
+        form_get(&form, "From"),
+        form_get(&form, "MessagingServiceSid"),
+    ) {
+        (None, None) => return error(400, 21603, "A 'From' phone number is required."),
+        (Some(from), _) if from != FROM => {
+            return error(400, 21606, &format!("The From phone number {from} is not a valid, SMS-capable inbound phone number or short code for your account."))
+        }
+        _ => {}
+    }
+    let body = form_get(&form, "Body").unwrap_or("");
+    if body.trim().is_empty() {
+        return error(400, 21602, "Message body is required.");
+    }
+    if let Some(cb) = form_get(&form, "StatusCallback") {
+        if !(cb.starts_with("https://") || cb.starts_with("http://")) {
+            return error(
+                400,
+                21609,
+                &format!("The StatusCallback URL {cb} is not a valid URL."),
+            );
+        }
+    }
+    let token = req
+        .header("i-twilio-idempotency-token")
+        .unwrap_or("")
+        .to_string();
+    let mut sent = sent.lock().unwrap();
+    if let Some(resource) = sent.get(&token).filter(|_| !token.is_empty()) {
+        // The same message again: Twilio answers with the message it made.
+        return Reply {
+            status: 201,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: resource.clone(),
+            delay: std::time::Duration::ZERO,
+        };
+    }
+    match to {
+        INVALID => {
+            return error(
+                400,
+                21211,
+                &format!("The 'To' number {to} is not a valid phone number."),
+            )
+        }
+        UNSUBSCRIBED => return error(400, 21610, "Attempt to send to unsubscribed recipient"),
+        NOT_MOBILE => return error(400, 21614, "'To' number is not a valid mobile number"),
+        BROKEN => return error(500, 20500, "Internal Server Error"),
+        THROTTLED if !sent.contains_key(&format!("throttled:{token}")) => {
+            sent.insert(format!("throttled:{token}"), String::new());
+            let mut reply = error(429, 20429, "Too Many Requests");
+            reply
+                .headers
+                .push(("retry-after".into(), THROTTLED_RETRY_AFTER.to_string()));
+            return reply;
+        }
+        _ => {}
+    }
+    let sid = format!("SM{:032x}", sent.len() as u128 * 7919 + 0x5eed);
+    let resource = json!({
+        "account_sid": ACCOUNT_SID,
+        "api_version": "2010-04-01",
+        "body": body,
+        "date_created": "Mon, 23 Nov 2026 10:00:00 +0000",
+        "date_sent": Value::Null,
+        "date_updated": "Mon, 23 Nov 2026 10:00:00 +0000",
+        "direction": "outbound-api",
+        "error_code": Value::Null,
+        "error_message": Value::Null,
+        "from": form_get(&form, "From"),
+        "messaging_service_sid": form_get(&form, "MessagingServiceSid"),
+        "num_media": "0",
+        "num_segments": "1",
+        "price": Value::Null,
+        "price_unit": "USD",
+        "sid": sid,
+        "status": "queued",
+        "subresource_uris": {"media": format!("/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}/Media.json")},
+        "to": to,
+        "uri": format!("/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}.json"),
+    })
+    .to_string();
+    if !token.is_empty() {
+        sent.insert(token, resource.clone());
+    } else {
+        sent.insert(sid.clone(), resource.clone());
+    }
+    Reply {
+        status: 201,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: resource,
+        delay: std::time::Duration::ZERO,
+    }
+}
+
+/// Twilio's webhook signature of a form POST to `url`.
+pub fn webhook_signature(auth_token: &str, url: &str, params: &[(&str, &str)]) -> String {
+    let mut sorted = params.to_vec();
+    sorted.sort();
+    let mut data = url.to_string();
+    for (k, v) in sorted {
+        data.push_str(k);
+        data.push_str(v);
+    }
+    base64(&hmac_sha1(auth_token.as_bytes(), data.as_bytes()))
+}
+
+// ── Formats ─────────────────────────────────────────────────────────────
+
+/// `application/x-www-form-urlencoded` encoding (space as `+`).
+pub fn form_encode(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", form_escape(k), form_escape(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn form_escape(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Decodes a form body or query string (`+` as space, `%XY`).
+pub fn form_decode(body: &[u8]) -> Vec<(String, String)> {
+    fn unescape(raw: &[u8]) -> String {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < raw.len() {
+            match raw[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < raw.len() => {
+                    let hex = std::str::from_utf8(&raw[i + 1..i + 3]).unwrap_or("zz");
+                    match u8::from_str_radix(hex, 16) {
+                        Ok(b) => {
+                            out.push(b);
+                            i += 3;
+                            continue;
+                        }
+                        Err(_) => out.push(b'%'),
+                    }
+                }
+                other => out.push(other),
+            }
+            i += 1;
+        }
+        String::from_utf8(out).expect("form values are UTF-8")
+    }
+    body.split(|&b| b == b'&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let mut kv = p.splitn(2, |&b| b == b'=');
+            let k = unescape(kv.next().unwrap_or_default());
+            let v = unescape(kv.next().unwrap_or_default());
+            (k, v)
+        })
+        .collect()
+}
+
+/// The first value of `key`.
+pub fn form_get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Standard Base64 with padding.
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// SHA-1 (FIPS 180-4).
+pub fn sha1(data: &[u8]) -> [u8; 20] {
+    let mut h: [u32; 5] = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0];
+    let mut msg = data.to_vec();
+    let bit_len = (data.len() as u64).wrapping_mul(8);
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&bit_len.to_be_bytes());
+    for block in msg.chunks(64) {
+        let mut w = [0u32; 80];
+        for i in 0..16 {
+            w[i] = u32::from_be_bytes([
+                block[4 * i],
+                block[4 * i + 1],
+                block[4 * i + 2],
+                block[4 * i + 3],
+            ]);
+        }
+        for i in 16..80 {
+            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e] = h;
+        for (i, wi) in w.iter().enumerate() {
+            let (f, k) = match i {
+                0..=19 => ((b & c) | (!b & d), 0x5A827999),
+                20..=39 => (b ^ c ^ d, 0x6ED9EBA1),
+                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1BBCDC),
+                _ => (b ^ c ^ d, 0xCA62C1D6),
+            };
+            let t = a
+                .rotate_left(5)
+                .wrapping_add(f)
+                .wrapping_add(e)
+                .wrapping_add(k)
+                .wrapping_add(*wi);
+            e = d;
+            d = c;
+            c = b.rotate_left(30);
+            b = a;
+            a = t;
+        }
+        for (x, y) in h.iter_mut().zip([a, b, c, d, e]) {
+            *x = x.wrapping_add(y);
+        }
+    }
+    let mut out = [0u8; 20];
+    for (i, x) in h.iter().enumerate() {
+        out[4 * i..4 * i + 4].copy_from_slice(&x.to_be_bytes());
+    }
+    out
+}
+
+/// HMAC-SHA1 (RFC 2104).
+pub fn hmac_sha1(key: &[u8], data: &[u8]) -> [u8; 20] {
+    let mut k = [0u8; 64];
+    if key.len() > 64 {
+        k[..20].copy_from_slice(&sha1(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let mut inner: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
+    inner.extend_from_slice(data);
+    let mut outer: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
+    outer.extend_from_slice(&sha1(&inner));
+    sha1(&outer)
+}
+
+#[test]
+fn helpers_match_known_vectors() {
+    // RFC 2202 test case 2 and Twilio's documented webhook signature.
+    let mac = hmac_sha1(b"Jefe", b"what do ya want for nothing?");
+    assert_eq!(
+        mac.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"
+    );
+    assert_eq!(base64(b"ab"), "YWI=");
+    assert_eq!(base64(b"abc"), "YWJj");
+    assert_eq!(base64(b"a"), "YQ==");
+    assert_eq!(
+        webhook_signature(
+            "12345",
+            "https://mycompany.com/myapp.php?foo=1&bar=2",
+            &[
+                ("CallSid", "CA1234567890ABCDE"),
+                ("Caller", "+14158675310"),
+                ("Digits", "1234"),
+                ("From", "+14158675310"),
+                ("To", "+18005551212"),
+            ]
+        ),
+        "GvWf1cFY/Q7PnoempGyD5oXAezc="
+    );
+    let pairs = form_decode(form_encode(&[("Body", "您好 a+b&c"), ("x", "%")]).as_bytes());
+    assert_eq!(form_get(&pairs, "Body"), Some("您好 a+b&c"));
+    assert_eq!(form_get(&pairs, "x"), Some("%"));
+}

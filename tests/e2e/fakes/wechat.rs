@@ -1,0 +1,304 @@
+//! A fake WeChat Official Account API on loopback: `GET /cgi-bin/token`
+//! checks grant_type, appid and secret and issues access tokens (counting
+//! the fetches); `POST /cgi-bin/message/template/send` checks the token
+//! (unknown or invalidated → 40001 with WeChat's exact errmsg), the JSON
+//! body, `touser` and `template_id`, and answers `{"errcode":0,...,"msgid"}`.
+//! Openids script the answer by prefix:
+//! - `unfollowed…` → 43004 (require subscribe);
+//! - `quota…` → 45009 (daily limit) the first time, then success;
+//! - `invalid…` → 40003 (invalid openid);
+//! - `rotate…` → on its first send every issued token is invalidated
+//!   first (as when another server fetched a new one), so it gets 40001.
+//!
+//! It also signs `TEMPLATESENDJOBFINISH` pushes (`push_query`), with a small
+//! SHA-1 of its own because the test crate has no sha1 dependency.
+
+#![allow(dead_code)]
+
+use crate::support::{FakeProvider, Received, Reply};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+const RID: &str = "rid: 65e1a3f2-5c0e1d7a-3b9f4e21";
+
+#[derive(Default)]
+struct State {
+    valid: HashSet<String>,
+    issued: usize,
+    next_msgid: u64,
+}
+
+/// The fake WeChat API.
+pub struct FakeWechat {
+    pub provider: FakeProvider,
+    state: Arc<Mutex<State>>,
+}
+
+fn errcode(code: i64, msg: &str) -> Reply {
+    Reply::json(
+        200,
+        json!({"errcode": code, "errmsg": format!("{msg} {RID}")}),
+    )
+}
+
+/// The decoded query string of a request path.
+fn query(path: &str) -> Vec<(String, String)> {
+    let q = path.split_once('?').map(|(_, q)| q).unwrap_or("");
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (unescape(k), unescape(v))
+        })
+        .collect()
+}
+
+fn unescape(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                Some(h) => {
+                    out.push(h);
+                    i += 2;
+                }
+                None => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn param<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+}
+
+impl FakeWechat {
+    /// Starts the fake for one app; `templates` are the template ids it knows.
+    pub fn start(app_id: &str, app_secret: &str, templates: &[&str]) -> FakeWechat {
+        let state: Arc<Mutex<State>> = Arc::new(Mutex::new(State {
+            next_msgid: 200_228_332,
+            ..State::default()
+        }));
+        let (app_id, app_secret) = (app_id.to_string(), app_secret.to_string());
+        let templates: HashSet<String> = templates.iter().map(|t| t.to_string()).collect();
+        let shared = state.clone();
+        let provider = FakeProvider::start(move |req: &Received, earlier: &[Received]| {
+            let q = query(&req.path);
+            let path = req.path.split('?').next().unwrap_or("");
+            let mut st = shared.lock().unwrap();
+            match (req.method.as_str(), path) {
+                ("GET", "/cgi-bin/token") => {
+                    if param(&q, "grant_type") != Some("client_credential") {
+                        return errcode(40002, "invalid grant_type");
+                    }
+                    if param(&q, "appid") != Some(app_id.as_str()) {
+                        return errcode(40013, "invalid appid");
+                    }
+                    match param(&q, "secret") {
+                        None | Some("") => return errcode(41004, "appsecret missing"),
+                        Some(s) if s != app_secret => {
+                            return errcode(
+                                40125,
+                                "invalid appsecret, view more at http://t.cn/RAEkdVq",
+                            )
+                        }
+                        Some(_) => {}
+                    }
+                    st.issued += 1;
+                    let token = format!(
+                        "78_{:04}Xk2fQ-mWz9hTt0pLrBv3aCqYw5NoS8dEu1GiJ6vF7",
+                        st.issued
+                    );
+                    st.valid.insert(token.clone());
+                    Reply::json(200, json!({"access_token": token, "expires_in": 7200}))
+                }
+                ("POST", "/cgi-bin/message/template/send") => {
+                    let Some(token) = param(&q, "access_token").filter(|t| !t.is_empty()) else {
+                        return errcode(41001, "access_token missing");
+                    };
+                    let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
+                        return errcode(47001, "data format error");
+                    };
+                    let openid = body["touser"].as_str().unwrap_or("").to_string();
+                    let first_time = !earlier.iter().any(|r| {
+                        r.path.starts_with("/cgi-bin/message/template/send")
+                            && serde_json::from_slice::<Value>(&r.body)
+                                .is_ok_and(|b| b["touser"] == openid.as_str())
+                    });
+                    if openid.starts_with("rotate") && first_time {
+                        st.valid.clear();
+                    }
+                    if !st.valid.contains(token) {
+                        return errcode(
+                            40001,
+                            "invalid credential, access_token is invalid or not latest",
+                        );
+                    }
+                    if openid.is_empty() || openid.starts_with("invalid") {
+                        return errcode(40003, "invalid openid");
+                    }
+                    let template = body["template_id"].as_str().unwrap_or("");
+                    if !templates.contains(template) {
+                        return errcode(40037, "invalid template_id");
+                    }
+                    let Some(data) = body["data"].as_object().filter(|d| !d.is_empty()) else {
+                        return errcode(47003, "argument invalid! data is empty");
+                    };
+                    if let Some((k, _)) = data.iter().find(|(_, v)| !v["value"].is_string()) {
+                        return errcode(
+                            47003,
+                            &format!("argument invalid! data.{k}.value invalid"),
+                        );
+                    }
+                    if openid.starts_with("unfollowed") {
+                        return errcode(43004, "require subscribe");
+                    }
+                    if openid.starts_with("quota") && first_time {
+                        return errcode(45009, "reach max api daily quota limit");
+                    }
+                    st.next_msgid += 1;
+                    Reply::json(
+                        200,
+                        json!({"errcode": 0, "errmsg": "ok", "msgid": st.next_msgid}),
+                    )
+                }
+                _ => Reply::json(404, json!({"errcode": 404, "errmsg": "not found"})),
+            }
+        });
+        FakeWechat { provider, state }
+    }
+
+    /// The API origin, for `api_base` and `allowed_hosts`.
+    pub fn origin(&self) -> String {
+        self.provider.origin()
+    }
+
+    /// How many access tokens were issued.
+    pub fn token_fetches(&self) -> usize {
+        self.state.lock().unwrap().issued
+    }
+
+    /// Invalidates every issued token: the next send with one gets 40001.
+    pub fn invalidate_tokens(&self) {
+        self.state.lock().unwrap().valid.clear();
+    }
+
+    /// Every request, in order.
+    pub fn requests(&self) -> Vec<Received> {
+        self.provider.requests()
+    }
+
+    /// The template send requests, in order.
+    pub fn sends(&self) -> Vec<Received> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path.starts_with("/cgi-bin/message/template/send"))
+            .collect()
+    }
+}
+
+/// The `access_token` query parameter of a request.
+pub fn access_token_of(req: &Received) -> String {
+    param(&query(&req.path), "access_token")
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The query WeChat appends to a push: `signature=sha1(sort(token,
+/// timestamp, nonce))&timestamp=…&nonce=…`.
+pub fn push_query(token: &str, timestamp: &str, nonce: &str) -> String {
+    let mut parts = [token, timestamp, nonce];
+    parts.sort_unstable();
+    let signature = hex::encode(sha1(parts.concat().as_bytes()));
+    format!("signature={signature}&timestamp={timestamp}&nonce={nonce}")
+}
+
+/// A `TEMPLATESENDJOBFINISH` push for `msgid` with `status`.
+pub fn job_finish_xml(openid: &str, msgid: &str, status: &str) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[gh_7f083739789a]]></ToUserName>\
+         <FromUserName><![CDATA[{openid}]]></FromUserName>\
+         <CreateTime>1772357000</CreateTime>\
+         <MsgType><![CDATA[event]]></MsgType>\
+         <Event><![CDATA[TEMPLATESENDJOBFINISH]]></Event>\
+         <MsgID>{msgid}</MsgID>\
+         <Status><![CDATA[{status}]]></Status></xml>"
+    )
+}
+
+/// SHA-1 (FIPS 180-4), enough for push signatures in tests.
+pub fn sha1(data: &[u8]) -> [u8; 20] {
+    let mut h: [u32; 5] = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0];
+    let mut msg = data.to_vec();
+    let bit_len = (data.len() as u64).wrapping_mul(8);
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&bit_len.to_be_bytes());
+    for chunk in msg.chunks(64) {
+        let mut w = [0u32; 80];
+        for (i, word) in chunk.chunks(4).enumerate() {
+            w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+        }
+        for i in 16..80 {
+            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e] = h;
+        for (i, wi) in w.iter().enumerate() {
+            let (f, k) = match i {
+                0..=19 => ((b & c) | (!b & d), 0x5A827999),
+                20..=39 => (b ^ c ^ d, 0x6ED9EBA1),
+                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1BBCDC),
+                _ => (b ^ c ^ d, 0xCA62C1D6),
+            };
+            let t = a
+                .rotate_left(5)
+                .wrapping_add(f)
+                .wrapping_add(e)
+                .wrapping_add(k)
+                .wrapping_add(*wi);
+            e = d;
+            d = c;
+            c = b.rotate_left(30);
+            b = a;
+            a = t;
+        }
+        for (x, y) in h.iter_mut().zip([a, b, c, d, e]) {
+            *x = x.wrapping_add(y);
+        }
+    }
+    let mut out = [0u8; 20];
+    for (i, v) in h.iter().enumerate() {
+        out[i * 4..i * 4 + 4].copy_from_slice(&v.to_be_bytes());
+    }
+    out
+}
+
+#[test]
+fn sha1_matches_the_standard_vectors() {
+    assert_eq!(
+        hex::encode(sha1(b"abc")),
+        "a9993e364706816aba3e25717850c26c9cd0d89d"
+    );
+    assert_eq!(
+        hex::encode(sha1(b"")),
+        "da39a3ee5e6b4b0d3255bfef95601890afd80709"
+    );
+    assert_eq!(
+        hex::encode(sha1(
+            b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"
+        )),
+        "84983e441c3bd26ebaae4aa1f95129e5e54670f1"
+    );
+}

@@ -1,0 +1,442 @@
+//! The sms-aliyun plugin through the real binary against the fake Alibaba
+//! Cloud SMS API: the signed SendSms request checked parameter by parameter
+//! (signature, Timestamp on the host's clock, unique nonces, template
+//! params, the Chinese text byte for byte), each `Code` class (accepted,
+//! illegal number, blacklisted, per-number flow control retried after an
+//! hour, system errors and 503 retried) as `herald deliveries` shows it,
+//! a wrong secret failing with a fix-it message, the secret never printed,
+//! and Alibaba Cloud's pushes through `herald serve` (SmsReport updates
+//! reports, SmsUp `退订` / `TD` suppresses, the callback token guards both).
+
+use crate::fakes::aliyun::{self, Clock, FakeAliyun, ACCESS_KEY_ID, SIGN_NAME, TEMPLATE};
+use crate::fakes::twilio::form_get;
+use crate::support::*;
+use chrono::TimeZone;
+use serde_json::{json, Value};
+
+const SECRET: &str = "q7VfH3kLw9XzR2mN8bT4cY6pJ1sD5gA0";
+const TEXT: &str = "您好，李雷：您的试用将于4天后结束";
+const CALLBACK_TOKEN: &str = "cbTok3n0fTheAliyunPush";
+
+fn config(fake: &FakeAliyun, secret: &str, extra: &str) -> String {
+    format!(
+        r#"
+[scheduler]
+tick = "100ms"
+
+[retry]
+max_attempts = 3
+base = "1m"
+max = "6h"
+
+[channels.sms]
+plugin = "{plugin}"
+allowed_hosts = ["{origin}"]
+timeout = "5s"
+
+[channels.sms.settings]
+access_key_id = "{ACCESS_KEY_ID}"
+access_key_secret = {secret}
+sign_name = "{SIGN_NAME}"
+template_code = "{TEMPLATE}"
+endpoint = "{endpoint}"
+{extra}
+
+[channels.inbox]
+builtin = "inbox"
+
+[[rules]]
+id = "trial-ending"
+trigger = {{ on = "created" }}
+channels = ["sms", "inbox"]
+subject = "Your trial ends in 4 days"
+text = "您好，{{{{ customer.name }}}}：您的试用将于4天后结束"
+fields = {{ name = "{{{{ customer.name }}}}", days = "4" }}
+
+[[rules]]
+id = "notice"
+trigger = {{ on = "event", kind = "notice" }}
+channels = ["sms", "inbox"]
+subject = "Notice"
+text = "您好，{{{{ customer.name }}}}：您的试用将于4天后结束"
+fields = {{ template_code = "{content}" }}
+"#,
+        plugin = plugin("sms-aliyun").display(),
+        origin = fake.provider.origin(),
+        endpoint = fake.endpoint(),
+        content = aliyun::CONTENT_TEMPLATE,
+    )
+}
+
+fn upsert(id: &str, name: &str, phone: &str) -> String {
+    json!({"at": "2026-03-01T09:00:00Z", "op": "upsert",
+           "customer": {"external_id": id, "name": name, "phone": phone}})
+    .to_string()
+}
+
+fn rows_of<'a>(rows: &'a [Value], customer: &str, rule: &str) -> Vec<&'a Value> {
+    let mut out: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["customer"] == customer && r["rule"] == rule)
+        .collect();
+    out.sort_by_key(|r| r["id"].as_i64());
+    out
+}
+
+fn simulation_window() -> Clock {
+    Clock::Window(
+        chrono::Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap(),
+        chrono::Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap(),
+    )
+}
+
+#[test]
+fn aliyun_sends_and_classifies_every_answer() {
+    let fake = FakeAliyun::start(SECRET, simulation_window());
+    let scratch = Scratch::new();
+    let config = scratch.write(
+        "herald.toml",
+        &config(&fake, r#"{ env = "TEST_ALIYUN_SECRET" }"#, ""),
+    );
+    let timeline = [
+        upsert("ok", "李雷", "+86 138 0013 8000"),
+        upsert("illegal", "I", aliyun::ILLEGAL),
+        upsert("blacklisted", "B", aliyun::BLACKLISTED),
+        upsert("limited", "L", aliyun::LIMITED),
+        upsert("syserr", "S", aliyun::SYSTEM_ERROR),
+        upsert("unavailable", "U", aliyun::UNAVAILABLE),
+        json!({"at": "2026-03-01T10:00:00Z", "op": "event", "customer": "ok", "kind": "notice"})
+            .to_string(),
+    ]
+    .join("\n");
+    let timeline = scratch.write("t.jsonl", &timeline);
+    let db = scratch.path("h.db");
+    let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-02")
+        .env("TEST_ALIYUN_SECRET", SECRET)
+        .arg("--live")
+        .arg("--db")
+        .arg(&db));
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+
+    // Every parameter of the good request, as the provider decoded it.
+    let ok = fake.requests_to("13800138000");
+    assert_eq!(ok.len(), 2, "welcome and notice");
+    let (req, p) = &ok[0];
+    assert_eq!(req.method, "GET");
+    let mut names: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "AccessKeyId",
+            "Action",
+            "Format",
+            "OutId",
+            "PhoneNumbers",
+            "RegionId",
+            "SignName",
+            "Signature",
+            "SignatureMethod",
+            "SignatureNonce",
+            "SignatureVersion",
+            "TemplateCode",
+            "TemplateParam",
+            "Timestamp",
+            "Version"
+        ]
+    );
+    let get = |k: &str| form_get(p, k).unwrap();
+    assert_eq!(get("AccessKeyId"), ACCESS_KEY_ID);
+    assert_eq!(get("Action"), "SendSms");
+    assert_eq!(get("Format"), "JSON");
+    assert_eq!(get("RegionId"), "cn-hangzhou");
+    assert_eq!(get("SignName"), SIGN_NAME);
+    assert_eq!(get("SignatureMethod"), "HMAC-SHA1");
+    assert_eq!(get("SignatureVersion"), "1.0");
+    assert_eq!(get("Version"), "2017-05-25");
+    assert_eq!(get("TemplateCode"), TEMPLATE);
+    assert_eq!(
+        get("Timestamp"),
+        "2026-03-01T09:00:00Z",
+        "the host's (virtual) clock"
+    );
+    let param: Value = serde_json::from_str(get("TemplateParam")).unwrap();
+    assert_eq!(param, json!({"name": "李雷", "days": "4"}));
+    assert!(!get("OutId").is_empty());
+    // The signature is over exactly these parameters.
+    let expected = crate::fakes::twilio::base64(&crate::fakes::twilio::hmac_sha1(
+        format!("{SECRET}&").as_bytes(),
+        aliyun::string_to_sign("GET", p).as_bytes(),
+    ));
+    assert_eq!(get("Signature"), expected);
+
+    // The notice: a `template_code` field overrides the setting and the
+    // text goes as `content`, byte for byte.
+    let (_, notice) = &ok[1];
+    assert_eq!(
+        form_get(notice, "TemplateCode"),
+        Some(aliyun::CONTENT_TEMPLATE)
+    );
+    let param: Value = serde_json::from_str(form_get(notice, "TemplateParam").unwrap()).unwrap();
+    assert_eq!(param.as_object().unwrap().len(), 1);
+    assert_eq!(
+        param["content"].as_str().unwrap().as_bytes(),
+        TEXT.as_bytes()
+    );
+    let nonces: std::collections::HashSet<String> = fake
+        .requests()
+        .iter()
+        .map(|(_, p)| form_get(p, "SignatureNonce").unwrap().to_string())
+        .collect();
+    assert_eq!(nonces.len(), fake.requests().len(), "every nonce is unique");
+
+    let rows = deliveries(&config, &db);
+    for rule in ["trial-ending", "notice"] {
+        let r = rows_of(&rows, "ok", rule);
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(r[0]["status"], "delivered");
+        assert_eq!(r[0]["channel"], "sms");
+        assert_eq!(r[0]["provider"], "sms-aliyun");
+        assert!(r[0]["provider_message_id"]
+            .as_str()
+            .unwrap()
+            .ends_with("^0"));
+    }
+
+    for (customer, code) in [
+        ("illegal", "isv.MOBILE_NUMBER_ILLEGAL"),
+        ("blacklisted", "isv.BLACK_KEY_CONTROL_LIMIT"),
+    ] {
+        let r = rows_of(&rows, customer, "trial-ending");
+        assert_eq!(r.len(), 1, "{customer}: {r:?}");
+        assert_eq!(r[0]["status"], "failed");
+        assert!(r[0]["retry_at"].is_null());
+        assert!(r[0]["error"].as_str().unwrap().contains(code), "{:?}", r[0]);
+    }
+
+    let at = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+    for (customer, code, min_wait) in [
+        ("limited", "isv.BUSINESS_LIMIT_CONTROL", 3600),
+        ("syserr", "isp.SYSTEM_ERROR", 1),
+        ("unavailable", "503", 1),
+    ] {
+        let r = rows_of(&rows, customer, "trial-ending");
+        assert_eq!(r.len(), 2, "{customer}: {r:?}");
+        assert_eq!(r[0]["status"], "failed");
+        assert!(r[0]["error"].as_str().unwrap().contains(code), "{:?}", r[0]);
+        let wait = (at(&r[0]["retry_at"]) - at(&r[0]["at"])).num_seconds();
+        assert!(wait >= min_wait, "{customer} retried after {wait}s");
+        assert_eq!(r[1]["status"], "delivered", "{customer}");
+        // The retry is a new request (new nonce, new Timestamp), same OutId.
+        let sent = fake.requests_to(match customer {
+            "limited" => aliyun::LIMITED,
+            "syserr" => aliyun::SYSTEM_ERROR,
+            _ => aliyun::UNAVAILABLE,
+        });
+        assert_eq!(sent.len(), 2);
+        assert_eq!(form_get(&sent[0].1, "OutId"), form_get(&sent[1].1, "OutId"));
+    }
+    // Flow control waits an hour (Alibaba Cloud's hour-level window).
+    let limited = rows_of(&rows, "limited", "trial-ending");
+    let wait = (at(&limited[0]["retry_at"]) - at(&limited[0]["at"])).num_seconds();
+    assert!((3600..=3600 * 2).contains(&wait), "{wait}");
+
+    let table = run(herald()
+        .args(["deliveries", "--config"])
+        .arg(&config)
+        .arg("--db")
+        .arg(&db));
+    for output in [
+        stdout,
+        stderr,
+        text(&table.stdout),
+        text(&table.stderr),
+        json!(rows).to_string(),
+    ] {
+        assert!(!output.contains(SECRET), "the secret leaked: {output}");
+    }
+}
+
+#[test]
+fn aliyun_wrong_secret_fails_with_a_fix_it_message() {
+    let fake = FakeAliyun::start(SECRET, simulation_window());
+    let scratch = Scratch::new();
+    let wrong = "WrongSecretWrongSecretWrongSecret";
+    let config = scratch.write(
+        "herald.toml",
+        &config(&fake, r#"{ env = "TEST_ALIYUN_SECRET" }"#, ""),
+    );
+    let timeline = scratch.write("t.jsonl", &upsert("ok", "李雷", "13800138000"));
+    let db = scratch.path("h.db");
+    let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-02")
+        .env("TEST_ALIYUN_SECRET", wrong)
+        .arg("--live")
+        .arg("--db")
+        .arg(&db));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows = deliveries(&config, &db);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["status"], "failed");
+    assert!(rows[0]["retry_at"].is_null());
+    let error = rows[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("SignatureDoesNotMatch") && error.contains("access_key_secret"),
+        "{error}"
+    );
+    for output in [
+        text(&out.stdout),
+        text(&out.stderr),
+        json!(rows).to_string(),
+    ] {
+        assert!(!output.contains(wrong), "the secret leaked: {output}");
+    }
+}
+
+fn row_for<'a>(rows: &'a [Value], customer: &str, rule: &str) -> Option<&'a Value> {
+    rows.iter()
+        .find(|r| r["customer"] == customer && r["rule"] == rule)
+}
+
+#[test]
+fn aliyun_pushes_report_and_unsubscribe_through_serve() {
+    let fake = FakeAliyun::start(SECRET, Clock::Wall);
+    let scratch = Scratch::new();
+    let secret_file = scratch.write("aliyun-secret", SECRET);
+    let token_file = scratch.write("aliyun-token", CALLBACK_TOKEN);
+    let config = scratch.write(
+        "herald.toml",
+        &config(
+            &fake,
+            &format!(r#"{{ file = "{}" }}"#, secret_file.display()),
+            &format!(
+                r#"callback_token = {{ file = "{}" }}"#,
+                token_file.display()
+            ),
+        ),
+    );
+    let db = scratch.path("h.db");
+    let server = Server::start(&config, &db, &scratch, "serve.log");
+    let base = server.base.clone();
+    for (id, phone) in [
+        ("amy", "+8613800138000"),
+        ("bo", "+86 139 0013 9000"),
+        ("cy", "13700137000"),
+    ] {
+        let (status, body) = http(
+            "POST",
+            &format!("{base}/customers"),
+            Some(&json!({"external_id": id, "name": id, "phone": phone}).to_string()),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    let biz = |rows: &[Value], customer: &str| {
+        row_for(rows, customer, "trial-ending")
+            .filter(|r| r["status"] == "delivered")
+            .and_then(|r| r["provider_message_id"].as_str())
+            .map(str::to_string)
+    };
+    let rows = wait_for(20, || {
+        let rows = deliveries(&config, &db);
+        ["amy", "bo", "cy"]
+            .iter()
+            .all(|c| biz(&rows, c).is_some())
+            .then_some(rows)
+    })
+    .unwrap_or_else(|| panic!("the welcome SMS were not sent: {}", server.log()));
+    let (amy, bo, cy) = (
+        biz(&rows, "amy").unwrap(),
+        biz(&rows, "bo").unwrap(),
+        biz(&rows, "cy").unwrap(),
+    );
+    let report = |phone: &str, biz_id: &str, success: bool, code: &str, msg: &str| {
+        json!({"phone_number": phone, "send_time": "2026-11-23 17:00:00",
+               "report_time": "2026-11-23 17:00:05", "success": success,
+               "err_code": code, "err_msg": msg, "sms_size": "1",
+               "biz_id": biz_id, "out_id": "x"})
+    };
+    let hook = format!("{base}/hooks/sms?token={CALLBACK_TOKEN}");
+
+    // Forged pushes (no token, wrong token) are refused and change nothing.
+    let forged = json!([report(
+        "13700137000",
+        &cy,
+        true,
+        "DELIVERED",
+        "用户接收成功"
+    )])
+    .to_string();
+    assert_eq!(
+        http("POST", &format!("{base}/hooks/sms"), Some(&forged)).0,
+        403
+    );
+    assert_eq!(
+        http(
+            "POST",
+            &format!("{base}/hooks/sms?token=guess"),
+            Some(&forged)
+        )
+        .0,
+        403
+    );
+
+    // One SmsReport batch with a success and a failure.
+    let push = json!([
+        report("13800138000", &amy, true, "DELIVERED", "用户接收成功"),
+        report("13900139000", &bo, false, "MK:0001", "空号"),
+    ])
+    .to_string();
+    let (status, body) = http("POST", &hook, Some(&push));
+    assert_eq!((status, body), (200, json!({"code": 0, "msg": "成功"})));
+    let (status, body) = http("POST", &hook, Some("{not json"));
+    assert_eq!(status, 400, "{body}");
+
+    let rows = deliveries(&config, &db);
+    let state = |c: &str| {
+        let r = row_for(&rows, c, "trial-ending").unwrap();
+        (r["report"].clone(), r["report_reason"].clone())
+    };
+    assert_eq!(state("amy"), (json!("delivered"), Value::Null));
+    assert_eq!(state("bo"), (json!("undelivered"), json!("MK:0001: 空号")));
+    assert_eq!(state("cy"), (Value::Null, Value::Null));
+
+    // SmsUp: Bo (stored in E.164) answers TD, Cy (stored bare) 退订.
+    let up = json!([
+        {"phone_number": "13900139000", "send_time": "2026-11-23 17:01:00", "content": "TD",
+         "sign_name": SIGN_NAME, "dest_code": "1234", "sequence_id": 1_234_567},
+        {"phone_number": "13700137000", "send_time": "2026-11-23 17:01:02", "content": "退订",
+         "sign_name": SIGN_NAME, "dest_code": "1234", "sequence_id": 1_234_568},
+    ])
+    .to_string();
+    let (status, body) = http("POST", &hook, Some(&up));
+    assert_eq!((status, body), (200, json!({"code": 0, "msg": "成功"})));
+
+    for id in ["amy", "bo", "cy"] {
+        let (status, body) = http(
+            "POST",
+            &format!("{base}/events"),
+            Some(&json!({"customer": id, "kind": "notice"}).to_string()),
+        );
+        assert_eq!(status, 201, "{body}");
+    }
+    let rows = wait_for(20, || {
+        let rows = deliveries(&config, &db);
+        ["amy", "bo", "cy"]
+            .iter()
+            .all(|c| row_for(&rows, c, "notice").is_some())
+            .then_some(rows)
+    })
+    .unwrap_or_else(|| panic!("the notices were not sent: {}", server.log()));
+    let notice = |c: &str| {
+        let r = row_for(&rows, c, "notice").unwrap();
+        (r["channel"].clone(), r["status"].clone())
+    };
+    assert_eq!(notice("amy"), (json!("sms"), json!("delivered")));
+    assert_eq!(notice("bo"), (json!("inbox"), json!("delivered")));
+    assert_eq!(notice("cy"), (json!("inbox"), json!("delivered")));
+    assert_eq!(fake.requests_to("13900139000").len(), 1);
+    assert_eq!(fake.requests_to("13700137000").len(), 1);
+    assert_eq!(fake.requests_to("13800138000").len(), 2);
+    assert!(!server.log().contains(SECRET), "the secret leaked");
+}

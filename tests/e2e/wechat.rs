@@ -1,0 +1,429 @@
+//! The wechat-template plugin against the fake WeChat API: the template
+//! message body checked field by field with Chinese text byte-exact, the
+//! access token fetched once and reused across sends, re-fetched after it
+//! expires in virtual time and refreshed once within a send on 40001, each
+//! errcode mapped onto its outcome in `herald deliveries` (43004 suppressed
+//! with fallback to `inbox`, 45009 retried after the daily reset, 40003
+//! failed, 40125 failed naming the settings), the app secret and access
+//! tokens never printed, and signed `TEMPLATESENDJOBFINISH` pushes turned
+//! into delivery reports.
+
+use crate::fakes::wechat::{access_token_of, job_finish_xml, push_query, FakeWechat};
+use crate::support::*;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+const APP_ID: &str = "wx8f3a2b1c0d9e7f65";
+const APP_SECRET: &str = "5c1d9e0f7a3b4c2d8e6f0a1b2c3d4e5f";
+const TEMPLATE: &str = "ngqIpbwh8bUfcSsECmogfXcV14J0tQlEpBO27izEYtY";
+const CALLBACK_TOKEN: &str = "herald-push-token-7a1c";
+const SUBJECT: &str = "【Acme】您的试用将于4天后结束";
+
+fn config(scratch: &Scratch, fake: &FakeWechat, secret: &str) -> PathBuf {
+    let secret_file = scratch.write("wechat.secret", secret);
+    let toml = format!(
+        r#"
+[retry]
+max_attempts = 3
+base = "10m"
+max = "1h"
+
+[channels.wechat]
+plugin = "{plugin}"
+allowed_hosts = ["{origin}"]
+timeout = "5s"
+
+[channels.wechat.settings]
+app_id = "{APP_ID}"
+app_secret = {{ file = "{secret_file}" }}
+template_id = "{TEMPLATE}"
+api_base = "{origin}"
+url = "https://acme.example/billing"
+callback_token = "{CALLBACK_TOKEN}"
+
+[channels.inbox]
+builtin = "inbox"
+
+[[rules]]
+id = "trial-ending"
+trigger = {{ on = "created" }}
+channels = ["wechat", "inbox"]
+subject = "{SUBJECT}"
+text = "{{{{ customer.name }}}}，您好：您的试用将于4天后结束。"
+fields = {{ first = "{SUBJECT}", keyword1 = "{{{{ customer.name }}}}", keyword2 = "2026-03-05", remark = "点击续费，保留您的数据" }}
+"#,
+        plugin = plugin("wechat-template").display(),
+        origin = fake.origin(),
+        secret_file = secret_file.display(),
+    );
+    scratch.write("herald.toml", &toml)
+}
+
+fn customer(at: &str, id: &str, name: &str, openid: &str) -> String {
+    json!({"at": at, "op": "upsert", "customer": {"external_id": id, "name": name, "wechat_openid": openid}})
+        .to_string()
+        + "\n"
+}
+
+fn live(config: &Path, timeline: &Path, db: &Path) -> std::process::Output {
+    run(simulate_cmd(config, timeline, "2026-03-01", "2026-03-02")
+        .arg("--live")
+        .arg("--db")
+        .arg(db))
+}
+
+fn rows_of<'a>(rows: &'a [Value], customer: &str) -> Vec<&'a Value> {
+    rows.iter().filter(|r| r["customer"] == customer).collect()
+}
+
+/// "token" for a token fetch, the openid for a template send.
+fn kind(r: &Received) -> String {
+    if r.path.starts_with("/cgi-bin/token") {
+        "token".into()
+    } else {
+        r.json()["touser"].as_str().unwrap_or("?").to_string()
+    }
+}
+
+#[test]
+fn wechat_sends_templates_caches_the_token_and_maps_errcodes() {
+    let fake = FakeWechat::start(APP_ID, APP_SECRET, &[TEMPLATE]);
+    let scratch = Scratch::new();
+    let config = config(&scratch, &fake, APP_SECRET);
+    let nine = "2026-03-01T09:00:00Z";
+    let timeline = [
+        customer(nine, "lilei", "李雷", "oLiLei-9f8e7d6c5b4a"),
+        customer(nine, "hanmeimei", "韩梅梅", "oHanMeimei-1a2b3c"),
+        customer(nine, "gone", "Gone", "unfollowed-1"),
+        customer(nine, "busy", "Busy", "quota-1"),
+        customer(nine, "wrong", "Wrong", "invalid-1"),
+        // 2.5 h later: the cached token (7200 s, kept 6900 s) has expired.
+        customer("2026-03-01T11:30:00Z", "late", "Late", "oLate-2"),
+    ]
+    .concat();
+    let timeline = scratch.write("t.jsonl", &timeline);
+    let db = scratch.path("h.db");
+    let out = live(&config, &timeline, &db);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+
+    // One token for the five sends at 09:00, a new one at 11:30 and another
+    // for the 45009 retry after midnight Beijing time.
+    let requests = fake.requests();
+    let kinds: Vec<String> = requests.iter().map(kind).collect();
+    assert_eq!(kinds.len(), 10, "{kinds:?}");
+    assert_eq!(kinds[0], "token", "{kinds:?}");
+    let mut first_batch = kinds[1..6].to_vec();
+    first_batch.sort();
+    assert_eq!(
+        first_batch,
+        [
+            "invalid-1",
+            "oHanMeimei-1a2b3c",
+            "oLiLei-9f8e7d6c5b4a",
+            "quota-1",
+            "unfollowed-1"
+        ],
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds[6..],
+        ["token", "oLate-2", "token", "quota-1"],
+        "{kinds:?}"
+    );
+    assert_eq!(fake.token_fetches(), 3);
+    let tokens: Vec<String> = fake.sends().iter().map(access_token_of).collect();
+    assert!(
+        tokens[..5].iter().all(|t| *t == tokens[0]),
+        "one cached token: {tokens:?}"
+    );
+    assert_ne!(tokens[5], tokens[0]);
+    assert_ne!(tokens[6], tokens[5]);
+
+    // The token request and the full template message for 李雷.
+    let token_req = &requests[0];
+    assert_eq!(token_req.method, "GET");
+    assert_eq!(
+        token_req.path,
+        format!("/cgi-bin/token?grant_type=client_credential&appid={APP_ID}&secret={APP_SECRET}")
+    );
+    let send = requests
+        .iter()
+        .find(|r| kind(r) == "oLiLei-9f8e7d6c5b4a")
+        .unwrap();
+    assert_eq!(send.method, "POST");
+    assert!(send
+        .path
+        .starts_with("/cgi-bin/message/template/send?access_token="));
+    assert!(send
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/json"));
+    assert_eq!(
+        send.json(),
+        json!({
+            "touser": "oLiLei-9f8e7d6c5b4a",
+            "template_id": TEMPLATE,
+            "url": "https://acme.example/billing",
+            "data": {
+                "first": {"value": SUBJECT},
+                "keyword1": {"value": "李雷"},
+                "keyword2": {"value": "2026-03-05"},
+                "remark": {"value": "点击续费，保留您的数据"}
+            }
+        })
+    );
+    let raw = std::str::from_utf8(&send.body).expect("UTF-8 body");
+    for s in [SUBJECT, "{\"value\":\"李雷\"}", "点击续费，保留您的数据"] {
+        assert!(raw.contains(s), "{s} not byte-exact in {raw}");
+    }
+
+    // Outcomes.
+    let rows = deliveries(&config, &db);
+    let one = |c: &str| {
+        let r = rows_of(&rows, c);
+        assert_eq!(r.len(), 1, "{c}: {r:?}");
+        r[0].clone()
+    };
+    let ok = one("lilei");
+    assert_eq!(ok["status"], "delivered");
+    assert_eq!(ok["channel"], "wechat");
+    assert_eq!(ok["provider"], "wechat-template");
+    assert!(
+        ok["provider_message_id"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            > 200_228_332
+    );
+    assert_eq!(one("hanmeimei")["status"], "delivered");
+    assert_eq!(one("late")["status"], "delivered");
+
+    let gone = rows_of(&rows, "gone");
+    assert_eq!(gone.len(), 2, "suppressed, then the inbox: {gone:?}");
+    assert_eq!(gone[0]["status"], "suppressed");
+    assert_eq!(gone[0]["channel"], "wechat");
+    assert!(
+        gone[0]["error"].as_str().unwrap().contains("43004"),
+        "{}",
+        gone[0]
+    );
+    assert_eq!(gone[1]["status"], "delivered");
+    assert_eq!(gone[1]["channel"], "inbox");
+
+    let wrong = one("wrong");
+    assert_eq!(wrong["status"], "failed", "40003 is not retried: {wrong}");
+    assert!(wrong["retry_at"].is_null());
+    let err = wrong["error"].as_str().unwrap();
+    assert!(
+        err.contains("40003") && err.contains("wechat_openid"),
+        "{err}"
+    );
+
+    let busy = rows_of(&rows, "busy");
+    assert_eq!(busy.len(), 2, "{busy:?}");
+    assert_eq!(busy[0]["status"], "failed");
+    assert!(busy[0]["error"].as_str().unwrap().contains("45009"));
+    // Retried just after 00:00 Beijing time (16:00 UTC), not after the 10 min backoff.
+    let retry_at = busy[0]["retry_at"].as_str().unwrap();
+    assert!(
+        retry_at.starts_with("2026-03-01T16:0"),
+        "45009 retry at {retry_at}"
+    );
+    assert_eq!(busy[1]["status"], "delivered");
+    assert_eq!(busy[1]["attempt"], 2);
+
+    // Neither the secret nor any access token is printed.
+    let table = run(herald()
+        .args(["deliveries", "--config"])
+        .arg(&config)
+        .arg("--db")
+        .arg(&db));
+    for output in [
+        stdout,
+        stderr,
+        text(&table.stdout),
+        text(&table.stderr),
+        json!(rows).to_string(),
+    ] {
+        assert!(
+            !output.contains(APP_SECRET),
+            "the app secret leaked: {output}"
+        );
+        for t in &tokens {
+            assert!(
+                !output.contains(t.as_str()),
+                "an access token leaked: {output}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_invalidated_token_is_refreshed_once_within_the_send() {
+    let fake = FakeWechat::start(APP_ID, APP_SECRET, &[TEMPLATE]);
+    let scratch = Scratch::new();
+    let config = config(&scratch, &fake, APP_SECRET);
+    let timeline = [
+        customer("2026-03-01T09:00:00Z", "first", "First", "oFirst-1"),
+        // Its first send finds every token invalidated (another server
+        // fetched a new one): 40001, then a new token and the same message.
+        customer("2026-03-01T09:30:00Z", "rotated", "轮换", "rotate-1"),
+        customer("2026-03-01T10:00:00Z", "after", "After", "oAfter-1"),
+    ]
+    .concat();
+    let timeline = scratch.write("t.jsonl", &timeline);
+    let db = scratch.path("h.db");
+    let out = live(&config, &timeline, &db);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let kinds: Vec<String> = fake.requests().iter().map(kind).collect();
+    assert_eq!(
+        kinds,
+        ["token", "oFirst-1", "rotate-1", "token", "rotate-1", "oAfter-1"]
+    );
+    assert_eq!(fake.token_fetches(), 2);
+    let sends = fake.sends();
+    let tokens: Vec<String> = sends.iter().map(access_token_of).collect();
+    assert_eq!(tokens[0], tokens[1], "the cached token was tried first");
+    assert_ne!(tokens[1], tokens[2], "then a new one");
+    assert_eq!(tokens[2], tokens[3], "and the new one is cached");
+    assert_eq!(
+        sends[1].body, sends[2].body,
+        "the same message is sent again"
+    );
+
+    let rows = deliveries(&config, &db);
+    let rotated = rows_of(&rows, "rotated");
+    assert_eq!(rotated.len(), 1, "{rotated:?}");
+    assert_eq!(rotated[0]["status"], "delivered");
+    assert_eq!(rotated[0]["attempt"], 1);
+    assert!(rows.iter().all(|r| r["status"] == "delivered"), "{rows:?}");
+}
+
+#[test]
+fn a_wrong_app_secret_fails_permanently_and_is_never_printed() {
+    let fake = FakeWechat::start(APP_ID, APP_SECRET, &[TEMPLATE]);
+    let scratch = Scratch::new();
+    let wrong = "0000ffff1111eeee2222dddd3333cccc";
+    let config = config(&scratch, &fake, wrong);
+    let timeline = scratch.write(
+        "t.jsonl",
+        &customer(
+            "2026-03-01T09:00:00Z",
+            "lilei",
+            "李雷",
+            "oLiLei-9f8e7d6c5b4a",
+        ),
+    );
+    let db = scratch.path("h.db");
+    let out = live(&config, &timeline, &db);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows = deliveries(&config, &db);
+    let wechat: Vec<&Value> = rows.iter().filter(|r| r["channel"] == "wechat").collect();
+    assert_eq!(wechat.len(), 1, "not retried: {rows:?}");
+    assert_eq!(wechat[0]["status"], "failed");
+    let err = wechat[0]["error"].as_str().unwrap();
+    assert!(
+        err.contains("40125") && err.contains("`app_secret`"),
+        "{err}"
+    );
+    assert!(fake.sends().is_empty());
+    for output in [
+        text(&out.stdout),
+        text(&out.stderr),
+        json!(rows).to_string(),
+    ] {
+        assert!(!output.contains(wrong), "the app secret leaked: {output}");
+    }
+}
+
+/// POST an XML push to `url`; the HTTP status and body.
+fn post_xml(url: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap();
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or("");
+    (status, body.to_string())
+}
+
+#[test]
+fn signed_job_finish_pushes_become_reports() {
+    let fake = FakeWechat::start(APP_ID, APP_SECRET, &[TEMPLATE]);
+    let scratch = Scratch::new();
+    let config = config(&scratch, &fake, APP_SECRET);
+    let timeline = [
+        customer(
+            "2026-03-01T09:00:00Z",
+            "lilei",
+            "李雷",
+            "oLiLei-9f8e7d6c5b4a",
+        ),
+        customer(
+            "2026-03-01T09:00:00Z",
+            "blocker",
+            "Blocker",
+            "oBlocker-5e6f",
+        ),
+    ]
+    .concat();
+    let timeline = scratch.write("t.jsonl", &timeline);
+    let db = scratch.path("h.db");
+    let out = live(&config, &timeline, &db);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows = deliveries(&config, &db);
+    let msgid = |c: &str| {
+        rows_of(&rows, c)[0]["provider_message_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    let server = Server::start(&config, &db, &scratch, "serve.log");
+    let hook = |query: &str| format!("{}/hooks/wechat?{query}", server.base);
+    let good = push_query(CALLBACK_TOKEN, "1772357000", "1847326510");
+    let forged = push_query("not-the-token", "1772357000", "1847326510");
+    let ok_xml = job_finish_xml("oLiLei-9f8e7d6c5b4a", &msgid("lilei"), "success");
+    assert_eq!(post_xml(&hook(&forged), &ok_xml).0, 403);
+    assert!(deliveries(&config, &db)
+        .iter()
+        .all(|r| r["report"].is_null()));
+
+    let (status, body) = post_xml(&hook(&good), &ok_xml);
+    assert_eq!(status, 200, "{}", server.log());
+    assert!(body.contains("success"), "WeChat expects `success`: {body}");
+    let blocked = job_finish_xml("oBlocker-5e6f", &msgid("blocker"), "failed:user block");
+    assert_eq!(post_xml(&hook(&good), &blocked).0, 200);
+
+    let rows = wait_for(10, || {
+        let rows = deliveries(&config, &db);
+        rows.iter().all(|r| !r["report"].is_null()).then_some(rows)
+    })
+    .unwrap_or_else(|| panic!("no reports recorded; log: {}", server.log()));
+    assert_eq!(rows_of(&rows, "lilei")[0]["report"], "delivered");
+    let b = rows_of(&rows, "blocker")[0];
+    assert_eq!(b["report"], "undelivered");
+    assert_eq!(b["report_reason"], "user block");
+    assert!(!server.log().contains(APP_SECRET));
+}
