@@ -116,6 +116,10 @@ pub fn router(herald: Arc<Herald>) -> Router {
         )
         .route("/events", post(ingest_events))
         .route(
+            "/unsubscribe",
+            get(crate::unsubscribe::confirm).post(crate::unsubscribe::apply),
+        )
+        .route(
             "/hooks/{channel}",
             post(crate::hooks::handle).layer(axum::extract::DefaultBodyLimit::max(
                 crate::hooks::MAX_CALLBACK_BODY,

@@ -152,8 +152,12 @@ pub struct ServerSection {
     #[serde(default = "default_listen")]
     pub listen: String,
     /// The URL providers reach this server at (e.g. `https://herald.example.com`),
-    /// for delivery-report callbacks to `/hooks/{channel}` and their signatures.
+    /// for delivery-report callbacks to `/hooks/{channel}` and their signatures,
+    /// and for unsubscribe links.
     pub public_url: Option<String>,
+    /// Key that signs unsubscribe links (`{ env = "VAR" }` or `{ file = "path" }`);
+    /// without it a random key is generated once and kept in the database.
+    pub link_secret: Option<SettingValue>,
 }
 
 fn default_listen() -> String {
@@ -165,6 +169,7 @@ impl Default for ServerSection {
         Self {
             listen: default_listen(),
             public_url: None,
+            link_secret: None,
         }
     }
 }
@@ -582,6 +587,11 @@ pub fn parse_memory(text: &str) -> Result<usize, String> {
 impl SettingValue {
     /// The value the plugin receives; secrets are read here.
     pub fn resolve(&self, config: &Config, channel: &str, key: &str) -> Result<String> {
+        self.resolve_at(config, &format!("[channels.{channel}.settings] {key}"))
+    }
+
+    /// The value, with errors naming `place` (e.g. `[server] link_secret`).
+    pub fn resolve_at(&self, config: &Config, place: &str) -> Result<String> {
         match self {
             SettingValue::Literal(s) => Ok(s.clone()),
             SettingValue::Scalar(v) => match v {
@@ -589,20 +599,16 @@ impl SettingValue {
                 toml::Value::Float(f) => Ok(f.to_string()),
                 toml::Value::Boolean(b) => Ok(b.to_string()),
                 other => bail!(
-                    "[channels.{channel}.settings] {key}: expected a string, number, boolean, {{ env = \"VAR\" }} or {{ file = \"path\" }}, found {}",
+                    "{place}: expected a string, number, boolean, {{ env = \"VAR\" }} or {{ file = \"path\" }}, found {}",
                     other.type_str()
                 ),
             },
-            SettingValue::Env { env } => std::env::var(env).with_context(|| {
-                format!("[channels.{channel}.settings] {key}: environment variable {env} is not set")
-            }),
+            SettingValue::Env { env } => std::env::var(env)
+                .with_context(|| format!("{place}: environment variable {env} is not set")),
             SettingValue::File { file } => {
                 let path = config.resolve(file);
                 let text = std::fs::read_to_string(&path).with_context(|| {
-                    format!(
-                        "[channels.{channel}.settings] {key}: cannot read secret file {}",
-                        path.display()
-                    )
+                    format!("{place}: cannot read secret file {}", path.display())
                 })?;
                 Ok(text.trim_end_matches(['\r', '\n']).to_string())
             }

@@ -38,6 +38,8 @@ pub struct Herald {
     /// The URL providers reach this deployment at (`[server] public_url`),
     /// without a trailing slash.
     pub public_url: Option<String>,
+    /// Signs and checks unsubscribe links.
+    pub links: crate::links::Links,
     /// Identifies this process's claims.
     pub instance: String,
     /// Keeps the plugin engine alive.
@@ -140,6 +142,17 @@ impl Herald {
                 .map(|d| d.as_nanos())
                 .unwrap_or(0)
         );
+        let public_url = config
+            .file
+            .server
+            .public_url
+            .as_ref()
+            .map(|u| u.trim_end_matches('/').to_string());
+        let link_secret = match &config.file.server.link_secret {
+            Some(v) => Some(v.resolve_at(config, "[server] link_secret")?),
+            None => None,
+        };
+        let links = crate::links::Links::load(&store.pool, public_url.clone(), link_secret).await?;
         let herald = Herald {
             store,
             strategy: Arc::new(strategy),
@@ -148,12 +161,8 @@ impl Herald {
             scheduler,
             http_mode: options.http_mode,
             wake: Notify::new(),
-            public_url: config
-                .file
-                .server
-                .public_url
-                .as_ref()
-                .map(|u| u.trim_end_matches('/').to_string()),
+            public_url,
+            links,
             instance,
             runtime,
         };

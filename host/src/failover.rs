@@ -51,7 +51,7 @@ impl Breaker {
     pub fn record_failure(&self, now: DateTime<Utc>, after: u32, cooldown: Duration) -> bool {
         let mut state = self.state.lock().expect("breaker lock");
         state.failures_in_a_row = state.failures_in_a_row.saturating_add(1);
-        if state.failures_in_a_row >= after.max(1) && !state.open_until.is_some_and(|u| now < u) {
+        if state.failures_in_a_row >= after.max(1) && state.open_until.is_none_or(|u| now >= u) {
             state.open_until = Some(now + cooldown);
             return true;
         }

@@ -220,7 +220,7 @@ impl Vocabulary {
                 None => true,
                 Some(field) => CORE_FIELDS.contains(&field) || self.attributes.contains(field),
             },
-            "now" | "rule" => true,
+            "now" | "rule" | "unsubscribe_url" => true,
             "event" => self.has_event,
             _ => false,
         }
@@ -237,7 +237,7 @@ impl Vocabulary {
                 field.split('.').next().unwrap_or(field)
             );
         }
-        "variables are `customer.<field>`, `event.kind`, `event.properties.<name>`, `rule.id` and `now`".into()
+        "variables are `customer.<field>`, `event.kind`, `event.properties.<name>`, `rule.id`, `now` and `unsubscribe_url`".into()
     }
 }
 
@@ -249,7 +249,20 @@ pub fn context(
     now: DateTime<Utc>,
     event: Option<&Value>,
 ) -> JinjaValue {
+    message_context(customer, rule, now, event, None)
+}
+
+/// The context of a message about to be sent: [`context`] plus the
+/// `unsubscribe_url` of the channel carrying it (empty without one).
+pub fn message_context(
+    customer: &Customer,
+    rule: &str,
+    now: DateTime<Utc>,
+    event: Option<&Value>,
+    unsubscribe_url: Option<&str>,
+) -> JinjaValue {
     let mut ctx = json!({
+        "unsubscribe_url": unsubscribe_url.unwrap_or(""),
         "customer": customer.to_template_value(),
         "rule": {"id": rule},
         "now": now.to_rfc3339(),

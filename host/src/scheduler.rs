@@ -63,6 +63,8 @@ enum Decision<'a> {
         rendered: render::Rendered,
         /// The channel the rule wanted, when a failover moved it.
         failover_from: Option<&'a str>,
+        /// The signed link that unsubscribes the customer from this channel.
+        unsubscribe_url: Option<String>,
     },
     /// The channel is at its rate limit: come back at this time (not an
     /// attempt, not recorded).
@@ -183,7 +185,10 @@ impl Herald {
                 let customer = customers.get(&w.row.customer_id);
                 async move {
                     let Decision::Send {
-                        channel, rendered, ..
+                        channel,
+                        rendered,
+                        unsubscribe_url,
+                        ..
                     } = &w.decision
                     else {
                         unreachable!("only sends are selected")
@@ -195,6 +200,7 @@ impl Herald {
                             &w.row,
                             customer.expect("a send has a customer"),
                             rendered,
+                            unsubscribe_url.clone(),
                             now,
                         )
                         .await;
@@ -339,7 +345,20 @@ impl Herald {
                 Ok(r) => r,
                 Err(reason) => return Decision::Skip(reason),
             };
-        let ctx = render::context(customer, &rule.id, now, row.context.as_ref());
+        let unsubscribe_url = match &route.channel.delivery {
+            // The inbox is inside the operator's own app; it has its own settings.
+            Delivery::Inbox => None,
+            Delivery::Plugin { .. } => self
+                .links
+                .unsubscribe_url(&customer.external_id, &route.channel.name),
+        };
+        let ctx = render::message_context(
+            customer,
+            &rule.id,
+            now,
+            row.context.as_ref(),
+            unsubscribe_url.as_deref(),
+        );
         match self.strategy.templates.render(
             &rule.id,
             &rule.text_templates(customer.locale.as_deref()),
@@ -351,6 +370,7 @@ impl Herald {
                 channel: route.channel,
                 rendered,
                 failover_from: route.failover_from,
+                unsubscribe_url,
             },
             Err(e) => Decision::Broken(format!("template failed: {e}")),
         }
@@ -466,6 +486,7 @@ impl Herald {
                     channel,
                     rendered,
                     failover_from,
+                    ..
                 } => {
                     record.channel = channel.name.clone();
                     record.subject = rendered.subject.clone();
@@ -632,6 +653,7 @@ impl Herald {
         row: &ScheduledRow,
         customer: &crate::customer::Customer,
         rendered: &render::Rendered,
+        unsubscribe_url: Option<String>,
         now: DateTime<Utc>,
     ) -> SendOutcome {
         match &channel.delivery {
@@ -660,7 +682,7 @@ impl Herald {
                             value: value.clone(),
                         })
                         .collect(),
-                    unsubscribe_url: None,
+                    unsubscribe_url,
                     callback_url: match (&self.public_url, plugin.info.accepts_callbacks) {
                         (Some(base), true) => Some(format!("{base}/hooks/{}", channel.name)),
                         _ => None,

@@ -19,5 +19,6 @@ mod saas_trial;
 mod sms_aliyun;
 mod sms_twilio;
 mod strategy_change;
+mod unsubscribe;
 mod webhook;
 mod wechat;

@@ -385,6 +385,12 @@ impl Drop for Server {
 
 /// A tiny blocking HTTP/1.1 client for talking to `herald serve`.
 pub fn http(method: &str, url: &str, body: Option<&str>) -> (u16, Value) {
+    let (status, body) = http_text(method, url, body);
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+/// Like [`http`], returning the body as text.
+pub fn http_text(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").expect("http url");
     let (host, path) = rest
@@ -416,7 +422,7 @@ pub fn http(method: &str, url: &str, body: Option<&str>) -> (u16, Value) {
     } else {
         body.to_string()
     };
-    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    (status, body)
 }
 
 fn dechunk(body: &str) -> String {
