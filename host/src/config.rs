@@ -419,6 +419,23 @@ pub enum TriggerSection {
         /// Wait this long after the event.
         delay: Option<Span>,
     },
+    /// The customer has done none of `kinds` for a while: dormancy.
+    Inactive {
+        /// Event kinds that count as activity (e.g. `["login"]`).
+        kinds: Vec<String>,
+        /// How long without them, e.g. `7d`.
+        #[serde(rename = "for")]
+        idle: Span,
+        /// Counted from: `last` (the latest such event, or sign-up when there
+        /// is none; the default), `created` (sign-up only: "no visit within
+        /// 3 days of registering"), or an event kind (`credit_granted`: "no
+        /// loan within 7 days of the credit").
+        since: Option<String>,
+        /// Fire again this long after, while the customer stays dormant.
+        repeat: Option<Span>,
+        /// With `repeat`: the most times it fires for one dormant spell.
+        max: Option<u32>,
+    },
     /// A date attribute is reached.
     Date {
         /// The date attribute.

@@ -4,9 +4,12 @@
 //! nothing rescans the customer base.
 
 use crate::customer::Customer;
+use crate::store::events;
 use crate::store::events::EventRecord;
 use crate::store::schedule::{self, PlannedOccurrence, ScheduledRow};
-use crate::strategy::{date_anchor, date_occurrence_key, Rule, Strategy, Trigger};
+use crate::strategy::{
+    date_anchor, date_occurrence_key, InactiveTrigger, Rule, Since, Strategy, Trigger,
+};
 use anyhow::Result;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
@@ -59,7 +62,7 @@ pub async fn plan(
             }
             continue;
         }
-        let is_date = matches!(rule.trigger, Trigger::Date(_));
+        let is_date = matches!(rule.trigger, Trigger::Date(_) | Trigger::Inactive(_));
         if matches!(change, Change::Replan) && !is_date {
             continue;
         }
@@ -102,6 +105,17 @@ pub async fn plan(
             }
             Trigger::Date(_) => {
                 plan_date_rule(conn, rule, customer, &pending, condition, now).await?;
+                continue;
+            }
+            Trigger::Inactive(trigger) => {
+                let concerned = match change {
+                    Change::Event(e) => trigger.concerns(&e.kind),
+                    _ => true,
+                };
+                if concerned {
+                    plan_inactive_rule(conn, rule, trigger, customer, &pending, condition, now)
+                        .await?;
+                }
                 continue;
             }
         }
@@ -167,14 +181,46 @@ pub fn next_after_fired(
     rule: &Rule,
     customer: &Customer,
     fired_at: DateTime<Utc>,
+    context: Option<&Value>,
     now: DateTime<Utc>,
 ) -> NextStep {
-    if !matches!(rule.trigger, Trigger::Date(_)) || customer.deleted_at.is_some() {
+    if customer.deleted_at.is_some() {
+        return NextStep::Nothing;
+    }
+    if let Trigger::Inactive(trigger) = &rule.trigger {
+        return next_inactive_step(rule, trigger, customer, context);
+    }
+    if !matches!(rule.trigger, Trigger::Date(_)) {
         return NextStep::Nothing;
     }
     let condition = holds(strategy, rule, customer, now, None);
     let not_before = (fired_at + Duration::milliseconds(1)).max(now);
     next_date_step(rule, customer, condition, not_before)
+}
+
+/// After the `n`-th reminder of a dormant spell: the next repeat, if any.
+fn next_inactive_step(
+    rule: &Rule,
+    trigger: &InactiveTrigger,
+    customer: &Customer,
+    context: Option<&Value>,
+) -> NextStep {
+    let spell = context.and_then(|c| c.get("inactive"));
+    let since = spell
+        .and_then(|s| s.get("since"))
+        .and_then(Value::as_str)
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|d| d.with_timezone(&Utc));
+    let n = spell
+        .and_then(|s| s.get("n"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0) as u32;
+    match since {
+        Some(since) if trigger.repeat.is_some() && n + 1 < trigger.max => {
+            NextStep::Plan(inactive_occurrence(rule, trigger, customer, since, n + 1))
+        }
+        _ => NextStep::Nothing,
+    }
 }
 
 async fn plan_date_rule(
@@ -211,6 +257,99 @@ async fn plan_date_rule(
         }
         NextStep::Nothing => {}
     }
+    Ok(())
+}
+
+/// The occurrence key and context of the `n`-th reminder (from 0) of a
+/// dormant spell counted from `since`.
+fn inactive_occurrence(
+    rule: &Rule,
+    trigger: &InactiveTrigger,
+    customer: &Customer,
+    since: DateTime<Utc>,
+    n: u32,
+) -> PlannedOccurrence {
+    let repeats = trigger.repeat.unwrap_or_else(Duration::zero) * n as i32;
+    PlannedOccurrence {
+        customer_id: customer.id,
+        rule_id: rule.id.clone(),
+        key: format!(
+            "{}:{}:inactive:{}:{n}",
+            customer.id,
+            rule.id,
+            since.timestamp_millis()
+        ),
+        due_at: since + trigger.idle + repeats,
+        anchor: Some(since.to_rfc3339()),
+        context: Some(json!({"inactive": {"since": since.to_rfc3339(), "n": n}})),
+    }
+}
+
+/// Plan a dormancy rule: find where the quiet spell is counted from, and
+/// keep exactly one pending reminder at the end of it. A new activity event
+/// moves the spell (the old reminder is canceled); activity after a
+/// `created` or event reference ends it.
+async fn plan_inactive_rule(
+    conn: &mut SqliteConnection,
+    rule: &Rule,
+    trigger: &InactiveTrigger,
+    customer: &Customer,
+    pending: &[ScheduledRow],
+    condition: bool,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if !condition {
+        schedule::cancel_rule(
+            conn,
+            customer.id,
+            &rule.id,
+            None,
+            "condition no longer holds",
+            now,
+        )
+        .await?;
+        return Ok(());
+    }
+    let last_activity = events::latest_at(conn, customer.id, &trigger.kinds).await?;
+    let since = match &trigger.since {
+        Since::Last => {
+            Some(last_activity.map_or(customer.created_at, |t| t.max(customer.created_at)))
+        }
+        Since::Created => match last_activity {
+            Some(t) if t >= customer.created_at => None,
+            _ => Some(customer.created_at),
+        },
+        Since::Event(kind) => {
+            match events::latest_at(conn, customer.id, std::slice::from_ref(kind)).await? {
+                Some(reference) if last_activity.is_none_or(|t| t < reference) => Some(reference),
+                _ => None,
+            }
+        }
+    };
+    let Some(since) = since else {
+        schedule::cancel_rule(conn, customer.id, &rule.id, None, "active again", now).await?;
+        return Ok(());
+    };
+    let anchor = since.to_rfc3339();
+    // A spell already planned from the same point stays as it is (it may
+    // be on a later repeat).
+    if pending
+        .iter()
+        .any(|row| row.rule_id == rule.id && row.anchor.as_deref() == Some(anchor.as_str()))
+    {
+        return Ok(());
+    }
+    let occ = inactive_occurrence(rule, trigger, customer, since, 0);
+    schedule::upsert(conn, &occ, now).await?;
+    schedule::cancel_rule(
+        conn,
+        customer.id,
+        &rule.id,
+        Some(&occ.key),
+        "active again",
+        now,
+    )
+    .await?;
     Ok(())
 }
 

@@ -630,7 +630,14 @@ impl Herald {
         let (Some(rule), Some(customer)) = (self.strategy.rule(&row.rule_id), customer) else {
             return;
         };
-        match planner::next_after_fired(&self.strategy, rule, customer, row.occurs_at, now) {
+        match planner::next_after_fired(
+            &self.strategy,
+            rule,
+            customer,
+            row.occurs_at,
+            row.context.as_ref(),
+            now,
+        ) {
             NextStep::Plan(occ) => {
                 cancels.push((
                     customer.id,

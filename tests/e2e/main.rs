@@ -10,6 +10,7 @@ mod bad_input;
 mod bench;
 mod channels;
 mod crash;
+mod dormancy;
 mod email_http;
 mod email_smtp;
 mod guards;

@@ -83,3 +83,19 @@ pub async fn recent(
     out.reverse();
     Ok(out)
 }
+
+/// When the customer last did any of `kinds` (`None`: never).
+pub async fn latest_at(
+    conn: &mut SqliteConnection,
+    customer_id: i64,
+    kinds: &[String],
+) -> Result<Option<DateTime<Utc>>> {
+    let row = sqlx::query(
+        "SELECT MAX(at) FROM events WHERE customer_id = ? AND kind IN (SELECT value FROM json_each(?))",
+    )
+    .bind(customer_id)
+    .bind(serde_json::to_string(kinds)?)
+    .fetch_one(conn)
+    .await?;
+    Ok(row.get::<Option<i64>, _>(0).map(from_millis))
+}

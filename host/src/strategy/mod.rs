@@ -45,8 +45,43 @@ pub enum Trigger {
         /// Delay after the event's time.
         delay: Duration,
     },
+    /// No activity of some kinds for a period (dormancy).
+    Inactive(InactiveTrigger),
     /// A date attribute is reached.
     Date(DateTrigger),
+}
+
+/// Where a dormancy period is counted from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Since {
+    /// The customer's sign-up.
+    Created,
+    /// The latest activity event, or sign-up when there is none.
+    Last,
+    /// The latest event of this kind (none: nothing is planned).
+    Event(String),
+}
+
+/// `{ on = "inactive", kinds, for, since, repeat, max }`.
+#[derive(Debug, Clone)]
+pub struct InactiveTrigger {
+    /// Event kinds that count as activity.
+    pub kinds: Vec<String>,
+    /// How long without activity.
+    pub idle: Duration,
+    /// Counted from.
+    pub since: Since,
+    /// Interval of repeats while still dormant.
+    pub repeat: Option<Duration>,
+    /// Most firings per dormant spell (1 without `repeat`).
+    pub max: u32,
+}
+
+impl InactiveTrigger {
+    /// Whether an event of `kind` concerns this trigger (activity, or a new reference).
+    pub fn concerns(&self, kind: &str) -> bool {
+        self.kinds.iter().any(|k| k == kind) || matches!(&self.since, Since::Event(k) if k == kind)
+    }
 }
 
 /// A compiled rule.
@@ -232,6 +267,51 @@ impl Strategy {
                         delay,
                     })
                 }
+                TriggerSection::Inactive {
+                    kinds,
+                    idle,
+                    since,
+                    repeat,
+                    max,
+                } => (|| {
+                    if kinds.is_empty() || kinds.iter().any(|k| k.trim().is_empty()) {
+                        return Err("inactive trigger needs the event kinds that count as activity, e.g. kinds = [\"login\"]".to_string());
+                    }
+                    let idle = exact(Some(*idle), "for")?;
+                    if idle <= Duration::zero() {
+                        return Err("`for` must be a positive period, e.g. \"7d\"".into());
+                    }
+                    let since = match since.as_deref().map(str::trim) {
+                        None | Some("last") => Since::Last,
+                        Some("created") => Since::Created,
+                        Some("") => {
+                            return Err(
+                                "`since` is empty; use \"last\", \"created\" or an event kind"
+                                    .into(),
+                            )
+                        }
+                        Some(kind) => Since::Event(kind.to_string()),
+                    };
+                    let (repeat, max) = match (repeat, max) {
+                        (None, None) => (None, 1),
+                        (None, Some(_)) => return Err("`max` counts repeats; add `repeat = \"7d\"` or remove `max`".into()),
+                        (Some(_), None) => return Err("`repeat` needs `max`, the most reminders for one dormant spell, e.g. max = 3".into()),
+                        (Some(r), Some(m)) => {
+                            let r = exact(Some(*r), "repeat")?;
+                            if r <= Duration::zero() || *m == 0 {
+                                return Err("`repeat` must be positive and `max` at least 1".into());
+                            }
+                            (Some(r), *m)
+                        }
+                    };
+                    Ok(Trigger::Inactive(InactiveTrigger {
+                        kinds: kinds.clone(),
+                        idle,
+                        since,
+                        repeat,
+                        max,
+                    }))
+                })(),
                 TriggerSection::Date {
                     attribute,
                     before,
