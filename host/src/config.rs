@@ -364,6 +364,14 @@ pub struct RuleSection {
     /// `fields = { product = "{{ customer.attributes.plan }}" }`.
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
+    /// What the reminder is for: an event within a window after the send
+    /// (`{ event = "login", within = "3d" }`). Reaching it is recorded
+    /// against the delivery and ends the rule's follow-up steps.
+    pub goal: Option<GoalSection>,
+    /// Follow-ups while the goal is not reached and `when` still holds, each
+    /// `after` the previous step was sent, with its own channels and text.
+    #[serde(default)]
+    pub steps: Vec<StepSection>,
     /// Send windows of this rule, replacing the strategy's (`[]`: any time).
     pub send_windows: Option<Vec<String>>,
     /// Transactional rules (order confirmations) ignore send windows and
@@ -378,6 +386,32 @@ pub struct RuleSection {
     /// text; everyone else gets the rule's own.
     #[serde(default)]
     pub locales: BTreeMap<String, LocaleSection>,
+}
+
+/// `goal = { event = "login", within = "3d" }`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoalSection {
+    /// The event kind that means the reminder worked.
+    pub event: String,
+    /// How long after a send the event counts.
+    pub within: Span,
+}
+
+/// `[[rules.steps]]`: one follow-up of a sequence.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSection {
+    /// Wait this long after the previous step was sent.
+    pub after: Span,
+    /// Channels in order of preference (e.g. `["sms"]`, `["calls"]` for a task).
+    pub channels: Vec<String>,
+    /// Subject template.
+    pub subject: String,
+    /// Plain-text body template.
+    pub text: String,
+    /// HTML body template.
+    pub html: Option<String>,
 }
 
 /// `[rules.locales."zh-CN"]`: one language's message.

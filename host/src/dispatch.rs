@@ -33,6 +33,15 @@ pub enum Delivery {
     },
     /// Into the in-app inbox table.
     Inbox,
+    /// Onto the staff call list (`herald tasks`).
+    Task,
+}
+
+impl Delivery {
+    /// Built-in channels are delivered by the tick's record transaction.
+    pub fn is_builtin(&self) -> bool {
+        matches!(self, Delivery::Inbox | Delivery::Task)
+    }
 }
 
 /// A configured channel.
@@ -100,19 +109,21 @@ impl Channels {
                     (Some(_), Some(_)) => bail!("give `plugin` or `builtin`, not both"),
                     (None, None) => bail!("no `plugin = \"path/to/plugin.wasm\"` and no `builtin = \"inbox\"`"),
                     (None, Some(builtin)) => {
-                        if builtin != "inbox" {
-                            bail!("unknown builtin `{builtin}`; the only built-in channel is `inbox`");
-                        }
+                        let delivery = match builtin.as_str() {
+                            "inbox" => Delivery::Inbox,
+                            "task" => Delivery::Task,
+                            other => bail!("unknown builtin `{other}`; the built-in channels are `inbox` (in-app messages) and `task` (a call list for staff)"),
+                        };
                         if !section.settings.is_empty() || !section.allowed_hosts.is_empty() {
-                            bail!("the inbox takes no settings or allowed_hosts");
+                            bail!("the built-in `{builtin}` channel takes no settings or allowed_hosts");
                         }
                         Ok(Channel {
                             name: name.clone(),
                             address: section.address.unwrap_or(AddressKind::None),
                             enabled: section.enabled,
                             retry,
-                            provider: "inbox".into(),
-                            delivery: Delivery::Inbox,
+                            provider: builtin.clone(),
+                            delivery,
                             rate: limiter(section)?,
                             failover: failover(section)?,
                             breaker: Breaker::default(),

@@ -130,6 +130,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The staff call list the built-in `task` channel fills.
+    Tasks {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Include tasks already done.
+        #[arg(long)]
+        all: bool,
+        /// Mark this task done (by its id) instead of listing.
+        #[arg(long)]
+        done: Option<i64>,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure plugin call cost and tick throughput; prints key=value lines.
     Bench(bench::BenchArgs),
 }
@@ -471,6 +485,50 @@ async fn run(command: Command) -> Result<std::process::ExitCode> {
                         r.channel,
                         r.source,
                         r.reason
+                    )?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tasks {
+            config,
+            all,
+            done,
+            json,
+        } => {
+            let store = open_store(&config).await?;
+            if let Some(id) = done {
+                if !herald::store::tasks::mark_done(&store.pool, id, chrono::Utc::now()).await? {
+                    anyhow::bail!("no open task with id {id}; `herald tasks` lists them");
+                }
+                println!("task {id} done");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let rows = herald::store::tasks::list(&store.pool, all).await?;
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            if json {
+                for row in &rows {
+                    writeln!(out, "{}", serde_json::to_string(row)?)?;
+                }
+            } else {
+                writeln!(
+                    out,
+                    "{:>5} {:<17} {:<14} {:<18} {:<16} TASK",
+                    "ID", "SINCE (UTC)", "CUSTOMER", "PHONE", "RULE"
+                )?;
+                for t in &rows {
+                    writeln!(
+                        out,
+                        "{:>5} {:<17} {:<14} {:<18} {:<16} {}{}: {}",
+                        t.id,
+                        t.created_at.format("%Y-%m-%d %H:%M"),
+                        t.customer,
+                        t.phone.as_deref().unwrap_or("-"),
+                        t.rule,
+                        t.title,
+                        if t.done_at.is_some() { " (done)" } else { "" },
+                        t.reason.trim().replace('\n', " ")
                     )?;
                 }
             }

@@ -4,9 +4,9 @@
 //! nothing rescans the customer base.
 
 use crate::customer::Customer;
-use crate::store::events;
 use crate::store::events::EventRecord;
 use crate::store::schedule::{self, PlannedOccurrence, ScheduledRow};
+use crate::store::{events, goals};
 use crate::strategy::{
     date_anchor, date_occurrence_key, InactiveTrigger, Rule, Since, Strategy, Trigger,
 };
@@ -44,6 +44,9 @@ pub async fn plan(
     change: Change<'_>,
     now: DateTime<Utc>,
 ) -> Result<()> {
+    if let Change::Event(event) = change {
+        record_goals(conn, strategy, customer, event, now).await?;
+    }
     let pending = schedule::pending_for(conn, customer.id).await?;
     let event_ctx = match change {
         Change::Event(e) => Some(event_context(e)),
@@ -130,6 +133,54 @@ pub async fn plan(
             )
             .await?;
         }
+    }
+    Ok(())
+}
+
+/// An event that is some rule's goal, within its window after a reminder
+/// of that rule, is recorded against that delivery and ends the rule's
+/// pending follow-up steps.
+async fn record_goals(
+    conn: &mut SqliteConnection,
+    strategy: &Strategy,
+    customer: &Customer,
+    event: &EventRecord,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    for rule in &strategy.rules {
+        let Some(goal) = &rule.goal else { continue };
+        if goal.event != event.kind {
+            continue;
+        }
+        let Some(delivery) = goals::open_delivery(
+            conn,
+            customer.id,
+            &rule.id,
+            event.at - goal.within,
+            event.at,
+        )
+        .await?
+        else {
+            continue;
+        };
+        goals::record(
+            conn,
+            customer.id,
+            &rule.id,
+            delivery,
+            event.id,
+            &event.kind,
+            event.at,
+        )
+        .await?;
+        schedule::cancel_steps(
+            conn,
+            customer.id,
+            &rule.id,
+            &format!("goal reached: {}", event.kind),
+            now,
+        )
+        .await?;
     }
     Ok(())
 }

@@ -14,8 +14,8 @@ use crate::plugin::SendOutcome;
 use crate::render;
 use crate::store::deliveries::{self, DeliveryStatus, NewDelivery};
 use crate::store::schedule::{self, ScheduledRow};
-use crate::store::{customers, inbox, suppressions};
-use crate::strategy::{date_anchor, Trigger};
+use crate::store::{customers, inbox, suppressions, tasks};
+use crate::strategy::{date_anchor, step_of, Trigger};
 use crate::windows;
 use anyhow::Result;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
@@ -78,6 +78,9 @@ enum Decision<'a> {
     },
     /// Do not send; final.
     Skip(String),
+    /// The rule's condition no longer holds: do not send, and end its
+    /// follow-up sequence.
+    Exit(String),
     /// The rendering failed; final.
     Broken(String),
     /// Nothing to record (the row is gone or canceled).
@@ -318,12 +321,19 @@ impl Herald {
         if customer.deleted_at.is_some() && !matches!(rule.trigger, Trigger::Deleted) {
             return Decision::Cancel("customer deleted".into());
         }
+        let step = step_of(row.context.as_ref());
         match self
             .strategy
             .condition_holds(rule, customer, now, row.context.as_ref())
         {
             Ok(true) => {}
-            Ok(false) => return Decision::Skip("condition no longer holds".into()),
+            Ok(false) => {
+                return Decision::Exit(if step > 0 {
+                    "sequence ended: the rule's condition no longer holds".into()
+                } else {
+                    "condition no longer holds".into()
+                })
+            }
             Err(e) => return Decision::Skip(format!("condition could not be evaluated: {e}")),
         }
         if let Trigger::Date(trigger) = &rule.trigger {
@@ -337,17 +347,20 @@ impl Herald {
                 ));
             }
         }
-        let route =
-            match self
-                .channels
-                .route(&rule.channels, customer, suppressed, row.attempts, now)
-            {
-                Ok(r) => r,
-                Err(reason) => return Decision::Skip(reason),
-            };
+        let route = match self.channels.route(
+            rule.channels_of(step),
+            customer,
+            suppressed,
+            row.attempts,
+            now,
+        ) {
+            Ok(r) => r,
+            Err(reason) => return Decision::Skip(reason),
+        };
         let unsubscribe_url = match &route.channel.delivery {
-            // The inbox is inside the operator's own app; it has its own settings.
-            Delivery::Inbox => None,
+            // The inbox is inside the operator's own app and has its own
+            // settings; a task goes to staff.
+            Delivery::Inbox | Delivery::Task => None,
             Delivery::Plugin { .. } => self
                 .links
                 .unsubscribe_url(&customer.external_id, &route.channel.name),
@@ -359,10 +372,11 @@ impl Herald {
             row.context.as_ref(),
             unsubscribe_url.as_deref(),
         );
+        let (text_templates, has_html) = rule.templates_of(step, customer.locale.as_deref());
         match self.strategy.templates.render(
             &rule.id,
-            &rule.text_templates(customer.locale.as_deref()),
-            rule.has_html,
+            &text_templates,
+            has_html,
             &rule.fields,
             &ctx,
         ) {
@@ -386,6 +400,7 @@ impl Herald {
         let mut releases = Vec::with_capacity(work.len());
         let mut attempts: Vec<NewDelivery> = Vec::with_capacity(work.len());
         let mut messages = Vec::new();
+        let mut tasks_added = Vec::new();
         let mut next = Vec::new();
         let mut cancels = Vec::new();
         let mut suppress: Vec<(i64, &str, String)> = Vec::new();
@@ -434,6 +449,7 @@ impl Herald {
                 duration_ms: None,
             };
             let mut fired = true;
+            let mut continue_sequence = true;
             match &w.decision {
                 Decision::Cancel(reason) => {
                     tracing::debug!(key = %row.key, "canceled when due: {reason}");
@@ -476,6 +492,12 @@ impl Herald {
                     record.status = "skipped".into();
                     releases.push(release("skipped", Some(reason.clone()), None, true));
                 }
+                Decision::Exit(reason) => {
+                    d.error = Some(reason.clone());
+                    record.status = "skipped".into();
+                    releases.push(release("skipped", Some(reason.clone()), None, true));
+                    continue_sequence = false;
+                }
                 Decision::Broken(reason) => {
                     d.status = DeliveryStatus::Failed;
                     d.error = Some(reason.clone());
@@ -497,22 +519,32 @@ impl Herald {
                     let (outcome, ms) = match &w.outcome {
                         Some((outcome, ms)) => (outcome, Some(*ms)),
                         None => {
-                            // The built-in inbox: delivered by this very transaction.
-                            messages.push(inbox::NewMessage {
-                                customer_id: row.customer_id,
-                                occurrence_key: &row.key,
-                                rule: &row.rule_id,
-                                subject: &rendered.subject,
-                                text: &rendered.text,
-                                html: rendered.html.as_deref(),
-                            });
+                            // Built-in channels: delivered by this very transaction.
+                            if matches!(channel.delivery, Delivery::Task) {
+                                tasks_added.push(tasks::NewTask {
+                                    customer_id: row.customer_id,
+                                    occurrence_key: &row.key,
+                                    rule: &row.rule_id,
+                                    title: &rendered.subject,
+                                    reason: &rendered.text,
+                                });
+                            } else {
+                                messages.push(inbox::NewMessage {
+                                    customer_id: row.customer_id,
+                                    occurrence_key: &row.key,
+                                    rule: &row.rule_id,
+                                    subject: &rendered.subject,
+                                    text: &rendered.text,
+                                    html: rendered.html.as_deref(),
+                                });
+                            }
                             d.status = DeliveryStatus::Delivered;
                             d.provider_message_id = Some(inbox_id);
                             record.status = "delivered".into();
                             releases.push(release("done", None, None, true));
                             attempts.push(d);
                             records.push(record);
-                            self.plan_next(row, customer, now, &mut next, &mut cancels);
+                            self.plan_next(row, customer, now, true, &mut next, &mut cancels);
                             continue;
                         }
                     };
@@ -588,7 +620,14 @@ impl Herald {
             attempts.push(d);
             records.push(record);
             if fired {
-                self.plan_next(row, customer, now, &mut next, &mut cancels);
+                self.plan_next(
+                    row,
+                    customer,
+                    now,
+                    continue_sequence,
+                    &mut next,
+                    &mut cancels,
+                );
             }
         }
         let mut tx = self.store.write_tx().await?;
@@ -601,6 +640,7 @@ impl Herald {
         }
         deliveries::insert_many(&mut tx, &attempts).await?;
         inbox::deliver_many(&mut tx, &messages, now).await?;
+        tasks::add_many(&mut tx, &tasks_added, now).await?;
         schedule::upsert_many(&mut tx, &next, now).await?;
         schedule::cancel_rules_many(&mut tx, &cancels, now).await?;
         for (customer_id, channel, reason) in &suppress {
@@ -618,18 +658,43 @@ impl Herald {
         Ok(records)
     }
 
-    /// Collect what a fired rule wants next (the following occurrence of a repeating rule).
+    /// Collect what a fired rule wants next: the next step of its sequence
+    /// (unless `continue_sequence` is false), and after its first step the
+    /// following occurrence of a repeating rule.
     fn plan_next(
         &self,
         row: &ScheduledRow,
         customer: Option<&Customer>,
         now: DateTime<Utc>,
+        continue_sequence: bool,
         next: &mut Vec<schedule::PlannedOccurrence>,
         cancels: &mut Vec<(i64, String, Option<String>, String)>,
     ) {
         let (Some(rule), Some(customer)) = (self.strategy.rule(&row.rule_id), customer) else {
             return;
         };
+        let step = step_of(row.context.as_ref());
+        if continue_sequence && customer.deleted_at.is_none() {
+            if let Some(following) = rule.steps.get(step) {
+                let base = row.key.split("#step").next().unwrap_or(&row.key);
+                let mut context = row.context.clone().unwrap_or_else(|| serde_json::json!({}));
+                if !context.is_object() {
+                    context = serde_json::json!({});
+                }
+                context["step"] = serde_json::json!(step + 1);
+                next.push(schedule::PlannedOccurrence {
+                    customer_id: customer.id,
+                    rule_id: rule.id.clone(),
+                    key: format!("{base}#step{}", step + 1),
+                    due_at: now + following.after,
+                    anchor: row.anchor.clone(),
+                    context: Some(context),
+                });
+            }
+        }
+        if step > 0 {
+            return;
+        }
         match planner::next_after_fired(
             &self.strategy,
             rule,
@@ -639,12 +704,16 @@ impl Herald {
             now,
         ) {
             NextStep::Plan(occ) => {
-                cancels.push((
-                    customer.id,
-                    rule.id.clone(),
-                    Some(occ.key.clone()),
-                    "date moved".into(),
-                ));
+                // A rule with follow-ups keeps them: only a rule without
+                // steps clears stray occurrences here.
+                if rule.steps.is_empty() {
+                    cancels.push((
+                        customer.id,
+                        rule.id.clone(),
+                        Some(occ.key.clone()),
+                        "date moved".into(),
+                    ));
+                }
                 next.push(occ);
             }
             NextStep::CancelAll(reason) => {
@@ -664,7 +733,9 @@ impl Herald {
         now: DateTime<Utc>,
     ) -> SendOutcome {
         match &channel.delivery {
-            Delivery::Inbox => unreachable!("the inbox is delivered by the record transaction"),
+            Delivery::Inbox | Delivery::Task => {
+                unreachable!("built-in channels are delivered by the record transaction")
+            }
             Delivery::Plugin { plugin, settings } => {
                 let message = Message {
                     idempotency_key: format!("herald:{}", row.key),

@@ -17,6 +17,7 @@ mod guards;
 mod plugin_faults;
 mod racing;
 mod saas_trial;
+mod sequences;
 mod sms_aliyun;
 mod sms_twilio;
 mod strategy_change;

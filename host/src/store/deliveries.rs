@@ -136,6 +136,10 @@ pub struct DeliveryRow {
     pub report: Option<String>,
     /// The provider's reason for an undelivered report.
     pub report_reason: Option<String>,
+    /// The goal event this reminder led to (its kind), if one was reached.
+    pub goal: Option<String>,
+    /// When the goal was reached.
+    pub goal_at: Option<DateTime<Utc>>,
 }
 
 /// Filters for [`list`].
@@ -157,8 +161,9 @@ pub async fn list(pool: &SqlitePool, filter: &DeliveryFilter) -> Result<Vec<Deli
         "SELECT * FROM (
             SELECT d.id, d.at, c.external_id, d.rule_id, d.channel, d.provider, d.attempt, d.status,
                    d.provider_message_id, d.error, d.subject, d.retry_at, s.occurrence_key,
-                   d.failover_from, d.report, d.report_reason
+                   d.failover_from, d.report, d.report_reason, g.event_kind, g.reached_at
             FROM deliveries d JOIN customers c ON c.id = d.customer_id JOIN schedule s ON s.id = d.schedule_id
+            LEFT JOIN goals g ON g.delivery_id = d.id
             WHERE (?1 IS NULL OR c.external_id = ?1) AND (?2 IS NULL OR d.status = ?2) AND (?3 IS NULL OR d.rule_id = ?3)
             ORDER BY d.at DESC, d.id DESC LIMIT ?4
          ) ORDER BY at, id",
@@ -188,6 +193,8 @@ pub async fn list(pool: &SqlitePool, filter: &DeliveryFilter) -> Result<Vec<Deli
             failover_from: r.get(13),
             report: r.get(14),
             report_reason: r.get(15),
+            goal: r.get(16),
+            goal_at: r.get::<Option<i64>, _>(17).map(from_millis),
         })
         .collect())
 }

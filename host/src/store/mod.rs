@@ -5,11 +5,13 @@
 pub mod customers;
 pub mod deliveries;
 pub mod events;
+pub mod goals;
 pub mod inbox;
 pub mod kv;
 pub mod meta;
 pub mod schedule;
 pub mod suppressions;
+pub mod tasks;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, TimeZone, Utc};

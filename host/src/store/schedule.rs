@@ -133,6 +133,28 @@ pub async fn cancel_rule(
     Ok(done.rows_affected())
 }
 
+/// Cancel the customer's unclaimed pending follow-up steps of a rule.
+pub async fn cancel_steps(
+    conn: &mut SqliteConnection,
+    customer_id: i64,
+    rule_id: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE schedule SET status = 'canceled', last_error = ?, updated_at = ?
+         WHERE customer_id = ? AND rule_id = ? AND status = 'pending' AND claim_token IS NULL
+           AND occurrence_key LIKE '%#step%'",
+    )
+    .bind(reason)
+    .bind(to_millis(now))
+    .bind(customer_id)
+    .bind(rule_id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// The customer's pending occurrences (claimed or not), earliest first.
 pub async fn pending_for(
     conn: &mut SqliteConnection,

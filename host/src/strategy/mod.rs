@@ -101,6 +101,10 @@ pub struct Rule {
     pub fields: Vec<String>,
     /// Locales the message is translated into (template sets `id@locale`).
     pub locales: Vec<String>,
+    /// What the reminder is for.
+    pub goal: Option<Goal>,
+    /// Follow-up steps (step 0 is the rule itself).
+    pub steps: Vec<Step>,
     /// This rule's own send windows, replacing the strategy's.
     pub send_windows: Option<Vec<Window>>,
     /// Exempt from windows and caps, and not counted by caps.
@@ -109,7 +113,58 @@ pub struct Rule {
     pub drop_when_capped: bool,
 }
 
+/// A rule's goal.
+#[derive(Debug, Clone)]
+pub struct Goal {
+    /// The event kind.
+    pub event: String,
+    /// How long after a send it counts.
+    pub within: Duration,
+}
+
+/// A follow-up step.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// Delay after the previous step's send.
+    pub after: Duration,
+    /// Channels in order of preference.
+    pub channels: Vec<String>,
+    /// Whether it has an HTML body.
+    pub has_html: bool,
+}
+
+/// The step of a sequence an occurrence is (0: the rule's own message).
+pub fn step_of(context: Option<&Value>) -> usize {
+    context
+        .and_then(|c| c.get("step"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0) as usize
+}
+
 impl Rule {
+    /// The channels of step `step`.
+    pub fn channels_of(&self, step: usize) -> &[String] {
+        match step {
+            0 => &self.channels,
+            k => self
+                .steps
+                .get(k - 1)
+                .map(|s| s.channels.as_slice())
+                .unwrap_or(&[]),
+        }
+    }
+
+    /// The template set and whether it has HTML, for step `step` and a locale.
+    pub fn templates_of(&self, step: usize, locale: Option<&str>) -> (String, bool) {
+        match step {
+            0 => (self.text_templates(locale), self.has_html),
+            k => (
+                format!("{}#{k}", self.id),
+                self.steps.get(k - 1).is_some_and(|s| s.has_html),
+            ),
+        }
+    }
+
     /// The template set for a customer's locale: an exact match of a
     /// translation (ignoring case and `_`/`-`), else one of the same language
     /// (`zh-TW` gets `zh-CN` when that is all there is), else the rule's own.
@@ -466,6 +521,74 @@ impl Strategy {
                     errors.push(e);
                 }
             }
+            let goal = match &section.goal {
+                None => None,
+                Some(g) => match exact(Some(g.within), "goal within") {
+                    Ok(within) if within > Duration::zero() && !g.event.trim().is_empty() => {
+                        Some(Goal {
+                            event: g.event.trim().to_string(),
+                            within,
+                        })
+                    }
+                    Ok(_) => {
+                        errors.push(format!(
+                            "rule `{id}`: goal needs an event kind and a positive `within`, e.g. goal = {{ event = \"login\", within = \"3d\" }}"
+                        ));
+                        None
+                    }
+                    Err(e) => {
+                        errors.push(format!("rule `{id}`: {e}"));
+                        None
+                    }
+                },
+            };
+            let mut steps = Vec::new();
+            for (i, step) in section.steps.iter().enumerate() {
+                let k = i + 1;
+                let at = format!("rule `{id}`, steps[{i}]");
+                let after = match exact(Some(step.after), "after") {
+                    Ok(d) if d > Duration::zero() => d,
+                    Ok(_) => {
+                        errors.push(format!("{at}: `after` must be positive, e.g. \"3d\""));
+                        continue;
+                    }
+                    Err(e) => {
+                        errors.push(format!("{at}: {e}"));
+                        continue;
+                    }
+                };
+                if step.channels.is_empty() {
+                    errors.push(format!("{at}: no channels; list at least one"));
+                }
+                for ch in &step.channels {
+                    if !channels.contains(ch) {
+                        errors.push(format!("{at}: channel `{ch}` is not configured"));
+                    }
+                }
+                let variant = format!("{id}#{k}");
+                let mut parts = vec![
+                    (Part::Subject, step.subject.as_str()),
+                    (Part::Text, step.text.as_str()),
+                ];
+                if let Some(html) = &step.html {
+                    parts.push((Part::Html, html.as_str()));
+                }
+                for (part, source) in parts {
+                    if let Err(e) = templates.add(&variant, part, source, &vocab) {
+                        errors.push(e);
+                    }
+                }
+                steps.push(Step {
+                    after,
+                    channels: step.channels.clone(),
+                    has_html: step.html.is_some(),
+                });
+            }
+            if !section.steps.is_empty() && matches!(trigger, Trigger::Deleted) {
+                errors.push(format!(
+                    "rule `{id}`: a deleted customer gets no follow-ups; remove `steps`"
+                ));
+            }
             let rule_windows = match &section.send_windows {
                 None => None,
                 Some(list) => match windows::parse_all(list) {
@@ -494,6 +617,8 @@ impl Strategy {
                 has_html: section.html.is_some(),
                 fields: section.fields.keys().cloned().collect(),
                 locales: section.locales.keys().cloned().collect(),
+                goal,
+                steps,
                 send_windows: rule_windows,
                 transactional: section.transactional,
                 drop_when_capped,

@@ -1,0 +1,197 @@
+//! Follow-up sequences with goals and exits, on the virtual clock: push,
+//! then (3 days, no goal) SMS, then email, then a phone task for staff; a
+//! goal reached after any step is recorded against that delivery and stops
+//! the rest; a sequence whose condition stops holding (membership renewed)
+//! ends. Expected times are computed by hand.
+
+use crate::support::*;
+use serde_json::Value;
+
+fn config() -> String {
+    format!(
+        r#"
+[channels.push]
+plugin = "{console}"
+
+[channels.sms]
+plugin = "{console}"
+address = "phone"
+
+[channels.email]
+plugin = "{console}"
+address = "email"
+
+[channels.calls]
+builtin = "task"
+
+[[rules]]
+id = "win-back"
+trigger = {{ on = "event", kind = "membership_expired" }}
+when = "customer.state != 'renewed'"
+goal = {{ event = "login", within = "3d" }}
+channels = ["push"]
+subject = "Your membership has ended"
+text = "Come back, {{{{ customer.name }}}}"
+
+[[rules.steps]]
+after = "3d"
+channels = ["sms"]
+subject = "Membership"
+text = "{{{{ customer.name }}}}, renew today and keep your points"
+
+[[rules.steps]]
+after = "3d"
+channels = ["email"]
+subject = "We kept your points"
+text = "Dear {{{{ customer.name }}}}, your points are waiting"
+
+[[rules.steps]]
+after = "3d"
+channels = ["calls"]
+subject = "Call about renewal"
+text = "{{{{ customer.name }}}} ignored push, SMS and email after the membership ended"
+"#,
+        console = plugin("console").display()
+    )
+}
+
+const TIMELINE: &str = r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"silent","name":"Silent Sam","phone":"+8613800000001","email":"s@example.com","state":"expired"}}
+{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"comes-back","name":"Cora","phone":"+8613800000002","email":"c@example.com","state":"expired"}}
+{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"late-login","name":"Lee","phone":"+8613800000003","email":"l@example.com","state":"expired"}}
+{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"renews","name":"Rita","phone":"+8613800000004","email":"r@example.com","state":"expired"}}
+{"at":"2026-03-02T09:00:00Z","op":"event","customer":"silent","kind":"membership_expired"}
+{"at":"2026-03-02T09:00:00Z","op":"event","customer":"comes-back","kind":"membership_expired"}
+{"at":"2026-03-02T09:00:00Z","op":"event","customer":"late-login","kind":"membership_expired"}
+{"at":"2026-03-02T09:00:00Z","op":"event","customer":"renews","kind":"membership_expired"}
+{"at":"2026-03-03T10:00:00Z","op":"event","customer":"comes-back","kind":"login"}
+{"at":"2026-03-04T00:00:00Z","op":"upsert","customer":{"external_id":"renews","state":"renewed"}}
+{"at":"2026-03-09T09:00:00Z","op":"event","customer":"late-login","kind":"login"}
+"#;
+
+fn steps(rows: &[Value], customer: &str) -> Vec<(String, String, String)> {
+    rows.iter()
+        .filter(|r| r["customer"] == customer)
+        .map(|r| {
+            (
+                r["at"].as_str().unwrap().to_string(),
+                r["channel"].as_str().unwrap_or("-").to_string(),
+                r["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn row(at: &str, channel: &str, status: &str) -> (String, String, String) {
+    (at.into(), channel.into(), status.into())
+}
+
+#[test]
+fn a_sequence_escalates_until_its_goal_or_exit() {
+    let scratch = Scratch::new();
+    let config = scratch.write("herald.toml", &config());
+    let timeline = scratch.write("t.jsonl", TIMELINE);
+    let db = scratch.path("h.db");
+    let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-04-01")
+        .arg("--db")
+        .arg(&db));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows = deliveries(&config, &db);
+
+    assert_eq!(
+        steps(&rows, "silent"),
+        [
+            row("2026-03-02T09:00:00Z", "push", "delivered"),
+            row("2026-03-05T09:00:00Z", "sms", "delivered"),
+            row("2026-03-08T09:00:00Z", "email", "delivered"),
+            row("2026-03-11T09:00:00Z", "calls", "delivered"),
+        ]
+    );
+    // Logged in within 3 days of the push: the goal ends the sequence.
+    assert_eq!(
+        steps(&rows, "comes-back"),
+        [row("2026-03-02T09:00:00Z", "push", "delivered")]
+    );
+    // Logged in a day after the email: no phone call.
+    assert_eq!(
+        steps(&rows, "late-login"),
+        [
+            row("2026-03-02T09:00:00Z", "push", "delivered"),
+            row("2026-03-05T09:00:00Z", "sms", "delivered"),
+            row("2026-03-08T09:00:00Z", "email", "delivered"),
+        ]
+    );
+    // Renewed before the SMS was due: the renewal (a write that makes the
+    // condition false) cancels the rest of the sequence at once.
+    assert_eq!(
+        steps(&rows, "renews"),
+        [row("2026-03-02T09:00:00Z", "push", "delivered")]
+    );
+    // Each step has its own text.
+    let sms = rows
+        .iter()
+        .find(|r| r["customer"] == "silent" && r["channel"] == "sms")
+        .unwrap();
+    assert_eq!(sms["subject"], "Membership");
+
+    // The call list holds the one customer who ignored everything.
+    let tasks = run(herald()
+        .args(["tasks", "--json", "--config"])
+        .arg(&config)
+        .arg("--db")
+        .arg(&db));
+    assert!(tasks.status.success(), "{}", text(&tasks.stderr));
+    let tasks: Vec<Value> = text(&tasks.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert_eq!(tasks[0]["customer"], "silent");
+    assert_eq!(tasks[0]["phone"], "+8613800000001");
+    assert_eq!(tasks[0]["title"], "Call about renewal");
+    assert_eq!(
+        tasks[0]["reason"],
+        "Silent Sam ignored push, SMS and email after the membership ended"
+    );
+    let id = tasks[0]["id"].as_i64().unwrap().to_string();
+    let done = run(herald()
+        .args(["tasks", "--done", &id, "--config"])
+        .arg(&config)
+        .arg("--db")
+        .arg(&db));
+    assert!(done.status.success(), "{}", text(&done.stderr));
+    let open = run(herald()
+        .args(["tasks", "--json", "--config"])
+        .arg(&config)
+        .arg("--db")
+        .arg(&db));
+    assert_eq!(text(&open.stdout), "", "no open tasks left");
+
+    // Goals are recorded against the delivery that preceded them.
+    let goals: Vec<(String, String, String)> = deliveries(&config, &db)
+        .iter()
+        .filter(|r| r["goal"].is_string())
+        .map(|r| {
+            assert_eq!(r["goal"], "login");
+            (
+                r["customer"].as_str().unwrap().to_string(),
+                r["channel"].as_str().unwrap().to_string(),
+                r["goal_at"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        goals,
+        [
+            (
+                "comes-back".to_string(),
+                "push".to_string(),
+                "2026-03-03T10:00:00Z".to_string()
+            ),
+            (
+                "late-login".to_string(),
+                "email".to_string(),
+                "2026-03-09T09:00:00Z".to_string()
+            ),
+        ]
+    );
+}
