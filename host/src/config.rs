@@ -372,6 +372,10 @@ pub struct RuleSection {
     /// `after` the previous step was sent, with its own channels and text.
     #[serde(default)]
     pub steps: Vec<StepSection>,
+    /// A targeting plugin that decides, when a reminder is due, whether it
+    /// goes out now (adding `target.*` template variables), is skipped, or
+    /// waits.
+    pub targeting: Option<TargetingSection>,
     /// Send windows of this rule, replacing the strategy's (`[]`: any time).
     pub send_windows: Option<Vec<String>>,
     /// Transactional rules (order confirmations) ignore send windows and
@@ -386,6 +390,27 @@ pub struct RuleSection {
     /// text; everyone else gets the rule's own.
     #[serde(default)]
     pub locales: BTreeMap<String, LocaleSection>,
+}
+
+/// `targeting = { plugin = "…/cadence.wasm", settings = { kind = "purchase" } }`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetingSection {
+    /// Path of the targeting plugin `.wasm`, relative to the config file.
+    pub plugin: String,
+    /// Settings handed to the plugin.
+    #[serde(default)]
+    pub settings: BTreeMap<String, SettingValue>,
+    /// Instructions one evaluation may run (default 11,000,000).
+    pub fuel: Option<u64>,
+    /// Memory limit of one evaluation (default 64MiB).
+    pub memory: Option<String>,
+    /// Wall-clock limit of one evaluation (default 1s).
+    pub timeout: Option<String>,
+    /// How far back the customer's events are given to the plugin (default 365d).
+    pub history: Option<Span>,
+    /// Only events of these kinds are given (default: all).
+    pub kinds: Option<Vec<String>>,
 }
 
 /// `goal = { event = "login", within = "3d" }`

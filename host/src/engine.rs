@@ -40,6 +40,8 @@ pub struct Herald {
     pub public_url: Option<String>,
     /// Signs and checks unsubscribe links.
     pub links: crate::links::Links,
+    /// The targeting plugins of rules that have one, by rule id.
+    pub targeting: std::collections::HashMap<String, Arc<crate::targeting::RuleTargeting>>,
     /// Identifies this process's claims.
     pub instance: String,
     /// Keeps the plugin engine alive.
@@ -134,6 +136,14 @@ impl Herald {
         let channels = Channels::load(config, &runtime, &services)
             .await
             .with_context(|| format!("the channels in {} have problems", config.path.display()))?;
+        let targeting = crate::targeting::load_all(config, config.cache_dir(), &services)
+            .await
+            .with_context(|| {
+                format!(
+                    "the targeting plugins in {} have problems",
+                    config.path.display()
+                )
+            })?;
         let instance = format!(
             "{}-{:x}",
             std::process::id(),
@@ -163,6 +173,7 @@ impl Herald {
             wake: Notify::new(),
             public_url,
             links,
+            targeting,
             instance,
             runtime,
         };

@@ -29,5 +29,6 @@ pub mod simulate;
 pub mod span;
 pub mod store;
 pub mod strategy;
+pub mod targeting;
 pub mod unsubscribe;
 pub mod windows;

@@ -59,6 +59,8 @@ pub struct Vocabulary {
     pub attributes: BTreeSet<String>,
     /// Whether `event` (the triggering event) exists for this rule.
     pub has_event: bool,
+    /// Whether `target` (a targeting plugin's variables) exists for this rule.
+    pub has_target: bool,
 }
 
 /// All compiled templates of a strategy.
@@ -222,6 +224,7 @@ impl Vocabulary {
             },
             "now" | "rule" | "unsubscribe_url" => true,
             "event" => self.has_event,
+            "target" => self.has_target,
             _ => false,
         }
     }
@@ -229,6 +232,9 @@ impl Vocabulary {
     fn hint(&self, var: &str) -> String {
         if var.starts_with("event") {
             return "`event` exists only for rules with `on = \"event\"` triggers".into();
+        }
+        if var.starts_with("target") {
+            return "`target` exists only for rules with a targeting plugin".into();
         }
         if let Some(field) = var.strip_prefix("customer.") {
             return format!(
@@ -249,7 +255,7 @@ pub fn context(
     now: DateTime<Utc>,
     event: Option<&Value>,
 ) -> JinjaValue {
-    message_context(customer, rule, now, event, None)
+    message_context(customer, rule, now, event, None, None)
 }
 
 /// The context of a message about to be sent: [`context`] plus the
@@ -260,9 +266,11 @@ pub fn message_context(
     now: DateTime<Utc>,
     event: Option<&Value>,
     unsubscribe_url: Option<&str>,
+    target: Option<&serde_json::Map<String, Value>>,
 ) -> JinjaValue {
     let mut ctx = json!({
         "unsubscribe_url": unsubscribe_url.unwrap_or(""),
+        "target": target.cloned().unwrap_or_default(),
         "customer": customer.to_template_value(),
         "rule": {"id": rule},
         "now": now.to_rfc3339(),

@@ -10,6 +10,7 @@ use crate::dispatch::{address_of, backoff, Channel, Delivery};
 use crate::engine::Herald;
 use crate::planner::{self, NextStep};
 use crate::plugin::bindings::channel_api::{Field, Message, Recipient};
+use crate::plugin::targeting::Verdict;
 use crate::plugin::SendOutcome;
 use crate::render;
 use crate::store::deliveries::{self, DeliveryStatus, NewDelivery};
@@ -66,6 +67,9 @@ enum Decision<'a> {
         /// The signed link that unsubscribes the customer from this channel.
         unsubscribe_url: Option<String>,
     },
+    /// The rule's targeting plugin must be asked first (replaced before
+    /// anything is recorded).
+    Target { channel: &'a Channel },
     /// The channel is at its rate limit: come back at this time (not an
     /// attempt, not recorded).
     Wait(DateTime<Utc>),
@@ -130,13 +134,26 @@ impl Herald {
             let history = self.cap_history(&mut conn, &ids, now).await?;
             (customers, suppressed, history)
         };
+        let mut decisions: Vec<Decision> = claimed
+            .iter()
+            .map(|row| {
+                self.decide(
+                    row,
+                    customers.get(&row.customer_id),
+                    suppressed.get(&row.customer_id),
+                    None,
+                    now,
+                )
+            })
+            .collect();
+        self.apply_targeting(&claimed, &customers, &suppressed, &mut decisions, now)
+            .await;
         // Sends over a channel's rate wait their turn: the k-th of them in
         // this batch comes back k intervals after the limiter's next slot.
         let mut waiting: HashMap<&str, u32> = HashMap::new();
         let mut work: Vec<Work> = Vec::with_capacity(claimed.len());
-        for row in claimed {
+        for (row, mut decision) in claimed.into_iter().zip(decisions) {
             let customer = customers.get(&row.customer_id);
-            let mut decision = self.decide(&row, customer, suppressed.get(&row.customer_id), now);
             if let (Decision::Send { channel, .. }, Some(customer), Some(rule)) =
                 (&decision, customer, self.strategy.rule(&row.rule_id))
             {
@@ -302,11 +319,82 @@ impl Herald {
         })
     }
 
+    /// Ask the targeting plugins of the rules that have one about their due
+    /// reminders (concurrently), and turn each answer into the decision:
+    /// send with the plugin's variables, skip, or defer.
+    async fn apply_targeting<'a>(
+        &'a self,
+        rows: &[ScheduledRow],
+        customers: &HashMap<i64, Customer>,
+        suppressed: &HashMap<i64, HashSet<String>>,
+        decisions: &mut [Decision<'a>],
+        now: DateTime<Utc>,
+    ) {
+        let asks: Vec<usize> = decisions
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| matches!(d, Decision::Target { .. }))
+            .map(|(i, _)| i)
+            .collect();
+        if asks.is_empty() {
+            return;
+        }
+        let verdicts: Vec<(usize, Result<(Verdict, u64)>)> = futures::stream::iter(asks)
+            .map(|i| {
+                let row = &rows[i];
+                async move {
+                    let customer = customers
+                        .get(&row.customer_id)
+                        .expect("targeted rows have customers");
+                    let targeting = self
+                        .targeting
+                        .get(&row.rule_id)
+                        .expect("targeted rules have a plugin");
+                    (i, targeting.evaluate(&self.store.pool, customer, now).await)
+                }
+            })
+            .buffer_unordered(self.scheduler.concurrency)
+            .collect()
+            .await;
+        for (i, verdict) in verdicts {
+            let row = &rows[i];
+            let Decision::Target { channel } = decisions[i] else {
+                continue;
+            };
+            decisions[i] = match verdict {
+                Err(e) => Decision::Skip(format!("targeting plugin not asked: {e:#}")),
+                Ok((Verdict::Send(vars), fuel)) => {
+                    tracing::debug!(rule = %row.rule_id, fuel, "targeting: send");
+                    self.decide(
+                        row,
+                        customers.get(&row.customer_id),
+                        suppressed.get(&row.customer_id),
+                        Some(&vars),
+                        now,
+                    )
+                }
+                Ok((Verdict::Skip(reason), _)) => Decision::Skip(format!("targeting: {reason}")),
+                Ok((Verdict::Defer(until), _)) => Decision::Defer {
+                    until,
+                    reason: format!(
+                        "targeting plugin asked to wait until {}",
+                        until.to_rfc3339()
+                    ),
+                    channel,
+                },
+                Ok((Verdict::Failed(reason), _)) => Decision::Skip(format!(
+                    "targeting plugin failed, evaluation skipped: {reason}"
+                )),
+            };
+        }
+    }
+
     fn decide<'a>(
         &'a self,
         row: &ScheduledRow,
         customer: Option<&Customer>,
         suppressed: Option<&HashSet<String>>,
+        target: Option<&serde_json::Map<String, serde_json::Value>>,
         now: DateTime<Utc>,
     ) -> Decision<'a> {
         let Some(customer) = customer else {
@@ -357,6 +445,11 @@ impl Herald {
             Ok(r) => r,
             Err(reason) => return Decision::Skip(reason),
         };
+        if target.is_none() && self.targeting.contains_key(&rule.id) {
+            return Decision::Target {
+                channel: route.channel,
+            };
+        }
         let unsubscribe_url = match &route.channel.delivery {
             // The inbox is inside the operator's own app and has its own
             // settings; a task goes to staff.
@@ -371,6 +464,7 @@ impl Herald {
             now,
             row.context.as_ref(),
             unsubscribe_url.as_deref(),
+            target,
         );
         let (text_templates, has_html) = rule.templates_of(step, customer.locale.as_deref());
         match self.strategy.templates.render(
@@ -476,6 +570,9 @@ impl Herald {
                     attempts.push(d);
                     records.push(record);
                     continue;
+                }
+                Decision::Target { .. } => {
+                    unreachable!("targeting decisions are resolved before recording")
                 }
                 Decision::Wait(until) => {
                     tracing::debug!(key = %row.key, %until, "channel at its rate limit; waiting");

@@ -11,6 +11,7 @@ pub mod bindings;
 mod cache;
 pub mod http_policy;
 mod state;
+pub mod targeting;
 
 use anyhow::{anyhow, bail, Context, Result};
 use bindings::channel::{ChannelPlugin as ChannelWorld, ChannelPluginPre};
@@ -40,7 +41,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// How long past its deadline a plugin blocked in I/O (running no code the
 /// epoch can interrupt) is given before the call is abandoned.
-const IO_GRACE: Duration = Duration::from_millis(100);
+pub(crate) const IO_GRACE: Duration = Duration::from_millis(100);
 /// Bytes of each pooled memory, table and stack slot kept resident between calls.
 const KEEP_RESIDENT: usize = 1 << 18;
 
@@ -80,6 +81,17 @@ impl Runtime {
     /// Build the engine. `max_memory` is the largest memory cap any plugin
     /// will get (the pool reserves slots of that size).
     pub fn new(cache_dir: PathBuf, max_memory: usize) -> Result<Runtime> {
+        Self::build(cache_dir, max_memory, false)
+    }
+
+    /// An engine that meters every instruction, for targeting plugins with a
+    /// fuel budget per call. (Channel plugins run on an engine without
+    /// metering: it costs every instruction a little.)
+    pub fn with_fuel(cache_dir: PathBuf, max_memory: usize) -> Result<Runtime> {
+        Self::build(cache_dir, max_memory, true)
+    }
+
+    fn build(cache_dir: PathBuf, max_memory: usize, fuel: bool) -> Result<Runtime> {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(200)
             .total_core_instances(800)
@@ -100,6 +112,7 @@ impl Runtime {
             .async_stack_keep_resident(KEEP_RESIDENT);
         let mut config = EngineConfig::new();
         config
+            .consume_fuel(fuel)
             .epoch_interruption(true)
             .wasm_component_model(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
@@ -139,6 +152,11 @@ impl Runtime {
     /// The engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The linker every plugin is instantiated with.
+    pub(crate) fn linker(&self) -> &Linker<StoreState> {
+        &self.linker
     }
 
     /// Compile (or load from the cache) a component and check which world it
@@ -458,6 +476,14 @@ impl LoadedChannel {
             })
         })
     }
+}
+
+/// Turn a wasmtime error into one line (shared with the targeting runtime).
+pub(crate) fn describe_call_error(e: &wasmtime::Error) -> String {
+    if let Some(wasmtime::Trap::OutOfFuel) = e.downcast_ref::<wasmtime::Trap>() {
+        return "ran out of fuel (its instruction budget)".to_string();
+    }
+    describe_error(e)
 }
 
 /// Turn a wasmtime error into one line that says what the plugin did.

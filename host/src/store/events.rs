@@ -99,3 +99,41 @@ pub async fn latest_at(
     .await?;
     Ok(row.get::<Option<i64>, _>(0).map(from_millis))
 }
+
+/// The customer's events at or after `from` (of `kinds`, when given),
+/// oldest first, at most the latest `limit`.
+pub async fn since(
+    conn: &mut SqliteConnection,
+    customer_id: i64,
+    from: DateTime<Utc>,
+    kinds: Option<&[String]>,
+    limit: i64,
+) -> Result<Vec<EventRecord>> {
+    let rows = sqlx::query(
+        "SELECT id, kind, at, properties FROM events
+         WHERE customer_id = ? AND at >= ? AND (? IS NULL OR kind IN (SELECT value FROM json_each(?)))
+         ORDER BY at DESC, id DESC LIMIT ?",
+    )
+    .bind(customer_id)
+    .bind(to_millis(from))
+    .bind(kinds.map(|_| 1))
+    .bind(kinds.map(serde_json::to_string).transpose()?)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    let mut out = rows
+        .iter()
+        .map(|r| {
+            let props: String = r.get("properties");
+            Ok(EventRecord {
+                id: r.get("id"),
+                customer_id,
+                kind: r.get("kind"),
+                at: from_millis(r.get("at")),
+                properties: serde_json::from_str(&props)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    out.reverse();
+    Ok(out)
+}

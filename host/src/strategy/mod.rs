@@ -457,6 +457,7 @@ impl Strategy {
             let vocab = Vocabulary {
                 attributes: attribute_names.clone(),
                 has_event: matches!(trigger, Trigger::Event { .. }),
+                has_target: section.targeting.is_some(),
             };
             let mut parts = vec![
                 (Part::Subject, section.subject.as_str()),
