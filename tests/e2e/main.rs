@@ -21,6 +21,7 @@ mod sequences;
 mod sms_aliyun;
 mod sms_twilio;
 mod strategy_change;
+mod targeting;
 mod unsubscribe;
 mod webhook;
 mod wechat;
