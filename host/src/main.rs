@@ -129,6 +129,45 @@ enum Command {
         /// Print JSON lines instead of a table.
         #[arg(long)]
         json: bool,
+        /// Import a suppression list instead of listing: CSV with
+        /// `customer,channel,reason` (or `email`/`phone` instead of `customer`).
+        #[arg(long, value_name = "FILE.csv")]
+        import: Option<PathBuf>,
+    },
+    /// Render exactly what a customer would receive from a rule now (routing,
+    /// targeting, send windows and caps applied; nothing is sent).
+    Preview {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The rule id.
+        #[arg(long)]
+        rule: String,
+        /// The customer's external id.
+        #[arg(long)]
+        customer: String,
+        /// The follow-up step (0: the rule's own message).
+        #[arg(long, default_value_t = 0)]
+        step: usize,
+        /// Preview at this time instead of now (YYYY-MM-DD or RFC 3339).
+        #[arg(long, value_parser = parse_instant)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A customer's upcoming reminders, and for each rule that will not
+    /// fire, why (condition false, unsubscribed, capped, goal reached, ended).
+    Explain {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The customer's external id.
+        customer: String,
+        /// Explain at this time instead of now (YYYY-MM-DD or RFC 3339).
+        #[arg(long, value_parser = parse_instant)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// The staff call list the built-in `task` channel fills.
     Tasks {
@@ -209,6 +248,27 @@ async fn open_store(args: &ConfigArgs) -> Result<Store> {
         );
     }
     Store::open(&path).await
+}
+
+/// Open an existing deployment for a read-only look at `at` (default now);
+/// plugin HTTP goes to a recording sink so nothing leaves the machine.
+async fn open_at(
+    args: &ConfigArgs,
+    at: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<(Herald, chrono::DateTime<chrono::Utc>)> {
+    drop(open_store(args).await?);
+    let cfg = load_config(&args.config)?;
+    let now = at.unwrap_or_else(chrono::Utc::now);
+    let herald = Herald::open(
+        &cfg,
+        OpenOptions {
+            db: args.db.as_deref(),
+            clock: Arc::new(VirtualClock::new(now)),
+            http_mode: HttpMode::Sink(Arc::new(Mutex::new(Vec::new()))),
+        },
+    )
+    .await?;
+    Ok((herald, now))
 }
 
 async fn run(command: Command) -> Result<std::process::ExitCode> {
@@ -461,6 +521,33 @@ async fn run(command: Command) -> Result<std::process::ExitCode> {
             config,
             customer,
             json,
+            import: Some(file),
+        } => {
+            let _ = (customer, json);
+            let (herald, _) = open_at(&config, None).await?;
+            let f = std::fs::File::open(&file)
+                .with_context(|| format!("cannot open {}", file.display()))?;
+            let report =
+                herald::suppression_import::import_csv(&herald, std::io::BufReader::new(f)).await?;
+            for (line, why) in &report.failed {
+                eprintln!("{}:{line}: {why}; row skipped", file.display());
+            }
+            eprintln!(
+                "imported {} suppression(s); {} row(s) failed",
+                report.imported,
+                report.failed.len()
+            );
+            Ok(if report.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Suppressions {
+            config,
+            customer,
+            json,
+            import: None,
         } => {
             let store = open_store(&config).await?;
             let rows = herald::store::suppressions::list(&store.pool, customer.as_deref()).await?;
@@ -486,6 +573,85 @@ async fn run(command: Command) -> Result<std::process::ExitCode> {
                         r.source,
                         r.reason
                     )?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Preview {
+            config,
+            rule,
+            customer,
+            step,
+            at,
+            json,
+        } => {
+            let (herald, now) = open_at(&config, at).await?;
+            let p = herald.preview(&rule, &customer, step, now).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&p)?);
+            } else {
+                println!("outcome:  {}", p.outcome);
+                if let Some(c) = &p.channel {
+                    match &p.failover_from {
+                        Some(f) => println!("channel:  {c} (failover from {f})"),
+                        None => println!("channel:  {c}"),
+                    }
+                }
+                if let Some(r) = &p.reason {
+                    println!("reason:   {r}");
+                }
+                if let Some(u) = &p.until {
+                    println!("until:    {}", u.to_rfc3339());
+                }
+                if let Some(s) = &p.subject {
+                    println!("subject:  {s}");
+                }
+                for (k, v) in &p.fields {
+                    println!("field:    {k} = {v}");
+                }
+                if let Some(u) = &p.unsubscribe_url {
+                    println!("unsubscribe: {u}");
+                }
+                if let Some(t) = &p.text {
+                    println!("\n{}", t.trim_end());
+                }
+                if let Some(h) = &p.html {
+                    println!("\n--- html ---\n{}", h.trim_end());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Explain {
+            config,
+            customer,
+            at,
+            json,
+        } => {
+            let (herald, now) = open_at(&config, at).await?;
+            let states = herald.explain(&customer, now).await?;
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            if json {
+                for s in &states {
+                    writeln!(out, "{}", serde_json::to_string(s)?)?;
+                }
+            } else {
+                writeln!(
+                    out,
+                    "{:<24} {:<14} {:<21} DETAIL",
+                    "RULE", "STATE", "DUE (UTC)"
+                )?;
+                for s in &states {
+                    let due = s
+                        .due
+                        .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
+                        .unwrap_or_else(|| "-".into());
+                    let rule = if s.step > 0 {
+                        format!("{} (step {})", s.rule, s.step)
+                    } else {
+                        s.rule.clone()
+                    };
+                    writeln!(out, "{rule:<24} {:<14} {due:<21} {}", s.state, s.detail)?;
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -872,3 +872,127 @@ impl Herald {
         }
     }
 }
+
+/// What the tick would do with a reminder right now, without sending or
+/// recording anything: for `herald preview` and `herald explain`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DryRun {
+    /// send, skip, defer, wait or broken.
+    pub outcome: String,
+    /// The channel that would carry it.
+    pub channel: Option<String>,
+    /// The channel a failover would move it from.
+    pub failover_from: Option<String>,
+    /// Why it would not go now.
+    pub reason: Option<String>,
+    /// When it would go instead, if deferred.
+    pub until: Option<DateTime<Utc>>,
+    /// The rendered message.
+    pub subject: Option<String>,
+    /// Text body.
+    pub text: Option<String>,
+    /// HTML body.
+    pub html: Option<String>,
+    /// The rule's extra fields.
+    pub fields: Vec<(String, String)>,
+    /// The unsubscribe link it would carry.
+    pub unsubscribe_url: Option<String>,
+}
+
+impl Herald {
+    /// Decide `row` for `customer` at `now` as the tick would — routing,
+    /// conditions, targeting plugin, send windows and caps — and render it,
+    /// without sending or recording anything.
+    pub async fn dry_run(
+        &self,
+        row: &ScheduledRow,
+        customer: &Customer,
+        now: DateTime<Utc>,
+    ) -> Result<DryRun> {
+        let ids = [customer.id];
+        let (suppressed, history) = {
+            let mut conn = self.store.pool.acquire().await?;
+            (
+                suppressions::for_customers(&mut conn, &ids).await?,
+                self.cap_history(&mut conn, &ids, now).await?,
+            )
+        };
+        let customers: HashMap<i64, Customer> = [(customer.id, customer.clone())].into();
+        let mut decisions =
+            vec![self.decide(row, Some(customer), suppressed.get(&customer.id), None, now)];
+        self.apply_targeting(
+            std::slice::from_ref(row),
+            &customers,
+            &suppressed,
+            &mut decisions,
+            now,
+        )
+        .await;
+        let mut decision = decisions.pop().expect("one decision");
+        if let (Decision::Send { channel, .. }, Some(rule)) =
+            (&decision, self.strategy.rule(&row.rule_id))
+        {
+            let channel: &Channel = channel;
+            if !rule.transactional {
+                if let Some(held) =
+                    self.hold_back(rule, customer, channel, history.get(&customer.id), now)
+                {
+                    decision = held;
+                }
+            }
+        }
+        let mut out = DryRun {
+            outcome: String::new(),
+            channel: None,
+            failover_from: None,
+            reason: None,
+            until: None,
+            subject: None,
+            text: None,
+            html: None,
+            fields: Vec::new(),
+            unsubscribe_url: None,
+        };
+        match decision {
+            Decision::Send {
+                channel,
+                rendered,
+                failover_from,
+                unsubscribe_url,
+            } => {
+                out.outcome = "send".into();
+                out.channel = Some(channel.name.clone());
+                out.failover_from = failover_from.map(str::to_string);
+                out.subject = Some(rendered.subject);
+                out.text = Some(rendered.text);
+                out.html = rendered.html;
+                out.fields = rendered.fields;
+                out.unsubscribe_url = unsubscribe_url;
+            }
+            Decision::Skip(reason) | Decision::Exit(reason) | Decision::Cancel(reason) => {
+                out.outcome = "skip".into();
+                out.reason = Some(reason);
+            }
+            Decision::Broken(reason) => {
+                out.outcome = "broken".into();
+                out.reason = Some(reason);
+            }
+            Decision::Defer {
+                until,
+                reason,
+                channel,
+            } => {
+                out.outcome = "defer".into();
+                out.channel = Some(channel.name.clone());
+                out.reason = Some(reason);
+                out.until = Some(until);
+            }
+            Decision::Wait(until) => {
+                out.outcome = "wait".into();
+                out.until = Some(until);
+            }
+            Decision::Target { .. } => unreachable!("targeting is resolved above"),
+        }
+        Ok(out)
+    }
+}

@@ -13,6 +13,7 @@ mod crash;
 mod dormancy;
 mod email_http;
 mod email_smtp;
+mod explain;
 mod guards;
 mod plugin_faults;
 mod racing;

@@ -169,6 +169,17 @@ pub async fn pending_for(
     Ok(rows.iter().map(from_row).collect())
 }
 
+/// Every occurrence of the customer, most recently changed first.
+pub async fn all_for(conn: &mut SqliteConnection, customer_id: i64) -> Result<Vec<ScheduledRow>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM schedule WHERE customer_id = ? ORDER BY updated_at DESC, id DESC"
+    ))
+    .bind(customer_id)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
 /// Claim up to `batch` due occurrences: they stay pending, but their due
 /// time moves to `lease_until` and they carry `token`. Reads only due rows,
 /// through the partial index on pending due times.
