@@ -370,6 +370,7 @@ mod tests {
         Vocabulary {
             attributes: ["trial_ends_at".to_string()].into(),
             has_event: false,
+            has_target: false,
         }
     }
 
