@@ -81,7 +81,7 @@ enum Command {
         /// Only this customer (external id).
         #[arg(long)]
         customer: Option<String>,
-        /// Only this status: delivered, failed, dead, skipped or suppressed.
+        /// Only this status: delivered, failed, dead, skipped, suppressed or deferred.
         #[arg(long)]
         status: Option<String>,
         /// Only this rule.

@@ -17,6 +17,7 @@ mod explain;
 mod guards;
 mod plugin_faults;
 mod racing;
+mod reactivation;
 mod saas_trial;
 mod sequences;
 mod sms_aliyun;
