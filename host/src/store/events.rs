@@ -67,21 +67,7 @@ pub async fn recent(
     .bind(limit)
     .fetch_all(conn)
     .await?;
-    let mut out = rows
-        .iter()
-        .map(|r| {
-            let props: String = r.get("properties");
-            Ok(EventRecord {
-                id: r.get("id"),
-                customer_id,
-                kind: r.get("kind"),
-                at: from_millis(r.get("at")),
-                properties: serde_json::from_str(&props)?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    out.reverse();
-    Ok(out)
+    oldest_first(&rows, customer_id)
 }
 
 /// When the customer last did any of `kinds` (`None`: never).
@@ -121,6 +107,11 @@ pub async fn since(
     .bind(limit)
     .fetch_all(conn)
     .await?;
+    oldest_first(&rows, customer_id)
+}
+
+/// Rows selected newest first (`id, kind, at, properties`), as records oldest first.
+fn oldest_first(rows: &[sqlx::sqlite::SqliteRow], customer_id: i64) -> Result<Vec<EventRecord>> {
     let mut out = rows
         .iter()
         .map(|r| {

@@ -169,7 +169,7 @@ pub fn rfc5322_date(secs: i64) -> String {
     ];
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = herald_pdk::time::civil_from_days(days);
     format!(
         "{}, {d:02} {} {y:04} {:02}:{:02}:{:02} +0000",
         DAYS[days.rem_euclid(7) as usize],
@@ -178,21 +178,6 @@ pub fn rfc5322_date(secs: i64) -> String {
         sod % 3600 / 60,
         sod % 60
     )
-}
-
-/// Proleptic Gregorian date of a day count since 1970-01-01
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// RFC 2047 encoded-words (`=?UTF-8?B?…?=`) for `text`, none longer than

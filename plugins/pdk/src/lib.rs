@@ -57,6 +57,7 @@ pub use bindings::exports::herald::plugin::channel::{
 };
 
 pub mod form;
+pub mod time;
 
 /// The answer of a plugin that takes no provider callbacks.
 pub fn no_callbacks() -> Result<CallbackResult, CallbackError> {

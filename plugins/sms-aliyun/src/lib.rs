@@ -106,7 +106,7 @@ impl Guest for Aliyun {
         let now_ms = now_ms();
         let counter = next_counter();
         let nonce = signature_nonce(&message.idempotency_key, now_ms, counter);
-        let timestamp = iso8601_utc(now_ms.div_euclid(1000));
+        let timestamp = herald_pdk::time::iso8601_secs(now_ms.div_euclid(1000));
         let params = vec![
             ("AccessKeyId", access_key_id.to_string()),
             ("Action", "SendSms".to_string()),
@@ -328,34 +328,6 @@ fn signed_url(
         "{base}?Signature={}&{canonical}",
         percent_encode(&signature)
     ))
-}
-
-/// Formats seconds since the Unix epoch as `YYYY-MM-DDThh:mm:ssZ`.
-fn iso8601_utc(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
-}
-
-/// Proleptic Gregorian date of a day count since 1970-01-01
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// Maps Alibaba Cloud's answer to a receipt or an error.
@@ -619,8 +591,11 @@ mod tests {
 
     #[test]
     fn timestamps_and_nonces() {
-        assert_eq!(iso8601_utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(iso8601_utc(1_499_827_339), "2017-07-12T02:42:19Z");
+        assert_eq!(herald_pdk::time::iso8601_secs(0), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            herald_pdk::time::iso8601_secs(1_499_827_339),
+            "2017-07-12T02:42:19Z"
+        );
         let a = signature_nonce("k", 1, 1);
         assert_eq!(a.len(), 32);
         assert_ne!(a, signature_nonce("k", 1, 2));

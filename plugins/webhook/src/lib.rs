@@ -135,7 +135,7 @@ fn payload_json(message: &Message) -> Result<Vec<u8>, SendError> {
         subject: &message.subject,
         text: &message.text,
         html: message.html.as_deref(),
-        sent_at: rfc3339_utc(message.sent_at),
+        sent_at: herald_pdk::time::rfc3339_millis(message.sent_at),
     };
     serde_json::to_vec(&payload)
         .map_err(|e| SendError::Permanent(format!("cannot encode the webhook body: {e}")))
@@ -210,37 +210,6 @@ fn body_snippet(body: &[u8]) -> String {
     out
 }
 
-/// Formats milliseconds since the Unix epoch as an RFC 3339 UTC timestamp
-/// with millisecond precision, e.g. `2024-03-01T08:30:00.000Z`.
-fn rfc3339_utc(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
-}
-
-/// Proleptic Gregorian date of a day count since 1970-01-01
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 herald_pdk::export!(Webhook);
 
 #[cfg(test)]
@@ -269,15 +238,6 @@ mod tests {
             callback_url: None,
             sent_at: 1_709_281_800_123,
         }
-    }
-
-    #[test]
-    fn timestamps() {
-        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_utc(1_709_281_800_123), "2024-03-01T08:30:00.123Z");
-        assert_eq!(rfc3339_utc(951_782_400_000), "2000-02-29T00:00:00.000Z");
-        assert_eq!(rfc3339_utc(-1), "1969-12-31T23:59:59.999Z");
-        assert_eq!(rfc3339_utc(4_102_444_799_000), "2099-12-31T23:59:59.000Z");
     }
 
     #[test]
