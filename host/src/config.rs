@@ -437,6 +437,9 @@ pub struct StepSection {
     pub text: String,
     /// HTML body template.
     pub html: Option<String>,
+    /// The step's message in other languages, as for the rule.
+    #[serde(default)]
+    pub locales: BTreeMap<String, LocaleSection>,
 }
 
 /// `[rules.locales."zh-CN"]`: one language's message.

@@ -195,3 +195,64 @@ fn a_sequence_escalates_until_its_goal_or_exit() {
         ]
     );
 }
+
+#[test]
+fn steps_have_their_own_translations() {
+    let scratch = Scratch::new();
+    let config = scratch.write(
+        "herald.toml",
+        r#"
+[channels.inbox]
+builtin = "inbox"
+
+[[rules]]
+id = "nudge"
+trigger = { on = "created" }
+channels = ["inbox"]
+subject = "Welcome"
+text = "x"
+
+[rules.locales."zh-CN"]
+subject = "欢迎"
+text = "x"
+
+[[rules.steps]]
+after = "1d"
+channels = ["inbox"]
+subject = "Still there?"
+text = "x"
+
+[rules.steps.locales."zh-CN"]
+subject = "还在吗？"
+text = "x"
+"#,
+    );
+    let timeline = scratch.write(
+        "t.jsonl",
+        r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"zh","locale":"zh-CN"}}
+{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"en","locale":"en"}}"#,
+    );
+    let db = scratch.path("h.db");
+    let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-05")
+        .arg("--db")
+        .arg(&db));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let subjects: Vec<(String, String)> = deliveries(&config, &db)
+        .iter()
+        .map(|r| {
+            (
+                r["customer"].as_str().unwrap().to_string(),
+                r["subject"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let of = |c: &str| -> Vec<&str> {
+        subjects
+            .iter()
+            .filter(|(who, _)| who == c)
+            .map(|(_, s)| s.as_str())
+            .collect()
+    };
+    assert_eq!(of("zh"), ["欢迎", "还在吗？"]);
+    assert_eq!(of("en"), ["Welcome", "Still there?"]);
+}

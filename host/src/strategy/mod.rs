@@ -131,6 +131,29 @@ pub struct Step {
     pub channels: Vec<String>,
     /// Whether it has an HTML body.
     pub has_html: bool,
+    /// Locales the step is translated into (template sets `id#k@locale`).
+    pub locales: Vec<String>,
+}
+
+/// The template set for a customer's locale among `base` and its
+/// translations `base@locale`: an exact match (ignoring case and `_`/`-`),
+/// else one of the same language (`zh-TW` gets `zh-CN` when that is all
+/// there is), else `base`.
+fn pick_locale(base: &str, locales: &[String], locale: Option<&str>) -> String {
+    let Some(wanted) = locale.map(|l| l.trim().replace('_', "-").to_ascii_lowercase()) else {
+        return base.to_string();
+    };
+    let language = |tag: &str| tag.split('-').next().unwrap_or("").to_string();
+    let exact = locales.iter().find(|l| l.to_ascii_lowercase() == wanted);
+    let same_language = || {
+        locales
+            .iter()
+            .find(|l| language(&l.to_ascii_lowercase()) == language(&wanted))
+    };
+    match exact.or_else(same_language) {
+        Some(l) => format!("{base}@{l}"),
+        None => base.to_string(),
+    }
 }
 
 /// The step of a sequence an occurrence is (0: the rule's own message).
@@ -158,34 +181,20 @@ impl Rule {
     pub fn templates_of(&self, step: usize, locale: Option<&str>) -> (String, bool) {
         match step {
             0 => (self.text_templates(locale), self.has_html),
-            k => (
-                format!("{}#{k}", self.id),
-                self.steps.get(k - 1).is_some_and(|s| s.has_html),
-            ),
+            k => match self.steps.get(k - 1) {
+                Some(step) => (
+                    pick_locale(&format!("{}#{k}", self.id), &step.locales, locale),
+                    step.has_html,
+                ),
+                None => (format!("{}#{k}", self.id), false),
+            },
         }
     }
 
-    /// The template set for a customer's locale: an exact match of a
-    /// translation (ignoring case and `_`/`-`), else one of the same language
-    /// (`zh-TW` gets `zh-CN` when that is all there is), else the rule's own.
+    /// The template set of the rule's own message for a customer's locale
+    /// (see [`pick_locale`]).
     pub fn text_templates(&self, locale: Option<&str>) -> String {
-        let Some(wanted) = locale.map(|l| l.trim().replace('_', "-").to_ascii_lowercase()) else {
-            return self.id.clone();
-        };
-        let language = |tag: &str| tag.split('-').next().unwrap_or("").to_string();
-        let exact = self
-            .locales
-            .iter()
-            .find(|l| l.to_ascii_lowercase() == wanted);
-        let same_language = || {
-            self.locales
-                .iter()
-                .find(|l| language(&l.to_ascii_lowercase()) == language(&wanted))
-        };
-        match exact.or_else(same_language) {
-            Some(l) => format!("{}@{l}", self.id),
-            None => self.id.clone(),
-        }
+        pick_locale(&self.id, &self.locales, locale)
     }
 }
 
@@ -210,6 +219,54 @@ pub struct Strategy {
 fn parse_time_of_day(text: &str) -> Result<NaiveTime, String> {
     NaiveTime::parse_from_str(text.trim(), "%H:%M")
         .map_err(|_| format!("`{text}` is not a time of day; write HH:MM, e.g. \"10:00\""))
+}
+
+/// Compile the translations of one message (the rule's, or a step's) as
+/// template sets `base@locale`.
+fn add_translations(
+    templates: &mut Templates,
+    errors: &mut Vec<String>,
+    place: &str,
+    base: &str,
+    has_html: bool,
+    locales: &std::collections::BTreeMap<String, crate::config::LocaleSection>,
+    vocab: &Vocabulary,
+) {
+    for (locale, texts) in locales {
+        let well_formed = !locale.is_empty()
+            && locale.split('-').all(|p| {
+                !p.is_empty() && p.len() <= 8 && p.chars().all(|c| c.is_ascii_alphanumeric())
+            });
+        if !well_formed {
+            errors.push(format!(
+                "rule `{place}`, locales: `{locale}` is not a language tag; write e.g. \"zh-CN\" or \"en\""
+            ));
+            continue;
+        }
+        if has_html != texts.html.is_some() {
+            errors.push(format!(
+                "rule `{place}`, locales.{locale}: {}",
+                if has_html {
+                    "the message has an html body, so each translation needs one too"
+                } else {
+                    "has html but the message has none; add html to it or remove it here"
+                }
+            ));
+        }
+        let variant = format!("{base}@{locale}");
+        let mut parts = vec![
+            (Part::Subject, texts.subject.as_str()),
+            (Part::Text, texts.text.as_str()),
+        ];
+        if let Some(html) = &texts.html {
+            parts.push((Part::Html, html.as_str()));
+        }
+        for (part, source) in parts {
+            if let Err(e) = templates.add(&variant, part, source, vocab) {
+                errors.push(e);
+            }
+        }
+    }
 }
 
 fn exact(span: Option<Span>, what: &str) -> Result<Duration, String> {
@@ -467,43 +524,15 @@ impl Strategy {
                 parts.push((Part::Html, html.as_str()));
             }
             parts.push((Part::When, section.when.as_deref().unwrap_or("true")));
-            for (locale, texts) in &section.locales {
-                let well_formed = !locale.is_empty()
-                    && locale.split('-').all(|p| {
-                        !p.is_empty()
-                            && p.len() <= 8
-                            && p.chars().all(|c| c.is_ascii_alphanumeric())
-                    });
-                if !well_formed {
-                    errors.push(format!(
-                        "rule `{id}`, locales: `{locale}` is not a language tag; write e.g. \"zh-CN\" or \"en\""
-                    ));
-                    continue;
-                }
-                if section.html.is_some() != texts.html.is_some() {
-                    errors.push(format!(
-                        "rule `{id}`, locales.{locale}: {}",
-                        if section.html.is_some() {
-                            "the rule has an html body, so each translation needs one too"
-                        } else {
-                            "has html but the rule has none; add html to the rule or remove it here"
-                        }
-                    ));
-                }
-                let variant = format!("{id}@{locale}");
-                let mut parts = vec![
-                    (Part::Subject, texts.subject.as_str()),
-                    (Part::Text, texts.text.as_str()),
-                ];
-                if let Some(html) = &texts.html {
-                    parts.push((Part::Html, html.as_str()));
-                }
-                for (part, source) in parts {
-                    if let Err(e) = templates.add(&variant, part, source, &vocab) {
-                        errors.push(e);
-                    }
-                }
-            }
+            add_translations(
+                &mut templates,
+                &mut errors,
+                &id,
+                &id,
+                section.html.is_some(),
+                &section.locales,
+                &vocab,
+            );
             for (name, source) in &section.fields {
                 if name.is_empty()
                     || !name
@@ -579,10 +608,20 @@ impl Strategy {
                         errors.push(e);
                     }
                 }
+                add_translations(
+                    &mut templates,
+                    &mut errors,
+                    &format!("{id}, steps[{i}]"),
+                    &variant,
+                    step.html.is_some(),
+                    &step.locales,
+                    &vocab,
+                );
                 steps.push(Step {
                     after,
                     channels: step.channels.clone(),
                     has_html: step.html.is_some(),
+                    locales: step.locales.keys().cloned().collect(),
                 });
             }
             if !section.steps.is_empty() && matches!(trigger, Trigger::Deleted) {
