@@ -5,6 +5,7 @@
 use crate::customer::CustomerPatch;
 use crate::engine::{EventInput, Herald, WriteError};
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -125,6 +126,7 @@ pub fn router(herald: Arc<Herald>) -> Router {
                 crate::hooks::MAX_CALLBACK_BODY,
             )),
         )
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(herald)
 }
 
@@ -132,7 +134,38 @@ async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-async fn upsert_customers(State(h): State<Arc<Herald>>, body: Bytes) -> Result<Response, ApiError> {
+/// The request body, or a JSON error saying why it could not be read (for
+/// one, larger than the limit) instead of axum's plain-text rejection.
+fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                status,
+                "too_large",
+                format!(
+                    "the body is larger than {} MiB; send fewer items per request",
+                    MAX_BODY >> 20
+                ),
+            )
+        } else {
+            ApiError::new(
+                status,
+                "unreadable_body",
+                format!("cannot read the body: {rejection}"),
+            )
+        }
+    })
+}
+
+/// The largest request body the API reads.
+pub const MAX_BODY: usize = 2 << 20;
+
+async fn upsert_customers(
+    State(h): State<Arc<Herald>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_of(body)?;
     match parse_body::<CustomerPatch>(&body, "customer")? {
         OneOrMany::One(patch) => Ok(Json(h.upsert_customer(&patch).await?).into_response()),
         OneOrMany::Many(patches) => {
@@ -155,8 +188,9 @@ async fn upsert_customers(State(h): State<Arc<Herald>>, body: Bytes) -> Result<R
 async fn put_customer(
     State(h): State<Arc<Herald>>,
     Path(external_id): Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body_of(body)?;
     let mut value: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -215,7 +249,11 @@ async fn delete_customer(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn ingest_events(State(h): State<Arc<Herald>>, body: Bytes) -> Result<Response, ApiError> {
+async fn ingest_events(
+    State(h): State<Arc<Herald>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_of(body)?;
     match parse_body::<EventInput>(&body, "event")? {
         OneOrMany::One(event) => {
             let recorded = h.record_event(&event).await?;

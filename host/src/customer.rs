@@ -295,8 +295,8 @@ pub fn coerce(key: &str, value: &Value, ty: AttributeType) -> Result<Value, Patc
         AttributeType::Number => match value {
             Value::Number(_) => Ok(value.clone()),
             Value::String(s) => match s.trim().parse::<f64>() {
-                Ok(f) => Ok(number_value(f)),
-                Err(_) => bad("a number"),
+                Ok(f) if f.is_finite() => Ok(number_value(f)),
+                _ => bad("a (finite) number"),
             },
             _ => bad("a number"),
         },

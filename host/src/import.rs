@@ -84,7 +84,9 @@ pub fn row_to_patch(
 
 /// Import every row of a CSV file.
 pub async fn import_csv(herald: &Herald, input: impl Read) -> Result<ImportReport> {
-    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(UnixLines::new(input));
     let headers: Vec<String> = reader
         .headers()
         .context("cannot read the CSV header")?
@@ -140,4 +142,98 @@ pub async fn import_csv(herald: &Herald, input: impl Read) -> Result<ImportRepor
     }
     progress.finish_and_clear();
     Ok(report)
+}
+
+/// Reads CRLF line endings (what spreadsheets write) as LF, so the csv
+/// reader's line numbers are the file's own: it counts a row's line before
+/// it has consumed the `\n` of a preceding `\r\n`.
+pub struct UnixLines<R> {
+    inner: R,
+    /// A `\r` read at the end of the last chunk, not yet known to end a line.
+    pending_cr: bool,
+    /// Converted bytes not yet handed out, from `ready_at`.
+    ready: Vec<u8>,
+    ready_at: usize,
+    buf: Vec<u8>,
+}
+
+impl<R: Read> UnixLines<R> {
+    /// Wrap a reader.
+    pub fn new(inner: R) -> Self {
+        UnixLines {
+            inner,
+            pending_cr: false,
+            ready: Vec::new(),
+            ready_at: 0,
+            buf: vec![0; 64 * 1024],
+        }
+    }
+}
+
+impl<R: Read> Read for UnixLines<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.ready_at == self.ready.len() {
+            self.ready.clear();
+            self.ready_at = 0;
+            let n = self.inner.read(&mut self.buf)?;
+            if n == 0 {
+                if std::mem::take(&mut self.pending_cr) {
+                    self.ready.push(b'\r');
+                    break;
+                }
+                return Ok(0);
+            }
+            for &b in &self.buf[..n] {
+                if std::mem::take(&mut self.pending_cr) && b != b'\n' {
+                    self.ready.push(b'\r');
+                }
+                if b == b'\r' {
+                    self.pending_cr = true;
+                } else {
+                    self.ready.push(b);
+                }
+            }
+        }
+        let n = out.len().min(self.ready.len() - self.ready_at);
+        out[..n].copy_from_slice(&self.ready[self.ready_at..self.ready_at + n]);
+        self.ready_at += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod unix_lines_tests {
+    use super::*;
+
+    fn convert(input: &[u8], chunk: usize) -> Vec<u8> {
+        struct Chunked<'a>(&'a [u8], usize);
+        impl Read for Chunked<'_> {
+            fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.0.len().min(self.1).min(out.len());
+                out[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut out = Vec::new();
+        let mut reader = UnixLines::new(Chunked(input, chunk));
+        // Tiny reads too.
+        let mut byte = [0u8; 1];
+        while reader.read(&mut byte).unwrap() == 1 {
+            out.push(byte[0]);
+        }
+        out
+    }
+
+    #[test]
+    fn crlf_becomes_lf_across_chunk_boundaries() {
+        let input = b"a,b\r\nc\r\n\"x\ry\"\r\n\r";
+        for chunk in 1..8 {
+            assert_eq!(
+                convert(input, chunk),
+                b"a,b\nc\n\"x\ry\"\n\r",
+                "chunk {chunk}"
+            );
+        }
+    }
 }

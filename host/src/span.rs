@@ -98,15 +98,28 @@ impl FromStr for Span {
             rest = &rest[unit_len..];
             let small = i32::try_from(number)
                 .map_err(|_| format!("bad duration `{input}`: number too large"))?;
+            let too_long = || format!("bad duration `{input}`: longer than {MAX_YEARS} years");
+            let add_ms = |acc: i64, per: i64| {
+                number
+                    .checked_mul(per)
+                    .and_then(|v| acc.checked_add(v))
+                    .ok_or_else(too_long)
+            };
+            let add_small = |acc: i32, per: i32| {
+                small
+                    .checked_mul(per)
+                    .and_then(|v| acc.checked_add(v))
+                    .ok_or_else(too_long)
+            };
             match unit {
-                "ms" => span.millis += number,
-                "s" => span.millis += number * 1000,
-                "m" | "min" => span.millis += number * 60_000,
-                "h" => span.millis += number * 3_600_000,
-                "d" => span.days += small,
-                "w" => span.days += small * 7,
-                "mo" => span.months += small,
-                "y" => span.months += small * 12,
+                "ms" => span.millis = add_ms(span.millis, 1)?,
+                "s" => span.millis = add_ms(span.millis, 1000)?,
+                "m" | "min" => span.millis = add_ms(span.millis, 60_000)?,
+                "h" => span.millis = add_ms(span.millis, 3_600_000)?,
+                "d" => span.days = add_small(span.days, 1)?,
+                "w" => span.days = add_small(span.days, 7)?,
+                "mo" => span.months = add_small(span.months, 1)?,
+                "y" => span.months = add_small(span.months, 12)?,
                 "" => {
                     return Err(format!(
                         "bad duration `{input}`: `{number}` needs a unit (ms, s, m, h, d, w, mo, y)"
@@ -119,9 +132,22 @@ impl FromStr for Span {
                 }
             }
         }
+        // Bounded so every later calendar or clock computation stays in range.
+        let max_days = i64::from(MAX_YEARS) * 366;
+        if span.months.unsigned_abs() > MAX_YEARS * 12
+            || i64::from(span.days).abs() > max_days
+            || span.millis.unsigned_abs() > (max_days * 86_400_000) as u64
+        {
+            return Err(format!(
+                "bad duration `{input}`: longer than {MAX_YEARS} years"
+            ));
+        }
         Ok(if negative { span.negated() } else { span })
     }
 }
+
+/// The longest duration a strategy may use.
+pub const MAX_YEARS: u32 = 1000;
 
 impl fmt::Display for Span {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
