@@ -250,6 +250,20 @@ async fn open_store(args: &ConfigArgs) -> Result<Store> {
     Store::open(&path).await
 }
 
+/// Print what an import did; failure when any row failed.
+fn import_summary(report: &herald::import::ImportReport, what: &str) -> std::process::ExitCode {
+    eprintln!(
+        "imported {} {what}; {} row(s) failed",
+        report.imported,
+        report.failed.len()
+    );
+    if report.failed.is_empty() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
+}
+
 /// Open an existing deployment for a read-only look at `at` (default now);
 /// plugin HTTP goes to a recording sink so nothing leaves the machine.
 async fn open_at(
@@ -310,16 +324,7 @@ async fn run(command: Command) -> Result<std::process::ExitCode> {
                     .with_context(|| format!("cannot open {}", file.display()))?;
                 herald::import::import_csv(&herald, std::io::BufReader::new(f)).await?
             };
-            eprintln!(
-                "imported {} customer(s); {} row(s) failed",
-                report.imported,
-                report.failed.len()
-            );
-            Ok(if report.failed.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(import_summary(&report, "customer(s)"))
         }
         Command::Simulate {
             config,
@@ -532,16 +537,7 @@ async fn run(command: Command) -> Result<std::process::ExitCode> {
             for (line, why) in &report.failed {
                 eprintln!("{}:{line}: {why}; row skipped", file.display());
             }
-            eprintln!(
-                "imported {} suppression(s); {} row(s) failed",
-                report.imported,
-                report.failed.len()
-            );
-            Ok(if report.failed.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(import_summary(&report, "suppression(s)"))
         }
         Command::Suppressions {
             config,
