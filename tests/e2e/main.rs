@@ -9,6 +9,7 @@ mod api;
 mod bad_input;
 mod bench;
 mod channels;
+mod chaos;
 mod crash;
 mod dormancy;
 mod email_http;
