@@ -51,13 +51,17 @@ pub struct BenchArgs {
     /// Plugin calls to time, after 500 warm-up calls [default: 20000].
     #[arg(long)]
     calls: Option<usize>,
+    /// Sends through the sms-twilio plugin to the loopback provider, and as
+    /// many native ones [default: 5000].
+    #[arg(long)]
+    sends: Option<usize>,
     /// Customers in the tick database [default: 1000000].
     #[arg(long)]
     customers: Option<u64>,
     /// How many of them have a reminder due at the start [default: 100000].
     #[arg(long)]
     due: Option<u64>,
-    /// Directory holding console.wasm [default: <dir of the herald
+    /// Directory holding console.wasm and sms-twilio.wasm [default: <dir of the herald
     /// executable>/../plugins, else ./target/plugins].
     #[arg(long)]
     plugins_dir: Option<PathBuf>,
@@ -74,6 +78,7 @@ pub struct BenchArgs {
 
 struct Sizes {
     calls: usize,
+    sends: usize,
     customers: u64,
     due: u64,
 }
@@ -87,11 +92,12 @@ impl BenchArgs {
         };
         let sizes = Sizes {
             calls: self.calls.unwrap_or(calls),
+            sends: self.sends.unwrap_or(if self.quick { 500 } else { 5_000 }),
             customers: self.customers.unwrap_or(customers),
             due: self.due.unwrap_or(due),
         };
-        if sizes.calls == 0 {
-            bail!("--calls must be at least 1");
+        if sizes.calls == 0 || sizes.sends == 0 {
+            bail!("--calls and --sends must be at least 1");
         }
         if sizes.due == 0 || sizes.due > sizes.customers {
             bail!(
@@ -141,6 +147,11 @@ pub async fn run(args: BenchArgs) -> Result<()> {
 
     let plugins_dir = plugins_dir(args.plugins_dir.as_deref())?;
     plugin_bench(&plugins_dir, sizes.calls).await?;
+    let t0 = Utc
+        .with_ymd_and_hms(2026, 3, 27, 2, 0, 0)
+        .single()
+        .context("bad start time")?;
+    herald::bench_sends::send_bench(&plugins_dir, sizes.sends, sample_message(t0), t0).await?;
     tick_bench(
         sizes.customers,
         sizes.due,

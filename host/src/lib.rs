@@ -9,6 +9,7 @@
 //! recorded ([`store`]). Time comes from an injected [`clock`].
 
 pub mod api;
+pub mod bench_sends;
 pub mod caps;
 pub mod clock;
 pub mod config;

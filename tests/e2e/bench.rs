@@ -16,6 +16,8 @@ fn bench_smoke_run_prints_every_key() {
             "500",
             "--calls",
             "50",
+            "--sends",
+            "100",
             "--plugins-dir",
         ])
         .arg(&plugins));
@@ -34,6 +36,9 @@ fn bench_smoke_run_prints_every_key() {
         "plan_rows_per_s",
         "rows_read_per_due_row",
         "replay_ratio",
+        "e2e_sends_per_s",
+        "native_http_sends_per_s",
+        "e2e_native_ratio",
     ] {
         let value: f64 = figures
             .get(key)
