@@ -39,7 +39,6 @@ struct Counters {
 async fn start_provider(counters: Arc<Counters>) -> Result<SocketAddr> {
     use axum::extract::{Path as UrlPath, State};
     use axum::http::{HeaderMap, StatusCode};
-    use base64_auth::expected_authorization;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .context("cannot bind a loopback port for the bench provider")?;
@@ -51,10 +50,9 @@ async fn start_provider(counters: Arc<Counters>) -> Result<SocketAddr> {
                 |State(counters): State<Arc<Counters>>,
                  UrlPath(sid): UrlPath<String>,
                  headers: HeaderMap,
-                 body: Bytes| async move {
+                 axum::Form(form): axum::Form<HashMap<String, String>>| async move {
                     let auth_ok = headers.get("authorization").and_then(|v| v.to_str().ok())
                         == Some(expected_authorization().as_str());
-                    let form: HashMap<String, String> = url_form(&body).into_iter().collect();
                     let fields_ok = ["To", "From", "Body"]
                         .iter()
                         .all(|k| form.get(*k).is_some_and(|v| !v.is_empty()));
@@ -82,94 +80,23 @@ async fn start_provider(counters: Arc<Counters>) -> Result<SocketAddr> {
     Ok(addr)
 }
 
-/// Form pairs of a request body.
-fn url_form(body: &[u8]) -> Vec<(String, String)> {
-    body.split(|&b| b == b'&')
-        .filter_map(|pair| {
-            let mut kv = pair.splitn(2, |&b| b == b'=');
-            let k = kv.next()?;
-            let v = kv.next().unwrap_or_default();
-            Some((unescape(k), unescape(v)))
-        })
-        .collect()
-}
-
-fn unescape(raw: &[u8]) -> String {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        match raw[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < raw.len() => {
-                let hex = std::str::from_utf8(&raw[i + 1..i + 3]).unwrap_or("");
-                match u8::from_str_radix(hex, 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-mod base64_auth {
-    /// `Basic base64(account:token)`.
-    pub fn expected_authorization() -> String {
-        format!(
-            "Basic {}",
-            encode(format!("{}:{}", super::ACCOUNT, super::TOKEN).as_bytes())
-        )
-    }
-
-    /// Standard base64 with padding.
-    pub fn encode(bytes: &[u8]) -> String {
-        const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let b = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
-            let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
+/// `Basic base64(account:token)`.
+fn expected_authorization() -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{ACCOUNT}:{TOKEN}"))
+    )
 }
 
 /// The form body the plugin sends for `message`, for the native side.
 fn native_form(message: &Message, from: &str) -> String {
-    let escape = |s: &str| {
-        let mut out = String::new();
-        for b in s.bytes() {
-            match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
-                    out.push(b as char)
-                }
-                b' ' => out.push('+'),
-                _ => out.push_str(&format!("%{b:02X}")),
-            }
-        }
-        out
-    };
-    format!(
-        "To={}&From={}&Body={}",
-        escape(message.recipient.phone.as_deref().unwrap_or("")),
-        escape(from),
-        escape(message.text.trim())
-    )
+    serde_urlencoded::to_string([
+        ("To", message.recipient.phone.as_deref().unwrap_or("")),
+        ("From", from),
+        ("Body", message.text.trim()),
+    ])
+    .expect("string pairs encode")
 }
 
 /// One native send: a fresh connection, the same POST, the sid parsed.
@@ -182,7 +109,7 @@ async fn native_send(addr: SocketAddr, body: String) -> Result<String> {
         "http://{addr}/2010-04-01/Accounts/{ACCOUNT}/Messages.json"
     ))
     .header("host", addr.to_string())
-    .header("authorization", base64_auth::expected_authorization())
+    .header("authorization", expected_authorization())
     .header("content-type", "application/x-www-form-urlencoded")
     .body(Full::new(Bytes::from(body)))?;
     let response = sender.send_request(request).await?;
@@ -303,19 +230,4 @@ pub async fn send_bench(
     println!("native_http_sends_per_s={native_rate:.0}");
     println!("e2e_native_ratio={:.2}", plugin_rate / native_rate);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64_and_forms() {
-        assert_eq!(base64_auth::encode(b"AC1:tok"), "QUMxOnRvaw==");
-        assert_eq!(base64_auth::encode(b"ab"), "YWI=");
-        assert_eq!(base64_auth::encode(b"abc"), "YWJj");
-        let pairs = url_form(b"To=%2B86138&Body=%E6%82%A8%E5%A5%BD+hi");
-        assert_eq!(pairs[0], ("To".into(), "+86138".into()));
-        assert_eq!(pairs[1], ("Body".into(), "您好 hi".into()));
-    }
 }

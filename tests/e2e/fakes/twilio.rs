@@ -244,61 +244,12 @@ pub fn webhook_signature(auth_token: &str, url: &str, params: &[(&str, &str)]) -
 
 /// `application/x-www-form-urlencoded` encoding (space as `+`).
 pub fn form_encode(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", form_escape(k), form_escape(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn form_escape(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    serde_urlencoded::to_string(pairs).expect("string pairs encode")
 }
 
 /// Decodes a form body or query string (`+` as space, `%XY`).
 pub fn form_decode(body: &[u8]) -> Vec<(String, String)> {
-    fn unescape(raw: &[u8]) -> String {
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < raw.len() {
-            match raw[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < raw.len() => {
-                    let hex = std::str::from_utf8(&raw[i + 1..i + 3]).unwrap_or("zz");
-                    match u8::from_str_radix(hex, 16) {
-                        Ok(b) => {
-                            out.push(b);
-                            i += 3;
-                            continue;
-                        }
-                        Err(_) => out.push(b'%'),
-                    }
-                }
-                other => out.push(other),
-            }
-            i += 1;
-        }
-        String::from_utf8(out).expect("form values are UTF-8")
-    }
-    body.split(|&b| b == b'&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let mut kv = p.splitn(2, |&b| b == b'=');
-            let k = unescape(kv.next().unwrap_or_default());
-            let v = unescape(kv.next().unwrap_or_default());
-            (k, v)
-        })
-        .collect()
+    serde_urlencoded::from_bytes(body).expect("form pairs decode")
 }
 
 /// The first value of `key`.
@@ -311,93 +262,22 @@ pub fn form_get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str>
 
 /// Standard Base64 with padding.
 pub fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// SHA-1 (FIPS 180-4).
 pub fn sha1(data: &[u8]) -> [u8; 20] {
-    let mut h: [u32; 5] = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0];
-    let mut msg = data.to_vec();
-    let bit_len = (data.len() as u64).wrapping_mul(8);
-    msg.push(0x80);
-    while msg.len() % 64 != 56 {
-        msg.push(0);
-    }
-    msg.extend_from_slice(&bit_len.to_be_bytes());
-    for block in msg.chunks(64) {
-        let mut w = [0u32; 80];
-        for i in 0..16 {
-            w[i] = u32::from_be_bytes([
-                block[4 * i],
-                block[4 * i + 1],
-                block[4 * i + 2],
-                block[4 * i + 3],
-            ]);
-        }
-        for i in 16..80 {
-            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
-        }
-        let [mut a, mut b, mut c, mut d, mut e] = h;
-        for (i, wi) in w.iter().enumerate() {
-            let (f, k) = match i {
-                0..=19 => ((b & c) | (!b & d), 0x5A827999),
-                20..=39 => (b ^ c ^ d, 0x6ED9EBA1),
-                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1BBCDC),
-                _ => (b ^ c ^ d, 0xCA62C1D6),
-            };
-            let t = a
-                .rotate_left(5)
-                .wrapping_add(f)
-                .wrapping_add(e)
-                .wrapping_add(k)
-                .wrapping_add(*wi);
-            e = d;
-            d = c;
-            c = b.rotate_left(30);
-            b = a;
-            a = t;
-        }
-        for (x, y) in h.iter_mut().zip([a, b, c, d, e]) {
-            *x = x.wrapping_add(y);
-        }
-    }
-    let mut out = [0u8; 20];
-    for (i, x) in h.iter().enumerate() {
-        out[4 * i..4 * i + 4].copy_from_slice(&x.to_be_bytes());
-    }
-    out
+    use sha1::Digest;
+    sha1::Sha1::digest(data).into()
 }
 
 /// HMAC-SHA1 (RFC 2104).
 pub fn hmac_sha1(key: &[u8], data: &[u8]) -> [u8; 20] {
-    let mut k = [0u8; 64];
-    if key.len() > 64 {
-        k[..20].copy_from_slice(&sha1(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let mut inner: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
-    inner.extend_from_slice(data);
-    let mut outer: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
-    outer.extend_from_slice(&sha1(&inner));
-    sha1(&outer)
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(key).expect("any key length");
+    mac.update(data);
+    mac.finalize().into_bytes().into()
 }
 
 #[test]
