@@ -23,6 +23,12 @@ fn config(scratch: &Scratch, fake: &FakeWechat, secret: &str) -> PathBuf {
     let secret_file = scratch.write("wechat.secret", secret);
     let toml = format!(
         r#"
+# One send at a time: the token cache is then exact. (With sends in
+# parallel the plugin's single-flight token fetch is best-effort, as its
+# README says: the host's key-value store has no compare-and-set.)
+[scheduler]
+concurrency = 1
+
 [retry]
 max_attempts = 3
 base = "10m"
