@@ -3,7 +3,9 @@
 //! TCP (for SMTP) only to its `tcp://host:port` entries. A denied request
 //! returns `http-request-denied` to the plugin instead of trapping, and is
 //! logged; a denied connection is refused. Under `herald simulate` requests
-//! go to a recording sink that answers `200 {}` instead of the network.
+//! go to a recording sink that answers `200 {}` instead of the network; under
+//! `herald plugin test` they are answered from a list of fixtures
+//! ([`FixtureSet`]) and every exchange is recorded.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -165,6 +167,9 @@ pub enum HttpMode {
     Live,
     /// Nowhere: every allowed request is recorded and answered `200 {}`.
     Sink(Arc<Mutex<Vec<RecordedRequest>>>),
+    /// Nowhere: every request is answered from canned fixtures (an
+    /// unmatched one gets [`UNMATCHED_STATUS`]) and recorded with its answer.
+    Fixtures(Arc<FixtureSet>),
 }
 
 /// The `wasi:http` hooks of one plugin call.
@@ -178,6 +183,8 @@ pub struct HttpPolicy {
 }
 
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
+type ResponseFuture =
+    Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), HttpError>> + Send>;
 
 impl WasiHttpHooks for HttpPolicy {
     fn send_request(
@@ -187,6 +194,9 @@ impl WasiHttpHooks for HttpPolicy {
         _fut: IoFuture,
     ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), HttpError>> + Send>
     {
+        if let HttpMode::Fixtures(set) = &self.mode {
+            return set.answer(request, &self.allowed);
+        }
         if !self.allowed.permits(request.uri()) {
             tracing::warn!(
                 channel = %self.channel,
@@ -204,6 +214,7 @@ impl WasiHttpHooks for HttpPolicy {
                     Box::new(io) as IoFuture,
                 ))
             }),
+            HttpMode::Fixtures(_) => unreachable!("answered above"),
             HttpMode::Sink(log) => {
                 let log = log.clone();
                 let channel = self.channel.clone();
@@ -230,6 +241,281 @@ impl WasiHttpHooks for HttpPolicy {
                 })
             }
         }
+    }
+}
+
+/// The status an unmatched request is answered with under fixtures.
+pub const UNMATCHED_STATUS: u16 = 501;
+
+/// One canned exchange for `herald plugin test --http`: a request pattern
+/// and the answer to give.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFixture {
+    /// Request method, e.g. `POST` (case-insensitive).
+    pub method: String,
+    /// The full URL, compared after normalising (`https://h` is `https://h/`).
+    pub url: String,
+    /// What the request body must be or contain; absent matches any body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<BodyMatch>,
+    /// The answer.
+    pub response: FixtureResponse,
+}
+
+/// How a fixture matches the request body.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum BodyMatch {
+    /// `{"equals": "..."}`: the whole body, exactly.
+    Equals(String),
+    /// `{"contains": "..."}` or `{"contains": ["a", "b"]}`: every string
+    /// appears somewhere in the body (plain substrings, no patterns).
+    Contains(OneOrMany),
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One string.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn items(&self) -> &[String] {
+        match self {
+            OneOrMany::One(s) => std::slice::from_ref(s),
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// The answer of a fixture.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixtureResponse {
+    /// HTTP status (default 200).
+    #[serde(default = "ok_status")]
+    pub status: u16,
+    /// Response headers.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// The body: a string is sent as it is, any other JSON value as JSON
+    /// text; absent is an empty body.
+    #[serde(default)]
+    pub body: serde_json::Value,
+}
+
+fn ok_status() -> u16 {
+    200
+}
+
+impl FixtureResponse {
+    fn body_bytes(&self) -> Vec<u8> {
+        match &self.body {
+            serde_json::Value::Null => Vec::new(),
+            serde_json::Value::String(s) => s.clone().into_bytes(),
+            other => other.to_string().into_bytes(),
+        }
+    }
+}
+
+/// What became of one request under fixtures.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum FixtureResult {
+    /// Answered by the fixture at this index (0-based) with this status.
+    Answered {
+        /// Index in the fixture list.
+        fixture: usize,
+        /// The status given.
+        status: u16,
+    },
+    /// No fixture matched; answered [`UNMATCHED_STATUS`].
+    Unmatched {
+        /// Why the nearest fixtures did not match.
+        why: String,
+    },
+    /// The URL's origin is not in `allowed_hosts`; the plugin got
+    /// `http-request-denied`.
+    Denied,
+}
+
+/// One request a plugin made under fixtures, with what it got.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FixtureExchange {
+    /// Method.
+    pub method: String,
+    /// Full URL.
+    pub url: String,
+    /// Headers as sent (lowercase names), unmasked.
+    pub headers: Vec<(String, String)>,
+    /// Body (lossy UTF-8).
+    pub body: String,
+    /// The answer.
+    #[serde(flatten)]
+    pub result: FixtureResult,
+}
+
+/// The fixtures of one plugin test and the log of what was asked.
+#[derive(Debug, Default)]
+pub struct FixtureSet {
+    fixtures: Vec<HttpFixture>,
+    /// Whether `allowed_hosts` was given; if not, every origin may be asked.
+    enforce_allowed_hosts: bool,
+    log: Mutex<Vec<FixtureExchange>>,
+}
+
+/// `url` in a canonical form for comparison (lowercase scheme and host,
+/// `/` for an empty path); unparsable URLs are compared as written.
+fn normalize_url(url: &str) -> String {
+    match url.trim().parse::<http::Uri>() {
+        Ok(uri) => match (uri.scheme_str(), uri.authority()) {
+            (Some(scheme), Some(authority)) => format!(
+                "{}://{}{}",
+                scheme.to_ascii_lowercase(),
+                authority.as_str().to_ascii_lowercase(),
+                uri.path_and_query().map_or("/", |p| p.as_str())
+            ),
+            _ => uri.to_string(),
+        },
+        Err(_) => url.trim().to_string(),
+    }
+}
+
+impl FixtureSet {
+    /// Fixtures answered in order (the first match wins). With
+    /// `enforce_allowed_hosts`, requests outside the channel's allow-list are
+    /// denied as in a deployment.
+    pub fn new(fixtures: Vec<HttpFixture>, enforce_allowed_hosts: bool) -> Self {
+        Self {
+            fixtures,
+            enforce_allowed_hosts,
+            log: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Every request made so far, in order.
+    pub fn exchanges(&self) -> Vec<FixtureExchange> {
+        self.log.lock().expect("fixture lock").clone()
+    }
+
+    /// The fixture answering this request, or why none does.
+    pub fn find(&self, method: &str, url: &str, body: &str) -> Result<usize, String> {
+        let url = normalize_url(url);
+        let mut near = Vec::new();
+        for (i, f) in self.fixtures.iter().enumerate() {
+            let method_ok = f.method.trim().eq_ignore_ascii_case(method);
+            let url_ok = normalize_url(&f.url) == url;
+            let body_miss = match &f.body {
+                None => None,
+                Some(BodyMatch::Equals(want)) => {
+                    (want != body).then(|| "the body differs".to_string())
+                }
+                Some(BodyMatch::Contains(parts)) => parts
+                    .items()
+                    .iter()
+                    .find(|p| !body.contains(p.as_str()))
+                    .map(|p| format!("the body lacks `{p}`")),
+            };
+            match (method_ok, url_ok, body_miss) {
+                (true, true, None) => return Ok(i),
+                (true, true, Some(why)) => near.push(format!("fixture {}: {why}", i + 1)),
+                (false, true, _) => near.push(format!("fixture {}: method is {}", i + 1, f.method)),
+                _ => {}
+            }
+        }
+        Err(if self.fixtures.is_empty() {
+            "there are no fixtures (pass --http FILE)".to_string()
+        } else if near.is_empty() {
+            "no fixture has this URL".to_string()
+        } else {
+            near.join("; ")
+        })
+    }
+
+    fn answer(
+        self: &Arc<Self>,
+        request: http::Request<WasiBody>,
+        allowed: &AllowList,
+    ) -> ResponseFuture {
+        let set = self.clone();
+        let permitted = !self.enforce_allowed_hosts || allowed.permits(request.uri());
+        Box::new(async move {
+            let method = request.method().to_string();
+            let url = request.uri().to_string();
+            let headers = request
+                .headers()
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_ascii_lowercase(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+            let body = request.into_body().collect().await?.to_bytes();
+            let body = String::from_utf8_lossy(&body).into_owned();
+            let (result, response) = if !permitted {
+                (FixtureResult::Denied, None)
+            } else {
+                match set.find(&method, &url, &body) {
+                    Ok(i) => {
+                        let r = &set.fixtures[i].response;
+                        let mut builder = http::Response::builder().status(r.status);
+                        for (k, v) in &r.headers {
+                            builder = builder.header(k.as_str(), v.as_str());
+                        }
+                        (
+                            FixtureResult::Answered {
+                                fixture: i,
+                                status: r.status,
+                            },
+                            Some(builder.body(r.body_bytes())),
+                        )
+                    }
+                    Err(why) => {
+                        let text =
+                            format!("herald plugin test: no fixture matches {method} {url}: {why}");
+                        (
+                            FixtureResult::Unmatched { why },
+                            Some(
+                                http::Response::builder()
+                                    .status(UNMATCHED_STATUS)
+                                    .header("content-type", "text/plain")
+                                    .header("x-herald-fixture", "unmatched")
+                                    .body(text.into_bytes()),
+                            ),
+                        )
+                    }
+                }
+            };
+            set.log.lock().expect("fixture lock").push(FixtureExchange {
+                method,
+                url,
+                headers,
+                body,
+                result,
+            });
+            let response = match response {
+                None => return Err(HttpError::HttpRequestDenied),
+                Some(Ok(r)) => r,
+                Some(Err(e)) => {
+                    return Err(HttpError::InternalError(Some(format!(
+                        "fixture response cannot be built: {e}"
+                    ))))
+                }
+            };
+            let response = response.map(|b| {
+                Full::new(Bytes::from(b))
+                    .map_err(|never| match never {})
+                    .boxed_unsync()
+            });
+            Ok((response, Box::new(async { Ok(()) }) as IoFuture))
+        })
     }
 }
 
@@ -274,5 +560,46 @@ mod tests {
             let err = AllowList::parse(&[bad.to_string()]).unwrap_err();
             assert!(err.contains(bad), "{err}");
         }
+    }
+    #[test]
+    fn fixtures_match_method_url_and_body() {
+        let fixtures: Vec<HttpFixture> = serde_json::from_str(
+            r#"[
+              {"method": "post", "url": "https://API.example.com/v1",
+               "body": {"contains": ["To=%2B1", "Body="]},
+               "response": {"status": 201, "body": {"id": "m1"}}},
+              {"method": "POST", "url": "https://api.example.com/v1",
+               "body": {"equals": "x"}, "response": {"status": 429}},
+              {"method": "GET", "url": "https://api.example.com", "response": {}}
+            ]"#,
+        )
+        .unwrap();
+        assert_eq!(fixtures[0].response.body_bytes(), br#"{"id":"m1"}"#);
+        assert_eq!(fixtures[2].response.status, 200);
+        let set = FixtureSet::new(fixtures, false);
+        assert_eq!(
+            set.find("POST", "https://api.example.com/v1", "To=%2B1&Body=hi"),
+            Ok(0)
+        );
+        assert_eq!(set.find("POST", "https://api.example.com/v1", "x"), Ok(1));
+        assert_eq!(set.find("GET", "https://api.example.com/", ""), Ok(2));
+        let why = set
+            .find("POST", "https://api.example.com/v1", "To=%2B2")
+            .unwrap_err();
+        assert!(why.contains("fixture 1: the body lacks `To=%2B1`"), "{why}");
+        assert!(why.contains("fixture 2: the body differs"), "{why}");
+        let why = set
+            .find("DELETE", "https://api.example.com/", "")
+            .unwrap_err();
+        assert!(why.contains("fixture 3: method is GET"), "{why}");
+        assert_eq!(
+            set.find("GET", "https://other.example.com/", "")
+                .unwrap_err(),
+            "no fixture has this URL"
+        );
+        let bad = serde_json::from_str::<Vec<HttpFixture>>(
+            r#"[{"method":"GET","url":"u","respons":{}}]"#,
+        );
+        assert!(bad.unwrap_err().to_string().contains("respons"));
     }
 }

@@ -29,29 +29,18 @@ impl Guest for Chaos {
             address: AddressKind::None,
             accepts_callbacks: false,
             settings: vec![
-                SettingSpec {
-                    key: "mode".to_string(),
-                    description:
-                        "How to misbehave: ok (default), trap, loop, oom, forbidden-host, socket, file or env"
-                            .to_string(),
-                    secret: false,
-                    required: false,
-                },
-                SettingSpec {
-                    key: "address".to_string(),
-                    description: "host:port the socket mode connects to (default 127.0.0.1:9)"
-                        .to_string(),
-                    secret: false,
-                    required: false,
-                },
-                SettingSpec {
-                    key: "url".to_string(),
-                    description: format!(
-                        "The URL fetched in forbidden-host mode (default `{DEFAULT_URL}`)"
-                    ),
-                    secret: false,
-                    required: false,
-                },
+                SettingSpec::optional(
+                    "mode",
+                    "How to misbehave: ok (default), trap, loop, oom, forbidden-host, socket, file or env",
+                ),
+                SettingSpec::optional(
+                    "address",
+                    "host:port the socket mode connects to (default 127.0.0.1:9)",
+                ),
+                SettingSpec::optional(
+                    "url",
+                    &format!("The URL fetched in forbidden-host mode (default `{DEFAULT_URL}`)"),
+                ),
             ],
         }
     }

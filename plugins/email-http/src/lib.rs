@@ -37,12 +37,12 @@ impl Guest for EmailHttp {
             address: AddressKind::Email,
             accepts_callbacks: true,
             settings: vec![
-                spec("api_key", "SendGrid API key with the Mail Send permission (starts with `SG.`)", true, true),
-                spec("from_email", "Sender address; must be a verified Single Sender or on an authenticated domain", false, true),
-                spec("from_name", "Sender display name", false, false),
-                spec("reply_to", "Reply-To address", false, false),
-                spec("api_base", "API origin (default https://api.sendgrid.com; https://api.eu.sendgrid.com for EU subusers); must be in allowed_hosts", false, false),
-                spec("webhook_public_key", "Verification key of SendGrid's Signed Event Webhook (base64 DER or PEM); required to accept delivery events at /hooks/{channel}", false, false),
+                SettingSpec::required("api_key", "SendGrid API key with the Mail Send permission (starts with `SG.`)").secret(),
+                SettingSpec::required("from_email", "Sender address; must be a verified Single Sender or on an authenticated domain"),
+                SettingSpec::optional("from_name", "Sender display name"),
+                SettingSpec::optional("reply_to", "Reply-To address"),
+                SettingSpec::optional("api_base", "API origin (default https://api.sendgrid.com; https://api.eu.sendgrid.com for EU subusers); must be in allowed_hosts"),
+                SettingSpec::optional("webhook_public_key", "Verification key of SendGrid's Signed Event Webhook (base64 DER or PEM); required to accept delivery events at /hooks/{channel}"),
             ],
         }
     }
@@ -108,15 +108,6 @@ impl Guest for EmailHttp {
             .map_err(CallbackError::Unauthorized)?;
         let events = parse_events(&request.body).map_err(CallbackError::BadRequest)?;
         callback_reply(events, 200, "text/plain; charset=utf-8", "ok")
-    }
-}
-
-fn spec(key: &str, description: &str, secret: bool, required: bool) -> SettingSpec {
-    SettingSpec {
-        key: key.to_string(),
-        description: description.to_string(),
-        secret,
-        required,
     }
 }
 

@@ -36,50 +36,30 @@ impl Guest for EmailSmtp {
             address: AddressKind::Email,
             accepts_callbacks: false,
             settings: vec![
-                spec(
+                SettingSpec::required(
                     "host",
                     "SMTP relay host name or IP; allowed_hosts must list tcp://HOST:PORT",
-                    false,
-                    true,
                 ),
-                spec(
-                    "port",
-                    "SMTP port (default 587); plain TCP, no TLS",
-                    false,
-                    false,
-                ),
-                spec(
+                SettingSpec::optional("port", "SMTP port (default 587); plain TCP, no TLS"),
+                SettingSpec::optional(
                     "username",
                     "Login for AUTH (leave out for a relay that needs none)",
-                    false,
-                    false,
                 ),
-                spec("password", "Password for AUTH", true, false),
-                spec(
+                SettingSpec::optional("password", "Password for AUTH").secret(),
+                SettingSpec::optional(
                     "auth",
                     "`plain`, `login` or `none` (default: plain when username is set, else none)",
-                    false,
-                    false,
                 ),
-                spec(
-                    "from_email",
-                    "Sender address (MAIL FROM and From:)",
-                    false,
-                    true,
-                ),
-                spec(
+                SettingSpec::required("from_email", "Sender address (MAIL FROM and From:)"),
+                SettingSpec::optional(
                     "from_name",
                     "Sender display name in From: (may be non-ASCII)",
-                    false,
-                    false,
                 ),
-                spec(
+                SettingSpec::optional(
                     "helo_name",
                     "Name sent with EHLO (default: the domain of from_email)",
-                    false,
-                    false,
                 ),
-                spec("reply_to", "Reply-To: address", false, false),
+                SettingSpec::optional("reply_to", "Reply-To: address"),
             ],
         }
     }
@@ -157,15 +137,6 @@ impl Guest for EmailSmtp {
                 .trim_end_matches('>')
                 .to_string(),
         })
-    }
-}
-
-fn spec(key: &str, description: &str, secret: bool, required: bool) -> SettingSpec {
-    SettingSpec {
-        key: key.to_string(),
-        description: description.to_string(),
-        secret,
-        required,
     }
 }
 

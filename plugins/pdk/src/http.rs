@@ -58,6 +58,27 @@ impl Request {
         req
     }
 
+    /// A `POST` request whose body is `body` as JSON (`Content-Type:
+    /// application/json`).
+    pub fn post_json(url: impl Into<String>, body: &serde_json::Value) -> Self {
+        Self::new("POST", url).json(body)
+    }
+
+    /// Sets the body to `body` as JSON and, unless one is given already, the
+    /// `Content-Type` header to `application/json`.
+    pub fn json(mut self, body: &serde_json::Value) -> Self {
+        self.body = body.to_string().into_bytes();
+        if !self
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            self.headers
+                .push(("Content-Type".to_string(), "application/json".to_string()));
+        }
+        self
+    }
+
     /// Adds a header.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
@@ -97,6 +118,46 @@ impl Response {
     /// Whether the status is 2xx.
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
+    }
+
+    /// The body parsed as JSON into `T` (a `serde_json::Value` or your own
+    /// `Deserialize` type).
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+
+    /// `Ok(())` for a 2xx answer; otherwise the usual mapping of
+    /// [`crate::classify_http_status`] (408, 429 and 5xx retryable with the
+    /// `Retry-After` hint, anything else permanent), with the start of the
+    /// body in the reason so the operator sees what the provider said.
+    pub fn error_for_status(&self) -> Result<(), crate::SendError> {
+        crate::classify_http_status(self.status, self.header("retry-after")).map_err(|e| {
+            let excerpt = self.excerpt();
+            if excerpt.is_empty() {
+                return e;
+            }
+            match e {
+                crate::SendError::Retryable(mut r) => {
+                    r.reason = format!("{}: {excerpt}", r.reason);
+                    crate::SendError::Retryable(r)
+                }
+                crate::SendError::Permanent(m) => {
+                    crate::SendError::Permanent(format!("{m}: {excerpt}"))
+                }
+                other => other,
+            }
+        })
+    }
+
+    /// The body as text, on one line, cut at 200 characters.
+    pub fn excerpt(&self) -> String {
+        let text = self.text();
+        let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if line.chars().count() > 200 {
+            format!("{}...", line.chars().take(200).collect::<String>())
+        } else {
+            line
+        }
     }
 }
 
@@ -467,6 +528,70 @@ pub fn render_error_code(code: &ErrorCode) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_bodies_and_answers() {
+        let req = Request::post_json(
+            "https://x.example/m",
+            &serde_json::json!({"to": "+1", "n": 2}),
+        );
+        assert_eq!(req.method, "POST");
+        assert_eq!(req.body, br#"{"n":2,"to":"+1"}"#.to_vec());
+        assert_eq!(
+            req.headers,
+            vec![("Content-Type".to_string(), "application/json".to_string())]
+        );
+        let req = Request::new("PUT", "u")
+            .header("content-type", "application/vnd.api+json")
+            .json(&serde_json::json!([1]));
+        assert_eq!(req.headers.len(), 1, "a given content type is kept");
+        assert_eq!(req.body, b"[1]".to_vec());
+
+        let response = |status: u16, headers: &[(&str, &str)], body: &str| Response {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+        };
+        let ok = response(200, &[], r#"{"id": "m1"}"#);
+        assert!(ok.error_for_status().is_ok());
+        let v: serde_json::Value = ok.json().unwrap();
+        assert_eq!(v["id"], "m1");
+        assert!(response(200, &[], "<html>")
+            .json::<serde_json::Value>()
+            .is_err());
+        match response(
+            429,
+            &[("Retry-After", "30")],
+            "{\n \"error\": \"slow down\"\n}",
+        )
+        .error_for_status()
+        {
+            Err(crate::SendError::Retryable(r)) => {
+                assert_eq!(r.retry_after_ms, Some(30_000));
+                assert_eq!(
+                    r.reason,
+                    r#"provider answered HTTP 429: { "error": "slow down" }"#
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match response(400, &[], &"x".repeat(300)).error_for_status() {
+            Err(crate::SendError::Permanent(m)) => {
+                assert!(
+                    m.starts_with("provider answered HTTP 400: xxx") && m.ends_with("..."),
+                    "{m}"
+                );
+                assert_eq!(m.len(), "provider answered HTTP 400: ".len() + 203);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(response(503, &[], "").error_for_status(), Err(crate::SendError::Retryable(r)) if r.reason == "provider answered HTTP 503")
+        );
+    }
 
     #[test]
     fn parses_urls() {

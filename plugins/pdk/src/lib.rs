@@ -25,7 +25,11 @@
 //! - [`log`]: writes to the host's log, attributed to the plugin;
 //! - [`kv`]: the plugin's own key-value store on the host;
 //! - [`Settings`]: lookup of the channel's configured settings;
-//! - [`http`]: a small blocking HTTP client over `wasi:http/outgoing-handler`;
+//! - [`http`]: a small blocking HTTP client over `wasi:http/outgoing-handler`,
+//!   with JSON bodies ([`http::Request::post_json`], [`http::Response::json`])
+//!   and [`http::Response::error_for_status`];
+//! - [`SettingSpec::required`], [`SettingSpec::optional`] and
+//!   [`SettingSpec::secret`]: the settings a plugin declares in `describe`;
 //! - [`classify_http_status`] and `From<http::HttpError> for SendError`: the
 //!   usual mapping of provider answers onto retryable / permanent errors.
 
@@ -88,6 +92,32 @@ impl Message {
             .iter()
             .find(|f| f.name == name)
             .map(|f| f.value.as_str())
+    }
+}
+
+impl SettingSpec {
+    /// A setting the plugin can do without: `SettingSpec::optional("from", "Sender number")`.
+    pub fn optional(key: &str, description: &str) -> Self {
+        Self {
+            key: key.to_string(),
+            description: description.to_string(),
+            secret: false,
+            required: false,
+        }
+    }
+
+    /// A setting the host refuses to start without.
+    pub fn required(key: &str, description: &str) -> Self {
+        Self {
+            required: true,
+            ..Self::optional(key, description)
+        }
+    }
+
+    /// Marks the setting secret: the host never prints or logs its value.
+    pub fn secret(mut self) -> Self {
+        self.secret = true;
+        self
     }
 }
 
@@ -284,6 +314,17 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn setting_specs() {
+        let s = SettingSpec::required("auth_token", "API token").secret();
+        assert_eq!(
+            (s.key.as_str(), s.description.as_str(), s.secret, s.required),
+            ("auth_token", "API token", true, true)
+        );
+        let s = SettingSpec::optional("from", "Sender");
+        assert!(!s.secret && !s.required);
     }
 
     #[test]

@@ -41,28 +41,13 @@ impl Guest for Aliyun {
             address: AddressKind::Phone,
             accepts_callbacks: true,
             settings: vec![
-                spec("access_key_id", "AccessKey ID of a RAM user allowed to call dysmsapi SendSms", false, true),
-                spec("access_key_secret", "AccessKey secret of that RAM user; signs every request", true, true),
-                spec("sign_name", "Approved SMS signature name (签名), e.g. 阿里云短信测试", false, true),
-                spec(
-                    "template_code",
-                    "Approved template code (SMS_xxxxxxxx); a rule field `template_code` overrides it",
-                    false,
-                    false,
-                ),
-                spec(
-                    "endpoint",
-                    "API endpoint (default https://dysmsapi.aliyuncs.com/; dysmsapi.ap-southeast-1.aliyuncs.com for international); must be in allowed_hosts",
-                    false,
-                    false,
-                ),
-                spec("region_id", "RegionId parameter (default cn-hangzhou)", false, false),
-                spec(
-                    "callback_token",
-                    "When set, pushes must call the hook URL with ?token=<this value>; otherwise they are refused",
-                    true,
-                    false,
-                ),
+                SettingSpec::required("access_key_id", "AccessKey ID of a RAM user allowed to call dysmsapi SendSms"),
+                SettingSpec::required("access_key_secret", "AccessKey secret of that RAM user; signs every request").secret(),
+                SettingSpec::required("sign_name", "Approved SMS signature name (签名), e.g. 阿里云短信测试"),
+                SettingSpec::optional("template_code", "Approved template code (SMS_xxxxxxxx); a rule field `template_code` overrides it"),
+                SettingSpec::optional("endpoint", "API endpoint (default https://dysmsapi.aliyuncs.com/; dysmsapi.ap-southeast-1.aliyuncs.com for international); must be in allowed_hosts"),
+                SettingSpec::optional("region_id", "RegionId parameter (default cn-hangzhou)"),
+                SettingSpec::optional("callback_token", "When set, pushes must call the hook URL with ?token=<this value>; otherwise they are refused").secret(),
             ],
         }
     }
@@ -163,15 +148,6 @@ impl Guest for Aliyun {
         }
         let events = parse_push(&request.body)?;
         callback_reply(events, 200, "application/json", PUSH_ANSWER)
-    }
-}
-
-fn spec(key: &str, description: &str, secret: bool, required: bool) -> SettingSpec {
-    SettingSpec {
-        key: key.to_string(),
-        description: description.to_string(),
-        secret,
-        required,
     }
 }
 
@@ -333,7 +309,7 @@ fn signed_url(
 /// Maps Alibaba Cloud's answer to a receipt or an error.
 fn outcome(response: &Response) -> Result<Receipt, SendError> {
     let status = response.status;
-    let body: Option<Value> = serde_json::from_slice(&response.body).ok();
+    let body: Option<Value> = response.json().ok();
     let text = |k: &str| {
         body.as_ref()
             .and_then(|b| b.get(k))

@@ -38,36 +38,11 @@ impl Guest for Twilio {
             address: AddressKind::Phone,
             accepts_callbacks: true,
             settings: vec![
-                spec(
-                    "account_sid",
-                    "Twilio Account SID (starts with `AC`), from the Twilio console",
-                    false,
-                    true,
-                ),
-                spec(
-                    "auth_token",
-                    "Twilio Auth Token of that account; signs API requests and verifies webhooks",
-                    true,
-                    true,
-                ),
-                spec(
-                    "from",
-                    "Sender phone number in E.164 form (+15017122661); or set messaging_service_sid",
-                    false,
-                    false,
-                ),
-                spec(
-                    "messaging_service_sid",
-                    "Messaging Service SID (starts with `MG`), used instead of `from` when set",
-                    false,
-                    false,
-                ),
-                spec(
-                    "api_base",
-                    "Twilio API origin (default https://api.twilio.com); must be in allowed_hosts",
-                    false,
-                    false,
-                ),
+                SettingSpec::required("account_sid", "Twilio Account SID (starts with `AC`), from the Twilio console"),
+                SettingSpec::required("auth_token", "Twilio Auth Token of that account; signs API requests and verifies webhooks").secret(),
+                SettingSpec::optional("from", "Sender phone number in E.164 form (+15017122661); or set messaging_service_sid"),
+                SettingSpec::optional("messaging_service_sid", "Messaging Service SID (starts with `MG`), used instead of `from` when set"),
+                SettingSpec::optional("api_base", "Twilio API origin (default https://api.twilio.com); must be in allowed_hosts"),
             ],
         }
     }
@@ -148,15 +123,6 @@ impl Guest for Twilio {
         }
         let events = parse_webhook(&params)?;
         callback_reply(events, 200, "text/xml", EMPTY_TWIML)
-    }
-}
-
-fn spec(key: &str, description: &str, secret: bool, required: bool) -> SettingSpec {
-    SettingSpec {
-        key: key.to_string(),
-        description: description.to_string(),
-        secret,
-        required,
     }
 }
 
@@ -277,7 +243,8 @@ fn parse_error(body: &[u8]) -> TwilioError {
 fn outcome(response: &Response) -> Result<Receipt, SendError> {
     let status = response.status;
     if (200..300).contains(&status) {
-        let sid = serde_json::from_slice::<serde_json::Value>(&response.body)
+        let sid = response
+            .json::<serde_json::Value>()
             .ok()
             .and_then(|v| v.get("sid").and_then(|s| s.as_str()).map(str::to_string))
             .filter(|s| !s.is_empty());

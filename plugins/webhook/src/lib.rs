@@ -31,24 +31,9 @@ impl Guest for Webhook {
             address: AddressKind::None,
             accepts_callbacks: false,
             settings: vec![
-                spec(
-                    "url",
-                    "The http(s) URL each reminder is POSTed to as JSON; its host must be in the channel's allowed_hosts",
-                    false,
-                    true,
-                ),
-                spec(
-                    "secret",
-                    "Shared secret for the HMAC-SHA256 signature of the request body",
-                    true,
-                    true,
-                ),
-                spec(
-                    "signature_header",
-                    "Header carrying `sha256=<hex HMAC>` of the body (default `X-Herald-Signature`)",
-                    false,
-                    false,
-                ),
+                SettingSpec::required("url", "The http(s) URL each reminder is POSTed to as JSON; its host must be in the channel's allowed_hosts"),
+                SettingSpec::required("secret", "Shared secret for the HMAC-SHA256 signature of the request body").secret(),
+                SettingSpec::optional("signature_header", "Header carrying `sha256=<hex HMAC>` of the body (default `X-Herald-Signature`)"),
             ],
         }
     }
@@ -83,15 +68,6 @@ impl Guest for Webhook {
 
         let response = herald_pdk::http::send(request)?;
         outcome(&response, &message.idempotency_key)
-    }
-}
-
-fn spec(key: &str, description: &str, secret: bool, required: bool) -> SettingSpec {
-    SettingSpec {
-        key: key.to_string(),
-        description: description.to_string(),
-        secret,
-        required,
     }
 }
 

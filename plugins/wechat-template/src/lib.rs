@@ -48,12 +48,12 @@ impl Guest for WechatTemplate {
             address: AddressKind::Wechat,
             accepts_callbacks: true,
             settings: vec![
-                spec("app_id", "The Official Account's AppID (开发 → 基本配置)", false, true),
-                spec("app_secret", "The Official Account's AppSecret", true, true),
-                spec("template_id", "Template ID of the message template (a rule field `template_id` overrides it)", false, false),
-                spec("url", "Default link opened when the customer taps the message (a rule field `url` overrides it)", false, false),
-                spec("api_base", "API origin (default https://api.weixin.qq.com); must be in allowed_hosts", false, false),
-                spec("callback_token", "The Token of the account's server configuration (服务器配置), to verify event pushes at /hooks/{channel}", true, false),
+                SettingSpec::required("app_id", "The Official Account's AppID (开发 → 基本配置)"),
+                SettingSpec::required("app_secret", "The Official Account's AppSecret").secret(),
+                SettingSpec::optional("template_id", "Template ID of the message template (a rule field `template_id` overrides it)"),
+                SettingSpec::optional("url", "Default link opened when the customer taps the message (a rule field `url` overrides it)"),
+                SettingSpec::optional("api_base", "API origin (default https://api.weixin.qq.com); must be in allowed_hosts"),
+                SettingSpec::optional("callback_token", "The Token of the account's server configuration (服务器配置), to verify event pushes at /hooks/{channel}").secret(),
             ],
         }
     }
@@ -181,15 +181,6 @@ impl Guest for WechatTemplate {
         let body = String::from_utf8_lossy(&request.body);
         let events = parse_event(&body).map_err(CallbackError::BadRequest)?;
         callback_reply(events, 200, "text/plain; charset=utf-8", "success")
-    }
-}
-
-fn spec(key: &str, description: &str, secret: bool, required: bool) -> SettingSpec {
-    SettingSpec {
-        key: key.to_string(),
-        description: description.to_string(),
-        secret,
-        required,
     }
 }
 
@@ -375,7 +366,7 @@ fn token_outcome(
     if !response.is_success() {
         return Err(http_status_error(response, "the access token request"));
     }
-    let v: Value = serde_json::from_slice(&response.body).map_err(|_| {
+    let v: Value = response.json().map_err(|_| {
         SendError::Permanent(
             "WeChat's access token answer is not JSON: check that api_base points at the WeChat API"
                 .to_string(),
@@ -432,7 +423,7 @@ fn send_outcome(response: &Response, token: &str, now_secs: u64) -> SendOutcome 
     if !response.is_success() {
         return SendOutcome::Failed(http_status_error(response, "the template message"));
     }
-    let Ok(v) = serde_json::from_slice::<Value>(&response.body) else {
+    let Ok(v) = response.json::<Value>() else {
         return SendOutcome::Failed(SendError::Permanent(
             "WeChat's answer to the template message is not JSON: check that api_base points at the WeChat API"
                 .to_string(),
