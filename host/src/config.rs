@@ -28,6 +28,9 @@ pub struct ConfigFile {
     /// The HTTP API of `herald serve`.
     #[serde(default)]
     pub server: ServerSection,
+    /// Click tracking and the open pixel (both off by default).
+    #[serde(default)]
+    pub tracking: TrackingSection,
     /// Plugin runtime settings shared by all plugins.
     #[serde(default)]
     pub plugins: PluginsSection,
@@ -172,6 +175,21 @@ impl Default for ServerSection {
             link_secret: None,
         }
     }
+}
+
+/// `[tracking]`: what Herald learns about a message after it is delivered.
+/// Both need `[server] public_url`, the address customers reach.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackingSection {
+    /// Rewrite http(s) links in text and HTML bodies to a signed redirect
+    /// through `{public_url}/t/c/…` that records the click.
+    #[serde(default)]
+    pub clicks: bool,
+    /// Add a 1x1 image `{public_url}/t/o/….gif` to HTML bodies that records
+    /// the open.
+    #[serde(default)]
+    pub opens: bool,
 }
 
 /// `[plugins]`
@@ -683,11 +701,11 @@ impl SettingValue {
                 ),
             },
             SettingValue::Env { env } => std::env::var(env)
-                .with_context(|| format!("{place}: environment variable {env} is not set")),
+                .map_err(|_| anyhow::anyhow!("{place}: environment variable {env} is not set; set it in herald's environment, or use {{ file = \"path\" }}")),
             SettingValue::File { file } => {
                 let path = config.resolve(file);
                 let text = std::fs::read_to_string(&path).with_context(|| {
-                    format!("{place}: cannot read secret file {}", path.display())
+                    format!("{place}: cannot read secret file {}; create it (readable by herald) or fix the path", path.display())
                 })?;
                 Ok(text.trim_end_matches(['\r', '\n']).to_string())
             }

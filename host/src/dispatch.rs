@@ -50,8 +50,6 @@ pub struct Channel {
     pub name: String,
     /// The address it needs.
     pub address: AddressKind,
-    /// Disabled channels are skipped when choosing.
-    pub enabled: bool,
     /// Retry policy.
     pub retry: RetryPolicy,
     /// The provider name recorded on deliveries (plugin name or `inbox`).
@@ -77,6 +75,8 @@ pub struct Route<'a> {
 /// All channels of a deployment.
 pub struct Channels {
     by_name: BTreeMap<String, Channel>,
+    /// Configured but `enabled = false`: not loaded, passed over by routing.
+    disabled: std::collections::BTreeSet<String>,
 }
 
 fn wit_address(kind: WitAddressKind) -> AddressKind {
@@ -88,154 +88,176 @@ fn wit_address(kind: WitAddressKind) -> AddressKind {
     }
 }
 
+/// How bad a problem found while loading a deployment is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Herald refuses to run with it.
+    Error,
+    /// Herald runs, but the operator should look.
+    Warning,
+}
+
+/// One problem with a channel: what is wrong and how to fix it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Finding {
+    /// Error or warning.
+    pub severity: Severity,
+    /// What is wrong and how to fix it. Never contains a secret's value.
+    pub message: String,
+}
+
+impl Finding {
+    fn error(message: impl Into<String>) -> Finding {
+        Finding {
+            severity: Severity::Error,
+            message: message.into(),
+        }
+    }
+    fn warning(message: impl Into<String>) -> Finding {
+        Finding {
+            severity: Severity::Warning,
+            message: message.into(),
+        }
+    }
+}
+
+/// Every channel of a config, loaded as far as each one goes, with every
+/// problem found (for `herald check`, which reports them all at once).
+pub struct Inspection {
+    /// The channels that loaded without an error.
+    pub channels: Channels,
+    /// Problems by channel name.
+    pub findings: BTreeMap<String, Vec<Finding>>,
+    /// What each loaded plugin said about itself, by channel name (disabled
+    /// channels included when they were inspected).
+    pub plugins: BTreeMap<String, crate::plugin::bindings::types::PluginInfo>,
+}
+
 impl Channels {
-    /// Load every configured channel: plugins are compiled (or taken from the
-    /// cache), described, and their settings checked against what they declare.
+    /// Load every enabled channel: plugins are compiled (or taken from the
+    /// cache), described, and their settings checked against what they
+    /// declare. Disabled channels (`enabled = false`) are not loaded; routing
+    /// passes over them. Every error of every channel is reported together;
+    /// warnings (settings the plugin does not know) are logged.
     pub async fn load(
         config: &Config,
         runtime: &Arc<Runtime>,
         services: &PluginServices,
     ) -> Result<Channels> {
-        let default_retry = config.file.retry.resolve("[retry]")?;
-        let mut by_name = BTreeMap::new();
+        let inspection = Self::inspect(config, runtime, services, false).await?;
         let mut errors = Vec::new();
-        for (name, section) in &config.file.channels {
-            let result: Result<Channel> = async {
-                let retry = match &section.retry {
-                    Some(r) => r.resolve(&format!("[channels.{name}.retry]"))?,
-                    None => default_retry,
-                };
-                match (&section.plugin, &section.builtin) {
-                    (Some(_), Some(_)) => bail!("give `plugin` or `builtin`, not both"),
-                    (None, None) => bail!("no `plugin = \"path/to/plugin.wasm\"` and no `builtin = \"inbox\"`"),
-                    (None, Some(builtin)) => {
-                        let delivery = match builtin.as_str() {
-                            "inbox" => Delivery::Inbox,
-                            "task" => Delivery::Task,
-                            other => bail!("unknown builtin `{other}`; the built-in channels are `inbox` (in-app messages) and `task` (a call list for staff)"),
-                        };
-                        if !section.settings.is_empty() || !section.allowed_hosts.is_empty() {
-                            bail!("the built-in `{builtin}` channel takes no settings or allowed_hosts");
-                        }
-                        Ok(Channel {
-                            name: name.clone(),
-                            address: section.address.unwrap_or(AddressKind::None),
-                            enabled: section.enabled,
-                            retry,
-                            provider: builtin.clone(),
-                            delivery,
-                            rate: limiter(section)?,
-                            failover: failover(section)?,
-                            breaker: Breaker::default(),
-                        })
-                    }
-                    (Some(path), None) => {
-                        let limits = Limits {
-                            memory: match &section.memory {
-                                Some(m) => parse_memory(m).map_err(|e| anyhow!("memory: {e}"))?,
-                                None => DEFAULT_MEMORY,
-                            },
-                            timeout: match &section.timeout {
-                                Some(t) => parse_exact(t).map_err(|e| anyhow!("timeout: {e}"))?,
-                                None => crate::plugin::DEFAULT_TIMEOUT,
-                            },
-                        };
-                        let allowed = AllowList::parse(&section.allowed_hosts).map_err(|e| anyhow!(e))?;
-                        let mut settings = Vec::new();
-                        let mut external = Vec::new();
-                        for (key, value) in &section.settings {
-                            let resolved = value.resolve(config, name, key)?;
-                            if !matches!(value, SettingValue::Literal(_) | SettingValue::Scalar(_)) {
-                                external.push(key.clone());
-                            }
-                            settings.push(Setting {
-                                key: key.clone(),
-                                value: resolved,
-                            });
-                        }
-                        let mut plugin = runtime
-                            .load_channel(&config.resolve(path), name, limits, allowed, services.clone())
-                            .await?;
-                        // Secrets (declared secret by the plugin, or read from
-                        // the environment or a file) are masked in everything
-                        // the plugin says: logs, errors, receipts.
-                        plugin.set_secrets(
-                            settings
-                                .iter()
-                                .filter(|s| {
-                                    external.contains(&s.key)
-                                        || plugin.info.settings.iter().any(|spec| spec.key == s.key && spec.secret)
-                                })
-                                .map(|s| s.value.clone())
-                                .collect(),
-                        );
-                        for spec in &plugin.info.settings {
-                            if spec.required && !section.settings.contains_key(&spec.key) {
-                                bail!(
-                                    "plugin `{}` needs the setting `{}` ({}); add it under [channels.{name}.settings]{}",
-                                    plugin.info.name,
-                                    spec.key,
-                                    spec.description,
-                                    if spec.secret { ", preferably as { env = \"VAR\" } or { file = \"path\" }" } else { "" }
-                                );
-                            }
-                        }
-                        for key in section.settings.keys() {
-                            if !plugin.info.settings.iter().any(|s| &s.key == key) {
-                                let known: Vec<&str> = plugin.info.settings.iter().map(|s| s.key.as_str()).collect();
-                                bail!(
-                                    "plugin `{}` has no setting `{key}`; it knows: {}",
-                                    plugin.info.name,
-                                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
-                                );
-                            }
-                        }
-                        Ok(Channel {
-                            name: name.clone(),
-                            address: section.address.unwrap_or(wit_address(plugin.info.address)),
-                            enabled: section.enabled,
-                            retry,
-                            provider: plugin.info.name.clone(),
-                            delivery: Delivery::Plugin {
-                                plugin: Arc::new(plugin),
-                                settings,
-                            },
-                            rate: limiter(section)?,
-                            failover: failover(section)?,
-                            breaker: Breaker::default(),
-                        })
-                    }
+        for (name, findings) in &inspection.findings {
+            for f in findings {
+                match f.severity {
+                    Severity::Error => errors.push(format!("[channels.{name}]: {}", f.message)),
+                    Severity::Warning => tracing::warn!("[channels.{name}]: {}", f.message),
                 }
-            }
-            .await;
-            match result {
-                Ok(channel) => {
-                    by_name.insert(name.clone(), channel);
-                }
-                Err(e) => errors.push(format!("[channels.{name}]: {e:#}")),
-            }
-        }
-        for (name, channel) in &by_name {
-            let Some(f) = &channel.failover else { continue };
-            match by_name.get(&f.backup) {
-                None => errors.push(format!(
-                    "[channels.{name}]: failover = \"{}\" is not a configured channel",
-                    f.backup
-                )),
-                Some(_) if &f.backup == name => errors.push(format!(
-                    "[channels.{name}]: a channel cannot fail over to itself"
-                )),
-                Some(backup) if backup.address != channel.address => errors.push(format!(
-                    "[channels.{name}]: failover = \"{}\" needs a {} address but `{name}` sends to {}; a backup must reach customers by the same kind of address",
-                    f.backup, backup.address, channel.address
-                )),
-                Some(_) => {}
             }
         }
         if !errors.is_empty() {
             bail!("{}", errors.join("\n"));
         }
-        Ok(Channels { by_name })
+        Ok(inspection.channels)
+    }
+
+    /// Load every channel as far as it goes and collect every problem.
+    /// With `disabled_too`, disabled channels are loaded as well (to check
+    /// them) but stay out of the returned channels. Fails only when the
+    /// config's `[retry]` section is unusable.
+    pub async fn inspect(
+        config: &Config,
+        runtime: &Arc<Runtime>,
+        services: &PluginServices,
+        disabled_too: bool,
+    ) -> Result<Inspection> {
+        let default_retry = config.file.retry.resolve("[retry]")?;
+        let mut by_name = BTreeMap::new();
+        let mut disabled = std::collections::BTreeSet::new();
+        let mut findings: BTreeMap<String, Vec<Finding>> = BTreeMap::new();
+        let mut plugins = BTreeMap::new();
+        for (name, section) in &config.file.channels {
+            if !section.enabled {
+                disabled.insert(name.clone());
+                if !disabled_too {
+                    continue;
+                }
+            }
+            let mut found = Vec::new();
+            let channel = load_one(
+                config,
+                name,
+                section,
+                default_retry,
+                runtime,
+                services,
+                &mut found,
+            )
+            .await;
+            if let Some(channel) = channel {
+                if let Delivery::Plugin { plugin, .. } = &channel.delivery {
+                    plugins.insert(name.clone(), plugin.info.clone());
+                }
+                if section.enabled {
+                    by_name.insert(name.clone(), channel);
+                }
+            }
+            if !found.is_empty() {
+                findings.insert(name.clone(), found);
+            }
+        }
+        for (name, channel) in &by_name {
+            let Some(f) = &channel.failover else { continue };
+            let problem = if !config.file.channels.contains_key(&f.backup) {
+                Some(Finding::error(format!(
+                    "failover = \"{}\" is not a configured channel; name one of the [channels.*] sections or remove failover",
+                    f.backup
+                )))
+            } else if &f.backup == name {
+                Some(Finding::error(
+                    "a channel cannot fail over to itself; name another channel or remove failover",
+                ))
+            } else if disabled.contains(&f.backup) {
+                Some(Finding::warning(format!(
+                    "its failover backup `{}` is disabled, so sends will not fail over; enable it or remove failover",
+                    f.backup
+                )))
+            } else {
+                match by_name.get(&f.backup) {
+                    Some(backup) if backup.address != channel.address => Some(Finding::error(format!(
+                        "failover = \"{}\" needs a {} address but `{name}` sends to {}; a backup must reach customers by the same kind of address",
+                        f.backup, backup.address, channel.address
+                    ))),
+                    _ => None,
+                }
+            };
+            if let Some(p) = problem {
+                findings.entry(name.clone()).or_default().push(p);
+            }
+        }
+        let errored: Vec<String> = findings
+            .iter()
+            .filter(|(_, f)| f.iter().any(|f| f.severity == Severity::Error))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in errored {
+            by_name.remove(&name);
+        }
+        Ok(Inspection {
+            channels: Channels { by_name, disabled },
+            findings,
+            plugins,
+        })
+    }
+
+    /// Whether a configured channel is disabled (`enabled = false`).
+    pub fn is_disabled(&self, name: &str) -> bool {
+        self.disabled.contains(name)
+    }
+
+    /// Names of the disabled channels.
+    pub fn disabled(&self) -> impl Iterator<Item = &str> {
+        self.disabled.iter().map(String::as_str)
     }
 
     /// The largest memory cap of any configured channel.
@@ -271,9 +293,6 @@ impl Channels {
         customer: &Customer,
         suppressed: Option<&HashSet<String>>,
     ) -> Option<String> {
-        if !channel.enabled {
-            return Some(format!("{} (disabled)", channel.name));
-        }
         if suppressed.is_some_and(|s| s.contains(&channel.name)) {
             return Some(format!("{} (the customer unsubscribed)", channel.name));
         }
@@ -284,7 +303,8 @@ impl Channels {
     }
 
     /// The first channel among `preference` that can reach the customer:
-    /// enabled, not refused by them, and with their address. When that
+    /// enabled (disabled channels are passed over like unreachable ones), not
+    /// refused by them, and with their address. When that
     /// channel names a failover backup and its provider is failing (its
     /// circuit is open, or this reminder already failed `failover_after`
     /// times in a row on it), the backup carries it instead.
@@ -297,8 +317,13 @@ impl Channels {
         now: DateTime<Utc>,
     ) -> Result<Route<'_>, String> {
         let mut tried = Vec::new();
+        let mut disabled = Vec::new();
         for name in preference {
             let Some(channel) = self.by_name.get(name) else {
+                if self.disabled.contains(name) {
+                    disabled.push(name.as_str());
+                    tried.push(format!("{name} (disabled)"));
+                }
                 continue;
             };
             if let Some(why) = Self::unusable(channel, customer, suppressed) {
@@ -322,11 +347,222 @@ impl Channels {
                 failover_from: None,
             });
         }
+        if !disabled.is_empty() && disabled.len() == tried.len() {
+            return Err(format!(
+                "every channel of this rule is disabled in the config ({}); enable one (enabled = true) or give the rule another channel",
+                disabled.join(", ")
+            ));
+        }
         Err(format!(
             "no channel can reach the customer: {}",
             tried.join(", ")
         ))
     }
+}
+
+/// Load one channel, pushing every problem found onto `found`; the channel
+/// comes back only when nothing stopped it from loading (warnings allowed).
+async fn load_one(
+    config: &Config,
+    name: &str,
+    section: &crate::config::ChannelSection,
+    default_retry: RetryPolicy,
+    runtime: &Arc<Runtime>,
+    services: &PluginServices,
+    found: &mut Vec<Finding>,
+) -> Option<Channel> {
+    let errors_before = found.len();
+    let mut check = |result: Result<(), String>| {
+        if let Err(e) = result {
+            found.push(Finding::error(e));
+        }
+    };
+    let retry = match &section.retry {
+        Some(r) => r
+            .resolve(&format!("[channels.{name}.retry]"))
+            .map_err(|e| check(Err(format!("{e:#}"))))
+            .unwrap_or(default_retry),
+        None => default_retry,
+    };
+    let rate = limiter(section)
+        .map_err(|e| check(Err(format!("{e:#}"))))
+        .ok()
+        .flatten();
+    let failover = failover(section)
+        .map_err(|e| check(Err(format!("{e:#}"))))
+        .ok()
+        .flatten();
+    let (delivery, address) = match (&section.plugin, &section.builtin) {
+        (Some(_), Some(_)) => {
+            check(Err("give `plugin` or `builtin`, not both".into()));
+            return None;
+        }
+        (None, None) => {
+            check(Err("no `plugin = \"path/to/plugin.wasm\"` and no `builtin = \"inbox\"`; add one of them".into()));
+            return None;
+        }
+        (None, Some(builtin)) => {
+            let delivery = match builtin.as_str() {
+                "inbox" => Delivery::Inbox,
+                "task" => Delivery::Task,
+                other => {
+                    check(Err(format!("unknown builtin `{other}`; the built-in channels are `inbox` (in-app messages) and `task` (a call list for staff)")));
+                    return None;
+                }
+            };
+            if !section.settings.is_empty() || !section.allowed_hosts.is_empty() {
+                check(Err(format!("the built-in `{builtin}` channel takes no settings or allowed_hosts; remove them")));
+            }
+            (delivery, section.address.unwrap_or(AddressKind::None))
+        }
+        (Some(path), None) => {
+            let mut limits = Limits {
+                memory: DEFAULT_MEMORY,
+                timeout: crate::plugin::DEFAULT_TIMEOUT,
+            };
+            if let Some(m) = &section.memory {
+                match parse_memory(m) {
+                    Ok(m) => limits.memory = m,
+                    Err(e) => check(Err(format!("memory: {e}"))),
+                }
+            }
+            if let Some(t) = &section.timeout {
+                match parse_exact(t) {
+                    Ok(t) => limits.timeout = t,
+                    Err(e) => check(Err(format!("timeout: {e}"))),
+                }
+            }
+            // Each entry on its own, so every bad one is named.
+            for entry in &section.allowed_hosts {
+                if let Err(e) = AllowList::parse(std::slice::from_ref(entry)) {
+                    check(Err(e));
+                }
+            }
+            let allowed = AllowList::parse(&section.allowed_hosts).unwrap_or_default();
+            let mut settings = Vec::new();
+            let mut external = Vec::new();
+            for (key, value) in &section.settings {
+                match value.resolve(config, name, key) {
+                    Ok(resolved) => {
+                        if !matches!(value, SettingValue::Literal(_) | SettingValue::Scalar(_)) {
+                            external.push(key.clone());
+                        }
+                        settings.push(Setting {
+                            key: key.clone(),
+                            value: resolved,
+                        });
+                    }
+                    Err(e) => check(Err(format!("{e:#}"))),
+                }
+            }
+            let mut plugin = match runtime
+                .load_channel(
+                    &config.resolve(path),
+                    name,
+                    limits,
+                    allowed,
+                    services.clone(),
+                )
+                .await
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    check(Err(format!("{e:#}")));
+                    return None;
+                }
+            };
+            // Secrets (declared secret by the plugin, or read from the
+            // environment or a file) are masked in everything the plugin
+            // says: logs, errors, receipts.
+            plugin.set_secrets(
+                settings
+                    .iter()
+                    .filter(|s| {
+                        external.contains(&s.key)
+                            || plugin
+                                .info
+                                .settings
+                                .iter()
+                                .any(|spec| spec.key == s.key && spec.secret)
+                    })
+                    .map(|s| s.value.clone())
+                    .collect(),
+            );
+            for spec in &plugin.info.settings {
+                if spec.required && !section.settings.contains_key(&spec.key) {
+                    check(Err(format!(
+                        "plugin `{}` needs the setting `{}` ({}); add it under [channels.{name}.settings]{}",
+                        plugin.info.name,
+                        spec.key,
+                        spec.description,
+                        if spec.secret {
+                            ", preferably as { env = \"VAR\" } or { file = \"path\" }"
+                        } else {
+                            ""
+                        }
+                    )));
+                }
+            }
+            for key in section.settings.keys() {
+                if !plugin.info.settings.iter().any(|s| &s.key == key) {
+                    let known: Vec<&str> = plugin
+                        .info
+                        .settings
+                        .iter()
+                        .map(|s| s.key.as_str())
+                        .collect();
+                    found.push(Finding::warning(format!(
+                        "plugin `{}` has no setting `{key}`, so it is ignored; remove it or fix its name (the plugin knows: {})",
+                        plugin.info.name,
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    )));
+                }
+            }
+            let address = section.address.unwrap_or(wit_address(plugin.info.address));
+            let provider = plugin.info.name.clone();
+            let delivery = Delivery::Plugin {
+                plugin: Arc::new(plugin),
+                settings,
+            };
+            if found[errors_before..]
+                .iter()
+                .any(|f| f.severity == Severity::Error)
+            {
+                return None;
+            }
+            return Some(Channel {
+                name: name.to_string(),
+                address,
+                retry,
+                provider,
+                delivery,
+                rate,
+                failover,
+                breaker: Breaker::default(),
+            });
+        }
+    };
+    if found[errors_before..]
+        .iter()
+        .any(|f| f.severity == Severity::Error)
+    {
+        return None;
+    }
+    let provider = section.builtin.clone().unwrap_or_default();
+    Some(Channel {
+        name: name.to_string(),
+        address,
+        retry,
+        provider,
+        delivery,
+        rate,
+        failover,
+        breaker: Breaker::default(),
+    })
 }
 
 fn limiter(section: &crate::config::ChannelSection) -> Result<Option<RateLimiter>> {

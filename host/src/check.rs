@@ -1,0 +1,502 @@
+//! `herald check`: everything an operator can get wrong in a deployment
+//! file, found at once and reported as a table of channels and rules with
+//! what is wrong and how to fix it. It loads every plugin (channel and
+//! targeting), checks worlds and versions, settings against what each plugin
+//! declares, secrets (resolvable, never printed), templates, allowed hosts
+//! and the rules' channels, using the same loading code `herald serve` runs,
+//! so what passes here starts there. A reload refuses a config for the same
+//! reasons with the same texts.
+
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::dispatch::{Channels, Finding, Severity};
+use crate::plugin::{KvBackend, PluginServices, Runtime, DEFAULT_MEMORY};
+use crate::strategy::Strategy;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// How a channel or rule stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Nothing wrong.
+    Ok,
+    /// Runs, with warnings.
+    Warning,
+    /// Herald refuses to run with it.
+    Error,
+    /// `enabled = false`: configured, not loaded, passed over by routing.
+    Disabled,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Ok => "ok",
+            Status::Warning => "warning",
+            Status::Error => "error",
+            Status::Disabled => "disabled",
+        })
+    }
+}
+
+fn status_of(findings: &[Finding]) -> Status {
+    if findings.iter().any(|f| f.severity == Severity::Error) {
+        Status::Error
+    } else if findings.is_empty() {
+        Status::Ok
+    } else {
+        Status::Warning
+    }
+}
+
+/// One channel's line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChannelReport {
+    /// Channel name.
+    pub name: String,
+    /// `plugin NAME VERSION (file)` or `builtin inbox`.
+    pub kind: String,
+    /// How it stands.
+    pub status: Status,
+    /// What is wrong and how to fix it.
+    pub problems: Vec<Finding>,
+}
+
+/// One rule's line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleReport {
+    /// Rule id.
+    pub id: String,
+    /// Every channel the rule or its steps name.
+    pub channels: Vec<String>,
+    /// How it stands.
+    pub status: Status,
+    /// What is wrong and how to fix it.
+    pub problems: Vec<Finding>,
+}
+
+/// Everything `herald check` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The config file checked.
+    pub config: String,
+    /// Problems of the file as a whole (syntax, scheduler, strategy defaults).
+    pub general: Vec<Finding>,
+    /// Channels in name order.
+    pub channels: Vec<ChannelReport>,
+    /// Rules in file order.
+    pub rules: Vec<RuleReport>,
+}
+
+impl Report {
+    fn all(&self) -> impl Iterator<Item = (String, &Finding)> {
+        let general = self.general.iter().map(|f| (String::new(), f));
+        let channels = self.channels.iter().flat_map(|c| {
+            c.problems
+                .iter()
+                .map(move |f| (format!("[channels.{}]: ", c.name), f))
+        });
+        let rules = self.rules.iter().flat_map(|r| {
+            r.problems
+                .iter()
+                .map(move |f| (format!("rule `{}`: ", r.id), f))
+        });
+        general.chain(channels).chain(rules)
+    }
+
+    /// Every error, one line each, naming its place.
+    pub fn errors(&self) -> Vec<String> {
+        self.all()
+            .filter(|(_, f)| f.severity == Severity::Error)
+            .map(|(place, f)| format!("{place}{}", f.message))
+            .collect()
+    }
+
+    /// Every warning, one line each, naming its place.
+    pub fn warnings(&self) -> Vec<String> {
+        self.all()
+            .filter(|(_, f)| f.severity == Severity::Warning)
+            .map(|(place, f)| format!("{place}{}", f.message))
+            .collect()
+    }
+
+    /// Whether Herald would refuse this config.
+    pub fn has_errors(&self) -> bool {
+        self.all().any(|(_, f)| f.severity == Severity::Error)
+    }
+
+    /// The report as text tables.
+    pub fn table(&self) -> String {
+        let mut out = format!("config: {}\n", self.config);
+        if !self.general.is_empty() {
+            out.push_str("\nGENERAL\n");
+            for f in &self.general {
+                out.push_str(&format!("  {:<8} {}\n", severity_word(f), f.message));
+            }
+        }
+        let rows: Vec<[String; 3]> = self
+            .channels
+            .iter()
+            .map(|c| [c.name.clone(), c.kind.clone(), c.status.to_string()])
+            .collect();
+        out.push_str("\nCHANNELS\n");
+        out.push_str(&grid(
+            ["CHANNEL", "DELIVERY", "STATUS"],
+            &rows,
+            self.channels.iter().map(|c| c.problems.as_slice()),
+        ));
+        let rows: Vec<[String; 3]> = self
+            .rules
+            .iter()
+            .map(|r| [r.id.clone(), r.channels.join(","), r.status.to_string()])
+            .collect();
+        out.push_str("\nRULES\n");
+        out.push_str(&grid(
+            ["RULE", "CHANNELS", "STATUS"],
+            &rows,
+            self.rules.iter().map(|r| r.problems.as_slice()),
+        ));
+        let errors = self.errors().len();
+        let warnings = self.warnings().len();
+        out.push_str(&format!(
+            "\n{errors} error(s), {warnings} warning(s): {}\n",
+            if errors > 0 {
+                "herald would refuse this config; fix the errors above"
+            } else {
+                "herald can run this config"
+            }
+        ));
+        out
+    }
+}
+
+fn severity_word(f: &Finding) -> &'static str {
+    match f.severity {
+        Severity::Error => "error:",
+        Severity::Warning => "warning:",
+    }
+}
+
+/// Three aligned columns, then each problem (the first on the row itself,
+/// the others on lines of their own under it).
+fn grid<'a>(
+    head: [&str; 3],
+    rows: &[[String; 3]],
+    problems: impl Iterator<Item = &'a [Finding]>,
+) -> String {
+    let mut width = head.map(str::len);
+    for row in rows {
+        for (w, cell) in width.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: [&str; 3], tail: &str| {
+        format!(
+            "  {:<w0$}  {:<w1$}  {:<w2$}  {tail}",
+            cells[0],
+            cells[1],
+            cells[2],
+            w0 = width[0],
+            w1 = width[1],
+            w2 = width[2]
+        )
+        .trim_end()
+        .to_string()
+            + "\n"
+    };
+    let mut out = line(head, "PROBLEMS");
+    if rows.is_empty() {
+        out.push_str("  (none)\n");
+    }
+    for (row, problems) in rows.iter().zip(problems) {
+        let mut problems = problems.iter();
+        let first = problems
+            .next()
+            .map(|f| format!("{} {}", severity_word(f), f.message))
+            .unwrap_or_default();
+        out.push_str(&line([&row[0], &row[1], &row[2]], &first));
+        for f in problems {
+            out.push_str(&line(
+                ["", "", ""],
+                &format!("{} {}", severity_word(f), f.message),
+            ));
+        }
+    }
+    out
+}
+
+/// Check the config file at `path`.
+pub async fn check_file(path: &Path) -> Report {
+    match Config::load(path) {
+        Ok(config) => check(&config).await,
+        Err(e) => Report {
+            config: path.display().to_string(),
+            general: vec![Finding {
+                severity: Severity::Error,
+                message: format!("{e:#}"),
+            }],
+            channels: Vec::new(),
+            rules: Vec::new(),
+        },
+    }
+}
+
+fn error(message: impl Into<String>) -> Finding {
+    Finding {
+        severity: Severity::Error,
+        message: message.into(),
+    }
+}
+
+fn warning(message: impl Into<String>) -> Finding {
+    Finding {
+        severity: Severity::Warning,
+        message: message.into(),
+    }
+}
+
+/// The rule an error line of [`Strategy::compile`] is about: lines start
+/// with ``rule `ID` `` (template sets of steps and translations add `#k`
+/// and `@locale` to the id).
+fn rule_of(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("rule `")?;
+    let id = &rest[..rest.find('`')?];
+    Some(id.split(['#', '@']).next().unwrap_or(id))
+}
+
+/// Check a parsed config: every problem, none hidden behind another.
+pub async fn check(config: &Config) -> Report {
+    let mut general = Vec::new();
+    if let Err(e) = config.scheduler() {
+        general.push(error(format!("{e:#}")));
+    }
+    if let Some(secret) = &config.file.server.link_secret {
+        match secret.resolve_at(config, "[server] link_secret") {
+            Ok(value) => {
+                if let Err(e) = crate::links::check_secret(&value) {
+                    general.push(error(format!("{e:#}")));
+                }
+            }
+            Err(e) => general.push(error(format!("{e:#}"))),
+        }
+    }
+    let services = PluginServices {
+        kv: KvBackend::Memory(Default::default()),
+        clock: Arc::new(SystemClock),
+    };
+
+    // Channels: every one loaded as far as it goes, disabled ones too.
+    let mut channels = Vec::new();
+    let mut broken_channels = std::collections::BTreeSet::new();
+    let max_memory = Channels::max_memory(config).unwrap_or(DEFAULT_MEMORY);
+    let inspection = match Runtime::new(config.cache_dir(), max_memory) {
+        Ok(runtime) => Channels::inspect(config, &Arc::new(runtime), &services, true)
+            .await
+            .map_err(|e| format!("{e:#}")),
+        Err(e) => Err(format!("cannot start the plugin runtime: {e:#}")),
+    };
+    match inspection {
+        Err(e) => {
+            general.push(error(format!("{e}; channels were not checked")));
+        }
+        Ok(inspection) => {
+            for (name, section) in &config.file.channels {
+                let mut problems = inspection.findings.get(name).cloned().unwrap_or_default();
+                let kind = match (&section.builtin, &section.plugin) {
+                    (Some(b), None) => format!("builtin {b}"),
+                    (_, Some(path)) => {
+                        let file = Path::new(path)
+                            .file_name()
+                            .map(|f| f.to_string_lossy().into_owned())
+                            .unwrap_or_else(|| path.clone());
+                        match inspection.plugins.get(name) {
+                            Some(info) => format!("{} {} ({file})", info.name, info.version),
+                            None => file,
+                        }
+                    }
+                    (None, None) => "-".to_string(),
+                };
+                let status = if section.enabled {
+                    let status = status_of(&problems);
+                    if status == Status::Error {
+                        broken_channels.insert(name.clone());
+                    }
+                    status
+                } else {
+                    // Not loaded by serve: its problems matter only once it
+                    // is enabled again.
+                    for p in &mut problems {
+                        if p.severity == Severity::Error {
+                            p.severity = Severity::Warning;
+                            p.message = format!("once enabled: {}", p.message);
+                        }
+                    }
+                    Status::Disabled
+                };
+                channels.push(ChannelReport {
+                    name: name.clone(),
+                    kind,
+                    status,
+                    problems,
+                });
+            }
+        }
+    }
+
+    // Rules: the strategy compiler's findings, the targeting plugins, and
+    // whether their channels can carry anything.
+    let mut by_rule: BTreeMap<String, Vec<Finding>> = BTreeMap::new();
+    if let Err(lines) = Strategy::compile(config, &Channels::names(config)) {
+        for line in lines.lines().filter(|l| !l.trim().is_empty()) {
+            match rule_of(line) {
+                Some(id) if config.file.rules.iter().any(|r| r.id.trim() == id) => {
+                    let message = line
+                        .strip_prefix(&format!("rule `{id}`: "))
+                        .or_else(|| line.strip_prefix(&format!("rule `{id}`, ")))
+                        .unwrap_or(line);
+                    by_rule
+                        .entry(id.to_string())
+                        .or_default()
+                        .push(error(message));
+                }
+                _ => general.push(error(line)),
+            }
+        }
+    }
+    for rule in &config.file.rules {
+        if rule.targeting.is_none() {
+            continue;
+        }
+        // The loader serve uses, on this rule alone.
+        let mut one = config.clone();
+        one.file.rules = vec![rule.clone()];
+        if let Err(e) = crate::targeting::load_all(&one, config.cache_dir(), &services).await {
+            let id = rule.id.trim();
+            for line in format!("{e:#}").lines() {
+                let message = line.strip_prefix(&format!("rule `{id}`, ")).unwrap_or(line);
+                by_rule
+                    .entry(id.to_string())
+                    .or_default()
+                    .push(error(message));
+            }
+        }
+    }
+    let mut rules = Vec::new();
+    for rule in &config.file.rules {
+        let id = rule.id.trim().to_string();
+        let mut problems = by_rule.remove(&id).unwrap_or_default();
+        let mut lists: Vec<(String, &[String])> = vec![(String::new(), &rule.channels)];
+        for (i, step) in rule.steps.iter().enumerate() {
+            lists.push((format!("steps[{i}]: "), &step.channels));
+        }
+        let mut named: Vec<String> = Vec::new();
+        for (place, list) in lists {
+            for ch in list {
+                if !named.contains(ch) {
+                    named.push(ch.clone());
+                }
+                if broken_channels.contains(ch) {
+                    problems.push(error(format!(
+                        "{place}channel `{ch}` has errors (see CHANNELS); fix them, or take `{ch}` out of the rule"
+                    )));
+                }
+            }
+            let configured: Vec<&String> = list
+                .iter()
+                .filter(|c| config.file.channels.contains_key(*c))
+                .collect();
+            if !configured.is_empty()
+                && configured.iter().all(|c| !config.file.channels[*c].enabled)
+            {
+                problems.push(warning(format!(
+                    "{place}every channel is disabled ({}); its reminders will be skipped until one is enabled, or add an enabled channel",
+                    configured.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+        rules.push(RuleReport {
+            id,
+            channels: named,
+            status: status_of(&problems),
+            problems,
+        });
+    }
+    // Findings for rule ids the file does not have (duplicates are reported
+    // under their id above) stay visible.
+    for (_, findings) in by_rule {
+        general.extend(findings);
+    }
+    Report {
+        config: config.path.display().to_string(),
+        general,
+        channels,
+        rules,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compile_lines_are_attributed_to_their_rule() {
+        assert_eq!(rule_of("rule `a`: bad"), Some("a"));
+        assert_eq!(rule_of("rule `a#2@zh-CN`, subject, line 1: x"), Some("a"));
+        assert_eq!(rule_of("[strategy] default_timezone: x"), None);
+    }
+
+    #[tokio::test]
+    async fn every_problem_of_a_config_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.toml");
+        std::fs::write(
+            &path,
+            r#"
+[scheduler]
+tick = "soon"
+
+[channels.inbox]
+builtin = "inbox"
+allowed_hosts = ["https://x.example"]
+
+[channels.off]
+builtin = "nope"
+enabled = false
+
+[[rules]]
+id = "a"
+trigger = { on = "created" }
+channels = ["inbox"]
+subject = "{{ customer.name"
+text = "hi {{ customer.nope }}"
+
+[[rules]]
+id = "b"
+trigger = { on = "created" }
+channels = ["off"]
+subject = "s"
+text = "t"
+"#,
+        )
+        .unwrap();
+        let report = check_file(&path).await;
+        let errors = report.errors().join("\n");
+        assert!(errors.contains("[scheduler] tick"), "{errors}");
+        assert!(
+            errors.contains("[channels.inbox]: the built-in"),
+            "{errors}"
+        );
+        let a = &report.rules[0];
+        assert_eq!(a.status, Status::Error);
+        assert!(a.problems.len() >= 3, "{:?}", a.problems);
+        let off = report.channels.iter().find(|c| c.name == "off").unwrap();
+        assert_eq!(off.status, Status::Disabled);
+        assert!(off.problems[0].message.starts_with("once enabled"));
+        let b = &report.rules[1];
+        assert_eq!(b.status, Status::Warning, "{:?}", b.problems);
+        assert!(report.table().contains("error(s)"));
+    }
+}

@@ -1,0 +1,642 @@
+//! Running Herald for a business: `herald check` on a good config and on one
+//! with many problems at once; a disabled channel passed over for the rule's
+//! next one; reloads by SIGHUP and `POST /admin/reload` (a new rule takes
+//! effect, a broken config is refused while the old one keeps sending, a
+//! send in flight during a reload is delivered exactly once); and the
+//! Prometheus counters at `/metrics`.
+
+use crate::support::*;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::Duration;
+
+const SECRET: &str = "whsec-ops-7d1e-never-printed";
+
+/// A deployment sending `welcome` on sign-up through the webhook plugin to
+/// `provider`; `extra` is appended (more rules).
+fn deployment(provider: &FakeProvider, extra: &str) -> String {
+    format!(
+        r#"
+[scheduler]
+tick = "100ms"
+
+[retry]
+max_attempts = 1
+
+[channels.hook]
+plugin = "{plugin}"
+allowed_hosts = ["{origin}"]
+timeout = "10s"
+[channels.hook.settings]
+url = "{url}"
+secret = {{ env = "OPS_HOOK_SECRET" }}
+
+[[rules]]
+id = "welcome"
+trigger = {{ on = "created" }}
+channels = ["hook"]
+subject = "Welcome {{{{ customer.name }}}}"
+text = "Hello"
+{extra}"#,
+        plugin = plugin("webhook").display(),
+        origin = provider.origin(),
+        url = provider.url("/hook"),
+    )
+}
+
+const PING_RULE: &str = r#"
+[[rules]]
+id = "pong"
+trigger = { on = "event", kind = "ping" }
+channels = ["hook"]
+subject = "Pong"
+text = "You pinged"
+"#;
+
+/// The provider: 200 for everyone except customers whose id starts with
+/// `bad` (400); `hold` requests are answered after 3 s.
+fn provider() -> FakeProvider {
+    FakeProvider::start(|req, _| {
+        let body = req.json();
+        let customer = body["recipient"]["customer_id"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if customer.starts_with("bad") {
+            return Reply::json(400, json!({"error": "recipient rejected"}));
+        }
+        let mut reply = Reply::json(200, json!({"id": format!("msg-{customer}")}));
+        if customer.starts_with("hold") {
+            reply.delay = Duration::from_secs(3);
+        }
+        reply
+    })
+}
+
+fn check(config: &Path, json: bool) -> (bool, String, String) {
+    let mut cmd = herald();
+    cmd.args(["check", "--config"])
+        .arg(config)
+        .env("OPS_HOOK_SECRET", SECRET)
+        .env("OPS_SET_SECRET", SECRET);
+    if json {
+        cmd.arg("--json");
+    }
+    let out = run(&mut cmd);
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+/// Start `herald serve` with the webhook secret in its environment.
+fn serve(config: &Path, scratch: &Scratch) -> Server {
+    std::env::set_var("OPS_HOOK_SECRET", SECRET);
+    Server::start(config, &scratch.path("h.db"), scratch, "serve.log")
+}
+
+/// (rule, customer) of every request the provider received.
+fn sent(provider: &FakeProvider) -> Vec<(String, String)> {
+    provider
+        .requests()
+        .iter()
+        .map(|r| {
+            let b = r.json();
+            (
+                b["rule"].as_str().unwrap_or("").to_string(),
+                b["recipient"]["customer_id"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+fn wait_sent(provider: &FakeProvider, rule: &str, customer: &str) {
+    let found = wait_for(20, || {
+        sent(provider)
+            .iter()
+            .any(|(r, c)| r == rule && c == customer)
+            .then_some(())
+    });
+    assert!(
+        found.is_some(),
+        "no `{rule}` request for {customer}; got {:?}",
+        sent(provider)
+    );
+}
+
+fn add_customer(server: &Server, id: &str) {
+    let (status, body) = server.api(
+        "POST",
+        "/customers",
+        Some(&json!({"external_id": id, "name": id}).to_string()),
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
+fn sighup(server: &Server) {
+    let ok = std::process::Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .expect("run kill")
+        .success();
+    assert!(ok, "kill -HUP failed");
+}
+
+fn wait_log(server: &Server, needle: &str, times: usize) {
+    let found = wait_for(30, || {
+        (server.log().matches(needle).count() >= times).then_some(())
+    });
+    assert!(
+        found.is_some(),
+        "`{needle}` not logged {times} time(s); log:\n{}",
+        server.log()
+    );
+}
+
+fn metrics(server: &Server) -> String {
+    let (status, body) = http_request(
+        "GET",
+        &format!("{}/metrics", server.base),
+        &[("Authorization", &format!("Bearer {}", server.token))],
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// The value of one sample line of the exposition (`name{labels}`), if present.
+fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().find_map(|l| {
+        l.strip_prefix(series)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+#[test]
+fn check_passes_a_good_config_and_prints_the_table() {
+    let provider = provider();
+    let scratch = Scratch::new();
+    let config = scratch.write(
+        "herald.toml",
+        &format!(
+            "{}\n[channels.inbox]\nbuiltin = \"inbox\"\n\n[channels.spare]\nbuiltin = \"inbox\"\nenabled = false\n{PING_RULE}",
+            deployment(&provider, "")
+        ),
+    );
+    let (ok, stdout, stderr) = check(&config, false);
+    assert!(ok, "a good config passes: {stdout}{stderr}");
+    for want in [
+        "CHANNELS",
+        "RULES",
+        "hook",
+        "webhook",
+        "welcome",
+        "pong",
+        "0 error(s)",
+    ] {
+        assert!(stdout.contains(want), "`{want}` missing:\n{stdout}");
+    }
+    let spare = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("spare"))
+        .expect("spare row");
+    assert!(spare.contains("disabled"), "{spare}");
+    assert!(!stdout.contains(SECRET) && !stderr.contains(SECRET));
+
+    let (ok, stdout, _) = check(&config, true);
+    assert!(ok);
+    let report: Value = serde_json::from_str(&stdout).expect("--json prints JSON");
+    let status = |kind: &str, name: &str| {
+        report[kind]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name || c["id"] == name)
+            .map(|c| c["status"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(status("channels", "hook"), "ok");
+    assert_eq!(status("channels", "inbox"), "ok");
+    assert_eq!(status("channels", "spare"), "disabled");
+    assert_eq!(status("rules", "welcome"), "ok");
+    assert_eq!(status("rules", "pong"), "ok");
+}
+
+#[test]
+fn check_reports_every_problem_at_once_with_its_fix() {
+    let scratch = Scratch::new();
+    let config = scratch.write(
+        "herald.toml",
+        &format!(
+            r#"
+[channels.sms]
+plugin = "{twilio}"
+allowed_hosts = ["https://api.twilio.com"]
+[channels.sms.settings]
+account_sid = "AC0123456789abcdef0123456789abcdef"
+from = "+15005550006"
+colour = "blue"
+
+[channels.hook]
+plugin = "{webhook}"
+allowed_hosts = ["ftp://files.example.com", "https://hooks.example.com/path", "https://ok.example.com"]
+[channels.hook.settings]
+url = "https://ok.example.com/h"
+secret = {{ env = "OPS_UNSET_SECRET_5b1" }}
+signature_header = {{ file = "no-such-secret.txt" }}
+
+[channels.good]
+plugin = "{webhook}"
+allowed_hosts = ["https://ok.example.com"]
+[channels.good.settings]
+url = "https://ok.example.com/h"
+secret = {{ env = "OPS_SET_SECRET" }}
+
+[channels.cad]
+plugin = "{cadence}"
+
+[[rules]]
+id = "broken"
+trigger = {{ on = "created" }}
+channels = ["good"]
+subject = "Hello {{{{ customer.name"
+text = "Hi"
+[[rules.steps]]
+after = "1d"
+channels = ["good"]
+subject = "Again"
+text = "{{{{ customer.shoe_size }}}}"
+
+[[rules]]
+id = "targeted"
+trigger = {{ on = "created" }}
+channels = ["good"]
+subject = "s"
+text = "t"
+targeting = {{ plugin = "{webhook}" }}
+
+[[rules]]
+id = "via-sms"
+trigger = {{ on = "created" }}
+channels = ["sms"]
+subject = "s"
+text = "t"
+"#,
+            twilio = plugin("sms-twilio").display(),
+            webhook = plugin("webhook").display(),
+            cadence = plugin("cadence").display(),
+        ),
+    );
+    let (ok, stdout, stderr) = check(&config, false);
+    assert!(!ok, "errors make the exit code non-zero:\n{stdout}");
+    for want in [
+        // missing required setting, with where to add it
+        "needs the setting `auth_token`",
+        "add it under [channels.sms.settings]",
+        // unknown setting: a warning
+        "warning: plugin `sms-twilio` has no setting `colour`",
+        // unresolvable secrets, with the fix
+        "environment variable OPS_UNSET_SECRET_5b1 is not set; set it",
+        "cannot read secret file",
+        // bad allowed hosts, each named, with the form to write
+        "`ftp://files.example.com` must use http, https or tcp",
+        "`https://hooks.example.com/path` must be an origin without path",
+        "write `scheme://host[:port]`",
+        // wrong worlds, both ways
+        "is a targeting plugin; channel `cad` needs a channel plugin",
+        "is a channel plugin; rule `targeted` needs a targeting plugin",
+        // templates: the rule's own and a step's
+        "subject, line 1",
+        "shoe_size",
+        // a rule on a broken channel
+        "channel `sms` has errors",
+    ] {
+        assert!(stdout.contains(want), "`{want}` missing:\n{stdout}");
+    }
+    for leak in [SECRET, "whsec"] {
+        assert!(
+            !stdout.contains(leak) && !stderr.contains(leak),
+            "a secret was printed:\n{stdout}{stderr}"
+        );
+    }
+    let (_, stdout, _) = check(&config, true);
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let status = |kind: &str, key: &str, name: &str| {
+        report[kind]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c[key] == name)
+            .map(|c| c["status"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(status("channels", "name", "sms"), "error");
+    assert_eq!(status("channels", "name", "hook"), "error");
+    assert_eq!(status("channels", "name", "cad"), "error");
+    assert_eq!(status("channels", "name", "good"), "ok");
+    assert_eq!(status("rules", "id", "broken"), "error");
+    assert_eq!(status("rules", "id", "targeted"), "error");
+    assert_eq!(status("rules", "id", "via-sms"), "error");
+    let hook_problems = report["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "hook")
+        .unwrap()["problems"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(hook_problems, 4, "two hosts and two secrets: {stdout}");
+}
+
+#[test]
+fn a_disabled_channel_is_passed_over_and_its_only_rule_skipped() {
+    let scratch = Scratch::new();
+    // The disabled channel's plugin does not even exist: it is not loaded.
+    let config = scratch.write(
+        "herald.toml",
+        r#"
+[channels.push]
+plugin = "no-such-plugin.wasm"
+enabled = false
+
+[channels.inbox]
+builtin = "inbox"
+
+[[rules]]
+id = "welcome"
+trigger = { on = "created" }
+channels = ["push", "inbox"]
+subject = "Welcome"
+text = "Hello"
+
+[[rules]]
+id = "push-only"
+trigger = { on = "created" }
+channels = ["push"]
+subject = "Pushed"
+text = "Hi"
+"#,
+    );
+    let timeline = scratch.write(
+        "t.jsonl",
+        r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"k"}}"#,
+    );
+    let db = scratch.path("h.db");
+    let (attempts, stderr) = simulate(
+        &config,
+        &timeline,
+        "2026-03-01",
+        "2026-03-02",
+        &["--db", db.to_str().unwrap()],
+    );
+    let got: Vec<(&str, &str, &str)> = attempts
+        .iter()
+        .map(|a| (a.rule.as_str(), a.channel.as_str(), a.status.as_str()))
+        .collect();
+    assert!(
+        got.contains(&("welcome", "inbox", "delivered")),
+        "{got:?} {stderr}"
+    );
+    assert!(
+        got.iter()
+            .any(|(r, _, s)| *r == "push-only" && *s == "skipped"),
+        "{got:?}"
+    );
+    let skipped = deliveries(&config, &db)
+        .into_iter()
+        .find(|d| d["rule"] == "push-only")
+        .expect("a delivery row for push-only");
+    let reason = skipped["error"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("every channel of this rule is disabled") && reason.contains("push"),
+        "{skipped}"
+    );
+
+    // The start warns about the rule, here as JSON logs (HERALD_LOG_FORMAT=json).
+    let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-02")
+        .arg("--db")
+        .arg(scratch.path("again.db"))
+        .env("HERALD_LOG_FORMAT", "json"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let warning = text(&out.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| {
+            v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("every channel of this rule is disabled"))
+        })
+        .unwrap_or_else(|| panic!("no JSON warning in: {}", text(&out.stderr)));
+    assert_eq!(warning["level"], "WARN");
+    assert_eq!(warning["fields"]["rule"], "push-only");
+
+    let (ok, stdout, _) = check(&config, false);
+    assert!(
+        ok,
+        "a disabled channel's problems are only warnings:\n{stdout}"
+    );
+    let push = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("push "))
+        .expect("push row");
+    assert!(
+        push.contains("disabled") && push.contains("once enabled"),
+        "{push}"
+    );
+    assert!(
+        stdout.contains("every channel is disabled (push)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn sighup_puts_a_new_rule_in_force_and_a_broken_config_is_refused() {
+    let provider = provider();
+    let scratch = Scratch::new();
+    let config = scratch.write("herald.toml", &deployment(&provider, ""));
+    let server = serve(&config, &scratch);
+    add_customer(&server, "c1");
+    wait_sent(&provider, "welcome", "c1");
+
+    // Before the reload the event has no rule.
+    let ping = json!({"customer": "c1", "kind": "ping"}).to_string();
+    assert_eq!(server.api("POST", "/events", Some(&ping)).0, 201);
+
+    std::fs::write(&config, deployment(&provider, PING_RULE)).unwrap();
+    sighup(&server);
+    wait_log(&server, "reloaded", 1);
+    let ping2 = json!({"customer": "c1", "kind": "ping", "event_id": "p2"}).to_string();
+    assert_eq!(server.api("POST", "/events", Some(&ping2)).0, 201);
+    wait_sent(&provider, "pong", "c1");
+    assert_eq!(
+        sent(&provider).iter().filter(|(r, _)| r == "pong").count(),
+        1,
+        "only the event after the reload has the rule: {:?}",
+        sent(&provider)
+    );
+
+    // A broken config: refused on SIGHUP and on POST, the running one stays.
+    let broken = deployment(&provider, PING_RULE)
+        .replace("Hello\"", "{{ customer.name \"")
+        .replace("OPS_HOOK_SECRET", "OPS_UNSET_SECRET_77c");
+    std::fs::write(&config, &broken).unwrap();
+    sighup(&server);
+    wait_log(&server, "reload refused", 1);
+    let (status, body) = server.api("POST", "/admin/reload", None);
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "config_refused");
+    let problems: Vec<String> = body["error"]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
+    assert!(problems.len() >= 2, "{problems:?}");
+    let (ok, check_out, _) = {
+        let out = run(herald().args(["check", "--config"]).arg(&config));
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    };
+    assert!(!ok);
+    for p in &problems {
+        let message = p.split_once("]: ").map(|(_, m)| m).unwrap_or(p);
+        let message = match message.strip_prefix("rule `") {
+            Some(rest) => rest.split_once("`: ").map(|(_, m)| m).unwrap_or(message),
+            None => message,
+        };
+        assert!(
+            check_out.contains(message),
+            "the API's problem `{p}` is not in herald check's output:\n{check_out}"
+        );
+    }
+    assert!(problems.iter().any(|p| p.contains("OPS_UNSET_SECRET_77c")));
+    assert!(problems.iter().any(|p| p.contains("rule `welcome`")));
+
+    // The old deployment keeps sending: a new customer is welcomed, and the
+    // rule the first reload added still fires.
+    add_customer(&server, "c2");
+    wait_sent(&provider, "welcome", "c2");
+    let ping3 = json!({"customer": "c2", "kind": "ping"}).to_string();
+    assert_eq!(server.api("POST", "/events", Some(&ping3)).0, 201);
+    wait_sent(&provider, "pong", "c2");
+
+    let m = metrics(&server);
+    assert_eq!(
+        sample(&m, "herald_reloads_total{result=\"ok\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "herald_reloads_total{result=\"refused\"}"),
+        Some(2.0),
+        "{m}"
+    );
+}
+
+#[test]
+fn a_send_in_flight_during_a_reload_is_delivered_exactly_once() {
+    let provider = provider();
+    let scratch = Scratch::new();
+    let config = scratch.write("herald.toml", &deployment(&provider, ""));
+    let server = serve(&config, &scratch);
+    add_customer(&server, "hold-1");
+    // The provider holds the request for 3 s; reload while it is in flight.
+    wait_sent(&provider, "welcome", "hold-1");
+    std::fs::write(&config, deployment(&provider, PING_RULE)).unwrap();
+    let started = std::time::Instant::now();
+    let (status, body) = server.api("POST", "/admin/reload", None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rules"], 2);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the reload does not wait for sends in flight"
+    );
+    let delivered = wait_for(20, || {
+        let rows = deliveries(&config, &scratch.path("h.db"));
+        let done: Vec<Value> = rows
+            .into_iter()
+            .filter(|d| d["rule"] == "welcome")
+            .collect();
+        (!done.is_empty()).then_some(done)
+    })
+    .expect("the held send is recorded");
+    // A few more ticks on the new deployment change nothing.
+    std::thread::sleep(Duration::from_millis(1500));
+    let rows: Vec<Value> = deliveries(&config, &scratch.path("h.db"))
+        .into_iter()
+        .filter(|d| d["rule"] == "welcome")
+        .collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["status"], "delivered", "{delivered:?}");
+    assert_eq!(
+        sent(&provider)
+            .iter()
+            .filter(|(r, c)| r == "welcome" && c == "hold-1")
+            .count(),
+        1,
+        "the provider got it once"
+    );
+    // And the new rule is in force.
+    let ping = json!({"customer": "hold-1", "kind": "ping"}).to_string();
+    assert_eq!(server.api("POST", "/events", Some(&ping)).0, 201);
+    wait_sent(&provider, "pong", "hold-1");
+}
+
+#[test]
+fn metrics_count_sends_by_channel_and_outcome() {
+    let provider = provider();
+    let scratch = Scratch::new();
+    let config = scratch.write("herald.toml", &deployment(&provider, ""));
+    let server = serve(&config, &scratch);
+    for id in ["ok-1", "ok-2", "ok-3", "bad-1"] {
+        add_customer(&server, id);
+    }
+    let all = wait_for(20, || {
+        let rows = deliveries(&config, &scratch.path("h.db"));
+        (rows.len() >= 4).then_some(rows)
+    })
+    .expect("four attempts recorded");
+    assert_eq!(all.len(), 4);
+
+    let m = metrics(&server);
+    assert_eq!(
+        sample(
+            &m,
+            "herald_sends_total{channel=\"hook\",outcome=\"delivered\"}"
+        ),
+        Some(3.0),
+        "{m}"
+    );
+    // max_attempts = 1: the 400 is final.
+    let failed = sample(
+        &m,
+        "herald_sends_total{channel=\"hook\",outcome=\"failed\"}",
+    )
+    .unwrap_or(0.0)
+        + sample(&m, "herald_sends_total{channel=\"hook\",outcome=\"dead\"}").unwrap_or(0.0);
+    assert_eq!(failed, 1.0, "{m}");
+    assert_eq!(
+        sample(&m, "herald_plugin_call_seconds_count{channel=\"hook\"}"),
+        Some(4.0),
+        "{m}"
+    );
+    assert_eq!(sample(&m, "herald_due_backlog"), Some(0.0), "{m}");
+    assert_eq!(sample(&m, "herald_tick_lag_seconds"), Some(0.0), "{m}");
+    assert!(
+        m.contains("# TYPE herald_plugin_call_seconds histogram"),
+        "{m}"
+    );
+
+    // Admin only.
+    let (status, _) = http_text("GET", &format!("{}/metrics", server.base), None);
+    assert_eq!(status, 401);
+    let ingest = create_token(&config, &scratch.path("h.db"), "ingest", &[]);
+    let (status, _) = http_request(
+        "GET",
+        &format!("{}/metrics", server.base),
+        &[("Authorization", &format!("Bearer {ingest}"))],
+        None,
+    );
+    assert_eq!(status, 403);
+}
