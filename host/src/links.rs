@@ -28,6 +28,21 @@ impl std::fmt::Debug for Links {
     }
 }
 
+/// The shortest `[server] link_secret` accepted: anyone who guesses the key
+/// can forge unsubscribe and tracking links.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// Refuse a link secret too short to keep links unforgeable.
+pub fn check_secret(secret: &str) -> Result<()> {
+    if secret.len() < MIN_SECRET_LEN {
+        anyhow::bail!(
+            "[server] link_secret must be at least {MIN_SECRET_LEN} characters (it is {}); generate one with `openssl rand -hex 32`, or leave it out to let Herald keep a random key in the database",
+            secret.len()
+        );
+    }
+    Ok(())
+}
+
 impl Links {
     /// Links under `base` signed with `secret`, or with the key kept in the
     /// database (created on first use) when no secret is configured.
@@ -37,7 +52,10 @@ impl Links {
         secret: Option<String>,
     ) -> Result<Links> {
         let key = match secret {
-            Some(s) => s.into_bytes(),
+            Some(s) => {
+                check_secret(&s)?;
+                s.into_bytes()
+            }
             None => match meta::get(pool, META_KEY).await? {
                 Some(hex_key) => hex::decode(hex_key).context("the stored link key is not hex")?,
                 None => {
@@ -80,6 +98,15 @@ impl Links {
         ))
     }
 
+    /// A key for another kind of signed link (click tracking, the open
+    /// pixel), derived from the link key as HMAC(link key, `purpose`), so its
+    /// signatures can never pass for unsubscribe signatures or vice versa.
+    pub fn derived_key(&self, purpose: &str) -> Vec<u8> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().to_vec()
+    }
+
     /// Whether `signature` is this deployment's signature of the pair.
     pub fn verify(&self, customer: &str, channel: &str, signature: &str) -> bool {
         let expected = self.sign(customer, channel);
@@ -109,6 +136,15 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_or_empty_secrets_are_refused_with_how_to_make_one() {
+        for short in ["", "secret", &"x".repeat(MIN_SECRET_LEN - 1)] {
+            let e = check_secret(short).unwrap_err().to_string();
+            assert!(e.contains("openssl rand -hex 32"), "{e}");
+        }
+        assert!(check_secret(&"x".repeat(MIN_SECRET_LEN)).is_ok());
+    }
 
     #[test]
     fn signs_and_verifies() {

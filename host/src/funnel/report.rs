@@ -1,0 +1,481 @@
+//! The funnel report: for a period, per rule and per channel, how many
+//! reminders were planned, sent, delivered, failed, opened, clicked and led
+//! to their goal, the rates between those steps, and the median time from
+//! send to the first open or click.
+//!
+//! Definitions (all counts are of messages, never of hits):
+//! - a *message* is one occurrence (schedule row) on one channel; per rule
+//!   an occurrence counts once whatever channels carried it;
+//! - **planned**: per rule, occurrences whose planned time falls in the
+//!   period and that were not canceled before they were due; per channel,
+//!   occurrences routed to it in the period (sent or held back);
+//! - **sent**: handed to the channel in the period;
+//! - **delivered**: the channel accepted it and no provider report said
+//!   otherwise;
+//! - **failed**: sent, not delivered and given up on (permanent failure,
+//!   dead after retries, refused by the recipient at the provider, or a
+//!   provider report of non-delivery); messages still being retried are in
+//!   neither column;
+//! - **opened** / **clicked**: delivered messages with at least one open /
+//!   click (the first counts, every hit is stored);
+//! - **converted**: delivered messages their rule's goal was credited to;
+//! - rates: delivered/sent, and opened, clicked, converted over delivered;
+//! - **response**: per delivered message with an open or click, the time
+//!   from its send to the first of them; the median is reported.
+
+use crate::store::to_millis;
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{Row, SqlitePool};
+use std::collections::BTreeMap;
+
+/// One line of the report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Funnel {
+    /// The rule id, the channel name, or `all`.
+    pub name: String,
+    /// Planned in the period.
+    pub planned: u64,
+    /// Handed to a channel.
+    pub sent: u64,
+    /// Accepted by the channel.
+    pub delivered: u64,
+    /// Given up on.
+    pub failed: u64,
+    /// Delivered and opened (the open pixel loaded).
+    pub opened: u64,
+    /// Delivered and a tracked link followed.
+    pub clicked: u64,
+    /// Delivered and the rule's goal reached.
+    pub converted: u64,
+    /// delivered / sent.
+    pub delivery_rate: Option<f64>,
+    /// opened / delivered.
+    pub open_rate: Option<f64>,
+    /// clicked / delivered.
+    pub click_rate: Option<f64>,
+    /// converted / delivered.
+    pub conversion_rate: Option<f64>,
+    /// Messages with an open or click (the sample of the response time).
+    pub responded: u64,
+    /// Median seconds from send to the first open or click.
+    pub median_response_seconds: Option<f64>,
+}
+
+/// The report for a period.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Report {
+    /// Start of the period (inclusive).
+    pub since: DateTime<Utc>,
+    /// End of the period (exclusive).
+    pub until: DateTime<Utc>,
+    /// The regions counted; absent when every region is.
+    pub regions: Option<Vec<String>>,
+    /// One line per rule, by rule id.
+    pub rules: Vec<Funnel>,
+    /// One line per channel, by channel name.
+    pub channels: Vec<Funnel>,
+    /// Every rule together.
+    pub total: Funnel,
+}
+
+/// What is known about one message (an occurrence on a channel).
+#[derive(Debug, Clone, Default)]
+struct Message {
+    routed: bool,
+    sent: bool,
+    delivered: bool,
+    failed: bool,
+    /// Time of the last attempt, to tell which channel an occurrence ended on.
+    last_at: i64,
+    sent_at: Option<i64>,
+    first_open: Option<i64>,
+    first_click: Option<i64>,
+    converted: bool,
+}
+
+impl Message {
+    fn response(&self) -> Option<i64> {
+        let first = match (self.first_open, self.first_click) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        Some((first - self.sent_at?).max(0))
+    }
+}
+
+/// Count the funnel of `[since, until)`. `regions`: `None` counts every
+/// customer; `Some(list)` only customers whose region is in the list (a
+/// staff token's scope; an empty list counts nothing).
+pub async fn report(
+    pool: &SqlitePool,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    regions: Option<&[String]>,
+) -> Result<Report> {
+    let regions_json = regions.map(serde_json::to_string).transpose()?;
+    let planned_rows = sqlx::query(
+        "SELECT s.rule_id, COUNT(*) FROM schedule s JOIN customers c ON c.id = s.customer_id
+         WHERE s.occurs_at >= ?1 AND s.occurs_at < ?2 AND s.status != 'canceled'
+           AND (?3 IS NULL OR c.region IN (SELECT value FROM json_each(?3)))
+         GROUP BY s.rule_id",
+    )
+    .bind(to_millis(since))
+    .bind(to_millis(until))
+    .bind(&regions_json)
+    .fetch_all(pool)
+    .await
+    .context("cannot count the planned reminders")?;
+    let attempts = sqlx::query(
+        "SELECT d.schedule_id, d.rule_id, d.channel, d.status, d.retry_at, d.report, d.at,
+                (SELECT MIN(t.at) FROM tracking_events t WHERE t.delivery_id = d.id AND t.kind = 'open'),
+                (SELECT MIN(t.at) FROM tracking_events t WHERE t.delivery_id = d.id AND t.kind = 'click'),
+                EXISTS (SELECT 1 FROM goals g WHERE g.delivery_id = d.id)
+         FROM deliveries d JOIN customers c ON c.id = d.customer_id
+         WHERE d.at >= ?1 AND d.at < ?2 AND d.channel IS NOT NULL
+           AND d.status IN ('delivered', 'failed', 'dead', 'suppressed', 'deferred')
+           AND (?3 IS NULL OR c.region IN (SELECT value FROM json_each(?3)))
+         ORDER BY d.at, d.id",
+    )
+    .bind(to_millis(since))
+    .bind(to_millis(until))
+    .bind(&regions_json)
+    .fetch_all(pool)
+    .await
+    .context("cannot read the deliveries of the period")?;
+
+    // (schedule row, channel) → message; schedule row → rule.
+    let mut messages: BTreeMap<(i64, String), Message> = BTreeMap::new();
+    let mut rule_of: BTreeMap<i64, String> = BTreeMap::new();
+    for r in &attempts {
+        let schedule_id: i64 = r.get(0);
+        let rule: String = r.get(1);
+        let channel: String = r.get(2);
+        let status: String = r.get(3);
+        let retry_at: Option<i64> = r.get(4);
+        let provider_report: Option<String> = r.get(5);
+        let at: i64 = r.get(6);
+        rule_of.insert(schedule_id, rule);
+        let m = messages.entry((schedule_id, channel)).or_default();
+        m.routed = true;
+        if status == "deferred" {
+            continue;
+        }
+        m.sent = true;
+        m.last_at = at;
+        let undelivered = provider_report.as_deref() == Some("undelivered");
+        match status.as_str() {
+            "delivered" if !undelivered => {
+                m.delivered = true;
+                m.failed = false;
+                m.sent_at.get_or_insert(at);
+                let first_open: Option<i64> = r.get(7);
+                let first_click: Option<i64> = r.get(8);
+                m.first_open = earliest(m.first_open, first_open);
+                m.first_click = earliest(m.first_click, first_click);
+                m.converted |= r.get::<bool, _>(9);
+            }
+            "delivered" | "dead" | "suppressed" => m.failed = !m.delivered,
+            "failed" => m.failed = !m.delivered && retry_at.is_none(),
+            _ => {}
+        }
+    }
+
+    // Per rule, an occurrence counts once: delivered if any channel
+    // delivered it; failed if not, and the channel it ended on gave up.
+    let mut occurrences: BTreeMap<i64, Message> = BTreeMap::new();
+    for ((schedule_id, _), m) in &messages {
+        let o = occurrences.entry(*schedule_id).or_default();
+        o.routed |= m.routed;
+        o.sent |= m.sent;
+        o.delivered |= m.delivered;
+        if m.sent && m.last_at >= o.last_at {
+            o.last_at = m.last_at;
+            o.failed = m.failed;
+        }
+        if m.delivered && o.sent_at.is_none() {
+            o.sent_at = m.sent_at;
+        }
+        o.first_open = earliest(o.first_open, m.first_open);
+        o.first_click = earliest(o.first_click, m.first_click);
+        o.converted |= m.converted;
+    }
+    for o in occurrences.values_mut() {
+        if o.delivered {
+            o.failed = false;
+        }
+    }
+
+    let mut rules: BTreeMap<String, Tally> = BTreeMap::new();
+    for r in &planned_rows {
+        rules.entry(r.get(0)).or_default().planned += r.get::<i64, _>(1) as u64;
+    }
+    let mut total = Tally::default();
+    for (schedule_id, o) in &occurrences {
+        let rule = rule_of.get(schedule_id).cloned().unwrap_or_default();
+        rules.entry(rule).or_default().add(o, false);
+        total.add(o, false);
+    }
+    total.planned = rules.values().map(|t| t.planned).sum();
+    let mut channels: BTreeMap<String, Tally> = BTreeMap::new();
+    for ((_, channel), m) in &messages {
+        channels.entry(channel.clone()).or_default().add(m, true);
+    }
+    Ok(Report {
+        since,
+        until,
+        regions: regions.map(<[String]>::to_vec),
+        rules: rules.into_iter().map(|(name, t)| t.finish(name)).collect(),
+        channels: channels
+            .into_iter()
+            .map(|(name, t)| t.finish(name))
+            .collect(),
+        total: total.finish("all".into()),
+    })
+}
+
+fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    planned: u64,
+    sent: u64,
+    delivered: u64,
+    failed: u64,
+    opened: u64,
+    clicked: u64,
+    converted: u64,
+    responses: Vec<i64>,
+}
+
+impl Tally {
+    fn add(&mut self, m: &Message, routed_is_planned: bool) {
+        if routed_is_planned && m.routed {
+            self.planned += 1;
+        }
+        self.sent += m.sent as u64;
+        self.failed += m.failed as u64;
+        if m.delivered {
+            self.delivered += 1;
+            self.opened += m.first_open.is_some() as u64;
+            self.clicked += m.first_click.is_some() as u64;
+            self.converted += m.converted as u64;
+            if let Some(ms) = m.response() {
+                self.responses.push(ms);
+            }
+        }
+    }
+
+    fn finish(mut self, name: String) -> Funnel {
+        let rate = |n: u64, of: u64| (of > 0).then(|| n as f64 / of as f64);
+        self.responses.sort_unstable();
+        let k = self.responses.len();
+        let median_ms = match k {
+            0 => None,
+            _ if k % 2 == 1 => Some(self.responses[k / 2] as f64),
+            _ => Some((self.responses[k / 2 - 1] + self.responses[k / 2]) as f64 / 2.0),
+        };
+        Funnel {
+            name,
+            planned: self.planned,
+            sent: self.sent,
+            delivered: self.delivered,
+            failed: self.failed,
+            opened: self.opened,
+            clicked: self.clicked,
+            converted: self.converted,
+            delivery_rate: rate(self.delivered, self.sent),
+            open_rate: rate(self.opened, self.delivered),
+            click_rate: rate(self.clicked, self.delivered),
+            conversion_rate: rate(self.converted, self.delivered),
+            responded: k as u64,
+            median_response_seconds: median_ms.map(|ms| ms / 1000.0),
+        }
+    }
+}
+
+/// A bound of the period as written: a span back from `now` (`7d`, `12h`,
+/// `1mo`), a date (`2026-03-01`, UTC midnight) or an RFC 3339 time.
+pub fn parse_bound(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    let text = text.trim();
+    if let Ok(at) = crate::simulate::parse_instant(text) {
+        return Ok(at);
+    }
+    let span: crate::span::Span = text.parse().map_err(|_| {
+        format!("`{text}` is not a span back from now (7d, 12h, 1mo), a date (YYYY-MM-DD) or an RFC 3339 time")
+    })?;
+    if span.months < 0 || span.days < 0 || span.millis < 0 {
+        return Err(format!(
+            "`{text}` must not be negative: write how far back, e.g. 7d"
+        ));
+    }
+    let back_months = now
+        .checked_sub_months(chrono::Months::new(span.months as u32))
+        .ok_or_else(|| format!("`{text}` reaches too far back"))?;
+    Ok(back_months
+        - chrono::Duration::days(span.days as i64)
+        - chrono::Duration::milliseconds(span.millis))
+}
+
+/// The report as a text table.
+pub fn table(report: &Report) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let scope = match &report.regions {
+        None => "all regions".to_string(),
+        Some(r) if r.is_empty() => "no regions".to_string(),
+        Some(r) => format!("regions {}", r.join(", ")),
+    };
+    let _ = writeln!(
+        out,
+        "funnel {} → {} (UTC), {scope}",
+        report.since.format("%Y-%m-%d %H:%M"),
+        report.until.format("%Y-%m-%d %H:%M")
+    );
+    let section = |out: &mut String, title: &str, rows: &[Funnel]| {
+        let _ = writeln!(
+            out,
+            "\n{:<20} {:>7} {:>6} {:>9} {:>6} {:>6} {:>7} {:>9} {:>7} {:>6} {:>6} {:>6} {:>9}",
+            title,
+            "PLANNED",
+            "SENT",
+            "DELIVERED",
+            "FAILED",
+            "OPENED",
+            "CLICKED",
+            "CONVERTED",
+            "DELIV%",
+            "OPEN%",
+            "CLICK%",
+            "CONV%",
+            "RESPONSE"
+        );
+        for f in rows {
+            let pct = |r: Option<f64>| {
+                r.map(|r| format!("{:.1}", r * 100.0))
+                    .unwrap_or_else(|| "-".into())
+            };
+            let _ = writeln!(
+                out,
+                "{:<20} {:>7} {:>6} {:>9} {:>6} {:>6} {:>7} {:>9} {:>7} {:>6} {:>6} {:>6} {:>9}",
+                f.name,
+                f.planned,
+                f.sent,
+                f.delivered,
+                f.failed,
+                f.opened,
+                f.clicked,
+                f.converted,
+                pct(f.delivery_rate),
+                pct(f.open_rate),
+                pct(f.click_rate),
+                pct(f.conversion_rate),
+                f.median_response_seconds
+                    .map(human_seconds)
+                    .unwrap_or_else(|| "-".into())
+            );
+        }
+    };
+    let mut rules = report.rules.clone();
+    rules.push(report.total.clone());
+    section(&mut out, "RULE", &rules);
+    section(&mut out, "CHANNEL", &report.channels);
+    let _ = writeln!(
+        out,
+        "\nRESPONSE: median time from send to the first open or click."
+    );
+    out
+}
+
+fn human_seconds(s: f64) -> String {
+    let s = s.round() as i64;
+    match s {
+        _ if s < 60 => format!("{s}s"),
+        _ if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ if s < 86_400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn bounds_parse_spans_dates_and_times() {
+        let now = Utc.with_ymd_and_hms(2026, 3, 31, 12, 0, 0).unwrap();
+        assert_eq!(
+            parse_bound("7d", now).unwrap(),
+            Utc.with_ymd_and_hms(2026, 3, 24, 12, 0, 0).unwrap()
+        );
+        assert_eq!(
+            parse_bound("1mo12h", now).unwrap(),
+            Utc.with_ymd_and_hms(2026, 2, 28, 0, 0, 0).unwrap()
+        );
+        assert_eq!(
+            parse_bound("2026-03-01", now).unwrap(),
+            Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap()
+        );
+        assert_eq!(
+            parse_bound("2026-03-01T08:00:00+08:00", now).unwrap(),
+            Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap()
+        );
+        let err = parse_bound("last week", now).unwrap_err();
+        assert!(err.contains("7d") && err.contains("YYYY-MM-DD"), "{err}");
+    }
+
+    #[test]
+    fn medians_rates_and_hits_counted_once() {
+        let mut t = Tally::default();
+        let delivered = |sent: i64, open: Option<i64>, click: Option<i64>| Message {
+            routed: true,
+            sent: true,
+            delivered: true,
+            sent_at: Some(sent),
+            first_open: open,
+            first_click: click,
+            ..Message::default()
+        };
+        t.add(&delivered(0, Some(4000), Some(2000)), true);
+        t.add(&delivered(1000, Some(11_000), None), true);
+        t.add(&delivered(0, None, None), true);
+        t.add(
+            &Message {
+                routed: true,
+                sent: true,
+                failed: true,
+                ..Message::default()
+            },
+            true,
+        );
+        let f = t.finish("r".into());
+        assert_eq!(
+            (
+                f.planned,
+                f.sent,
+                f.delivered,
+                f.failed,
+                f.opened,
+                f.clicked
+            ),
+            (4, 4, 3, 1, 2, 1)
+        );
+        assert_eq!(f.delivery_rate, Some(0.75));
+        assert_eq!(f.click_rate, Some(1.0 / 3.0));
+        assert_eq!(f.responded, 2);
+        // (2 s + 10 s) / 2
+        assert_eq!(f.median_response_seconds, Some(6.0));
+        let empty = Tally::default().finish("x".into());
+        assert_eq!(
+            (empty.delivery_rate, empty.median_response_seconds),
+            (None, None)
+        );
+    }
+}
