@@ -10,6 +10,11 @@
 //!    renewal reminders, some of them due; one tick claims and processes all
 //!    due rows. SQLite's own statement counters show how many rows the claim
 //!    query steps through.
+//! 3. End-to-end sends (`herald::bench_sends`).
+//! 4. A simulated year of the SaaS example (`herald::bench_simulate`).
+//! 5. Memory of a real `herald serve` child (`herald::bench_serve`).
+//! 6. The HTTP API under an open-loop load while the scheduler sends
+//!    (`herald::bench_api`).
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Duration as ChronoDuration, TimeZone, Utc};
@@ -74,6 +79,21 @@ pub struct BenchArgs {
     /// generated config) [default: the scheduler's default].
     #[arg(long)]
     concurrency: Option<usize>,
+    /// Customers in the simulated year of the SaaS example [default: 100000;
+    /// --quick: 2000].
+    #[arg(long)]
+    sim_customers: Option<u64>,
+    /// Customers in the database `herald serve` holds for the memory figure
+    /// [default: 1000000; --quick: 20000].
+    #[arg(long)]
+    rss_customers: Option<u64>,
+    /// Events per second posted to `herald serve` by the open-loop API
+    /// client [default: 1000].
+    #[arg(long)]
+    api_rate: Option<u64>,
+    /// Seconds of API load [default: 60; --quick: 5].
+    #[arg(long)]
+    api_seconds: Option<u64>,
 }
 
 struct Sizes {
@@ -81,6 +101,10 @@ struct Sizes {
     sends: usize,
     customers: u64,
     due: u64,
+    sim_customers: u64,
+    rss_customers: u64,
+    api_rate: u64,
+    api_seconds: u64,
 }
 
 impl BenchArgs {
@@ -95,6 +119,16 @@ impl BenchArgs {
             sends: self.sends.unwrap_or(if self.quick { 500 } else { 5_000 }),
             customers: self.customers.unwrap_or(customers),
             due: self.due.unwrap_or(due),
+            sim_customers: self
+                .sim_customers
+                .unwrap_or(if self.quick { 2_000 } else { 100_000 }),
+            rss_customers: self.rss_customers.unwrap_or(if self.quick {
+                20_000
+            } else {
+                1_000_000
+            }),
+            api_rate: self.api_rate.unwrap_or(1_000),
+            api_seconds: self.api_seconds.unwrap_or(if self.quick { 5 } else { 60 }),
         };
         if sizes.calls == 0 || sizes.sends == 0 {
             bail!("--calls and --sends must be at least 1");
@@ -159,6 +193,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         args.concurrency,
     )
     .await?;
+    herald::bench_simulate::simulate_bench(&plugins_dir, sizes.sim_customers).await?;
+    // `herald serve` runs on the system clock: its reminders are due relative to now.
+    herald::bench_serve::rss_bench(sizes.rss_customers, Utc::now()).await?;
+    herald::bench_api::api_bench(sizes.api_rate, sizes.api_seconds, Utc::now()).await?;
     Ok(())
 }
 
@@ -742,6 +780,19 @@ fn print_sql_profile(wall: Duration, rows: u64) {
     }
 }
 
+/// User + system CPU seconds of this process so far (Linux `/proc/self/stat`,
+/// 100 ticks per second); `None` elsewhere.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line: 12 and 13 here.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
 async fn count(pool: &SqlitePool, sql: &str, binds: &[i64]) -> Result<i64> {
     let mut q = sqlx::query(sql);
     for b in binds {
@@ -881,9 +932,11 @@ async fn tick_bench(
     };
 
     eprintln!("tick: one tick over {due} due rows ...");
+    let cpu_before = process_cpu_seconds();
     let started = Instant::now();
     let records = herald.tick().await?;
     let tick = started.elapsed();
+    let tick_cpu = process_cpu_seconds().zip(cpu_before).map(|(a, b)| a - b);
     if profiled {
         set_sql_profile(&pool, false).await?;
         print_sql_profile(tick, due);
@@ -944,6 +997,13 @@ async fn tick_bench(
     let secs = tick.as_secs_f64();
     figure!("tick_seconds", "{secs:.3}");
     figure!("plan_rows_per_s", "{:.0}", due as f64 / secs);
+    if let Some(cpu) = tick_cpu {
+        // CPU time of every thread of this process (SQLite runs on the
+        // driver's threads): less disturbed than wall time when other work
+        // shares the machine.
+        figure!("tick_cpu_seconds", "{cpu:.3}");
+        figure!("plan_rows_per_cpu_s", "{:.0}", due as f64 / cpu.max(1e-6));
+    }
     figure!("done_rows", "{done}");
     figure!("planned_next", "{planned_next}");
     if let Some((f, i, v)) = in_tick {

@@ -56,6 +56,9 @@ pub struct AttemptRecord {
 
 static CLAIMS: AtomicU64 = AtomicU64::new(0);
 
+/// Batches at least this many rows per core are decided on several threads.
+const PARALLEL_DECIDE_MIN: usize = 512;
+
 /// What was decided for one claimed occurrence.
 enum Decision<'a> {
     /// Send through this channel.
@@ -109,6 +112,8 @@ impl Herald {
     /// inbox message and next occurrence in one transaction.
     pub async fn tick(&self) -> Result<Vec<AttemptRecord>> {
         let now = self.clock.now();
+        // Wall time per phase, for `HERALD_LOG=herald::scheduler=debug`.
+        let phase = Instant::now();
         let lease_until = now + ChronoDuration::from_std(self.scheduler.lease)?;
         let token = format!(
             "{}-{}",
@@ -126,6 +131,8 @@ impl Herald {
         if claimed.is_empty() {
             return Ok(Vec::new());
         }
+        let claim_ms = phase.elapsed().as_secs_f64() * 1e3;
+        let phase = Instant::now();
         let ids: Vec<i64> = claimed.iter().map(|r| r.customer_id).collect();
         let (customers, suppressed, mut history) = {
             let mut conn = self.store.pool.acquire().await?;
@@ -134,18 +141,9 @@ impl Herald {
             let history = self.cap_history(&mut conn, &ids, now).await?;
             (customers, suppressed, history)
         };
-        let mut decisions: Vec<Decision> = claimed
-            .iter()
-            .map(|row| {
-                self.decide(
-                    row,
-                    customers.get(&row.customer_id),
-                    suppressed.get(&row.customer_id),
-                    None,
-                    now,
-                )
-            })
-            .collect();
+        let load_ms = phase.elapsed().as_secs_f64() * 1e3;
+        let phase = Instant::now();
+        let mut decisions = self.decide_all(&claimed, &customers, &suppressed, now);
         self.apply_targeting(&claimed, &customers, &suppressed, &mut decisions, now)
             .await;
         // Sends over a channel's rate wait their turn: the k-th of them in
@@ -233,7 +231,18 @@ impl Herald {
         for (i, outcome, ms) in outcomes {
             work[i].outcome = Some((outcome, ms));
         }
-        self.record(&work, &customers, now).await
+        let decide_send_ms = phase.elapsed().as_secs_f64() * 1e3;
+        let phase = Instant::now();
+        let records = self.record(&work, &customers, now).await;
+        tracing::debug!(
+            rows = work.len(),
+            claim_ms,
+            load_ms,
+            decide_send_ms,
+            record_ms = phase.elapsed().as_secs_f64() * 1e3,
+            "tick phases"
+        );
+        records
     }
 
     /// Run ticks until nothing is due at the current time.
@@ -389,6 +398,43 @@ impl Herald {
         }
     }
 
+    /// [`Herald::decide`] every claimed row. Deciding is mostly rendering
+    /// templates, pure CPU work on read-only state, so a large batch is split
+    /// over the machine's cores; the decisions come back in claim order.
+    fn decide_all<'a>(
+        &'a self,
+        claimed: &[ScheduledRow],
+        customers: &HashMap<i64, Customer>,
+        suppressed: &HashMap<i64, HashSet<String>>,
+        now: DateTime<Utc>,
+    ) -> Vec<Decision<'a>> {
+        let one = |row: &ScheduledRow| {
+            self.decide(
+                row,
+                customers.get(&row.customer_id),
+                suppressed.get(&row.customer_id),
+                None,
+                now,
+            )
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = cores.min(claimed.len() / PARALLEL_DECIDE_MIN);
+        if threads <= 1 {
+            return claimed.iter().map(one).collect();
+        }
+        let one = &one;
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = claimed
+                .chunks(claimed.len().div_ceil(threads))
+                .map(|part| scope.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|part| part.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        })
+    }
+
     fn decide<'a>(
         &'a self,
         row: &ScheduledRow,
@@ -474,12 +520,19 @@ impl Herald {
             &rule.fields,
             &ctx,
         ) {
-            Ok(rendered) => Decision::Send {
-                channel: route.channel,
-                rendered,
-                failover_from: route.failover_from,
-                unsubscribe_url,
-            },
+            Ok(mut rendered) => {
+                // Tracked links and the open pixel name this attempt; the
+                // built-in channels stay inside the operator's own app.
+                if matches!(route.channel.delivery, Delivery::Plugin { .. }) {
+                    self.tracking.apply(&mut rendered, row.id, row.attempts + 1);
+                }
+                Decision::Send {
+                    channel: route.channel,
+                    rendered,
+                    failover_from: route.failover_from,
+                    unsubscribe_url,
+                }
+            }
             Err(e) => Decision::Broken(format!("template failed: {e}")),
         }
     }
@@ -491,6 +544,7 @@ impl Herald {
         customers: &HashMap<i64, Customer>,
         now: DateTime<Utc>,
     ) -> Result<Vec<AttemptRecord>> {
+        let phase = Instant::now();
         let mut releases = Vec::with_capacity(work.len());
         let mut attempts: Vec<NewDelivery> = Vec::with_capacity(work.len());
         let mut messages = Vec::new();
@@ -727,6 +781,10 @@ impl Herald {
                 );
             }
         }
+        tracing::debug!(
+            build_ms = phase.elapsed().as_secs_f64() * 1e3,
+            "tick record: outcomes built"
+        );
         let mut tx = self.store.write_tx().await?;
         let released = schedule::release_many(&mut tx, &releases, now).await?;
         if released < releases.len() as u64 {
@@ -752,6 +810,7 @@ impl Herald {
             .await?;
         }
         tx.commit().await?;
+        crate::metrics::record_attempts(&records);
         Ok(records)
     }
 

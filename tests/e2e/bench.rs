@@ -18,6 +18,14 @@ fn bench_smoke_run_prints_every_key() {
             "50",
             "--sends",
             "100",
+            "--sim-customers",
+            "100",
+            "--rss-customers",
+            "1000",
+            "--api-rate",
+            "200",
+            "--api-seconds",
+            "2",
             "--plugins-dir",
         ])
         .arg(&plugins));
@@ -39,6 +47,13 @@ fn bench_smoke_run_prints_every_key() {
         "e2e_sends_per_s",
         "native_http_sends_per_s",
         "e2e_native_ratio",
+        "simulate_customer_years_per_s",
+        "simulate_wall_seconds",
+        "rss_mb",
+        "hwm_mb",
+        "api_events_per_s",
+        "api_p50_ms",
+        "api_p99_ms",
     ] {
         let value: f64 = figures
             .get(key)
@@ -48,6 +63,15 @@ fn bench_smoke_run_prints_every_key() {
         assert!(value.is_finite() && value >= 0.0, "{key}={value}");
     }
     assert_eq!(figures["done_rows"], "500");
+    assert_eq!(figures["simulate_customers"], "100");
+    assert_eq!(figures["rss_customers"], "1000");
+    assert_eq!(
+        figures["rss_due_delivered"], "10",
+        "1 in 100 customers is due"
+    );
+    assert_eq!(figures["api_events_sent"], "400");
+    assert_eq!(figures["api_events_lost"], "0");
+    assert_eq!(figures["api_errors"], "0");
     assert_eq!(figures["planned_next"], "500");
     assert_eq!(
         figures["fullscan_steps"], "0",
