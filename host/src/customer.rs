@@ -26,7 +26,7 @@ pub const CORE_FIELDS: &[&str] = &[
 ];
 
 /// A stored customer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Customer {
     /// Internal row id; stable for the life of the record.
     pub id: i64,
@@ -102,10 +102,11 @@ impl Customer {
 
 /// An upsert as received from the API, a CSV row or a timeline line: only
 /// the fields named change; attributes merge key by key and `null` removes one.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomerPatch {
     /// Required: the operator's id.
+    #[schema(min_length = 1)]
     pub external_id: String,
     /// Display name (`null` clears it).
     #[serde(default, deserialize_with = "patch_field")]

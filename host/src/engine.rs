@@ -40,6 +40,8 @@ pub struct Herald {
     pub public_url: Option<String>,
     /// Signs and checks unsubscribe links.
     pub links: crate::links::Links,
+    /// Click tracking and the open pixel (`[tracking]`); checks their tokens.
+    pub tracking: crate::funnel::Tracker,
     /// The targeting plugins of rules that have one, by rule id.
     pub targeting: std::collections::HashMap<String, Arc<crate::targeting::RuleTargeting>>,
     /// Identifies this process's claims.
@@ -56,6 +58,18 @@ pub struct OpenOptions<'a> {
     pub clock: SharedClock,
     /// Live network or recording sink.
     pub http_mode: HttpMode,
+}
+
+/// Which customers a write may touch: `None`, every one; `Some(regions)`,
+/// only customers whose region is one of these (a staff token's regions).
+pub type RegionScope<'a> = Option<&'a [String]>;
+
+/// Whether a customer in `region` is within `scope`.
+pub fn in_scope(scope: RegionScope<'_>, region: Option<&str>) -> bool {
+    match scope {
+        None => true,
+        Some(regions) => region.is_some_and(|r| regions.iter().any(|mine| mine == r)),
+    }
 }
 
 /// Why a write was refused.
@@ -79,12 +93,14 @@ impl From<sqlx::Error> for WriteError {
 }
 
 /// An event to record.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventInput {
     /// The customer's external id.
+    #[schema(min_length = 1)]
     pub customer: String,
     /// Event kind.
+    #[schema(min_length = 1)]
     pub kind: String,
     /// When it happened (default: now).
     #[serde(default)]
@@ -98,7 +114,7 @@ pub struct EventInput {
 }
 
 /// The result of an upsert.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct UpsertOutcome {
     /// The record as stored.
     pub customer: Customer,
@@ -113,6 +129,36 @@ impl Herald {
     /// problem is reported before anything runs.
     pub async fn open(config: &Config, options: OpenOptions<'_>) -> Result<Herald> {
         let channel_names = Channels::names(config);
+        Strategy::compile(config, &channel_names).map_err(|e| {
+            anyhow!(
+                "the strategy in {} has problems:\n{e}",
+                config.path.display()
+            )
+        })?;
+        config.scheduler()?;
+        let db_path = match options.db {
+            Some(p) => p.to_path_buf(),
+            None => config.resolve(&config.file.database.path),
+        };
+        let store = Store::open(&db_path).await?;
+        Self::open_on(config, store, options.clock, options.http_mode).await
+    }
+
+    /// Open a deployment on a database that is already open: what a reload
+    /// does, so the new strategy and plugins work on the same schedule (a
+    /// changed strategy is planned again for every customer, as at a start).
+    pub async fn open_on(
+        config: &Config,
+        store: Store,
+        clock: SharedClock,
+        http_mode: HttpMode,
+    ) -> Result<Herald> {
+        let options = OpenOptions {
+            db: None,
+            clock,
+            http_mode,
+        };
+        let channel_names = Channels::names(config);
         let strategy = Strategy::compile(config, &channel_names).map_err(|e| {
             anyhow!(
                 "the strategy in {} has problems:\n{e}",
@@ -120,11 +166,6 @@ impl Herald {
             )
         })?;
         let scheduler = config.scheduler()?;
-        let db_path = match options.db {
-            Some(p) => p.to_path_buf(),
-            None => config.resolve(&config.file.database.path),
-        };
-        let store = Store::open(&db_path).await?;
         let runtime = Arc::new(Runtime::new(
             config.cache_dir(),
             Channels::max_memory(config)?,
@@ -136,6 +177,14 @@ impl Herald {
         let channels = Channels::load(config, &runtime, &services)
             .await
             .with_context(|| format!("the channels in {} have problems", config.path.display()))?;
+        for rule in &strategy.rules {
+            for step in 0..=rule.steps.len() {
+                let wanted = rule.channels_of(step);
+                if !wanted.is_empty() && wanted.iter().all(|c| channels.is_disabled(c)) {
+                    tracing::warn!(rule = %rule.id, step, "every channel of this rule is disabled; its reminders will be skipped until one is enabled");
+                }
+            }
+        }
         let targeting = crate::targeting::load_all(config, config.cache_dir(), &services)
             .await
             .with_context(|| {
@@ -163,6 +212,12 @@ impl Herald {
             None => None,
         };
         let links = crate::links::Links::load(&store.pool, public_url.clone(), link_secret).await?;
+        // Links are tracked only to origins the strategy itself writes; the
+        // config file holds the rules' templates.
+        let template_source = std::fs::read_to_string(&config.path).unwrap_or_default();
+        let tracking =
+            crate::funnel::Tracker::new(&config.file.tracking, public_url.as_deref(), &links)?
+                .trusting_origins_in(&template_source);
         let herald = Herald {
             store,
             strategy: Arc::new(strategy),
@@ -173,6 +228,7 @@ impl Herald {
             wake: Notify::new(),
             public_url,
             links,
+            tracking,
             targeting,
             instance,
             runtime,
@@ -230,9 +286,26 @@ impl Herald {
         &self,
         patch: &CustomerPatch,
     ) -> Result<UpsertOutcome, WriteError> {
+        self.upsert_customer_in(patch, None).await
+    }
+
+    /// [`Herald::upsert_customer`] limited to a region scope, checked inside
+    /// the write's transaction: a customer (live or deleted) outside the
+    /// scope is a `NotFound`, and the result must stay within it.
+    pub async fn upsert_customer_in(
+        &self,
+        patch: &CustomerPatch,
+        scope: RegionScope<'_>,
+    ) -> Result<UpsertOutcome, WriteError> {
         let now = self.clock.now();
         let mut tx = self.store.write_tx().await?;
         let existing = customers::by_external_id(&mut tx, patch.external_id.trim()).await?;
+        if existing
+            .as_ref()
+            .is_some_and(|c| !in_scope(scope, c.region.as_deref()))
+        {
+            return Err(WriteError::NotFound(patch.external_id.trim().to_string()));
+        }
         let live = existing.as_ref().filter(|c| c.deleted_at.is_none());
         let merged = patch
             .merge(
@@ -243,6 +316,12 @@ impl Herald {
             )
             .map_err(|e| WriteError::Invalid(format!("customer `{}`: {e}", patch.external_id)))?;
         let mut customer = merged.customer;
+        if let Some(regions) = scope.filter(|_| !in_scope(scope, customer.region.as_deref())) {
+            return Err(WriteError::Invalid(format!(
+                "your token may only write customers of region(s) {}; set \"region\" to one of them",
+                regions.join(", ")
+            )));
+        }
         let created = live.is_none();
         if !created && merged.changed.is_empty() {
             tx.commit().await?;
@@ -271,11 +350,21 @@ impl Herald {
     /// Delete a customer: pending reminders are canceled (except rules
     /// triggered by the deletion itself).
     pub async fn delete_customer(&self, external_id: &str) -> Result<(), WriteError> {
+        self.delete_customer_in(external_id, None).await
+    }
+
+    /// [`Herald::delete_customer`] limited to a region scope (checked in
+    /// the transaction; outside it is a `NotFound`).
+    pub async fn delete_customer_in(
+        &self,
+        external_id: &str,
+        scope: RegionScope<'_>,
+    ) -> Result<(), WriteError> {
         let now = self.clock.now();
         let mut tx = self.store.write_tx().await?;
         let mut customer = customers::by_external_id(&mut tx, external_id)
             .await?
-            .filter(|c| c.deleted_at.is_none())
+            .filter(|c| c.deleted_at.is_none() && in_scope(scope, c.region.as_deref()))
             .ok_or_else(|| WriteError::NotFound(external_id.to_string()))?;
         customers::mark_deleted(&mut tx, customer.id, now).await?;
         customer.deleted_at = Some(now);
@@ -287,6 +376,16 @@ impl Herald {
 
     /// Record an event and re-plan. Returns false when `event_id` was seen before.
     pub async fn record_event(&self, input: &EventInput) -> Result<bool, WriteError> {
+        self.record_event_in(input, None).await
+    }
+
+    /// [`Herald::record_event`] limited to a region scope (checked in the
+    /// transaction; a customer outside it is a `NotFound`).
+    pub async fn record_event_in(
+        &self,
+        input: &EventInput,
+        scope: RegionScope<'_>,
+    ) -> Result<bool, WriteError> {
         let now = self.clock.now();
         let kind = input.kind.trim();
         if kind.is_empty() {
@@ -295,7 +394,7 @@ impl Herald {
         let mut tx = self.store.write_tx().await?;
         let customer = customers::by_external_id(&mut tx, &input.customer)
             .await?
-            .filter(|c| c.deleted_at.is_none())
+            .filter(|c| c.deleted_at.is_none() && in_scope(scope, c.region.as_deref()))
             .ok_or_else(|| WriteError::NotFound(input.customer.clone()))?;
         let at = input.at.unwrap_or(now);
         let Some(event) = events::insert(

@@ -207,7 +207,8 @@ impl Herald {
     }
 }
 
-fn describe_trigger(trigger: &Trigger) -> String {
+/// What makes a rule fire, in words.
+pub fn describe_trigger(trigger: &Trigger) -> String {
     match trigger {
         Trigger::Created { .. } => "fires when the customer is created".into(),
         Trigger::Updated { field: Some(f), .. } => format!("fires when `{f}` changes"),

@@ -14,12 +14,11 @@ use crate::plugin::bindings::channel_api::{
 use crate::store::{deliveries, suppressions};
 use anyhow::Result;
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, Path, State};
+use axum::extract::{OriginalUri, Path};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use sqlx::Row;
-use std::sync::Arc;
 
 /// Replies that mean "send me nothing more on this channel": the carrier
 /// standard English keywords and the Chinese 退订 / TD.
@@ -206,7 +205,7 @@ pub const MAX_CALLBACK_BODY: usize = 1 << 20;
 
 /// `POST /hooks/{channel}`.
 pub async fn handle(
-    State(herald): State<Arc<Herald>>,
+    crate::live::Current(herald): crate::live::Current,
     Path(channel_name): Path<String>,
     method: Method,
     OriginalUri(uri): OriginalUri,

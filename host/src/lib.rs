@@ -9,8 +9,12 @@
 //! recorded ([`store`]). Time comes from an injected [`clock`].
 
 pub mod api;
+pub mod bench_api;
 pub mod bench_sends;
+pub mod bench_serve;
+pub mod bench_simulate;
 pub mod caps;
+pub mod check;
 pub mod clock;
 pub mod config;
 pub mod customer;
@@ -18,12 +22,17 @@ pub mod dispatch;
 pub mod engine;
 pub mod explain;
 pub mod failover;
+pub mod funnel;
 pub mod hooks;
 pub mod import;
 pub mod links;
+pub mod live;
+pub mod metrics;
 pub mod planner;
 pub mod plugin;
+pub mod plugin_tools;
 pub mod ratelimit;
+pub mod reload;
 pub mod render;
 pub mod scheduler;
 pub mod serve;

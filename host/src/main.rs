@@ -18,7 +18,7 @@ mod bench;
 #[derive(Parser)]
 #[command(name = "herald", version, about, long_about = None)]
 struct Cli {
-    /// Log as JSON lines (to stderr).
+    /// Log as JSON lines (to stderr); also `HERALD_LOG_FORMAT=json`.
     #[arg(long, global = true)]
     log_json: bool,
     #[command(subcommand)]
@@ -183,8 +183,81 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// API bearer tokens: create (shown once), list, revoke.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// Check a config without running it: loads every plugin and reports
+    /// every problem (worlds and versions, settings, secrets, templates,
+    /// allowed hosts, rules' channels) as a table with how to fix each.
+    /// Exit code non-zero on any error; warnings alone pass.
+    Check {
+        /// The deployment file.
+        #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
+        config: PathBuf,
+        /// Print the report as JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The funnel of a period, per rule and per channel: planned, sent,
+    /// delivered, failed, opened, clicked, converted, rates, and the median
+    /// time from send to the first open or click.
+    Report {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Start: a span back from now (7d, 12h, 1mo), YYYY-MM-DD (UTC) or RFC 3339.
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// End (exclusive), in the same forms; default now.
+        #[arg(long)]
+        until: Option<String>,
+        /// Count only customers of this region (repeatable).
+        #[arg(long = "region")]
+        regions: Vec<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure plugin call cost and tick throughput; prints key=value lines.
     Bench(bench::BenchArgs),
+    /// Tools for plugin developers: inspect, test against HTTP fixtures, scaffold.
+    #[command(subcommand)]
+    Plugin(herald::plugin_tools::PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Create a token and print it (only its hash is stored: copy it now).
+    Create {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// admin (head office, every region), staff (only --region's
+        /// customers) or ingest (may only post customers and events).
+        #[arg(long)]
+        role: herald::store::tokens::Role,
+        /// A region a staff token may see (repeat for several).
+        #[arg(long = "region")]
+        regions: Vec<String>,
+        /// A label for listings.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List tokens (never the secret).
+    List {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by its id.
+    Revoke {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The id from `herald token list`.
+        id: i64,
+    },
 }
 
 fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
@@ -210,7 +283,8 @@ fn main() -> std::process::ExitCode {
         Command::Serve { .. } => "info",
         _ => "warn",
     };
-    init_logging(cli.log_json, default_level);
+    let json_env = std::env::var("HERALD_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    init_logging(cli.log_json || json_env, default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -303,7 +377,8 @@ async fn run(command: Command) -> Result<std::process::ExitCode> {
                 .await?,
             );
             let listen = listen.unwrap_or_else(|| cfg.file.server.listen.clone());
-            herald::serve::run(herald, &listen).await?;
+            let live = herald::live::Live::reloadable(herald, config.config.clone());
+            herald::serve::run(live, &listen).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Import { config, file } => {
@@ -448,7 +523,15 @@ async fn run(command: Command) -> Result<std::process::ExitCode> {
         } => {
             let store = open_store(&config).await?;
             let mut conn = store.pool.acquire().await?;
-            let list = customers::list(&mut conn, limit, after.as_deref()).await?;
+            let list = customers::list(
+                &mut conn,
+                &customers::CustomerFilter {
+                    limit,
+                    after: after.clone(),
+                    ..Default::default()
+                },
+            )
+            .await?;
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
             if !json {
@@ -546,7 +629,8 @@ async fn run(command: Command) -> Result<std::process::ExitCode> {
             import: None,
         } => {
             let store = open_store(&config).await?;
-            let rows = herald::store::suppressions::list(&store.pool, customer.as_deref()).await?;
+            let rows =
+                herald::store::suppressions::list(&store.pool, customer.as_deref(), None).await?;
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
             if json {
@@ -696,9 +780,121 @@ async fn run(command: Command) -> Result<std::process::ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Token { action } => {
+            use herald::store::tokens;
+            let config = match &action {
+                TokenAction::Create { config, .. }
+                | TokenAction::List { config, .. }
+                | TokenAction::Revoke { config, .. } => config,
+            };
+            // Tokens are usually made before the first `serve`, so the
+            // database is created here when it does not exist yet.
+            let cfg = load_config(&config.config)?;
+            let path = config
+                .db
+                .clone()
+                .unwrap_or_else(|| cfg.resolve(&cfg.file.database.path));
+            let store = Store::open(&path).await?;
+            let now = chrono::Utc::now();
+            match action {
+                TokenAction::Create {
+                    config: _,
+                    role,
+                    regions,
+                    name,
+                } => {
+                    let (token, info) =
+                        tokens::create(&store.pool, role, &regions, name.as_deref(), now).await?;
+                    eprintln!(
+                        "created {} token {} (id {}){}; it is shown only now:",
+                        info.role.as_str(),
+                        info.prefix,
+                        info.id,
+                        if regions.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" for region(s) {}", regions.join(", "))
+                        }
+                    );
+                    println!("{token}");
+                }
+                TokenAction::List { json, .. } => {
+                    for t in tokens::list(&store.pool).await? {
+                        if json {
+                            println!("{}", serde_json::to_string(&t)?);
+                        } else {
+                            println!(
+                                "{:>4}  {:<12} {:<7} {:<20} {:<16} {}",
+                                t.id,
+                                t.prefix,
+                                t.role.as_str(),
+                                if t.regions.is_empty() {
+                                    "-".to_string()
+                                } else {
+                                    t.regions.join(",")
+                                },
+                                t.name.as_deref().unwrap_or("-"),
+                                t.revoked_at
+                                    .map(|r| format!("revoked {r}"))
+                                    .unwrap_or_else(|| "active".into())
+                            );
+                        }
+                    }
+                }
+                TokenAction::Revoke { id, .. } => {
+                    if !tokens::revoke(&store.pool, id, now).await? {
+                        anyhow::bail!("no active token with id {id}; see `herald token list`");
+                    }
+                    eprintln!("revoked token {id}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { config, json } => {
+            let report = herald::check::check_file(&config).await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(if report.has_errors() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Report {
+            config,
+            since,
+            until,
+            regions,
+            json,
+        } => {
+            let store = open_store(&config).await?;
+            let now = chrono::Utc::now();
+            let since = herald::funnel::parse_bound(&since, now)
+                .map_err(|e| anyhow::anyhow!("--since: {e}"))?;
+            let until = match until {
+                Some(text) => herald::funnel::parse_bound(&text, now)
+                    .map_err(|e| anyhow::anyhow!("--until: {e}"))?,
+                None => now,
+            };
+            if until < since {
+                anyhow::bail!("--until ({until}) is before --since ({since})");
+            }
+            let scope = (!regions.is_empty()).then_some(regions.as_slice());
+            let report = herald::funnel::report(&store.pool, since, until, scope).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", herald::funnel::table(&report));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(args) => {
             bench::run(args).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Plugin(command) => herald::plugin_tools::run(command, Arc::new(SystemClock)).await,
     }
 }

@@ -1,26 +1,28 @@
 //! `herald serve`: the HTTP API plus the scheduler loop on the wall clock.
 //! The loop drains what is due, then sleeps until the next tick (or the
 //! next due time, if sooner) or until a write wakes it. SIGINT/SIGTERM stop new claims and let sends in flight
-//! finish before exit.
+//! finish before exit; SIGHUP reloads the config ([`crate::reload`]).
 
-use crate::engine::Herald;
+use crate::live::Live;
 use anyhow::{Context, Result};
 use std::sync::Arc;
 use tokio::sync::watch;
 
 /// Serve until a shutdown signal.
-pub async fn run(herald: Arc<Herald>, listen: &str) -> Result<()> {
+pub async fn run(live: Arc<Live>, listen: &str) -> Result<()> {
+    let herald = live.herald();
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}; is another process using it? (set [server] listen or --listen)"))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, channels = herald.channels.iter().count(), rules = herald.strategy.rules.len(), "herald serving");
+    crate::reload::watch_sighup(live.clone())?;
     // A line on stdout that scripts and tests can wait for.
     println!("listening on http://{addr}");
     let (stop_tx, stop_rx) = watch::channel(false);
-    let scheduler = tokio::spawn(scheduler_loop(herald.clone(), stop_rx.clone()));
+    let scheduler = tokio::spawn(scheduler_loop(live.clone(), stop_rx.clone()));
     let mut server_stop = stop_rx.clone();
-    let server = axum::serve(listener, crate::api::router(herald.clone())).with_graceful_shutdown(
+    let server = axum::serve(listener, crate::api::router(live.clone())).with_graceful_shutdown(
         async move {
             let _ = server_stop.wait_for(|s| *s).await;
         },
@@ -48,11 +50,15 @@ pub async fn run(herald: Arc<Herald>, listen: &str) -> Result<()> {
     Ok(())
 }
 
-async fn scheduler_loop(herald: Arc<Herald>, mut stop: watch::Receiver<bool>) {
+async fn scheduler_loop(live: Arc<Live>, mut stop: watch::Receiver<bool>) {
     loop {
         if *stop.borrow() {
             return;
         }
+        // The deployment in force for this tick; a reload takes effect at
+        // the next one, and this tick's sends finish on the deployment that
+        // claimed them.
+        let herald = live.herald();
         match herald.tick().await {
             Ok(records) if !records.is_empty() => {
                 for r in &records {

@@ -7,11 +7,10 @@
 
 use crate::engine::Herald;
 use crate::store::{customers, suppressions};
-use axum::extract::{Query, State};
+use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
-use std::sync::Arc;
 
 /// Source recorded on suppressions made here.
 pub const SOURCE: &str = "unsubscribe";
@@ -66,7 +65,10 @@ fn checked(herald: &Herald, q: &LinkQuery) -> Result<(String, String), Box<Respo
 }
 
 /// `GET /unsubscribe`: a confirmation page.
-pub async fn confirm(State(herald): State<Arc<Herald>>, Query(q): Query<LinkQuery>) -> Response {
+pub async fn confirm(
+    crate::live::Current(herald): crate::live::Current,
+    Query(q): Query<LinkQuery>,
+) -> Response {
     let (customer, channel) = match checked(&herald, &q) {
         Ok(pair) => pair,
         Err(page) => return *page,
@@ -85,7 +87,10 @@ pub async fn confirm(State(herald): State<Arc<Herald>>, Query(q): Query<LinkQuer
 }
 
 /// `POST /unsubscribe`: record the opt-out.
-pub async fn apply(State(herald): State<Arc<Herald>>, Query(q): Query<LinkQuery>) -> Response {
+pub async fn apply(
+    crate::live::Current(herald): crate::live::Current,
+    Query(q): Query<LinkQuery>,
+) -> Response {
     let (customer, channel) = match checked(&herald, &q) {
         Ok(pair) => pair,
         Err(page) => return *page,

@@ -1349,6 +1349,8 @@ proptest! {
 struct Api {
     deployment: Deployment,
     addr: SocketAddr,
+    /// An admin token of this deployment, sent with every request.
+    token: String,
 }
 
 /// One deployment per test function (`slot`), so counts are not raced by
@@ -1356,7 +1358,17 @@ struct Api {
 fn api(slot: &'static OnceLock<Api>) -> &'static Api {
     slot.get_or_init(|| {
         let deployment = Deployment::open();
-        let router = herald::api::router(deployment.herald.clone());
+        let router = herald::api::router(herald::live::Live::new(deployment.herald.clone()));
+        let (token, _) = deployment
+            .rt
+            .block_on(herald::store::tokens::create(
+                &deployment.herald.store.pool,
+                herald::store::tokens::Role::Admin,
+                &[],
+                Some("props"),
+                deployment.herald.clock.now(),
+            ))
+            .expect("admin token");
         let listener = deployment
             .rt
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -1371,18 +1383,23 @@ fn api(slot: &'static OnceLock<Api>) -> &'static Api {
             .rt
             .block_on(deployment.herald.upsert_customer(&patch))
             .expect("base customer");
-        Api { deployment, addr }
+        Api {
+            deployment,
+            addr,
+            token,
+        }
     })
 }
 
 /// One HTTP/1.1 request; the status and the (de-chunked) body.
-fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
-    let mut stream = TcpStream::connect(addr).expect("connect");
+fn http(api: &Api, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let mut stream = TcpStream::connect(api.addr).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        api.token,
         body.len()
     );
     stream.write_all(head.as_bytes()).expect("write head");
@@ -1598,11 +1615,11 @@ proptest! {
         mate["external_id"] = json!(mate_id);
         let before = api.deployment.count("customers");
         let bytes = mutate_body(&body, &mutation, &mate);
-        let (status, answer) = http(api.addr, "POST", "/customers", &bytes);
+        let (status, answer) = http(api, "POST", "/customers", &bytes);
         assert_json_error(status, &answer, &format!("POST /customers {mutation:?}"))?;
         prop_assert_eq!(api.deployment.count("customers"), before, "a row was written for {:?} {}", mutation, rerun());
         for id in [&id, &mate_id] {
-            let (status, answer) = http(api.addr, "GET", &format!("/customers/{id}"), b"");
+            let (status, answer) = http(api, "GET", &format!("/customers/{id}"), b"");
             prop_assert_eq!(status, 404, "{} exists after {:?}: {} {}", id, mutation, String::from_utf8_lossy(&answer), rerun());
             let code = assert_json_error(status, &answer, "GET")?;
             prop_assert_eq!(code, "not_found");
@@ -1620,7 +1637,7 @@ proptest! {
         let api = api(&EVENT_API);
         let before = api.deployment.count("events");
         let bytes = mutate_body(&body, &mutation, &mate);
-        let (status, answer) = http(api.addr, "POST", "/events", &bytes);
+        let (status, answer) = http(api, "POST", "/events", &bytes);
         assert_json_error(status, &answer, &format!("POST /events {mutation:?}"))?;
         prop_assert_eq!(api.deployment.count("events"), before, "an event was recorded for {:?} {}", mutation, rerun());
     }
@@ -1636,7 +1653,7 @@ proptest! {
         let api = api(&RAW_API);
         let path = if events { "/events" } else { "/customers" };
         let (customers, recorded) = (api.deployment.count("customers"), api.deployment.count("events"));
-        let (status, answer) = http(api.addr, "POST", path, &body);
+        let (status, answer) = http(api, "POST", path, &body);
         prop_assert!(status < 500, "POST {path}: {status} {} {}", String::from_utf8_lossy(&answer), rerun());
         if (200..300).contains(&status) {
             prop_assert!(serde_json::from_slice::<Value>(&body).is_ok(), "accepted a non-JSON body {}", rerun());
@@ -1661,7 +1678,7 @@ fn api_batch_with_an_invalid_value_writes_the_valid_items() {
         {"external_id": good, "name": "王芳"},
         {"external_id": bad, "timezone": "Mars/Base"},
     ]);
-    let (status, answer) = http(api.addr, "POST", "/customers", body.to_string().as_bytes());
+    let (status, answer) = http(api, "POST", "/customers", body.to_string().as_bytes());
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
     let v: Value = serde_json::from_slice(&answer).expect("json");
     assert!(v["results"][0]["ok"].is_object(), "{v}");
@@ -1678,7 +1695,7 @@ fn api_oversized_body_is_a_json_error() {
     let mut attributes = Map::new();
     attributes.insert("blob".into(), Value::String("x".repeat(3 << 20)));
     let body = json!({"external_id": "huge", "attributes": attributes}).to_string();
-    let (status, answer) = http(api.addr, "POST", "/customers", body.as_bytes());
+    let (status, answer) = http(api, "POST", "/customers", body.as_bytes());
     assert_eq!(status, 413, "{}", String::from_utf8_lossy(&answer));
     let v: Value = serde_json::from_slice(&answer).unwrap_or_else(|_| {
         panic!(

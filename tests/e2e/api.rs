@@ -67,7 +67,8 @@ fn api_writes_plan_reminders_and_bad_input_changes_nothing() {
     let base = &server.base;
 
     assert_eq!(http("GET", &format!("{base}/health"), None).0, 200);
-    let (status, body) = http(
+    let (status, body) = http_as(
+        &server.token,
         "POST",
         &format!("{base}/customers"),
         Some(
@@ -78,7 +79,8 @@ fn api_writes_plan_reminders_and_bad_input_changes_nothing() {
     assert_eq!(body["created"], true);
 
     // Malformed and invalid bodies: clear codes, nothing changed.
-    let (status, body) = http(
+    let (status, body) = http_as(
+        &server.token,
         "PUT",
         &format!("{base}/customers/u1"),
         Some(r#"{"name": "Broken"#),
@@ -88,7 +90,8 @@ fn api_writes_plan_reminders_and_bad_input_changes_nothing() {
         (400, Some("invalid_json")),
         "{body}"
     );
-    let (status, body) = http(
+    let (status, body) = http_as(
+        &server.token,
         "PUT",
         &format!("{base}/customers/u1"),
         Some(r#"{"nmae":"Typo"}"#),
@@ -99,7 +102,8 @@ fn api_writes_plan_reminders_and_bad_input_changes_nothing() {
         "{body}"
     );
     assert!(body["error"]["message"].as_str().unwrap().contains("nmae"));
-    let (status, body) = http(
+    let (status, body) = http_as(
+        &server.token,
         "PUT",
         &format!("{base}/customers/u1"),
         Some(r#"{"timezone":"Mars/Olympus"}"#),
@@ -110,7 +114,7 @@ fn api_writes_plan_reminders_and_bad_input_changes_nothing() {
         "{body}"
     );
     assert!(body["error"]["message"].as_str().unwrap().contains("IANA"));
-    let (status, body) = http("GET", &format!("{base}/customers/u1"), None);
+    let (status, body) = http_as(&server.token, "GET", &format!("{base}/customers/u1"), None);
     assert_eq!(status, 200);
     assert_eq!(
         (body["name"].as_str(), body["timezone"].as_str()),
@@ -118,7 +122,8 @@ fn api_writes_plan_reminders_and_bad_input_changes_nothing() {
     );
 
     // Events: unknown customer, then idempotent by event_id.
-    let (status, body) = http(
+    let (status, body) = http_as(
+        &server.token,
         "POST",
         &format!("{base}/events"),
         Some(r#"{"customer":"nobody","kind":"purchase"}"#),
@@ -130,13 +135,24 @@ fn api_writes_plan_reminders_and_bad_input_changes_nothing() {
     );
     let event =
         r#"{"customer":"u1","kind":"purchase","event_id":"e-1","properties":{"item":"tea"}}"#;
-    let (status, body) = http("POST", &format!("{base}/events"), Some(event));
+    let (status, body) = http_as(
+        &server.token,
+        "POST",
+        &format!("{base}/events"),
+        Some(event),
+    );
     assert_eq!((status, body["recorded"].as_bool()), (201, Some(true)));
-    let (status, body) = http("POST", &format!("{base}/events"), Some(event));
+    let (status, body) = http_as(
+        &server.token,
+        "POST",
+        &format!("{base}/events"),
+        Some(event),
+    );
     assert_eq!((status, body["recorded"].as_bool()), (200, Some(false)));
 
     // A field-specific updated trigger with a condition.
-    let (status, _) = http(
+    let (status, _) = http_as(
+        &server.token,
         "PUT",
         &format!("{base}/customers/u1"),
         Some(r#"{"attributes":{"level":"vip"}}"#),
@@ -153,8 +169,25 @@ fn api_writes_plan_reminders_and_bad_input_changes_nothing() {
         ["Welcome Ana", "Thanks for buying tea", "You are a VIP now"]
     );
 
-    let (status, _) = http("DELETE", &format!("{base}/customers/u1"), None);
+    let (status, _) = http_as(
+        &server.token,
+        "DELETE",
+        &format!("{base}/customers/u1"),
+        None,
+    );
     assert_eq!(status, 204);
-    assert_eq!(http("GET", &format!("{base}/customers/u1"), None).0, 404);
-    assert_eq!(http("DELETE", &format!("{base}/customers/u1"), None).0, 404);
+    assert_eq!(
+        http_as(&server.token, "GET", &format!("{base}/customers/u1"), None).0,
+        404
+    );
+    assert_eq!(
+        http_as(
+            &server.token,
+            "DELETE",
+            &format!("{base}/customers/u1"),
+            None
+        )
+        .0,
+        404
+    );
 }

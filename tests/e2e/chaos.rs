@@ -69,7 +69,7 @@ impl Rng {
 
 /// Like `support::http_text`, but a dead server is an `Err`, not a panic: the
 /// ingesting thread of the storm expects its server to be killed under it.
-fn try_http(method: &str, url: &str, body: &str) -> std::io::Result<(u16, String)> {
+fn try_http(method: &str, url: &str, token: &str, body: &str) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").expect("http url");
     let (host, path) = rest.split_once('/').expect("url with a path");
@@ -77,7 +77,7 @@ fn try_http(method: &str, url: &str, body: &str) -> std::io::Result<(u16, String
     stream.set_read_timeout(Some(Duration::from_secs(120)))?;
     write!(
         stream,
-        "{method} /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} /{path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
     let mut response = Vec::new();
@@ -231,6 +231,7 @@ enum Kill {
 /// dies; `posted` counts the batches herald confirmed.
 fn spawn_poster(
     base: String,
+    token: String,
     batches: Arc<Vec<String>>,
     posted: Arc<AtomicUsize>,
 ) -> std::thread::JoinHandle<Result<(), String>> {
@@ -241,7 +242,7 @@ fn spawn_poster(
             let Some(batch) = batches.get(next) else {
                 return Ok(());
             };
-            match try_http("POST", &url, batch) {
+            match try_http("POST", &url, &token, batch) {
                 Ok((200, body)) => {
                     // An answer cut off by the kill is no confirmation: the
                     // batch is posted again after the restart (the final
@@ -355,7 +356,12 @@ text = "Hello {{{{ customer.name }}}}"
     for (round, kill) in plan.iter().enumerate() {
         let mut server = Server::start(&config, &db, &scratch, &format!("serve{round}.log"));
         logs.push(server.stderr_log.clone());
-        let poster = spawn_poster(server.base.clone(), batches.clone(), posted.clone());
+        let poster = spawn_poster(
+            server.base.clone(),
+            server.token.clone(),
+            batches.clone(),
+            posted.clone(),
+        );
         // Tight polls: the kill should land at the moment chosen.
         let reach = |threshold: usize, hang: bool| {
             {
@@ -413,7 +419,12 @@ text = "Hello {{{{ customer.name }}}}"
     // The last start runs to completion.
     let server = Server::start(&config, &db, &scratch, "serve-final.log");
     logs.push(server.stderr_log.clone());
-    let poster = spawn_poster(server.base.clone(), batches.clone(), posted.clone());
+    let poster = spawn_poster(
+        server.base.clone(),
+        server.token.clone(),
+        batches.clone(),
+        posted.clone(),
+    );
     let recorded = wait_for(scale(120, 900), || {
         if posted.load(Ordering::SeqCst) < batches.len() || distinct() < n {
             return None;

@@ -51,7 +51,8 @@ text = "Hello"
     let db = scratch.path("herald.db");
 
     let mut first = Server::start(&config, &db, &scratch, "serve1.log");
-    let (status, body) = http(
+    let (status, body) = http_as(
+        &first.token,
         "PUT",
         &format!("{}/customers/k1", first.base),
         Some(r#"{"name":"Kim"}"#),

@@ -5,6 +5,7 @@
 mod fakes;
 mod support;
 
+mod access;
 mod api;
 mod bad_input;
 mod bench;
@@ -15,7 +16,11 @@ mod dormancy;
 mod email_http;
 mod email_smtp;
 mod explain;
+mod funnel;
 mod guards;
+mod openapi;
+mod operators;
+mod plugin_cli;
 mod plugin_faults;
 mod racing;
 mod reactivation;

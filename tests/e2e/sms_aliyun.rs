@@ -324,7 +324,8 @@ fn aliyun_pushes_report_and_unsubscribe_through_serve() {
         ("bo", "+86 139 0013 9000"),
         ("cy", "13700137000"),
     ] {
-        let (status, body) = http(
+        let (status, body) = http_as(
+            &server.token,
             "POST",
             &format!("{base}/customers"),
             Some(&json!({"external_id": id, "name": id, "phone": phone}).to_string()),
@@ -413,7 +414,8 @@ fn aliyun_pushes_report_and_unsubscribe_through_serve() {
     assert_eq!((status, body), (200, json!({"code": 0, "msg": "成功"})));
 
     for id in ["amy", "bo", "cy"] {
-        let (status, body) = http(
+        let (status, body) = http_as(
+            &server.token,
             "POST",
             &format!("{base}/events"),
             Some(&json!({"customer": id, "kind": "notice"}).to_string()),

@@ -340,7 +340,8 @@ text = "Ping {{ customer.name }}"
         ("bo", "+14155550101"),
         ("cy", "+14155550102"),
     ] {
-        let (status, body) = http(
+        let (status, body) = http_as(
+            &server.token,
             "POST",
             &format!("{base}/customers"),
             Some(&json!({"external_id": id, "name": id, "phone": phone}).to_string()),
@@ -462,7 +463,8 @@ text = "Ping {{ customer.name }}"
 
     // The next reminder: Amy still gets SMS, Cy goes to the inbox.
     for id in ["amy", "cy"] {
-        let (status, body) = http(
+        let (status, body) = http_as(
+            &server.token,
             "POST",
             &format!("{base}/events"),
             Some(&json!({"customer": id, "kind": "ping"}).to_string()),

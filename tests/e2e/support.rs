@@ -333,6 +333,32 @@ pub struct Server {
     pub child: std::process::Child,
     pub base: String,
     pub stderr_log: PathBuf,
+    /// An admin API token created for this server's database.
+    pub token: String,
+}
+
+/// Create an API token with `herald token create`; returns the token.
+pub fn create_token(config: &Path, db: &Path, role: &str, regions: &[&str]) -> String {
+    let mut cmd = herald();
+    cmd.args(["token", "create", "--role", role, "--config"])
+        .arg(config)
+        .arg("--db")
+        .arg(db);
+    for region in regions {
+        cmd.args(["--region", region]);
+    }
+    let out = run(&mut cmd);
+    assert!(
+        out.status.success(),
+        "token create failed: {}",
+        text(&out.stderr)
+    );
+    let token = text(&out.stdout).trim().to_string();
+    assert!(
+        token.starts_with("hrld_"),
+        "unexpected token output {token:?}"
+    );
+    token
 }
 
 impl Server {
@@ -340,6 +366,7 @@ impl Server {
     pub fn start(config: &Path, db: &Path, scratch: &Scratch, log_name: &str) -> Server {
         use std::io::BufRead;
         let stderr_log = scratch.path(log_name);
+        let token = create_token(config, db, "admin", &[]);
         let mut child = herald()
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(config)
@@ -368,7 +395,13 @@ impl Server {
             child,
             base,
             stderr_log,
+            token,
         }
+    }
+
+    /// Call the API at `path` with the admin token.
+    pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        http_as(&self.token, method, &format!("{}{path}", self.base), body)
     }
 
     pub fn log(&self) -> String {
@@ -389,8 +422,29 @@ pub fn http(method: &str, url: &str, body: Option<&str>) -> (u16, Value) {
     (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
+/// Like [`http`], with `Authorization: Bearer <token>`.
+pub fn http_as(token: &str, method: &str, url: &str, body: Option<&str>) -> (u16, Value) {
+    let (status, body) = http_request(
+        method,
+        url,
+        &[("Authorization", &format!("Bearer {token}"))],
+        body,
+    );
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
 /// Like [`http`], returning the body as text.
 pub fn http_text(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
+    http_request(method, url, &[], body)
+}
+
+/// One request with extra headers; the status and the body as text.
+pub fn http_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, String) {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").expect("http url");
     let (host, path) = rest
@@ -399,9 +453,13 @@ pub fn http_text(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
         .unwrap_or((rest, "/".into()));
     let mut stream = std::net::TcpStream::connect(host).expect("connect to herald");
     let body = body.unwrap_or("");
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
         body.len()
     )
     .expect("write request");

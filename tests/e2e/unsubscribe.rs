@@ -112,7 +112,8 @@ text = "Still there?"
     assert_eq!(rows[0]["source"], "unsubscribe");
 
     // The next reminder skips the mail channel and lands in the inbox.
-    let (status, body) = http(
+    let (status, body) = http_as(
+        &server.token,
         "POST",
         &format!("{}/events", server.base),
         Some(&json!({"customer": "张 3", "kind": "nudge"}).to_string()),

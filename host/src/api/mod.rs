@@ -1,19 +1,30 @@
-//! The HTTP API of `herald serve` (axum): health, customer upsert / get /
-//! delete, and event ingest. Errors are JSON with a stable code and a
-//! message that says what to fix; a body that does not parse changes nothing.
+//! The HTTP API of `herald serve` (axum): the router, the OpenAPI document
+//! derived from the handlers (`/openapi.json`, utoipa), and what every
+//! handler shares: JSON errors with a stable code and a message that says
+//! what to fix, and body parsing that changes nothing when a body is bad.
+//! One submodule per resource; [`auth`] says who is calling.
 
-use crate::customer::CustomerPatch;
-use crate::engine::{EventInput, Herald, WriteError};
+pub mod auth;
+mod customers;
+mod deliveries;
+mod events;
+mod inbox;
+mod strategy;
+mod suppressions;
+
+use crate::engine::WriteError;
+use crate::live::Live;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::sync::Arc;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 /// An API error: HTTP status, stable code, human message.
 #[derive(Debug)]
@@ -24,7 +35,8 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error with this status, stable code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -33,13 +45,22 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The error as the JSON body it is sent as (also per item of a batch):
+    /// the same type the OpenAPI document describes.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message.clone(),
+            },
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({"error": {"code": self.code, "message": self.message}})),
-        )
-            .into_response()
+        (self.status, Json(self.body())).into_response()
     }
 }
 
@@ -71,12 +92,15 @@ impl From<anyhow::Error> for ApiError {
 }
 
 /// One object or an array of them.
-enum OneOrMany<T> {
+pub(crate) enum OneOrMany<T> {
     One(T),
     Many(Vec<T>),
 }
 
-fn parse_body<T: DeserializeOwned>(body: &Bytes, what: &str) -> Result<OneOrMany<T>, ApiError> {
+pub(crate) fn parse_body<T: DeserializeOwned>(
+    body: &Bytes,
+    what: &str,
+) -> Result<OneOrMany<T>, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -106,28 +130,92 @@ fn parse_body<T: DeserializeOwned>(body: &Bytes, what: &str) -> Result<OneOrMany
     }
 }
 
+/// The error body every handler sends (and each failed item of a batch).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// `{"code": "...", "message": "..."}`: a stable code and what to fix.
+    error: ErrorDetail,
+}
+
+/// The inside of [`ErrorBody`].
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code (invalid_json, invalid_body,
+    /// invalid_query, invalid_path, invalid, not_found, unauthorized,
+    /// forbidden, too_large, bad_link, internal...).
+    code: String,
+    /// What went wrong and how to fix it.
+    message: String,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Herald", description = "Lifecycle reminder engine API. Every endpoint except /health, /openapi.json, /hooks, /unsubscribe and the tracking links needs `Authorization: Bearer <token>` (`herald token create`)."),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    components(schemas(ErrorBody, ErrorDetail))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The documented routes: each resource module adds its handlers, and the
+/// OpenAPI document is assembled from the same list the router serves.
+pub fn documented_routes() -> OpenApiRouter<Arc<Live>> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(customers::routes())
+        .merge(events::routes())
+        .merge(deliveries::routes())
+        .merge(inbox::routes())
+        .merge(suppressions::routes())
+        .merge(strategy::routes())
+        .merge(crate::reload::routes())
+        .merge(crate::metrics::routes())
+        .merge(crate::funnel::http::routes())
+}
+
+/// The OpenAPI document the server serves at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented_routes().into_openapi()
+}
+
 /// The router.
-pub fn router(herald: Arc<Herald>) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/customers", post(upsert_customers))
+pub fn router(live: Arc<Live>) -> Router {
+    let (api, doc) = documented_routes().split_for_parts();
+    let doc = Arc::new(doc);
+    api.route("/health", get(health))
         .route(
-            "/customers/{external_id}",
-            get(get_customer).put(put_customer).delete(delete_customer),
+            "/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { Json(doc.as_ref().clone()) }
+            }),
         )
-        .route("/events", post(ingest_events))
         .route(
             "/unsubscribe",
             get(crate::unsubscribe::confirm).post(crate::unsubscribe::apply),
         )
         .route(
             "/hooks/{channel}",
-            post(crate::hooks::handle).layer(axum::extract::DefaultBodyLimit::max(
-                crate::hooks::MAX_CALLBACK_BODY,
-            )),
+            axum::routing::post(crate::hooks::handle)
+                .get(crate::hooks::handle)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    crate::hooks::MAX_CALLBACK_BODY,
+                )),
         )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
-        .with_state(herald)
+        .with_state(live)
 }
 
 async fn health() -> Json<Value> {
@@ -136,7 +224,7 @@ async fn health() -> Json<Value> {
 
 /// The request body, or a JSON error saying why it could not be read (for
 /// one, larger than the limit) instead of axum's plain-text rejection.
-fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(crate) fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
         let status = rejection.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -158,128 +246,38 @@ fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     })
 }
 
+/// A body that is not JSON.
+pub(crate) fn not_json(e: serde_json::Error) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_json",
+        format!("the body is not JSON: {e}"),
+    )
+}
+
+/// A path whose parameters do not parse (a message id that is not a
+/// number, bytes that are not UTF-8): a JSON 400 instead of axum's plain text.
+pub(crate) fn bad_path(e: axum::extract::rejection::PathRejection) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", e.body_text())
+}
+
+/// A query string that does not fit the endpoint.
+pub(crate) fn bad_query(e: axum::extract::rejection::QueryRejection) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text())
+}
+
+/// The live customer with this external id if the caller may see it; a 404
+/// otherwise (another region's customer looks like no customer at all).
+pub(crate) async fn visible_customer(
+    h: &crate::engine::Herald,
+    caller: &auth::Caller,
+    external_id: &str,
+) -> Result<crate::customer::Customer, ApiError> {
+    h.customer(external_id)
+        .await?
+        .filter(|c| c.deleted_at.is_none() && caller.sees(c))
+        .ok_or_else(|| WriteError::NotFound(external_id.to_string()).into())
+}
+
 /// The largest request body the API reads.
 pub const MAX_BODY: usize = 2 << 20;
-
-async fn upsert_customers(
-    State(h): State<Arc<Herald>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body = body_of(body)?;
-    match parse_body::<CustomerPatch>(&body, "customer")? {
-        OneOrMany::One(patch) => Ok(Json(h.upsert_customer(&patch).await?).into_response()),
-        OneOrMany::Many(patches) => {
-            let mut results = Vec::with_capacity(patches.len());
-            for patch in &patches {
-                results.push(match h.upsert_customer(patch).await {
-                    Ok(outcome) => json!({"ok": outcome}),
-                    Err(WriteError::Internal(e)) => return Err(WriteError::Internal(e).into()),
-                    Err(e) => {
-                        let e = ApiError::from(e);
-                        json!({"error": {"code": e.code, "message": e.message}})
-                    }
-                });
-            }
-            Ok(Json(json!({"results": results})).into_response())
-        }
-    }
-}
-
-async fn put_customer(
-    State(h): State<Arc<Herald>>,
-    Path(external_id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body = body_of(body)?;
-    let mut value: Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            format!("the body is not JSON: {e}"),
-        )
-    })?;
-    let Some(object) = value.as_object_mut() else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
-            "the body must be a JSON object",
-        ));
-    };
-    match object.get("external_id") {
-        Some(Value::String(id)) if id != &external_id => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_body",
-                format!("external_id `{id}` in the body differs from `{external_id}` in the path"),
-            ))
-        }
-        _ => {
-            object.insert("external_id".into(), Value::String(external_id));
-        }
-    }
-    let patch: CustomerPatch = serde_json::from_value(value).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
-            format!("not a valid customer: {e}"),
-        )
-    })?;
-    Ok(Json(h.upsert_customer(&patch).await?).into_response())
-}
-
-async fn get_customer(
-    State(h): State<Arc<Herald>>,
-    Path(external_id): Path<String>,
-) -> Result<Response, ApiError> {
-    match h
-        .customer(&external_id)
-        .await?
-        .filter(|c| c.deleted_at.is_none())
-    {
-        Some(c) => Ok(Json(c).into_response()),
-        None => Err(WriteError::NotFound(external_id).into()),
-    }
-}
-
-async fn delete_customer(
-    State(h): State<Arc<Herald>>,
-    Path(external_id): Path<String>,
-) -> Result<Response, ApiError> {
-    h.delete_customer(&external_id).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-async fn ingest_events(
-    State(h): State<Arc<Herald>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body = body_of(body)?;
-    match parse_body::<EventInput>(&body, "event")? {
-        OneOrMany::One(event) => {
-            let recorded = h.record_event(&event).await?;
-            Ok((
-                if recorded {
-                    StatusCode::CREATED
-                } else {
-                    StatusCode::OK
-                },
-                Json(json!({"recorded": recorded})),
-            )
-                .into_response())
-        }
-        OneOrMany::Many(events) => {
-            let mut results = Vec::with_capacity(events.len());
-            for event in &events {
-                results.push(match h.record_event(event).await {
-                    Ok(recorded) => json!({"recorded": recorded}),
-                    Err(WriteError::Internal(e)) => return Err(WriteError::Internal(e).into()),
-                    Err(e) => {
-                        let e = ApiError::from(e);
-                        json!({"error": {"code": e.code, "message": e.message}})
-                    }
-                });
-            }
-            Ok(Json(json!({"results": results})).into_response())
-        }
-    }
-}

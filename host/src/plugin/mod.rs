@@ -10,7 +10,7 @@
 pub mod bindings;
 mod cache;
 pub mod http_policy;
-mod state;
+pub(crate) mod state;
 pub mod targeting;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -439,6 +439,7 @@ impl LoadedChannel {
                 reason: self.redact(&reason),
             },
         };
+        crate::metrics::plugin_call(&self.channel, started.elapsed());
         tracing::debug!(channel = %self.channel, elapsed_us = started.elapsed().as_micros() as u64, ?outcome, "plugin send");
         outcome
     }

@@ -130,17 +130,40 @@ pub async fn page_by_id(
     rows.iter().map(from_row).collect()
 }
 
+/// Filters for [`list`].
+#[derive(Debug, Clone, Default)]
+pub struct CustomerFilter {
+    /// At most this many.
+    pub limit: i64,
+    /// Start after this external id (paging).
+    pub after: Option<String>,
+    /// Only this lifecycle state.
+    pub state: Option<String>,
+    /// Only this region.
+    pub region: Option<String>,
+    /// Only these regions (a staff caller's scope); `None`: every region.
+    pub scope: Option<Vec<String>>,
+}
+
 /// Live customers ordered by external id, for listings.
-pub async fn list(
-    conn: &mut SqliteConnection,
-    limit: i64,
-    after: Option<&str>,
-) -> Result<Vec<Customer>> {
+pub async fn list(conn: &mut SqliteConnection, filter: &CustomerFilter) -> Result<Vec<Customer>> {
+    let scope = filter
+        .scope
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()?;
     let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM customers WHERE deleted_at IS NULL AND external_id > ? ORDER BY external_id LIMIT ?"
+        "SELECT {COLUMNS} FROM customers
+         WHERE deleted_at IS NULL AND external_id > ?1
+           AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR region = ?3)
+           AND (?4 IS NULL OR region IN (SELECT value FROM json_each(?4)))
+         ORDER BY external_id LIMIT ?5"
     ))
-    .bind(after.unwrap_or(""))
-    .bind(limit)
+    .bind(filter.after.as_deref().unwrap_or(""))
+    .bind(&filter.state)
+    .bind(&filter.region)
+    .bind(scope)
+    .bind(filter.limit)
     .fetch_all(conn)
     .await?;
     rows.iter().map(from_row).collect()

@@ -5,7 +5,6 @@ use super::{from_millis, to_millis};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{json, Value};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 /// How an attempt ended.
@@ -75,34 +74,45 @@ pub struct NewDelivery<'a> {
     pub duration_ms: Option<i64>,
 }
 
-/// Record many attempts in one statement.
+/// Rows per multi-row `INSERT` of [`insert_many`] (14 parameters each; one
+/// prepared statement per chunk size, cached by the connection).
+const INSERT_CHUNK: usize = 256;
+
+/// Record many attempts: multi-row `INSERT`s with bound parameters, at most
+/// [`INSERT_CHUNK`] rows each.
 pub async fn insert_many(conn: &mut SqliteConnection, items: &[NewDelivery<'_>]) -> Result<()> {
-    if items.is_empty() {
-        return Ok(());
+    for chunk in items.chunks(INSERT_CHUNK) {
+        let sql = super::schedule::multi_row_sql(
+            "INSERT INTO deliveries (schedule_id, customer_id, rule_id, channel, provider, attempt, status, provider_message_id, error, subject, retry_at, at, duration_ms, failover_from) VALUES ",
+            chunk.len(),
+            14,
+            "",
+        );
+        let mut q = sqlx::query(&sql);
+        for d in chunk {
+            q = q
+                .bind(d.schedule_id)
+                .bind(d.customer_id)
+                .bind(d.rule_id)
+                .bind(d.channel)
+                .bind(d.provider)
+                .bind(d.attempt)
+                .bind(d.status.as_str())
+                .bind(d.provider_message_id)
+                .bind(d.error.as_deref())
+                .bind(d.subject)
+                .bind(d.retry_at.map(to_millis))
+                .bind(to_millis(d.at))
+                .bind(d.duration_ms)
+                .bind(d.failover_from);
+        }
+        q.execute(&mut *conn).await?;
     }
-    let rows: Vec<Value> = items
-        .iter()
-        .map(|d| {
-            json!({"s": d.schedule_id, "c": d.customer_id, "r": d.rule_id, "ch": d.channel, "p": d.provider,
-                   "n": d.attempt, "st": d.status.as_str(), "id": d.provider_message_id, "e": d.error,
-                   "sub": d.subject, "retry": d.retry_at.map(to_millis), "at": to_millis(d.at), "ms": d.duration_ms,
-                   "fo": d.failover_from})
-        })
-        .collect();
-    sqlx::query(
-        "INSERT INTO deliveries (schedule_id, customer_id, rule_id, channel, provider, attempt, status, provider_message_id, error, subject, retry_at, at, duration_ms, failover_from)
-         SELECT value->>'s', value->>'c', value->>'r', value->>'ch', value->>'p', value->>'n', value->>'st',
-                value->>'id', value->>'e', value->>'sub', value->>'retry', value->>'at', value->>'ms', value->>'fo'
-         FROM json_each(?) WHERE true",
-    )
-    .bind(serde_json::to_string(&rows)?)
-    .execute(conn)
-    .await?;
     Ok(())
 }
 
 /// A recorded attempt, for listings.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeliveryRow {
     /// Row id.
     pub id: i64,
@@ -155,48 +165,103 @@ pub struct DeliveryFilter {
     pub limit: i64,
 }
 
+/// The columns [`delivery_from_row`] reads, over `deliveries d`, `customers
+/// c`, `schedule s` and `goals g`.
+const LIST_COLUMNS: &str =
+    "d.id, d.at, c.external_id, d.rule_id, d.channel, d.provider, d.attempt, d.status,
+                   d.provider_message_id, d.error, d.subject, d.retry_at, s.occurrence_key,
+                   d.failover_from, d.report, d.report_reason, g.event_kind, g.reached_at";
+
+const LIST_FROM: &str = "FROM deliveries d JOIN customers c ON c.id = d.customer_id JOIN schedule s ON s.id = d.schedule_id
+            LEFT JOIN goals g ON g.delivery_id = d.id";
+
+fn delivery_from_row(r: &sqlx::sqlite::SqliteRow) -> DeliveryRow {
+    DeliveryRow {
+        id: r.get(0),
+        at: from_millis(r.get(1)),
+        customer: r.get(2),
+        rule: r.get(3),
+        channel: r.get(4),
+        provider: r.get(5),
+        attempt: r.get(6),
+        status: r.get(7),
+        provider_message_id: r.get(8),
+        error: r.get(9),
+        subject: r.get(10),
+        retry_at: r.get::<Option<i64>, _>(11).map(from_millis),
+        occurrence_key: r.get(12),
+        failover_from: r.get(13),
+        report: r.get(14),
+        report_reason: r.get(15),
+        goal: r.get(16),
+        goal_at: r.get::<Option<i64>, _>(17).map(from_millis),
+    }
+}
+
 /// Recorded attempts, oldest first.
 pub async fn list(pool: &SqlitePool, filter: &DeliveryFilter) -> Result<Vec<DeliveryRow>> {
-    let rows = sqlx::query(
+    let rows = sqlx::query(&format!(
         "SELECT * FROM (
-            SELECT d.id, d.at, c.external_id, d.rule_id, d.channel, d.provider, d.attempt, d.status,
-                   d.provider_message_id, d.error, d.subject, d.retry_at, s.occurrence_key,
-                   d.failover_from, d.report, d.report_reason, g.event_kind, g.reached_at
-            FROM deliveries d JOIN customers c ON c.id = d.customer_id JOIN schedule s ON s.id = d.schedule_id
-            LEFT JOIN goals g ON g.delivery_id = d.id
+            SELECT {LIST_COLUMNS} {LIST_FROM}
             WHERE (?1 IS NULL OR c.external_id = ?1) AND (?2 IS NULL OR d.status = ?2) AND (?3 IS NULL OR d.rule_id = ?3)
             ORDER BY d.at DESC, d.id DESC LIMIT ?4
-         ) ORDER BY at, id",
-    )
+         ) ORDER BY at, id"
+    ))
     .bind(&filter.customer)
     .bind(&filter.status)
     .bind(&filter.rule)
     .bind(if filter.limit > 0 { filter.limit } else { i64::MAX })
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .iter()
-        .map(|r| DeliveryRow {
-            id: r.get(0),
-            at: from_millis(r.get(1)),
-            customer: r.get(2),
-            rule: r.get(3),
-            channel: r.get(4),
-            provider: r.get(5),
-            attempt: r.get(6),
-            status: r.get(7),
-            provider_message_id: r.get(8),
-            error: r.get(9),
-            subject: r.get(10),
-            retry_at: r.get::<Option<i64>, _>(11).map(from_millis),
-            occurrence_key: r.get(12),
-            failover_from: r.get(13),
-            report: r.get(14),
-            report_reason: r.get(15),
-            goal: r.get(16),
-            goal_at: r.get::<Option<i64>, _>(17).map(from_millis),
-        })
-        .collect())
+    Ok(rows.iter().map(delivery_from_row).collect())
+}
+
+/// Filters for [`page`] (the API's listing).
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryQuery {
+    /// Only this customer (external id).
+    pub customer: Option<String>,
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only this rule.
+    pub rule: Option<String>,
+    /// Only this channel.
+    pub channel: Option<String>,
+    /// Only attempts at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only attempts before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Only customers of these regions (a staff caller); `None`: all.
+    pub scope: Option<Vec<String>>,
+    /// Only rows with an id above this (paging).
+    pub after_id: i64,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// Recorded attempts in id order, for paging through with `after_id`.
+pub async fn page(pool: &SqlitePool, q: &DeliveryQuery) -> Result<Vec<DeliveryRow>> {
+    let scope = q.scope.as_ref().map(serde_json::to_string).transpose()?;
+    let rows = sqlx::query(&format!(
+        "SELECT {LIST_COLUMNS} {LIST_FROM}
+         WHERE d.id > ?1 AND (?2 IS NULL OR c.external_id = ?2) AND (?3 IS NULL OR d.status = ?3)
+           AND (?4 IS NULL OR d.rule_id = ?4) AND (?5 IS NULL OR d.channel = ?5)
+           AND (?6 IS NULL OR d.at >= ?6) AND (?7 IS NULL OR d.at < ?7)
+           AND (?8 IS NULL OR c.region IN (SELECT value FROM json_each(?8)))
+         ORDER BY d.id LIMIT ?9"
+    ))
+    .bind(q.after_id)
+    .bind(&q.customer)
+    .bind(&q.status)
+    .bind(&q.rule)
+    .bind(&q.channel)
+    .bind(q.since.map(to_millis))
+    .bind(q.until.map(to_millis))
+    .bind(scope)
+    .bind(q.limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.iter().map(delivery_from_row).collect())
 }
 
 /// Record a provider's delivery report against the delivery it names (by

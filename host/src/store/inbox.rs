@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 /// An in-app message.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InboxMessage {
     /// Row id.
     pub id: i64,
@@ -89,4 +89,23 @@ pub async fn list(pool: &SqlitePool, customer_id: i64) -> Result<Vec<InboxMessag
             read_at: r.get::<Option<i64>, _>(6).map(from_millis),
         })
         .collect())
+}
+
+/// Mark one of a customer's messages read (the first time only); false when
+/// the customer has no such message.
+pub async fn mark_read(
+    pool: &SqlitePool,
+    customer_id: i64,
+    message_id: i64,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let found = sqlx::query(
+        "UPDATE inbox SET read_at = COALESCE(read_at, ?) WHERE id = ? AND customer_id = ?",
+    )
+    .bind(to_millis(now))
+    .bind(message_id)
+    .bind(customer_id)
+    .execute(pool)
+    .await?;
+    Ok(found.rows_affected() == 1)
 }

@@ -12,6 +12,7 @@ pub mod meta;
 pub mod schedule;
 pub mod suppressions;
 pub mod tasks;
+pub mod tokens;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, TimeZone, Utc};

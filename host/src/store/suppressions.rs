@@ -15,6 +15,8 @@ pub mod source {
     pub const PROVIDER: &str = "provider";
     /// The customer replied STOP / TD / 退订.
     pub const REPLY: &str = "reply";
+    /// An operator added it through the API.
+    pub const API: &str = "api";
 }
 
 /// Suppress `customer_id` on `channel`; an existing suppression is kept as it was.
@@ -73,7 +75,7 @@ pub async fn for_customers(
 }
 
 /// A suppression, for listings.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Suppression {
     /// The customer's external id.
     pub customer: String,
@@ -88,14 +90,22 @@ pub struct Suppression {
 }
 
 /// Every suppression, optionally of one customer, oldest first.
-pub async fn list(pool: &SqlitePool, customer: Option<&str>) -> Result<Vec<Suppression>> {
+/// `scope` limits it to customers of those regions (a staff caller).
+pub async fn list(
+    pool: &SqlitePool,
+    customer: Option<&str>,
+    scope: Option<&[String]>,
+) -> Result<Vec<Suppression>> {
+    let scope = scope.map(serde_json::to_string).transpose()?;
     let rows = sqlx::query(
         "SELECT c.external_id, s.channel, s.reason, s.source, s.created_at
          FROM suppressions s JOIN customers c ON c.id = s.customer_id
-         WHERE ?1 IS NULL OR c.external_id = ?1
+         WHERE (?1 IS NULL OR c.external_id = ?1)
+           AND (?2 IS NULL OR c.region IN (SELECT value FROM json_each(?2)))
          ORDER BY s.created_at, c.external_id, s.channel",
     )
     .bind(customer)
+    .bind(scope)
     .fetch_all(pool)
     .await?;
     Ok(rows

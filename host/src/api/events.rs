@@ -1,0 +1,110 @@
+//! `POST /events`: ingest one event or a batch. An `event_id` makes ingestion
+//! idempotent (a repeat answers `recorded: false` and changes nothing). Staff
+//! may post events only for customers of their regions.
+
+use super::auth::Caller;
+use super::{body_of, parse_body, ApiError, ErrorBody, OneOrMany};
+use crate::engine::{EventInput, Herald};
+use crate::live::{Current, Live};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub(super) fn routes() -> OpenApiRouter<Arc<Live>> {
+    OpenApiRouter::new().routes(routes!(ingest_events))
+}
+
+/// The body of `POST /events`: one event or an array of them.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // documents the body; `parse_body` reads it, naming a bad item
+pub(super) enum EventPosts {
+    /// One event.
+    One(EventInput),
+    /// Several, each answered in `results`, in order.
+    Many(Vec<EventInput>),
+}
+
+/// Whether an event was recorded (`false`: its `event_id` already was).
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Recorded {
+    /// `true` when recorded now, `false` for a repeated `event_id`.
+    recorded: bool,
+}
+
+/// The 200 answer of `POST /events`: a repeated event, or `results` for an
+/// array.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub(super) enum EventAnswer {
+    /// The body was one event whose `event_id` was already recorded.
+    One(Recorded),
+    /// The body was an array.
+    Many(EventResults),
+}
+
+/// Each item of an array of events, answered in order.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct EventResults {
+    /// One entry per item: `{"recorded": ...}` or an error body.
+    results: Vec<EventItem>,
+}
+
+/// The answer for one item of an array.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub(super) enum EventItem {
+    /// Recorded, or already recorded.
+    Recorded(Recorded),
+    /// Refused (this item only; the others are still recorded).
+    Err(ErrorBody),
+}
+
+async fn record_one(h: &Herald, caller: &Caller, event: &EventInput) -> Result<bool, ApiError> {
+    Ok(h.record_event_in(event, caller.region_scope()).await?)
+}
+
+/// Record one event (an object) or many (an array; each item answered in
+/// `results`, in order). 201 when recorded, 200 when the `event_id` was
+/// already recorded.
+#[utoipa::path(post, path = "/events", tag = "events",
+    request_body(content = EventPosts, description = "One event, or an array of them"),
+    responses((status = 201, body = Recorded, description = "`{\"recorded\": true}`"),
+        (status = 200, body = EventAnswer, description = "`{\"recorded\": false}` (a repeated event_id), or `{\"results\": [...]}` for an array"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "No such customer (for staff: none in their regions)"),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn ingest_events(
+    Current(h): Current,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_of(body)?;
+    match parse_body::<EventInput>(&body, "event")? {
+        OneOrMany::One(event) => {
+            let recorded = record_one(&h, &caller, &event).await?;
+            Ok(if recorded {
+                (StatusCode::CREATED, Json(Recorded { recorded })).into_response()
+            } else {
+                Json(EventAnswer::One(Recorded { recorded })).into_response()
+            })
+        }
+        OneOrMany::Many(events) => {
+            let mut results = Vec::with_capacity(events.len());
+            for event in &events {
+                results.push(match record_one(&h, &caller, event).await {
+                    Ok(recorded) => EventItem::Recorded(Recorded { recorded }),
+                    Err(e) if e.status == StatusCode::INTERNAL_SERVER_ERROR => return Err(e),
+                    Err(e) => EventItem::Err(e.body()),
+                });
+            }
+            Ok(Json(EventAnswer::Many(EventResults { results })).into_response())
+        }
+    }
+}

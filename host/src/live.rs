@@ -1,0 +1,76 @@
+//! The deployment currently in force. `herald serve` keeps one [`Live`]:
+//! the HTTP API and the scheduler loop ask it for the current [`Herald`] on
+//! every request and every tick, so a reload swaps in a new strategy and new
+//! plugins between two ticks while sends already in flight finish on the
+//! deployment that started them. [`crate::reload`] builds the new one.
+
+use crate::engine::Herald;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+/// The swappable current deployment.
+pub struct Live {
+    current: RwLock<Arc<Herald>>,
+    /// The config file a reload reads again; unset when there is none.
+    source: std::sync::OnceLock<PathBuf>,
+    /// Held for the whole of a reload, so two never run at once.
+    pub(crate) reloading: tokio::sync::Mutex<()>,
+}
+
+impl Live {
+    /// Start with this deployment.
+    pub fn new(herald: Arc<Herald>) -> Arc<Live> {
+        Arc::new(Live {
+            current: RwLock::new(herald),
+            source: std::sync::OnceLock::new(),
+            reloading: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Start with this deployment, loaded from `config`, which a reload
+    /// (SIGHUP, `POST /admin/reload`) reads again.
+    pub fn reloadable(herald: Arc<Herald>, config: PathBuf) -> Arc<Live> {
+        let live = Self::new(herald);
+        let _ = live.source.set(config);
+        live
+    }
+
+    /// The config file a reload reads, if this deployment came from one.
+    pub fn source(&self) -> Option<&Path> {
+        self.source.get().map(PathBuf::as_path)
+    }
+
+    /// The deployment in force now.
+    pub fn herald(&self) -> Arc<Herald> {
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Put a new deployment in force; the old one lives on until the last
+    /// request or tick holding it is done.
+    pub fn replace(&self, herald: Arc<Herald>) {
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = herald;
+    }
+}
+
+/// Extractor for handlers: the deployment in force when the request arrived.
+pub struct Current(pub Arc<Herald>);
+
+impl FromRequestParts<Arc<Live>> for Current {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        _parts: &mut Parts,
+        live: &Arc<Live>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Current(live.herald()))
+    }
+}
