@@ -386,42 +386,70 @@ impl Herald {
         input: &EventInput,
         scope: RegionScope<'_>,
     ) -> Result<bool, WriteError> {
+        let mut results = self.record_events(&[(input, scope)]).await?;
+        results.pop().unwrap_or(Ok(false))
+    }
+
+    /// Record many events in one write transaction (group commit: one
+    /// commit instead of one per event, which is what lets the API keep up
+    /// with many concurrent posts). Each item is answered on its own — a
+    /// refused item (unknown customer, outside the scope, empty kind) writes
+    /// nothing and the others still go in, in order; the outer error is a
+    /// storage failure, which writes nothing at all.
+    pub async fn record_events(
+        &self,
+        items: &[(&EventInput, RegionScope<'_>)],
+    ) -> Result<Vec<Result<bool, WriteError>>, WriteError> {
         let now = self.clock.now();
-        let kind = input.kind.trim();
-        if kind.is_empty() {
-            return Err(WriteError::Invalid("event kind must not be empty".into()));
-        }
         let mut tx = self.store.write_tx().await?;
-        let customer = customers::by_external_id(&mut tx, &input.customer)
+        let mut results = Vec::with_capacity(items.len());
+        let mut planned = false;
+        for (input, scope) in items {
+            let kind = input.kind.trim();
+            if kind.is_empty() {
+                results.push(Err(WriteError::Invalid(
+                    "event kind must not be empty".into(),
+                )));
+                continue;
+            }
+            let Some(customer) = customers::by_external_id(&mut tx, &input.customer)
+                .await?
+                .filter(|c| c.deleted_at.is_none() && in_scope(*scope, c.region.as_deref()))
+            else {
+                results.push(Err(WriteError::NotFound(input.customer.clone())));
+                continue;
+            };
+            let at = input.at.unwrap_or(now);
+            let Some(event) = events::insert(
+                &mut tx,
+                customer.id,
+                kind,
+                at,
+                &input.properties,
+                input.event_id.as_deref(),
+                now,
+            )
             .await?
-            .filter(|c| c.deleted_at.is_none() && in_scope(scope, c.region.as_deref()))
-            .ok_or_else(|| WriteError::NotFound(input.customer.clone()))?;
-        let at = input.at.unwrap_or(now);
-        let Some(event) = events::insert(
-            &mut tx,
-            customer.id,
-            kind,
-            at,
-            &input.properties,
-            input.event_id.as_deref(),
-            now,
-        )
-        .await?
-        else {
-            tx.commit().await?;
-            return Ok(false);
-        };
-        planner::plan(
-            &mut tx,
-            &self.strategy,
-            &customer,
-            Change::Event(&event),
-            now,
-        )
-        .await?;
+            else {
+                results.push(Ok(false));
+                continue;
+            };
+            planner::plan(
+                &mut tx,
+                &self.strategy,
+                &customer,
+                Change::Event(&event),
+                now,
+            )
+            .await?;
+            planned = true;
+            results.push(Ok(true));
+        }
         tx.commit().await?;
-        self.wake.notify_one();
-        Ok(true)
+        if planned {
+            self.wake.notify_one();
+        }
+        Ok(results)
     }
 
     /// A customer by external id (live or deleted).

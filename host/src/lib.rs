@@ -23,6 +23,7 @@ pub mod engine;
 pub mod explain;
 pub mod failover;
 pub mod funnel;
+pub mod group_commit;
 pub mod hooks;
 pub mod import;
 pub mod links;

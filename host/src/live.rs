@@ -18,6 +18,8 @@ pub struct Live {
     source: std::sync::OnceLock<PathBuf>,
     /// Held for the whole of a reload, so two never run at once.
     pub(crate) reloading: tokio::sync::Mutex<()>,
+    /// The group-commit writer for posted events, started on first use.
+    events: std::sync::OnceLock<crate::group_commit::EventWriter>,
 }
 
 impl Live {
@@ -27,6 +29,7 @@ impl Live {
             current: RwLock::new(herald),
             source: std::sync::OnceLock::new(),
             reloading: tokio::sync::Mutex::new(()),
+            events: std::sync::OnceLock::new(),
         })
     }
 
@@ -41,6 +44,14 @@ impl Live {
     /// The config file a reload reads, if this deployment came from one.
     pub fn source(&self) -> Option<&Path> {
         self.source.get().map(PathBuf::as_path)
+    }
+
+    /// The writer that records posted events in shared transactions (on
+    /// the deployment in force when each batch is written). Must be called
+    /// inside the tokio runtime.
+    pub fn event_writer(self: &Arc<Self>) -> &crate::group_commit::EventWriter {
+        self.events
+            .get_or_init(|| crate::group_commit::EventWriter::start(Arc::downgrade(self)))
     }
 
     /// The deployment in force now.

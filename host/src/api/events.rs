@@ -4,10 +4,11 @@
 
 use super::auth::Caller;
 use super::{body_of, parse_body, ApiError, ErrorBody, OneOrMany};
-use crate::engine::{EventInput, Herald};
+use crate::engine::EventInput;
 use crate::live::{Current, Live};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -66,10 +67,6 @@ pub(super) enum EventItem {
     Err(ErrorBody),
 }
 
-async fn record_one(h: &Herald, caller: &Caller, event: &EventInput) -> Result<bool, ApiError> {
-    Ok(h.record_event_in(event, caller.region_scope()).await?)
-}
-
 /// Record one event (an object) or many (an array; each item answered in
 /// `results`, in order). 201 when recorded, 200 when the `event_id` was
 /// already recorded.
@@ -81,6 +78,7 @@ async fn record_one(h: &Herald, caller: &Caller, event: &EventInput) -> Result<b
         (status = 404, body = ErrorBody, description = "No such customer (for staff: none in their regions)"),
         (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn ingest_events(
+    State(live): State<Arc<Live>>,
     Current(h): Current,
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
@@ -88,7 +86,9 @@ async fn ingest_events(
     let body = body_of(body)?;
     match parse_body::<EventInput>(&body, "event")? {
         OneOrMany::One(event) => {
-            let recorded = record_one(&h, &caller, &event).await?;
+            // Single events from concurrent requests share transactions.
+            let scope = caller.region_scope().map(<[String]>::to_vec);
+            let recorded = live.event_writer().record(event, scope).await?;
             Ok(if recorded {
                 (StatusCode::CREATED, Json(Recorded { recorded })).into_response()
             } else {
@@ -96,14 +96,20 @@ async fn ingest_events(
             })
         }
         OneOrMany::Many(events) => {
-            let mut results = Vec::with_capacity(events.len());
-            for event in &events {
-                results.push(match record_one(&h, &caller, event).await {
+            // A batch is one transaction; each item is answered on its own.
+            let items: Vec<(&EventInput, Option<&[String]>)> = events
+                .iter()
+                .map(|event| (event, caller.region_scope()))
+                .collect();
+            let results = h
+                .record_events(&items)
+                .await?
+                .into_iter()
+                .map(|result| match result {
                     Ok(recorded) => EventItem::Recorded(Recorded { recorded }),
-                    Err(e) if e.status == StatusCode::INTERNAL_SERVER_ERROR => return Err(e),
-                    Err(e) => EventItem::Err(e.body()),
-                });
-            }
+                    Err(e) => EventItem::Err(ApiError::from(e).body()),
+                })
+                .collect();
             Ok(Json(EventAnswer::Many(EventResults { results })).into_response())
         }
     }
