@@ -191,3 +191,84 @@ fn api_writes_plan_reminders_and_bad_input_changes_nothing() {
         404
     );
 }
+
+/// Concurrent single-event posts share write transactions (group commit);
+/// each request must still get its own answer: recorded, a repeat of an
+/// event id, or a 404 for an unknown customer that writes nothing.
+#[test]
+fn concurrent_event_posts_are_each_answered_for_themselves() {
+    let scratch = Scratch::new();
+    let config = config(&scratch);
+    let db = scratch.path("h.db");
+    let server = Server::start(&config, &db, &scratch, "serve.log");
+    for id in ["c0", "c1", "c2", "c3"] {
+        let (status, body) = server.api(
+            "POST",
+            "/customers",
+            Some(&format!(r#"{{"external_id": "{id}", "name": "{id}"}}"#)),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    // 8 threads x 50 posts: every 5th names a missing customer, every 7th
+    // repeats the event id of the post before it in the same thread.
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let base = server.base.clone();
+            let token = server.token.clone();
+            std::thread::spawn(move || {
+                let mut answers = Vec::new();
+                for i in 0..50 {
+                    let customer = if i % 5 == 4 { "nobody".to_string() } else { format!("c{}", i % 4) };
+                    let n = if i % 7 == 6 { i - 1 } else { i };
+                    let body = format!(
+                        r#"{{"customer": "{customer}", "kind": "purchase", "event_id": "t{t}-{n}", "properties": {{"item": "i{t}-{n}"}}}}"#
+                    );
+                    let (status, answer) = http_as(&token, "POST", &format!("{base}/events"), Some(&body));
+                    answers.push((i, customer, status, answer));
+                }
+                answers
+            })
+        })
+        .collect();
+    let mut recorded = 0;
+    for thread in threads {
+        for (i, customer, status, answer) in thread.join().expect("poster thread") {
+            if customer == "nobody" {
+                assert_eq!(status, 404, "post {i}: {answer}");
+                assert_eq!(answer["error"]["code"], "not_found");
+            } else if i % 7 == 6 && (i - 1) % 5 != 4 {
+                assert_eq!(
+                    (status, answer["recorded"].clone()),
+                    (200, serde_json::json!(false)),
+                    "post {i}"
+                );
+            } else {
+                assert_eq!(
+                    (status, answer["recorded"].clone()),
+                    (201, serde_json::json!(true)),
+                    "post {i}: {answer}"
+                );
+                recorded += 1;
+            }
+        }
+    }
+    // Each recorded purchase planned exactly one "thanks" message.
+    let delivered = wait_for(30, || {
+        let total: usize = ["c0", "c1", "c2", "c3"]
+            .iter()
+            .map(|c| {
+                inbox_subjects(&config, &db, c)
+                    .iter()
+                    .filter(|s| s.starts_with("Thanks"))
+                    .count()
+            })
+            .sum();
+        (total == recorded).then_some(total)
+    });
+    assert_eq!(
+        delivered,
+        Some(recorded),
+        "every recorded event planned its reminder once; log: {}",
+        server.log()
+    );
+}
