@@ -340,14 +340,7 @@ impl LoadedChannel {
         // its deadline, is interrupted with a trap. A plugin waiting on I/O
         // runs no code to interrupt: the timeout around the call covers that.
         let deadline = Instant::now() + self.limits.timeout;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline {
-                wasmtime::UpdateDeadline::Interrupt
-            } else {
-                wasmtime::UpdateDeadline::Yield(1)
-            })
-        });
+        crate::plugin::interrupt_at(&mut store, deadline);
         store
     }
 
@@ -506,6 +499,19 @@ fn describe_error(e: &wasmtime::Error) -> String {
         );
     }
     text.lines().next().unwrap_or("unknown error").to_string()
+}
+
+/// Interrupt the guest of `store` once `deadline` has passed, checked at
+/// every epoch tick (10 ms), yielding to the async runtime in between.
+pub(crate) fn interrupt_at(store: &mut Store<StoreState>, deadline: Instant) {
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        Ok(if Instant::now() >= deadline {
+            wasmtime::UpdateDeadline::Interrupt
+        } else {
+            wasmtime::UpdateDeadline::Yield(1)
+        })
+    });
 }
 
 #[cfg(test)]

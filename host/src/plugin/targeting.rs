@@ -125,14 +125,7 @@ impl LoadedTargeting {
             .set_fuel(self.fuel)
             .map_err(|e| format!("cannot set the fuel budget: {e}"))?;
         let deadline = Instant::now() + self.limits.timeout;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline {
-                wasmtime::UpdateDeadline::Interrupt
-            } else {
-                wasmtime::UpdateDeadline::Yield(1)
-            })
-        });
+        crate::plugin::interrupt_at(&mut store, deadline);
         Ok(store)
     }
 

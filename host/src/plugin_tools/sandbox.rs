@@ -272,14 +272,7 @@ impl MeteredChannel {
             message: format!("cannot set the fuel budget (is the engine metering fuel?): {e}"),
         })?;
         let deadline = Instant::now() + self.timeout;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline {
-                wasmtime::UpdateDeadline::Interrupt
-            } else {
-                wasmtime::UpdateDeadline::Yield(1)
-            })
-        });
+        crate::plugin::interrupt_at(&mut store, deadline);
         Ok(store)
     }
 
