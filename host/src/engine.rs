@@ -48,6 +48,18 @@ pub struct Herald {
     pub instance: String,
     /// Keeps the plugin engine alive.
     pub runtime: Arc<Runtime>,
+    /// SHA-256 of the rules, attributes and strategy settings, to tell
+    /// whether the schedule was planned with this strategy.
+    pub strategy_fingerprint: String,
+}
+
+/// The fingerprint of a config's strategy (see [`Herald::strategy_fingerprint`]).
+fn fingerprint(config: &Config) -> String {
+    use sha2::Digest;
+    let file = &config.file;
+    hex::encode(sha2::Sha256::digest(
+        format!("{:?}{:?}{:?}", file.rules, file.attributes, file.strategy).as_bytes(),
+    ))
 }
 
 /// Options for opening a deployment.
@@ -128,6 +140,16 @@ impl Herald {
     /// Open a deployment: database, plugins, strategy. Every configuration
     /// problem is reported before anything runs.
     pub async fn open(config: &Config, options: OpenOptions<'_>) -> Result<Herald> {
+        let herald = Self::load(config, options).await?;
+        herald.replan_if_strategy_changed().await?;
+        Ok(herald)
+    }
+
+    /// [`Herald::open`] without planning a changed strategy for every
+    /// customer: `herald serve` starts listening first and its scheduler does
+    /// that walk ([`Herald::replan_if_strategy_changed`]) before its first
+    /// tick, so a large customer base does not keep the API down at start.
+    pub async fn load(config: &Config, options: OpenOptions<'_>) -> Result<Herald> {
         let channel_names = Channels::names(config);
         Strategy::compile(config, &channel_names).map_err(|e| {
             anyhow!(
@@ -141,13 +163,25 @@ impl Herald {
             None => config.resolve(&config.file.database.path),
         };
         let store = Store::open(&db_path).await?;
-        Self::open_on(config, store, options.clock, options.http_mode).await
+        Self::load_on(config, store, options.clock, options.http_mode).await
     }
 
     /// Open a deployment on a database that is already open: what a reload
     /// does, so the new strategy and plugins work on the same schedule (a
     /// changed strategy is planned again for every customer, as at a start).
     pub async fn open_on(
+        config: &Config,
+        store: Store,
+        clock: SharedClock,
+        http_mode: HttpMode,
+    ) -> Result<Herald> {
+        let herald = Self::load_on(config, store, clock, http_mode).await?;
+        herald.replan_if_strategy_changed().await?;
+        Ok(herald)
+    }
+
+    /// [`Herald::open_on`] without the re-plan of a changed strategy.
+    async fn load_on(
         config: &Config,
         store: Store,
         clock: SharedClock,
@@ -232,8 +266,8 @@ impl Herald {
             targeting,
             instance,
             runtime,
+            strategy_fingerprint: fingerprint(config),
         };
-        herald.replan_if_strategy_changed(config).await?;
         Ok(herald)
     }
 
@@ -241,13 +275,9 @@ impl Herald {
     /// deployment, an edited strategy), plan every live customer's date rules
     /// again, so a new or changed rule reaches existing customers. This walks
     /// the customer base once per strategy change, never per tick.
-    async fn replan_if_strategy_changed(&self, config: &Config) -> Result<()> {
-        use sha2::Digest;
-        let file = &config.file;
-        let fingerprint = hex::encode(sha2::Sha256::digest(
-            format!("{:?}{:?}{:?}", file.rules, file.attributes, file.strategy).as_bytes(),
-        ));
+    pub async fn replan_if_strategy_changed(&self) -> Result<()> {
         const KEY: &str = "strategy_fingerprint";
+        let fingerprint = &self.strategy_fingerprint;
         if crate::store::meta::get(&self.store.pool, KEY)
             .await?
             .as_deref()
@@ -278,7 +308,7 @@ impl Herald {
                 "the strategy changed: date rules planned again for every customer"
             );
         }
-        crate::store::meta::set(&self.store.pool, KEY, &fingerprint).await
+        crate::store::meta::set(&self.store.pool, KEY, fingerprint).await
     }
 
     /// Insert or update a customer and re-plan their reminders.

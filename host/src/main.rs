@@ -365,8 +365,10 @@ async fn run(command: Command) -> Result<std::process::ExitCode> {
         Command::Serve { config, listen } => {
             let cfg = load_config(&config.config)?;
             let clock: SharedClock = Arc::new(SystemClock);
+            // A changed strategy is planned for every customer by the
+            // scheduler once the API is up (see serve::scheduler_loop).
             let herald = Arc::new(
-                Herald::open(
+                Herald::load(
                     &cfg,
                     OpenOptions {
                         db: config.db.as_deref(),

@@ -51,6 +51,29 @@ pub async fn run(live: Arc<Live>, listen: &str) -> Result<()> {
 }
 
 async fn scheduler_loop(live: Arc<Live>, mut stop: watch::Receiver<bool>) {
+    // A strategy that changed since the schedule was planned (a new
+    // deployment over imported customers, an edited file) is planned for
+    // every customer first — while the API already answers — and no tick
+    // runs on the old plans meanwhile.
+    loop {
+        let started = std::time::Instant::now();
+        match live.herald().replan_if_strategy_changed().await {
+            Ok(()) => {
+                tracing::debug!(
+                    seconds = started.elapsed().as_secs_f64(),
+                    "schedule matches the strategy"
+                );
+                break;
+            }
+            Err(e) => {
+                tracing::error!("planning the changed strategy failed (will try again): {e:#}")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(live.herald().scheduler.tick) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
     loop {
         if *stop.borrow() {
             return;
