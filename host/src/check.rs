@@ -244,20 +244,6 @@ pub async fn check_file(path: &Path) -> Report {
     }
 }
 
-fn error(message: impl Into<String>) -> Finding {
-    Finding {
-        severity: Severity::Error,
-        message: message.into(),
-    }
-}
-
-fn warning(message: impl Into<String>) -> Finding {
-    Finding {
-        severity: Severity::Warning,
-        message: message.into(),
-    }
-}
-
 /// The rule an error line of [`Strategy::compile`] is about: lines start
 /// with ``rule `ID` `` (template sets of steps and translations add `#k`
 /// and `@locale` to the id).
@@ -271,16 +257,16 @@ fn rule_of(line: &str) -> Option<&str> {
 pub async fn check(config: &Config) -> Report {
     let mut general = Vec::new();
     if let Err(e) = config.scheduler() {
-        general.push(error(format!("{e:#}")));
+        general.push(Finding::error(format!("{e:#}")));
     }
     if let Some(secret) = &config.file.server.link_secret {
         match secret.resolve_at(config, "[server] link_secret") {
             Ok(value) => {
                 if let Err(e) = crate::links::check_secret(&value) {
-                    general.push(error(format!("{e:#}")));
+                    general.push(Finding::error(format!("{e:#}")));
                 }
             }
-            Err(e) => general.push(error(format!("{e:#}"))),
+            Err(e) => general.push(Finding::error(format!("{e:#}"))),
         }
     }
     let services = PluginServices {
@@ -300,7 +286,7 @@ pub async fn check(config: &Config) -> Report {
     };
     match inspection {
         Err(e) => {
-            general.push(error(format!("{e}; channels were not checked")));
+            general.push(Finding::error(format!("{e}; channels were not checked")));
         }
         Ok(inspection) => {
             for (name, section) in &config.file.channels {
@@ -360,9 +346,9 @@ pub async fn check(config: &Config) -> Report {
                     by_rule
                         .entry(id.to_string())
                         .or_default()
-                        .push(error(message));
+                        .push(Finding::error(message));
                 }
-                _ => general.push(error(line)),
+                _ => general.push(Finding::error(line)),
             }
         }
     }
@@ -380,7 +366,7 @@ pub async fn check(config: &Config) -> Report {
                 by_rule
                     .entry(id.to_string())
                     .or_default()
-                    .push(error(message));
+                    .push(Finding::error(message));
             }
         }
     }
@@ -399,7 +385,7 @@ pub async fn check(config: &Config) -> Report {
                     named.push(ch.clone());
                 }
                 if broken_channels.contains(ch) {
-                    problems.push(error(format!(
+                    problems.push(Finding::error(format!(
                         "{place}channel `{ch}` has errors (see CHANNELS); fix them, or take `{ch}` out of the rule"
                     )));
                 }
@@ -411,7 +397,7 @@ pub async fn check(config: &Config) -> Report {
             if !configured.is_empty()
                 && configured.iter().all(|c| !config.file.channels[*c].enabled)
             {
-                problems.push(warning(format!(
+                problems.push(Finding::warning(format!(
                     "{place}every channel is disabled ({}); its reminders will be skipped until one is enabled, or add an enabled channel",
                     configured.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
                 )));

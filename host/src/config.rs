@@ -544,6 +544,8 @@ pub struct Config {
     pub base_dir: PathBuf,
     /// Path of the config file, for messages.
     pub path: PathBuf,
+    /// The text it was parsed from (the rules' templates are in it).
+    pub source: String,
 }
 
 impl Config {
@@ -573,6 +575,7 @@ impl Config {
             file,
             base_dir,
             path: path.to_path_buf(),
+            source: text.to_string(),
         })
     }
 

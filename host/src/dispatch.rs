@@ -108,13 +108,15 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn error(message: impl Into<String>) -> Finding {
+    /// An error finding.
+    pub(crate) fn error(message: impl Into<String>) -> Finding {
         Finding {
             severity: Severity::Error,
             message: message.into(),
         }
     }
-    fn warning(message: impl Into<String>) -> Finding {
+    /// A warning finding.
+    pub(crate) fn warning(message: impl Into<String>) -> Finding {
         Finding {
             severity: Severity::Warning,
             message: message.into(),

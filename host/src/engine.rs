@@ -247,11 +247,10 @@ impl Herald {
         };
         let links = crate::links::Links::load(&store.pool, public_url.clone(), link_secret).await?;
         // Links are tracked only to origins the strategy itself writes; the
-        // config file holds the rules' templates.
-        let template_source = std::fs::read_to_string(&config.path).unwrap_or_default();
+        // config text holds the rules' templates.
         let tracking =
             crate::funnel::Tracker::new(&config.file.tracking, public_url.as_deref(), &links)?
-                .trusting_origins_in(&template_source);
+                .trusting_origins_in(&config.source);
         let herald = Herald {
             store,
             strategy: Arc::new(strategy),
