@@ -9,7 +9,9 @@
 //! 2. Tick throughput: a fresh database with many customers and their planned
 //!    renewal reminders, some of them due; one tick claims and processes all
 //!    due rows. SQLite's own statement counters show how many rows the claim
-//!    query steps through.
+//!    query steps through, and the same rows' minimal SQL run on a copy
+//!    through SQLite's C API (`herald::bench_floor`) shows what the storage
+//!    itself allows.
 //! 3. End-to-end sends (`herald::bench_sends`).
 //! 4. A simulated year of the SaaS example (`herald::bench_simulate`).
 //! 5. Memory of a real `herald serve` child (`herald::bench_serve`).
@@ -856,6 +858,9 @@ async fn tick_bench(
         started.elapsed().as_secs_f64()
     );
     check_seed(&herald, customers, due, planned_at).await?;
+    // The same starting state for the SQLite floor (run after the tick).
+    let floor_db = dir.join("floor.db");
+    std::fs::copy(&db_path, &floor_db).context("cannot copy the database for the floor")?;
     let t0_ms = t0.timestamp_millis();
     let seeded_due = count(
         &pool,
@@ -1054,6 +1059,26 @@ async fn tick_bench(
     }
     figure!("replay_tick_seconds", "{replay_secs:.6}");
     figure!("replay_ratio", "{:.6}", replay_secs / secs);
+
+    eprintln!("tick: the SQLite floor (the same rows' minimal SQL on a copy, C API) ...");
+    let floor =
+        tokio::task::spawn_blocking(move || herald::bench_floor::run(&floor_db, t0_ms, due as i64))
+            .await
+            .context("the floor thread failed")??;
+    if floor.rows != due {
+        problems.push(format!(
+            "the floor processed {} rows; expected {due}",
+            floor.rows
+        ));
+    }
+    let floor_rate = floor.rows as f64 / floor.seconds;
+    figure!("sqlite_floor_seconds", "{:.3}", floor.seconds);
+    figure!("sqlite_floor_rows_per_s", "{floor_rate:.0}");
+    figure!(
+        "plan_floor_ratio",
+        "{:.2}",
+        (due as f64 / secs) / floor_rate.max(1e-6)
+    );
 
     if !problems.is_empty() {
         for p in &problems {

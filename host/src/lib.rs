@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod bench_api;
+pub mod bench_floor;
 pub mod bench_sends;
 pub mod bench_serve;
 pub mod bench_simulate;

@@ -1,8 +1,8 @@
 //! The `deliveries` table: one row per attempt at an occurrence, saying which
 //! channel and provider carried it and how it ended.
 
-use super::{from_millis, to_millis};
-use anyhow::Result;
+use super::{from_millis, raw, to_millis};
+use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{Row, SqliteConnection, SqlitePool};
@@ -74,39 +74,32 @@ pub struct NewDelivery<'a> {
     pub duration_ms: Option<i64>,
 }
 
-/// Rows per multi-row `INSERT` of [`insert_many`] (14 parameters each; one
-/// prepared statement per chunk size, cached by the connection).
-const INSERT_CHUNK: usize = 256;
-
-/// Record many attempts: multi-row `INSERT`s with bound parameters, at most
-/// [`INSERT_CHUNK`] rows each.
-pub async fn insert_many(conn: &mut SqliteConnection, items: &[NewDelivery<'_>]) -> Result<()> {
-    for chunk in items.chunks(INSERT_CHUNK) {
-        let sql = super::schedule::multi_row_sql(
-            "INSERT INTO deliveries (schedule_id, customer_id, rule_id, channel, provider, attempt, status, provider_message_id, error, subject, retry_at, at, duration_ms, failover_from) VALUES ",
-            chunk.len(),
-            14,
-            "",
-        );
-        let mut q = sqlx::query(&sql);
-        for d in chunk {
-            q = q
-                .bind(d.schedule_id)
-                .bind(d.customer_id)
-                .bind(d.rule_id)
-                .bind(d.channel)
-                .bind(d.provider)
-                .bind(d.attempt)
-                .bind(d.status.as_str())
-                .bind(d.provider_message_id)
-                .bind(d.error.as_deref())
-                .bind(d.subject)
-                .bind(d.retry_at.map(to_millis))
-                .bind(to_millis(d.at))
-                .bind(d.duration_ms)
-                .bind(d.failover_from);
-        }
-        q.execute(&mut *conn).await?;
+/// Record many attempts, inside the caller's transaction on a connection it
+/// has locked.
+pub fn insert_many(conn: raw::Conn<'_>, items: &[NewDelivery<'_>]) -> Result<()> {
+    let mut stmt = conn.prepare(
+        "INSERT INTO deliveries (schedule_id, customer_id, rule_id, channel, provider, attempt, status,
+                                 provider_message_id, error, subject, retry_at, at, duration_ms, failover_from)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )?;
+    for d in items {
+        stmt.run(&[
+            d.schedule_id.into(),
+            d.customer_id.into(),
+            d.rule_id.into(),
+            d.channel.into(),
+            d.provider.into(),
+            d.attempt.into(),
+            d.status.as_str().into(),
+            d.provider_message_id.into(),
+            d.error.as_deref().into(),
+            d.subject.into(),
+            d.retry_at.map(to_millis).into(),
+            to_millis(d.at).into(),
+            d.duration_ms.into(),
+            d.failover_from.into(),
+        ])
+        .with_context(|| format!("cannot record an attempt at schedule row {}", d.schedule_id))?;
     }
     Ok(())
 }

@@ -1,11 +1,10 @@
 //! The `inbox` table: in-app messages, the built-in `inbox` channel's output.
 
-use super::{from_millis, to_millis};
-use anyhow::Result;
+use super::{from_millis, raw, to_millis};
+use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{json, Value};
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{Row, SqlitePool};
 
 /// An in-app message.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -43,29 +42,31 @@ pub struct NewMessage<'a> {
     pub html: Option<&'a str>,
 }
 
-/// Put many messages in inboxes in one statement; repeats are ignored.
-pub async fn deliver_many(
-    conn: &mut SqliteConnection,
+/// Put many messages in inboxes, inside the caller's transaction on a
+/// connection it has locked; repeats are ignored.
+pub fn deliver_many(
+    conn: raw::Conn<'_>,
     items: &[NewMessage<'_>],
     now: DateTime<Utc>,
 ) -> Result<()> {
-    if items.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<Value> = items
-        .iter()
-        .map(|m| json!({"c": m.customer_id, "k": m.occurrence_key, "r": m.rule, "s": m.subject, "t": m.text, "h": m.html}))
-        .collect();
-    sqlx::query(
+    let mut stmt = conn.prepare(
         "INSERT INTO inbox (customer_id, occurrence_key, rule_id, subject, text, html, created_at)
-         SELECT value->>'c', value->>'k', value->>'r', value->>'s', value->>'t', value->>'h', ?
-         FROM json_each(?) WHERE true
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (occurrence_key) DO NOTHING",
-    )
-    .bind(to_millis(now))
-    .bind(serde_json::to_string(&rows)?)
-    .execute(conn)
-    .await?;
+    )?;
+    let now = to_millis(now);
+    for m in items {
+        stmt.run(&[
+            m.customer_id.into(),
+            m.occurrence_key.into(),
+            m.rule.into(),
+            m.subject.into(),
+            m.text.into(),
+            m.html.into(),
+            now.into(),
+        ])
+        .with_context(|| format!("cannot put message {} in the inbox", m.occurrence_key))?;
+    }
     Ok(())
 }
 

@@ -9,6 +9,7 @@ pub mod goals;
 pub mod inbox;
 pub mod kv;
 pub mod meta;
+pub mod raw;
 pub mod schedule;
 pub mod suppressions;
 pub mod tasks;

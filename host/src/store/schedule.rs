@@ -1,8 +1,8 @@
 //! The `schedule` table: planned reminder occurrences, claimed by the tick
 //! under a lease, and finished as done, skipped, canceled, failed or dead.
 
-use super::{from_millis, to_millis};
-use anyhow::Result;
+use super::{from_millis, raw, to_millis};
+use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use sqlx::{Row, SqliteConnection, SqlitePool};
@@ -314,123 +314,66 @@ pub struct Release {
     pub attempted: bool,
 }
 
-/// Release many claimed occurrences. Rows whose claim was lost (the lease
-/// ran out and another process took them) are left alone; returns how many
-/// rows were released. The common case — a status and nothing else, under
-/// one claim token — is one statement over a list of ids; the rest (errors,
-/// retry times) go through a statement that reads every field.
-pub async fn release_many(
-    conn: &mut SqliteConnection,
-    items: &[Release],
-    now: DateTime<Utc>,
-) -> Result<u64> {
-    let mut plain: std::collections::BTreeMap<(&str, &str, bool), Vec<i64>> = Default::default();
-    let mut detailed = Vec::new();
-    for r in items {
-        if r.error.is_none() && r.due_at.is_none() {
-            plain
-                .entry((r.status, r.token.as_str(), r.attempted))
-                .or_default()
-                .push(r.id);
-        } else {
-            detailed.push(
-                json!({"id": r.id, "token": r.token, "status": r.status, "error": r.error,
-                                 "due_at": r.due_at.map(to_millis), "attempt": r.attempted as i64}),
-            );
-        }
-    }
+/// Release many claimed occurrences, inside the caller's transaction on a
+/// connection it has locked. Rows whose claim was lost (the lease ran out
+/// and another process took them) are left alone; returns how many rows
+/// were released. Rows go in id order, so the b-trees are walked front to
+/// back.
+pub fn release_many(conn: raw::Conn<'_>, items: &[Release], now: DateTime<Utc>) -> Result<u64> {
+    let mut stmt = conn.prepare(
+        "UPDATE schedule SET status = ?1, last_error = ?2, due_at = COALESCE(?3, due_at),
+                attempts = attempts + ?4, claim_token = NULL, updated_at = ?5
+         WHERE id = ?6 AND claim_token = ?7",
+    )?;
+    let mut order: Vec<&Release> = items.iter().collect();
+    order.sort_by_key(|r| r.id);
+    let now = to_millis(now);
     let mut released = 0;
-    for ((status, token, attempted), ids) in plain {
-        let done = sqlx::query(
-            "UPDATE schedule SET status = ?, last_error = NULL, attempts = attempts + ?, claim_token = NULL, updated_at = ?
-             WHERE id IN (SELECT value FROM json_each(?)) AND claim_token = ?",
-        )
-        .bind(status)
-        .bind(attempted as i64)
-        .bind(to_millis(now))
-        .bind(serde_json::to_string(&ids)?)
-        .bind(token)
-        .execute(&mut *conn)
-        .await?;
-        released += done.rows_affected();
-    }
-    if !detailed.is_empty() {
-        let done = sqlx::query(
-            "UPDATE schedule SET status = j.status, last_error = j.error, due_at = COALESCE(j.due_at, schedule.due_at),
-                    attempts = schedule.attempts + j.attempt, claim_token = NULL, updated_at = ?
-             FROM (SELECT value->>'id' AS id, value->>'token' AS token, value->>'status' AS status,
-                          value->>'error' AS error, value->>'due_at' AS due_at, value->>'attempt' AS attempt
-                   FROM json_each(?)) AS j
-             WHERE schedule.id = j.id AND schedule.claim_token = j.token",
-        )
-        .bind(to_millis(now))
-        .bind(serde_json::to_string(&detailed)?)
-        .execute(&mut *conn)
-        .await?;
-        released += done.rows_affected();
+    for r in order {
+        released += stmt
+            .run(&[
+                r.status.into(),
+                r.error.as_deref().into(),
+                r.due_at.map(to_millis).into(),
+                i64::from(r.attempted).into(),
+                now.into(),
+                r.id.into(),
+                r.token.as_str().into(),
+            ])
+            .with_context(|| format!("cannot release schedule row {}", r.id))?;
     }
     Ok(released)
 }
 
-/// `head` followed by `rows` groups of `cols` placeholders and `tail`: the
-/// text of a multi-row `INSERT … VALUES`. Every full chunk has the same
-/// text, so the connection's statement cache prepares it once.
-pub(crate) fn multi_row_sql(head: &str, rows: usize, cols: usize, tail: &str) -> String {
-    let group = format!("({})", vec!["?"; cols].join(", "));
-    let mut sql = String::with_capacity(head.len() + tail.len() + rows * (group.len() + 2));
-    sql.push_str(head);
-    for i in 0..rows {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&group);
-    }
-    sql.push_str(tail);
-    sql
-}
-
-/// Rows per multi-row upsert of [`upsert_many`].
-const UPSERT_CHUNK: usize = 256;
-
-/// [`upsert`] for many occurrences: multi-row upserts with bound parameters,
-/// at most [`UPSERT_CHUNK`] rows each, applied in order.
-pub async fn upsert_many(
-    conn: &mut SqliteConnection,
+/// [`upsert`] for many occurrences, in order, inside the caller's
+/// transaction on a connection it has locked.
+pub fn upsert_many(
+    conn: raw::Conn<'_>,
     occs: &[PlannedOccurrence],
     now: DateTime<Utc>,
 ) -> Result<()> {
+    let mut stmt = conn.prepare(
+        "INSERT INTO schedule (customer_id, rule_id, occurrence_key, occurs_at, due_at, status, anchor, context, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?4, 'pending', ?5, ?6, ?7, ?7)
+         ON CONFLICT (occurrence_key) DO UPDATE SET
+            occurs_at = excluded.occurs_at, due_at = excluded.due_at, status = 'pending',
+            anchor = excluded.anchor, context = excluded.context, last_error = NULL,
+            updated_at = excluded.updated_at
+         WHERE schedule.status IN ('pending', 'canceled') AND schedule.claim_token IS NULL",
+    )?;
     let now = to_millis(now);
-    for chunk in occs.chunks(UPSERT_CHUNK) {
-        let contexts: Vec<Option<String>> = chunk
-            .iter()
-            .map(|o| o.context.as_ref().map(|c| c.to_string()))
-            .collect();
-        let sql = multi_row_sql(
-            "INSERT INTO schedule (customer_id, rule_id, occurrence_key, occurs_at, due_at, status, anchor, context, created_at, updated_at) VALUES ",
-            chunk.len(),
-            10,
-            " ON CONFLICT (occurrence_key) DO UPDATE SET
-                occurs_at = excluded.occurs_at, due_at = excluded.due_at, status = 'pending',
-                anchor = excluded.anchor, context = excluded.context, last_error = NULL,
-                updated_at = excluded.updated_at
-             WHERE schedule.status IN ('pending', 'canceled') AND schedule.claim_token IS NULL",
-        );
-        let mut q = sqlx::query(&sql);
-        for (o, context) in chunk.iter().zip(&contexts) {
-            let due = to_millis(o.due_at);
-            q = q
-                .bind(o.customer_id)
-                .bind(o.rule_id.as_str())
-                .bind(o.key.as_str())
-                .bind(due)
-                .bind(due)
-                .bind("pending")
-                .bind(o.anchor.as_deref())
-                .bind(context.as_deref())
-                .bind(now)
-                .bind(now);
-        }
-        q.execute(&mut *conn).await?;
+    for o in occs {
+        let context = o.context.as_ref().map(|c| c.to_string());
+        stmt.run(&[
+            o.customer_id.into(),
+            o.rule_id.as_str().into(),
+            o.key.as_str().into(),
+            to_millis(o.due_at).into(),
+            o.anchor.as_deref().into(),
+            context.as_deref().into(),
+            now.into(),
+        ])
+        .with_context(|| format!("cannot plan occurrence {}", o.key))?;
     }
     Ok(())
 }
