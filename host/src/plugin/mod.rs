@@ -15,16 +15,18 @@ pub mod targeting;
 
 use anyhow::{anyhow, bail, Context, Result};
 use bindings::channel::{ChannelPlugin as ChannelWorld, ChannelPluginPre};
-use bindings::channel_api::{CallbackError, CallbackRequest, CallbackResult, Message, SendError};
+use bindings::channel_api::{
+    CallbackError, CallbackRequest, CallbackResult, Message, Receipt, SendError,
+};
 use bindings::types::{AddressKind, PluginInfo, Setting};
 use http_policy::{AllowList, HttpMode};
 use state::StoreState;
 pub use state::{redact, KvBackend, PluginServices};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, ComponentExportIndex, Linker, TypedFunc};
 use wasmtime::{
     Config as EngineConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
 };
@@ -44,6 +46,12 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub(crate) const IO_GRACE: Duration = Duration::from_millis(100);
 /// Bytes of each pooled memory, table and stack slot kept resident between calls.
 const KEEP_RESIDENT: usize = 1 << 18;
+/// Store states of finished sends kept per channel for reuse (as many as
+/// sends ran at once, up to this).
+const SPARE_STATES: usize = 64;
+
+/// The typed `send` export of the channel interface.
+type SendFunc<'a> = TypedFunc<(&'a [Setting], &'a Message), (Result<Receipt, SendError>,)>;
 
 /// Limits applied to every call of a plugin.
 #[derive(Debug, Clone, Copy)]
@@ -107,6 +115,10 @@ impl Runtime {
             // touches. Plugins built here use a 128 KiB stack
             // (.cargo/config.toml) so that memory is at the start of the slot.
             // Measured by `herald bench`: 31 µs → 12 µs per call.
+            // Measured and left off (docs/performance.md, "Plugin calls"):
+            // `pagemap_scan` (its ioctl costs as much as the memset it saves),
+            // `decommit_batch_size`, `table_lazy_init(false)`, no
+            // copy-on-write memory images.
             .linear_memory_keep_resident(KEEP_RESIDENT)
             .table_keep_resident(KEEP_RESIDENT)
             .async_stack_keep_resident(KEEP_RESIDENT);
@@ -199,11 +211,15 @@ impl Runtime {
         })?;
         let pre =
             ChannelPluginPre::new(pre).map_err(|e| anyhow!("plugin {}: {e}", path.display()))?;
+        let send_index = send_export_index(pre.instance_pre().component())
+            .map_err(|e| anyhow!("plugin {}: {e}", path.display()))?;
         let mut loaded = LoadedChannel {
             runtime: self.clone(),
             channel: channel.to_string(),
             path: path.to_path_buf(),
             pre,
+            send_index,
+            spare: Default::default(),
             limits,
             allowed: Arc::new(allowed),
             services,
@@ -216,6 +232,9 @@ impl Runtime {
                 accepts_callbacks: false,
             },
         };
+        // describe() instantiates through the typed bindings, which check
+        // the type of every function of the channel interface, `send`
+        // included: `send_func` relies on that.
         loaded.info = loaded
             .describe()
             .await
@@ -303,6 +322,11 @@ pub struct LoadedChannel {
     /// Where the plugin came from.
     pub path: PathBuf,
     pre: ChannelPluginPre<StoreState>,
+    /// `send` within the channel interface, found once.
+    send_index: ComponentExportIndex,
+    /// States of finished sends, without and with TCP
+    /// ([`StoreState::allows_tcp`]), for the next sends.
+    spare: [Mutex<Vec<StoreState>>; 2],
     /// Limits per call.
     pub limits: Limits,
     allowed: Arc<AllowList>,
@@ -324,24 +348,69 @@ impl LoadedChannel {
         redact(text, &self.secrets)
     }
 
-    fn new_store(&self, mode: HttpMode) -> Store<StoreState> {
-        let state = StoreState::new(
-            &self.channel,
-            self.allowed.clone(),
-            mode,
-            self.limits.memory,
-            self.services.clone(),
-            self.secrets.clone(),
-        );
+    /// A store for one call that starts `now`, with the state a finished
+    /// send left when there is one ([`StoreState::reuse`]).
+    fn new_store(&self, mode: HttpMode, now: Instant) -> Store<StoreState> {
+        let spare = self.spare[StoreState::allows_tcp(&self.allowed, &mode) as usize]
+            .lock()
+            .expect("spare store states")
+            .pop();
+        let state = match spare {
+            Some(mut state) => {
+                state.reuse(mode, self.secrets.clone());
+                state
+            }
+            None => StoreState::new(
+                &self.channel,
+                self.allowed.clone(),
+                mode,
+                self.limits.memory,
+                self.services.clone(),
+                self.secrets.clone(),
+            ),
+        };
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|s| &mut s.limits);
         // At every epoch tick (10 ms) the plugin either yields to the
         // executor, so a busy plugin does not starve other tasks, or, past
         // its deadline, is interrupted with a trap. A plugin waiting on I/O
         // runs no code to interrupt: the timeout around the call covers that.
-        let deadline = Instant::now() + self.limits.timeout;
-        crate::plugin::interrupt_at(&mut store, deadline);
+        crate::plugin::interrupt_at(&mut store, now + self.limits.timeout);
         store
+    }
+
+    /// Drop the store of a finished send (its instance goes back to the
+    /// pool, its memory reset) and keep its state for a later send.
+    fn recycle(&self, store: Store<StoreState>) {
+        let mut state = store.into_data();
+        state.finish();
+        let mut spare = self.spare[state.tcp() as usize]
+            .lock()
+            .expect("spare store states");
+        if spare.len() < SPARE_STATES {
+            spare.push(state);
+        }
+    }
+
+    /// A fresh instance of the plugin in `store` and its `send`.
+    ///
+    /// Cheaper than [`Self::instantiate`]: the bindings look up and
+    /// type-check all three functions of the channel interface on every
+    /// instantiation, this only finds `send`, by the index found at load.
+    async fn send_func<'a>(&self, store: &mut Store<StoreState>) -> Result<SendFunc<'a>, String> {
+        let instance = self
+            .pre
+            .instance_pre()
+            .instantiate_async(&mut *store)
+            .await
+            .map_err(|e| format!("cannot instantiate plugin: {}", describe_error(&e)))?;
+        let func = instance
+            .get_func(&mut *store, self.send_index)
+            .ok_or_else(|| "the plugin does not export send".to_string())?;
+        // SAFETY: the type of `send` in this component was checked when it
+        // was loaded (describe() instantiates through the typed bindings,
+        // which check it), and every instance is of the same component.
+        Ok(unsafe { SendFunc::new_unchecked(func) })
     }
 
     async fn instantiate(&self, store: &mut Store<StoreState>) -> Result<ChannelWorld, String> {
@@ -353,7 +422,7 @@ impl LoadedChannel {
 
     /// Call `describe`.
     pub async fn describe(&self) -> Result<PluginInfo, String> {
-        let mut store = self.new_store(HttpMode::Live);
+        let mut store = self.new_store(HttpMode::Live, Instant::now());
         let call = async {
             let world = self.instantiate(&mut store).await?;
             world
@@ -380,16 +449,24 @@ impl LoadedChannel {
         mode: HttpMode,
     ) -> SendOutcome {
         let started = Instant::now();
-        let mut store = self.new_store(mode);
-        let call = async {
-            let world = self.instantiate(&mut store).await?;
-            world
-                .herald_plugin_channel()
-                .call_send(&mut store, settings, message)
-                .await
-                .map_err(|e| describe_error(&e))
+        let mut store = self.new_store(mode, started);
+        let result = {
+            // Pinned here, not moved into `within`: the future is large.
+            let call = std::pin::pin!(async {
+                let send = self.send_func(&mut store).await?;
+                send.call_async(&mut store, (settings, message))
+                    .await
+                    .map(|(result,)| result)
+                    .map_err(|e| describe_error(&e))
+            });
+            within(started + self.limits.timeout + IO_GRACE, call).await
         };
-        let result = tokio::time::timeout(self.limits.timeout + IO_GRACE, call).await;
+        if result.is_ok() {
+            self.recycle(store);
+        } else {
+            // Abandoned at its deadline: nothing of the call is kept.
+            drop(store);
+        }
         let outcome = match result {
             Err(_) => SendOutcome::Retryable {
                 reason: format!(
@@ -412,24 +489,25 @@ impl LoadedChannel {
             Ok(Ok(Err(SendError::Permanent(reason)))) => SendOutcome::Permanent { reason },
             Ok(Ok(Err(SendError::Unsubscribed(reason)))) => SendOutcome::Unsubscribed { reason },
         };
+        let redact = |text: String| state::redact_owned(text, &self.secrets);
         let outcome = match outcome {
             SendOutcome::Delivered {
                 provider_message_id,
             } => SendOutcome::Delivered {
-                provider_message_id: self.redact(&provider_message_id),
+                provider_message_id: redact(provider_message_id),
             },
             SendOutcome::Retryable {
                 reason,
                 retry_after,
             } => SendOutcome::Retryable {
-                reason: self.redact(&reason),
+                reason: redact(reason),
                 retry_after,
             },
             SendOutcome::Permanent { reason } => SendOutcome::Permanent {
-                reason: self.redact(&reason),
+                reason: redact(reason),
             },
             SendOutcome::Unsubscribed { reason } => SendOutcome::Unsubscribed {
-                reason: self.redact(&reason),
+                reason: redact(reason),
             },
         };
         crate::metrics::plugin_call(&self.channel, started.elapsed());
@@ -446,7 +524,7 @@ impl LoadedChannel {
         settings: &[Setting],
         request: &CallbackRequest,
     ) -> Result<Result<CallbackResult, CallbackError>, String> {
-        let mut store = self.new_store(HttpMode::Live);
+        let mut store = self.new_store(HttpMode::Live, Instant::now());
         let call = async {
             let world = self.instantiate(&mut store).await?;
             world
@@ -470,6 +548,30 @@ impl LoadedChannel {
             })
         })
     }
+}
+
+/// `call`, abandoned at `deadline`. A call that finishes in its first poll
+/// (a plugin that waits on no I/O: the epoch deadline covers its running
+/// code) needs no timer.
+async fn within<F: std::future::Future + Unpin>(
+    deadline: Instant,
+    mut call: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    if let std::task::Poll::Ready(output) = futures::poll!(&mut call) {
+        return Ok(output);
+    }
+    tokio::time::timeout_at(deadline.into(), call).await
+}
+
+/// The index of `send` within the channel interface a component exports.
+fn send_export_index(component: &Component) -> Result<ComponentExportIndex> {
+    let interface = format!("{CHANNEL_EXPORT}@{WIT_VERSION}");
+    let index = component
+        .get_export_index(None, &interface)
+        .ok_or_else(|| anyhow!("it does not export {interface}"))?;
+    component
+        .get_export_index(Some(&index), "send")
+        .ok_or_else(|| anyhow!("its {interface} has no `send`"))
 }
 
 /// Turn a wasmtime error into one line (shared with the targeting runtime).
@@ -524,6 +626,29 @@ mod tests {
         let path = dir.join("p.wasm");
         std::fs::write(&path, wat).unwrap();
         path
+    }
+
+    #[tokio::test]
+    async fn within_needs_no_timer_for_a_ready_call_and_abandons_a_late_one() {
+        let past = Instant::now();
+        assert_eq!(within(past, std::future::ready(7)).await.ok(), Some(7));
+        let never = std::future::pending::<()>();
+        assert!(within(past, never).await.is_err());
+    }
+
+    #[test]
+    fn redact_owned_masks_like_redact() {
+        let secrets = vec!["s3cret-token".to_string(), "ab".to_string()];
+        for text in [
+            "no secret here",
+            "key s3cret-token twice s3cret-token",
+            "ab",
+        ] {
+            assert_eq!(
+                state::redact_owned(text.to_string(), &secrets),
+                redact(text, &secrets)
+            );
+        }
     }
 
     #[test]

@@ -74,6 +74,18 @@ pub fn redact(text: &str, secrets: &[String]) -> String {
     out
 }
 
+/// [`redact`] of an owned string: no copy when no secret occurs in it.
+pub(crate) fn redact_owned(text: String, secrets: &[String]) -> String {
+    if secrets
+        .iter()
+        .any(|s| s.len() >= 4 && text.contains(s.as_str()))
+    {
+        redact(&text, secrets)
+    } else {
+        text
+    }
+}
+
 impl StoreState {
     /// Fresh state for one call of the plugin of `channel`.
     pub fn new(
@@ -84,40 +96,8 @@ impl StoreState {
         services: PluginServices,
         secrets: Arc<Vec<String>>,
     ) -> Self {
-        // Raw TCP only where the operator listed `tcp://host:port`, and never
-        // under the simulation's recording sink (no real network there).
-        let tcp = allowed.allows_tcp() && matches!(mode, HttpMode::Live);
-        let check_list = allowed.clone();
-        let log_channel = channel.to_string();
-        let wasi = WasiCtx::builder()
-            .allow_tcp(tcp)
-            .allow_udp(false)
-            .allow_ip_name_lookup(tcp && allowed.tcp_needs_lookup())
-            .socket_addr_check(move |addr, usage| {
-                let list = check_list.clone();
-                let channel = log_channel.clone();
-                Box::pin(async move {
-                    use wasmtime_wasi::sockets::SocketAddrUse;
-                    let ok = tcp
-                        && match usage {
-                            SocketAddrUse::TcpConnect => list.permits_tcp(addr).await,
-                            // The implicit bind to an ephemeral local port
-                            // that precedes a connect; no listening.
-                            SocketAddrUse::TcpBind => {
-                                addr.ip().is_unspecified() && addr.port() == 0
-                            }
-                            _ => false,
-                        };
-                    if !ok {
-                        tracing::warn!(%channel, %addr, ?usage, "plugin socket refused: not in the channel's allowed_hosts (add tcp://host:port)");
-                    }
-                    ok
-                })
-            })
-            .wall_clock(PluginWallClock(services.clock.clone()))
-            .build();
         StoreState {
-            wasi,
+            wasi: Self::wasi_ctx(channel, &allowed, &mode, &services),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             policy: HttpPolicy {
@@ -133,6 +113,81 @@ impl StoreState {
             namespace: channel.to_string(),
             secrets,
         }
+    }
+
+    /// Whether a call in `mode` may open TCP sockets: only where the operator
+    /// listed `tcp://host:port`, and never under the simulation's recording
+    /// sink (no real network there).
+    pub(crate) fn allows_tcp(allowed: &AllowList, mode: &HttpMode) -> bool {
+        allowed.allows_tcp() && matches!(mode, HttpMode::Live)
+    }
+
+    /// The WASI context of a call: no files, no environment or arguments,
+    /// stdio discarded, the host's clock, TCP only to the allow-list.
+    fn wasi_ctx(
+        channel: &str,
+        allowed: &Arc<AllowList>,
+        mode: &HttpMode,
+        services: &PluginServices,
+    ) -> WasiCtx {
+        let tcp = Self::allows_tcp(allowed, mode);
+        let mut wasi = WasiCtx::builder();
+        wasi.allow_tcp(tcp)
+            .allow_udp(false)
+            .allow_ip_name_lookup(tcp && allowed.tcp_needs_lookup())
+            .wall_clock(PluginWallClock(services.clock.clone()));
+        // Without TCP, wasmtime-wasi refuses every socket before any address
+        // is checked (and its default check denies all), so the check below
+        // is only installed, and allocated, for channels that list
+        // `tcp://` entries.
+        if tcp {
+            let check_list = allowed.clone();
+            let log_channel = channel.to_string();
+            wasi.socket_addr_check(move |addr, usage| {
+                let list = check_list.clone();
+                let channel = log_channel.clone();
+                Box::pin(async move {
+                    use wasmtime_wasi::sockets::SocketAddrUse;
+                    let ok = match usage {
+                        SocketAddrUse::TcpConnect => list.permits_tcp(addr).await,
+                        // The implicit bind to an ephemeral local port
+                        // that precedes a connect; no listening.
+                        SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
+                        _ => false,
+                    };
+                    if !ok {
+                        tracing::warn!(%channel, %addr, ?usage, "plugin socket refused: not in the channel's allowed_hosts (add tcp://host:port)");
+                    }
+                    ok
+                })
+            });
+        }
+        wasi.build()
+    }
+
+    /// The state of a finished call, made ready for another call of the same
+    /// channel: every resource the call left (streams, sockets, HTTP
+    /// requests in flight) dropped with its resource table, and a new HTTP
+    /// context. What is kept holds nothing the guest can write: the WASI
+    /// context (no files, environment or arguments; stdio discarded; the
+    /// host's clocks; random generators, which simply continue), the
+    /// allow-list, the memory cap and the services.
+    pub(crate) fn finish(&mut self) {
+        self.table = ResourceTable::new();
+        self.http = WasiHttpCtx::new();
+    }
+
+    /// Use a [`finish`](StoreState::finish)ed state for a call in `mode` (with
+    /// the same TCP permission, [`StoreState::allows_tcp`]) with `secrets`.
+    pub(crate) fn reuse(&mut self, mode: HttpMode, secrets: Arc<Vec<String>>) {
+        debug_assert_eq!(Self::allows_tcp(&self.policy.allowed, &mode), self.tcp());
+        self.policy.mode = mode;
+        self.secrets = secrets;
+    }
+
+    /// Whether this call may open TCP sockets ([`StoreState::allows_tcp`]).
+    pub(crate) fn tcp(&self) -> bool {
+        Self::allows_tcp(&self.policy.allowed, &self.policy.mode)
     }
 }
 
@@ -160,7 +215,7 @@ const MAX_KV_VALUE: usize = 64 * 1024;
 impl host_api::Host for StoreState {
     async fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
         let channel = self.namespace.as_str();
-        let message = redact(&message, &self.secrets);
+        let message = redact_owned(message, &self.secrets);
         match level {
             LogLevel::Trace => tracing::trace!(target: "herald::plugin", channel, "{message}"),
             LogLevel::Debug => tracing::debug!(target: "herald::plugin", channel, "{message}"),
