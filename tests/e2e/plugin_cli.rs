@@ -305,6 +305,30 @@ fn test_sends_twilio_against_fixtures_and_records_the_request() {
     );
 }
 
+/// Plugins that parse provider JSON keep the workspace's 128 KiB stack
+/// (`.cargo/config.toml`); console and the others linked with 32 KiB
+/// (`plugins/small-stack.rs`) overflow on a body this deep.
+#[test]
+fn twilio_parses_a_deeply_nested_error_body_without_overflowing_its_stack() {
+    let s = Scratch::new();
+    let mut nested = json!(0);
+    for _ in 0..120 {
+        nested = json!([nested]);
+    }
+    let args = twilio_case(
+        &s,
+        json!([twilio_fixture(
+            400,
+            json!({"content-type": "application/json"}),
+            json!({"code": 21211, "message": "bad number", "more": nested, "status": 400})
+        )]),
+    );
+    let out = plugin_test(&args, &["--json", "--expect", "permanent"]);
+    let r = report(&out);
+    assert_eq!(r["outcome"], "permanent", "{r}");
+    assert!(r["reason"].as_str().unwrap().contains("21211"), "{r}");
+}
+
 #[test]
 fn test_maps_provider_errors_and_the_exit_code_follows_expect() {
     let s = Scratch::new();
