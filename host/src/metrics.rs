@@ -93,12 +93,15 @@ pub fn record_attempts(records: &[crate::scheduler::AttemptRecord]) {
     }
 }
 
+/// The histogram of `channel`'s plugin send calls, looked up once per loaded
+/// channel: the label lookup costs about 1% of a trivial call.
+pub fn plugin_call_histogram(channel: &str) -> prometheus::Histogram {
+    METRICS.plugin_seconds.with_label_values(&[channel])
+}
+
 /// Time one plugin send call (hook: around the plugin's send).
-pub fn plugin_call(channel: &str, elapsed: Duration) {
-    METRICS
-        .plugin_seconds
-        .with_label_values(&[channel])
-        .observe(elapsed.as_secs_f64());
+pub fn plugin_call(histogram: &prometheus::Histogram, elapsed: Duration) {
+    histogram.observe(elapsed.as_secs_f64());
 }
 
 /// Count a reload (`ok` or `refused`).
@@ -198,7 +201,10 @@ mod tests {
 
     #[test]
     fn hooks_show_up_in_the_exposition() {
-        plugin_call("unit-test-channel", Duration::from_millis(3));
+        plugin_call(
+            &plugin_call_histogram("unit-test-channel"),
+            Duration::from_millis(3),
+        );
         reload("unit-test");
         let mut out = Vec::new();
         TextEncoder::new()

@@ -219,6 +219,7 @@ impl Runtime {
             path: path.to_path_buf(),
             pre,
             send_index,
+            call_seconds: crate::metrics::plugin_call_histogram(channel),
             spare: Default::default(),
             limits,
             allowed: Arc::new(allowed),
@@ -324,6 +325,8 @@ pub struct LoadedChannel {
     pre: ChannelPluginPre<StoreState>,
     /// `send` within the channel interface, found once.
     send_index: ComponentExportIndex,
+    /// The `herald_plugin_call_seconds` histogram of this channel.
+    call_seconds: prometheus::Histogram,
     /// States of finished sends, without and with TCP
     /// ([`StoreState::allows_tcp`]), for the next sends.
     spare: [Mutex<Vec<StoreState>>; 2],
@@ -510,7 +513,7 @@ impl LoadedChannel {
                 reason: redact(reason),
             },
         };
-        crate::metrics::plugin_call(&self.channel, started.elapsed());
+        crate::metrics::plugin_call(&self.call_seconds, started.elapsed());
         tracing::debug!(channel = %self.channel, elapsed_us = started.elapsed().as_micros() as u64, ?outcome, "plugin send");
         outcome
     }
