@@ -418,10 +418,7 @@ async fn load_one(
             (delivery, section.address.unwrap_or(AddressKind::None))
         }
         (Some(path), None) => {
-            let mut limits = Limits {
-                memory: DEFAULT_MEMORY,
-                timeout: crate::plugin::DEFAULT_TIMEOUT,
-            };
+            let mut limits = Limits::default();
             if let Some(m) = &section.memory {
                 match parse_memory(m) {
                     Ok(m) => limits.memory = m,
@@ -432,6 +429,15 @@ async fn load_one(
                 match parse_exact(t) {
                     Ok(t) => limits.timeout = t,
                     Err(e) => check(Err(format!("timeout: {e}"))),
+                }
+            }
+            if let Some(c) = &section.cpu {
+                match parse_exact(c) {
+                    Ok(c) if c.is_zero() => check(Err(
+                        "cpu: a run-time budget of 0 lets the plugin run nothing; leave it out for the default (100ms)".to_string(),
+                    )),
+                    Ok(c) => limits.cpu = c,
+                    Err(e) => check(Err(format!("cpu: {e}"))),
                 }
             }
             // Each entry on its own, so every bad one is named.

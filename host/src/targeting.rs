@@ -61,7 +61,11 @@ pub async fn load_all(
             }
             None => DEFAULT_TIMEOUT,
         };
-        limits.push(Limits { memory, timeout });
+        limits.push(Limits {
+            memory,
+            timeout,
+            ..Limits::default()
+        });
     }
     let max_memory = limits
         .iter()

@@ -436,7 +436,7 @@ fn test_reports_unmatched_requests_as_failures() {
 }
 
 #[test]
-fn test_reports_a_looping_plugin_as_out_of_fuel_or_timed_out() {
+fn test_reports_a_looping_plugin_as_out_of_fuel_timed_out_or_over_its_run_time() {
     let s = Scratch::new();
     s.write(
         "message.json",
@@ -466,12 +466,25 @@ fn test_reports_a_looping_plugin_as_out_of_fuel_or_timed_out() {
     );
 
     let started = std::time::Instant::now();
-    let out = base("timeout = \"300ms\"\nfuel = 1000000000000\n[settings]\nmode = \"loop\"\n");
+    let out = base(
+        "timeout = \"300ms\"\ncpu = \"10s\"\nfuel = 1000000000000\n[settings]\nmode = \"loop\"\n",
+    );
     assert_eq!(out.status.code(), Some(1));
     let r = report(&out);
     assert_eq!(r["outcome"], "failed");
     assert_eq!(r["kind"], "timeout", "{r}");
     assert!(started.elapsed().as_secs() < 20);
+
+    // With the deployment's default run-time budget (100ms), long before
+    // the default 5s timeout.
+    let out = base("fuel = 1000000000000\n[settings]\nmode = \"loop\"\n");
+    assert_eq!(out.status.code(), Some(1));
+    let r = report(&out);
+    assert_eq!(r["kind"], "run-time", "{r}");
+    assert!(
+        r["reason"].as_str().unwrap().contains("100ms of run time"),
+        "{r}"
+    );
 
     // And the ok mode passes, with no HTTP at all.
     let out = base("[settings]\nmode = \"ok\"\n");

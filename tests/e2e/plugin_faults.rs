@@ -1,6 +1,8 @@
 //! Plugins that trap, loop forever, try to allocate 1 GiB, or call a host
 //! off their allow-list: each fails its own send with the reason recorded,
-//! and the host goes on to deliver the next one.
+//! and the host goes on to deliver the next one. A loop ends at the
+//! channel's run-time budget (`cpu`, 100ms by default), or at its wall-clock
+//! `timeout` when that comes first.
 
 use crate::support::*;
 
@@ -18,6 +20,12 @@ settings = {{ mode = "trap" }}
 plugin = "{plugin}"
 settings = {{ mode = "loop" }}
 timeout = "1s"
+
+[channels.loop-wall]
+plugin = "{plugin}"
+settings = {{ mode = "loop" }}
+timeout = "300ms"
+cpu = "10s"
 
 [channels.oom]
 plugin = "{plugin}"
@@ -62,6 +70,13 @@ subject = "s"
 text = "t"
 
 [[rules]]
+id = "r-loop-wall"
+trigger = {{ on = "created", delay = "5m" }}
+channels = ["loop-wall"]
+subject = "s"
+text = "t"
+
+[[rules]]
 id = "r-ok"
 trigger = {{ on = "created", delay = "4m" }}
 channels = ["ok"]
@@ -98,6 +113,7 @@ fn misbehaving_plugins_fail_only_their_own_send() {
     };
     assert_eq!(by_rule("r-trap").status, "dead");
     assert_eq!(by_rule("r-loop").status, "dead");
+    assert_eq!(by_rule("r-loop-wall").status, "dead");
     assert_eq!(by_rule("r-oom").status, "dead");
     assert_eq!(
         by_rule("r-forbidden").status,
@@ -105,7 +121,7 @@ fn misbehaving_plugins_fail_only_their_own_send() {
         "a denied host is a permanent failure"
     );
     assert_eq!(by_rule("r-ok").status, "delivered");
-    assert_eq!(attempts.len(), 5);
+    assert_eq!(attempts.len(), 6);
 
     let rows = deliveries(&config, &db);
     let error = |rule: &str| -> String {
@@ -115,7 +131,17 @@ fn misbehaving_plugins_fail_only_their_own_send() {
             .to_string()
     };
     assert!(error("r-trap").contains("trapped"), "{}", error("r-trap"));
-    assert!(error("r-loop").contains("timed out"), "{}", error("r-loop"));
+    assert!(
+        error("r-loop").contains("ran for more than its 100ms of run time")
+            && error("r-loop").contains("`cpu`"),
+        "{}",
+        error("r-loop")
+    );
+    assert!(
+        error("r-loop-wall").contains("timed out"),
+        "{}",
+        error("r-loop-wall")
+    );
     assert!(error("r-oom").contains("memory"), "{}", error("r-oom"));
     assert!(
         error("r-forbidden").contains("allowed_hosts"),

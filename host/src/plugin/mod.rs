@@ -10,6 +10,7 @@
 pub mod bindings;
 mod cache;
 pub mod http_policy;
+pub mod run_budget;
 pub(crate) mod state;
 pub mod targeting;
 
@@ -20,6 +21,7 @@ use bindings::channel_api::{
 };
 use bindings::types::{AddressKind, PluginInfo, Setting};
 use http_policy::{AllowList, HttpMode};
+use run_budget::{BudgetExceeded, Budgeted, RunBudget};
 use state::StoreState;
 pub use state::{redact, KvBackend, PluginServices};
 use std::path::{Path, PathBuf};
@@ -60,6 +62,10 @@ pub struct Limits {
     pub memory: usize,
     /// Wall-clock deadline.
     pub timeout: Duration,
+    /// Run-time budget: time spent running rather than waiting on I/O
+    /// ([`run_budget`]; channel plugins only, targeting plugins are bounded
+    /// by fuel).
+    pub cpu: Duration,
 }
 
 impl Default for Limits {
@@ -67,6 +73,7 @@ impl Default for Limits {
         Self {
             memory: DEFAULT_MEMORY,
             timeout: DEFAULT_TIMEOUT,
+            cpu: run_budget::DEFAULT_CPU,
         }
     }
 }
@@ -352,8 +359,9 @@ impl LoadedChannel {
     }
 
     /// A store for one call that starts `now`, with the state a finished
-    /// send left when there is one ([`StoreState::reuse`]).
-    fn new_store(&self, mode: HttpMode, now: Instant) -> Store<StoreState> {
+    /// send left when there is one ([`StoreState::reuse`]), and the call's
+    /// run-time budget (run the call through [`Self::limited`]).
+    fn new_store(&self, mode: HttpMode, now: Instant) -> (Store<StoreState>, Arc<RunBudget>) {
         let spare = self.spare[StoreState::allows_tcp(&self.allowed, &mode) as usize]
             .lock()
             .expect("spare store states")
@@ -376,10 +384,27 @@ impl LoadedChannel {
         store.limiter(|s| &mut s.limits);
         // At every epoch tick (10 ms) the plugin either yields to the
         // executor, so a busy plugin does not starve other tasks, or, past
-        // its deadline, is interrupted with a trap. A plugin waiting on I/O
-        // runs no code to interrupt: the timeout around the call covers that.
-        crate::plugin::interrupt_at(&mut store, now + self.limits.timeout);
-        store
+        // its deadline or its run-time budget, is stopped. A plugin waiting
+        // on I/O runs no code to interrupt: the timeout around the call
+        // covers that.
+        let budget = RunBudget::new(self.limits.cpu, now);
+        interrupt_at(&mut store, now + self.limits.timeout, Some(budget.clone()));
+        (store, budget)
+    }
+
+    /// `call`, metered against `budget` and abandoned past the deadline of a
+    /// call that started at `started` (plus [`IO_GRACE`]).
+    async fn limited<F: std::future::Future + Unpin>(
+        &self,
+        started: Instant,
+        budget: Arc<RunBudget>,
+        call: F,
+    ) -> Result<F::Output, tokio::time::error::Elapsed> {
+        within(
+            started + self.limits.timeout + IO_GRACE,
+            Budgeted::new(call, budget),
+        )
+        .await
     }
 
     /// Drop the store of a finished send (its instance goes back to the
@@ -425,16 +450,17 @@ impl LoadedChannel {
 
     /// Call `describe`.
     pub async fn describe(&self) -> Result<PluginInfo, String> {
-        let mut store = self.new_store(HttpMode::Live, Instant::now());
-        let call = async {
+        let started = Instant::now();
+        let (mut store, budget) = self.new_store(HttpMode::Live, started);
+        let call = std::pin::pin!(async {
             let world = self.instantiate(&mut store).await?;
             world
                 .herald_plugin_channel()
                 .call_describe(&mut store)
                 .await
                 .map_err(|e| describe_error(&e))
-        };
-        match tokio::time::timeout(self.limits.timeout + IO_GRACE, call).await {
+        });
+        match self.limited(started, budget, call).await {
             Ok(result) => result,
             Err(_) => Err(format!(
                 "describe() did not return within {:?}",
@@ -452,7 +478,7 @@ impl LoadedChannel {
         mode: HttpMode,
     ) -> SendOutcome {
         let started = Instant::now();
-        let mut store = self.new_store(mode, started);
+        let (mut store, budget) = self.new_store(mode, started);
         let result = {
             // Pinned here, not moved into `within`: the future is large.
             let call = std::pin::pin!(async {
@@ -462,7 +488,7 @@ impl LoadedChannel {
                     .map(|(result,)| result)
                     .map_err(|e| describe_error(&e))
             });
-            within(started + self.limits.timeout + IO_GRACE, call).await
+            self.limited(started, budget, call).await
         };
         if result.is_ok() {
             self.recycle(store);
@@ -527,16 +553,17 @@ impl LoadedChannel {
         settings: &[Setting],
         request: &CallbackRequest,
     ) -> Result<Result<CallbackResult, CallbackError>, String> {
-        let mut store = self.new_store(HttpMode::Live, Instant::now());
-        let call = async {
+        let started = Instant::now();
+        let (mut store, budget) = self.new_store(HttpMode::Live, started);
+        let call = std::pin::pin!(async {
             let world = self.instantiate(&mut store).await?;
             world
                 .herald_plugin_channel()
                 .call_handle_callback(&mut store, settings, request)
                 .await
                 .map_err(|e| describe_error(&e))
-        };
-        let result = match tokio::time::timeout(self.limits.timeout + IO_GRACE, call).await {
+        });
+        let result = match self.limited(started, budget, call).await {
             Ok(result) => result,
             Err(_) => Err(format!(
                 "handle-callback() did not return within {:?}",
@@ -587,6 +614,9 @@ pub(crate) fn describe_call_error(e: &wasmtime::Error) -> String {
 
 /// Turn a wasmtime error into one line that says what the plugin did.
 fn describe_error(e: &wasmtime::Error) -> String {
+    if let Some(over) = e.downcast_ref::<BudgetExceeded>() {
+        return over.to_string();
+    }
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
         return match trap {
             wasmtime::Trap::Interrupt => "timed out: interrupted at its deadline".to_string(),
@@ -606,16 +636,24 @@ fn describe_error(e: &wasmtime::Error) -> String {
     text.lines().next().unwrap_or("unknown error").to_string()
 }
 
-/// Interrupt the guest of `store` once `deadline` has passed, checked at
+/// Interrupt the guest of `store` once `deadline` has passed, or end its
+/// call with [`BudgetExceeded`] once it has used up `budget`, checked at
 /// every epoch tick (10 ms), yielding to the async runtime in between.
-pub(crate) fn interrupt_at(store: &mut Store<StoreState>, deadline: Instant) {
+pub(crate) fn interrupt_at(
+    store: &mut Store<StoreState>,
+    deadline: Instant,
+    budget: Option<Arc<RunBudget>>,
+) {
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
-        Ok(if Instant::now() >= deadline {
-            wasmtime::UpdateDeadline::Interrupt
-        } else {
-            wasmtime::UpdateDeadline::Yield(1)
-        })
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(wasmtime::UpdateDeadline::Interrupt);
+        }
+        if let Some(over) = budget.as_ref().and_then(|b| b.exceeded(now)) {
+            return Err(over.into());
+        }
+        Ok(wasmtime::UpdateDeadline::Yield(1))
     });
 }
 

@@ -125,7 +125,7 @@ impl LoadedTargeting {
             .set_fuel(self.fuel)
             .map_err(|e| format!("cannot set the fuel budget: {e}"))?;
         let deadline = Instant::now() + self.limits.timeout;
-        crate::plugin::interrupt_at(&mut store, deadline);
+        crate::plugin::interrupt_at(&mut store, deadline, None);
         Ok(store)
     }
 

@@ -38,7 +38,7 @@ pub struct TestArgs {
     /// The plugin (a wasm32-wasip2 component).
     pub plugin: PathBuf,
     /// TOML shaped like a `[channels.NAME]` section of herald.toml:
-    /// `allowed_hosts`, `timeout`, `memory`, `fuel` and a `[settings]` table
+    /// `allowed_hosts`, `timeout`, `memory`, `cpu`, `fuel` and a `[settings]` table
     /// (values may be `{ env = "VAR" }` or `{ file = "path" }`).
     #[arg(long)]
     pub settings: Option<PathBuf>,
@@ -125,6 +125,7 @@ struct SettingsFile {
     allowed_hosts: Option<Vec<String>>,
     timeout: Option<String>,
     memory: Option<String>,
+    cpu: Option<String>,
     fuel: Option<u64>,
     #[serde(default)]
     settings: BTreeMap<String, SettingValue>,
@@ -402,7 +403,7 @@ fn read_settings(path: Option<&Path>) -> Result<(SettingsFile, PathBuf)> {
         .with_context(|| format!("cannot read the settings file {}", path.display()))?;
     let file: SettingsFile = toml::from_str(&text).map_err(|e| {
         anyhow!(
-            "settings file {}: {} (it takes allowed_hosts, timeout, memory, fuel and a [settings] table, as a [channels.NAME] section of herald.toml does)",
+            "settings file {}: {} (it takes allowed_hosts, timeout, memory, cpu, fuel and a [settings] table, as a [channels.NAME] section of herald.toml does)",
             path.display(),
             e.to_string().trim_end()
         )
@@ -638,6 +639,10 @@ pub async fn test(args: &TestArgs, cache_dir: PathBuf, clock: SharedClock) -> Re
             PluginKind::Targeting => crate::targeting::DEFAULT_TIMEOUT,
         },
     };
+    let cpu = match &file.cpu {
+        Some(c) => crate::span::parse_exact(c).map_err(|e| anyhow!("settings file, cpu: {e}"))?,
+        None => crate::plugin::run_budget::DEFAULT_CPU,
+    };
     match probe.kind {
         PluginKind::Channel => {
             test_channel(
@@ -646,12 +651,25 @@ pub async fn test(args: &TestArgs, cache_dir: PathBuf, clock: SharedClock) -> Re
                 &base,
                 runtime,
                 probe,
-                (memory, timeout, fuel),
+                (
+                    Limits {
+                        memory,
+                        timeout,
+                        cpu,
+                    },
+                    fuel,
+                ),
                 clock,
             )
             .await
         }
         PluginKind::Targeting => {
+            if file.cpu.is_some() {
+                bail!(
+                    "{} is a targeting plugin, bounded by its fuel: leave out cpu",
+                    args.plugin.display()
+                );
+            }
             if args.http.is_some() || file.allowed_hosts.is_some() {
                 bail!("{} is a targeting plugin, which has no network: leave out --http and allowed_hosts", args.plugin.display());
             }
@@ -660,7 +678,11 @@ pub async fn test(args: &TestArgs, cache_dir: PathBuf, clock: SharedClock) -> Re
                 &file,
                 &base,
                 runtime,
-                Limits { memory, timeout },
+                Limits {
+                    memory,
+                    timeout,
+                    ..Limits::default()
+                },
                 fuel,
                 clock,
             )
@@ -682,7 +704,7 @@ async fn test_channel(
     base: &Path,
     runtime: Arc<Runtime>,
     probe: sandbox::Probe,
-    limits: (usize, Duration, u64),
+    limits: (Limits, u64),
     clock: SharedClock,
 ) -> Result<Report> {
     let message_file: MessageFile = read_json(&args.message, "message")?;

@@ -94,8 +94,7 @@ pub async fn inspect(
                 &probe,
                 path,
                 (
-                    crate::plugin::DEFAULT_MEMORY,
-                    crate::plugin::DEFAULT_TIMEOUT,
+                    crate::plugin::Limits::default(),
                     super::harness::DEFAULT_SEND_FUEL,
                 ),
                 services,

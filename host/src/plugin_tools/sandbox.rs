@@ -12,6 +12,7 @@ use crate::plugin::bindings::channel::ChannelPluginPre;
 use crate::plugin::bindings::channel_api::{Message, Receipt, SendError};
 use crate::plugin::bindings::types::{PluginInfo, Setting};
 use crate::plugin::http_policy::{AllowList, HttpMode};
+use crate::plugin::run_budget::{BudgetExceeded, Budgeted, RunBudget};
 use crate::plugin::state::StoreState;
 use crate::plugin::{PluginKind, PluginServices, Runtime, WIT_VERSION};
 use anyhow::{anyhow, bail, Context, Result};
@@ -149,6 +150,8 @@ pub enum FailureKind {
     OutOfFuel,
     /// It ran past its wall-clock deadline.
     Timeout,
+    /// It ran (rather than waited on I/O) past its run-time budget.
+    RunTime,
     /// It tried to grow memory past its cap.
     Memory,
     /// It could not be instantiated.
@@ -161,6 +164,7 @@ impl std::fmt::Display for FailureKind {
             FailureKind::Trap => "trap",
             FailureKind::OutOfFuel => "out of fuel",
             FailureKind::Timeout => "timeout",
+            FailureKind::RunTime => "run-time budget",
             FailureKind::Memory => "memory limit",
             FailureKind::Instantiate => "cannot instantiate",
         })
@@ -182,6 +186,7 @@ fn failure(e: &wasmtime::Error) -> CallFailure {
         Some(wasmtime::Trap::OutOfFuel) => FailureKind::OutOfFuel,
         Some(wasmtime::Trap::Interrupt) => FailureKind::Timeout,
         Some(_) => FailureKind::Trap,
+        None if e.downcast_ref::<BudgetExceeded>().is_some() => FailureKind::RunTime,
         None if message.starts_with("exceeded its memory limit") => FailureKind::Memory,
         None => FailureKind::Trap,
     };
@@ -208,6 +213,8 @@ pub struct MeteredChannel {
     pub memory: usize,
     /// Wall deadline per call.
     pub timeout: Duration,
+    /// Run-time budget per call ([`crate::plugin::run_budget`]).
+    pub cpu: Duration,
     /// Instruction budget per call.
     pub fuel: u64,
     services: PluginServices,
@@ -222,7 +229,7 @@ impl MeteredChannel {
         runtime: Arc<Runtime>,
         probe: &Probe,
         path: &Path,
-        limits: (usize, Duration, u64),
+        limits: (crate::plugin::Limits, u64),
         services: PluginServices,
         allowed: AllowList,
     ) -> Result<Self> {
@@ -237,12 +244,20 @@ impl MeteredChannel {
             })?;
         let pre =
             ChannelPluginPre::new(pre).map_err(|e| anyhow!("plugin {}: {e}", path.display()))?;
-        let (memory, timeout, fuel) = limits;
+        let (
+            crate::plugin::Limits {
+                memory,
+                timeout,
+                cpu,
+            },
+            fuel,
+        ) = limits;
         Ok(Self {
             runtime,
             pre,
             memory,
             timeout,
+            cpu,
             fuel,
             services,
             allowed: Arc::new(allowed),
@@ -256,7 +271,11 @@ impl MeteredChannel {
         self.secrets = Arc::new(secrets);
     }
 
-    fn new_store(&self, mode: HttpMode) -> Result<Store<StoreState>, CallFailure> {
+    fn new_store(
+        &self,
+        mode: HttpMode,
+        started: Instant,
+    ) -> Result<(Store<StoreState>, Arc<RunBudget>), CallFailure> {
         let state = StoreState::new(
             &self.namespace,
             self.allowed.clone(),
@@ -271,9 +290,9 @@ impl MeteredChannel {
             kind: FailureKind::Instantiate,
             message: format!("cannot set the fuel budget (is the engine metering fuel?): {e}"),
         })?;
-        let deadline = Instant::now() + self.timeout;
-        crate::plugin::interrupt_at(&mut store, deadline);
-        Ok(store)
+        let budget = RunBudget::new(self.cpu, started);
+        crate::plugin::interrupt_at(&mut store, started + self.timeout, Some(budget.clone()));
+        Ok((store, budget))
     }
 
     async fn call<T: Send + 'static>(
@@ -285,7 +304,7 @@ impl MeteredChannel {
         ) -> CallFuture<'a, T>,
     ) -> Metered<T> {
         let started = Instant::now();
-        let mut store = match self.new_store(mode) {
+        let (mut store, budget) = match self.new_store(mode, started) {
             Ok(s) => s,
             Err(e) => {
                 return Metered {
@@ -295,27 +314,29 @@ impl MeteredChannel {
                 }
             }
         };
-        let call = async {
-            let world = self
-                .pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|e| CallFailure {
-                    kind: FailureKind::Instantiate,
-                    message: format!(
-                        "cannot instantiate plugin: {}",
-                        crate::plugin::describe_call_error(&e)
-                    ),
-                })?;
-            f(&world, &mut store).await.map_err(|e| failure(&e))
-        };
-        let result = match tokio::time::timeout(self.timeout + crate::plugin::IO_GRACE, call).await
-        {
-            Ok(r) => r,
-            Err(_) => Err(CallFailure {
-                kind: FailureKind::Timeout,
-                message: format!("no answer within {:?}", self.timeout),
-            }),
+        let result = {
+            let call = std::pin::pin!(async {
+                let world =
+                    self.pre
+                        .instantiate_async(&mut store)
+                        .await
+                        .map_err(|e| CallFailure {
+                            kind: FailureKind::Instantiate,
+                            message: format!(
+                                "cannot instantiate plugin: {}",
+                                crate::plugin::describe_call_error(&e)
+                            ),
+                        })?;
+                f(&world, &mut store).await.map_err(|e| failure(&e))
+            });
+            let call = Budgeted::new(call, budget);
+            match tokio::time::timeout(self.timeout + crate::plugin::IO_GRACE, call).await {
+                Ok(r) => r,
+                Err(_) => Err(CallFailure {
+                    kind: FailureKind::Timeout,
+                    message: format!("no answer within {:?}", self.timeout),
+                }),
+            }
         };
         let elapsed = started.elapsed();
         let fuel = self.fuel - store.get_fuel().unwrap_or(0);

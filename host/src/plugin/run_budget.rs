@@ -1,0 +1,180 @@
+//! The run-time budget of one channel plugin call: how long the call may
+//! spend running (its code, and host work done while it runs), as opposed to
+//! waiting on the network, which only the wall-clock `timeout` bounds.
+//!
+//! A plugin stuck in a loop otherwise holds an executor thread, and the
+//! tick's batch with it, for its whole `timeout` (5 s by default) while a
+//! provider call that waits on the network costs no CPU at all. The budget
+//! (`cpu` of the channel, 100 ms by default) stops the loop early.
+//!
+//! Measured as the wall time the call's future spends inside `poll`, by
+//! [`Budgeted`] around it: a call waiting on I/O is not being polled, so that
+//! time is not counted; time the operating system takes the thread away
+//! inside a poll is (it is still time the call kept a thread). The epoch
+//! callback ([`RunBudget::exceeded`]) checks it every epoch tick (10 ms)
+//! while the guest runs; two clock reads per poll cost ~40 ns.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// The default run-time budget of one send.
+pub const DEFAULT_CPU: Duration = Duration::from_millis(100);
+
+/// The error a call ends with when it runs past its budget.
+#[derive(Debug)]
+pub struct BudgetExceeded(pub Duration);
+
+impl std::fmt::Display for BudgetExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ran for more than its {:?} of run time (a loop? raise the channel's `cpu` if the plugin needs more)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for BudgetExceeded {}
+
+/// Run time used by one call, shared by [`Budgeted`] (which adds each poll)
+/// and the epoch callback (which reads it).
+#[derive(Debug)]
+pub struct RunBudget {
+    budget: Duration,
+    /// Reference point of the two clocks below.
+    origin: Instant,
+    /// Nanoseconds spent in finished polls.
+    used: AtomicU64,
+    /// When the poll in progress started (nanoseconds after `origin`, plus
+    /// one), or 0 when the call is not being polled.
+    poll_started: AtomicU64,
+}
+
+impl RunBudget {
+    /// A budget of `budget` for a call starting at `origin`.
+    pub fn new(budget: Duration, origin: Instant) -> Arc<Self> {
+        Arc::new(Self {
+            budget,
+            origin,
+            used: AtomicU64::new(0),
+            poll_started: AtomicU64::new(0),
+        })
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.origin).as_nanos() as u64
+    }
+
+    /// Run time used up to `now`, the poll in progress included.
+    pub fn used(&self, now: Instant) -> Duration {
+        let mut used = self.used.load(Ordering::Relaxed);
+        let started = self.poll_started.load(Ordering::Relaxed);
+        if started > 0 {
+            used += self.nanos(now).saturating_sub(started - 1);
+        }
+        Duration::from_nanos(used)
+    }
+
+    /// The error to end the call with, if it has used up its budget by `now`.
+    pub fn exceeded(&self, now: Instant) -> Option<BudgetExceeded> {
+        (self.used(now) > self.budget).then_some(BudgetExceeded(self.budget))
+    }
+}
+
+/// `call`, with the time spent in each of its polls added to `budget`.
+pub struct Budgeted<F> {
+    call: F,
+    budget: Arc<RunBudget>,
+}
+
+impl<F> Budgeted<F> {
+    /// Meter `call` against `budget`.
+    pub fn new(call: F, budget: Arc<RunBudget>) -> Self {
+        Self { call, budget }
+    }
+}
+
+impl<F: Future + Unpin> Future for Budgeted<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let budget = self.budget.clone();
+        let started = budget.nanos(Instant::now()) + 1;
+        budget.poll_started.store(started, Ordering::Relaxed);
+        let result = Pin::new(&mut self.call).poll(cx);
+        let ended = budget.nanos(Instant::now());
+        budget.poll_started.store(0, Ordering::Relaxed);
+        budget
+            .used
+            .fetch_add(ended.saturating_sub(started - 1), Ordering::Relaxed);
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A future that spins for `per_poll` in each poll, then waits (wakes
+    /// itself) until it has been polled `polls` times.
+    struct Spin {
+        per_poll: Duration,
+        polls: u32,
+    }
+
+    impl Future for Spin {
+        type Output = ();
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            let until = Instant::now() + self.per_poll;
+            while Instant::now() < until {}
+            self.polls -= 1;
+            if self.polls == 0 {
+                Poll::Ready(())
+            } else {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn counts_time_in_polls_and_not_the_waits_between_them() {
+        let budget = RunBudget::new(Duration::from_millis(100), Instant::now());
+        let spin = Spin {
+            per_poll: Duration::from_millis(2),
+            polls: 5,
+        };
+        let waited = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        Budgeted::new(std::pin::pin!(spin), budget.clone()).await;
+        Budgeted::new(std::pin::pin!(waited), budget.clone()).await;
+        let used = budget.used(Instant::now());
+        assert!(used >= Duration::from_millis(10), "{used:?}");
+        // The margin is wide on purpose: a loaded machine may take the thread
+        // away inside a poll, but never for the whole sleep.
+        assert!(
+            used < Duration::from_millis(200),
+            "the 300 ms sleep is not run time: {used:?}"
+        );
+    }
+
+    #[test]
+    fn a_poll_in_progress_counts_and_the_budget_runs_out() {
+        let origin = Instant::now();
+        let budget = RunBudget::new(Duration::from_millis(100), origin);
+        budget.poll_started.store(1, Ordering::Relaxed);
+        assert!(budget
+            .exceeded(origin + Duration::from_millis(90))
+            .is_none());
+        let over = budget
+            .exceeded(origin + Duration::from_millis(101))
+            .expect("over budget");
+        assert!(over.to_string().contains("100ms"), "{over}");
+        assert!(over.to_string().contains("`cpu`"), "{over}");
+    }
+}
