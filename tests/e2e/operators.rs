@@ -241,6 +241,7 @@ colour = "blue"
 [channels.hook]
 plugin = "{webhook}"
 allowed_hosts = ["ftp://files.example.com", "https://hooks.example.com/path", "https://ok.example.com"]
+cpu = "0s"
 [channels.hook.settings]
 url = "https://ok.example.com/h"
 secret = {{ env = "OPS_UNSET_SECRET_5b1" }}
@@ -303,6 +304,8 @@ text = "t"
         "`ftp://files.example.com` must use http, https or tcp",
         "`https://hooks.example.com/path` must be an origin without path",
         "write `scheme://host[:port]`",
+        // a run-time budget that allows nothing
+        "cpu: a run-time budget of 0 lets the plugin run nothing",
         // wrong worlds, both ways
         "is a targeting plugin; channel `cad` needs a channel plugin",
         "is a channel plugin; rule `targeted` needs a targeting plugin",
@@ -347,7 +350,10 @@ text = "t"
         .as_array()
         .unwrap()
         .len();
-    assert_eq!(hook_problems, 4, "two hosts and two secrets: {stdout}");
+    assert_eq!(
+        hook_problems, 5,
+        "two hosts, two secrets and the budget: {stdout}"
+    );
 }
 
 #[test]
