@@ -29,7 +29,8 @@ pub enum Delivery {
         /// The loaded plugin.
         plugin: Arc<LoadedChannel>,
         /// Settings with secrets resolved; they reach only this plugin.
-        settings: Vec<Setting>,
+        /// Shared, so each send's task holds them without a copy.
+        settings: Arc<[Setting]>,
     },
     /// Into the in-app inbox table.
     Inbox,
@@ -534,7 +535,7 @@ async fn load_one(
             let provider = plugin.info.name.clone();
             let delivery = Delivery::Plugin {
                 plugin: Arc::new(plugin),
-                settings,
+                settings: settings.into(),
             };
             if found[errors_before..]
                 .iter()

@@ -10,6 +10,7 @@ use crate::dispatch::{address_of, backoff, Channel, Delivery};
 use crate::engine::Herald;
 use crate::planner::{self, NextStep};
 use crate::plugin::bindings::channel_api::{Field, Message, Recipient};
+use crate::plugin::send_task::send_on_own_task;
 use crate::plugin::targeting::Verdict;
 use crate::plugin::SendOutcome;
 use crate::render;
@@ -24,6 +25,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The schedule stores milliseconds: round a waiting time up, so a send
@@ -951,9 +953,13 @@ impl Herald {
                     sent_at: now.timestamp_millis(),
                 };
                 debug_assert!(address_of(customer, channel.address).is_some());
-                plugin
-                    .send(settings, &message, self.http_mode.clone())
-                    .await
+                send_on_own_task(
+                    Arc::clone(plugin),
+                    Arc::clone(settings),
+                    message,
+                    self.http_mode.clone(),
+                )
+                .await
             }
         }
     }

@@ -11,6 +11,7 @@ pub mod bindings;
 mod cache;
 pub mod http_policy;
 pub mod run_budget;
+pub mod send_task;
 pub(crate) mod state;
 pub mod targeting;
 
