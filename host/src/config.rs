@@ -226,7 +226,7 @@ pub struct ChannelSection {
     /// Wall-clock limit of one send.
     pub timeout: Option<String>,
     /// How long one send may spend running rather than waiting on the
-    /// network (default 100ms), e.g. `250ms`.
+    /// network (default 50ms), e.g. `250ms`.
     pub cpu: Option<String>,
     /// Memory limit of one send, e.g. `64MiB`.
     pub memory: Option<String>,

@@ -434,9 +434,10 @@ async fn load_one(
             }
             if let Some(c) = &section.cpu {
                 match parse_exact(c) {
-                    Ok(c) if c.is_zero() => check(Err(
-                        "cpu: a run-time budget of 0 lets the plugin run nothing; leave it out for the default (100ms)".to_string(),
-                    )),
+                    Ok(c) if c.is_zero() => check(Err(format!(
+                        "cpu: a run-time budget of 0 lets the plugin run nothing; leave it out for the default ({:?})",
+                        crate::plugin::run_budget::DEFAULT_CPU
+                    ))),
                     Ok(c) => limits.cpu = c,
                     Err(e) => check(Err(format!("cpu: {e}"))),
                 }

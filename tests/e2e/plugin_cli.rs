@@ -475,14 +475,14 @@ fn test_reports_a_looping_plugin_as_out_of_fuel_timed_out_or_over_its_run_time()
     assert_eq!(r["kind"], "timeout", "{r}");
     assert!(started.elapsed().as_secs() < 20);
 
-    // With the deployment's default run-time budget (100ms), long before
+    // With the deployment's default run-time budget (50ms), long before
     // the default 5s timeout.
     let out = base("fuel = 1000000000000\n[settings]\nmode = \"loop\"\n");
     assert_eq!(out.status.code(), Some(1));
     let r = report(&out);
     assert_eq!(r["kind"], "run-time", "{r}");
     assert!(
-        r["reason"].as_str().unwrap().contains("100ms of run time"),
+        r["reason"].as_str().unwrap().contains("50ms of run time"),
         "{r}"
     );
 

@@ -1,7 +1,7 @@
 //! Plugins that trap, loop forever, try to allocate 1 GiB, or call a host
 //! off their allow-list: each fails its own send with the reason recorded,
 //! and the host goes on to deliver the next one. A loop ends at the
-//! channel's run-time budget (`cpu`, 100ms by default), or at its wall-clock
+//! channel's run-time budget (`cpu`, 50ms by default), or at its wall-clock
 //! `timeout` when that comes first.
 
 use crate::support::*;
@@ -132,7 +132,7 @@ fn misbehaving_plugins_fail_only_their_own_send() {
     };
     assert!(error("r-trap").contains("trapped"), "{}", error("r-trap"));
     assert!(
-        error("r-loop").contains("ran for more than its 100ms of run time")
+        error("r-loop").contains("ran for more than its 50ms of run time")
             && error("r-loop").contains("`cpu`"),
         "{}",
         error("r-loop")

@@ -5,7 +5,7 @@
 //! A plugin stuck in a loop otherwise holds an executor thread, and the
 //! tick's batch with it, for its whole `timeout` (5 s by default) while a
 //! provider call that waits on the network costs no CPU at all. The budget
-//! (`cpu` of the channel, 100 ms by default) stops the loop early.
+//! (`cpu` of the channel, 50 ms by default) stops the loop early.
 //!
 //! Measured as the wall time the call's future spends inside `poll`, by
 //! [`Budgeted`] around it: a call waiting on I/O is not being polled, so that
@@ -22,7 +22,13 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 /// The default run-time budget of one send.
-pub const DEFAULT_CPU: Duration = Duration::from_millis(100);
+///
+/// 50 ms, as Fastly Compute allows one request: a send formats one request
+/// and reads one answer (~10 µs of running for `sms-twilio`), and the budget
+/// is what a looping plugin costs on every attempt. With 1% of sends faulty
+/// (a third of them looping, each retried once) 100 ms cost as much CPU as
+/// all the good sends together (docs/performance.md).
+pub const DEFAULT_CPU: Duration = Duration::from_millis(50);
 
 /// The error a call ends with when it runs past its budget.
 #[derive(Debug)]
