@@ -7,13 +7,14 @@
 //! so what passes here starts there. A reload refuses a config for the same
 //! reasons with the same texts.
 
+use crate::channels::{Channels, Finding, Severity};
 use crate::clock::SystemClock;
-use crate::config::Config;
-use crate::dispatch::{Channels, Finding, Severity};
+use crate::config::{ChannelSection, Config, RuleSection};
+use crate::plugin::bindings::types::PluginInfo;
 use crate::plugin::{KvBackend, PluginServices, Runtime, DEFAULT_MEMORY};
 use crate::strategy::Strategy;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -255,161 +256,29 @@ fn rule_of(line: &str) -> Option<&str> {
 
 /// Check a parsed config: every problem, none hidden behind another.
 pub async fn check(config: &Config) -> Report {
-    let mut general = Vec::new();
-    if let Err(e) = config.scheduler() {
-        general.push(Finding::error(format!("{e:#}")));
-    }
-    if let Some(secret) = &config.file.server.link_secret {
-        match secret.resolve_at(config, "[server] link_secret") {
-            Ok(value) => {
-                if let Err(e) = crate::links::check_secret(&value) {
-                    general.push(Finding::error(format!("{e:#}")));
-                }
-            }
-            Err(e) => general.push(Finding::error(format!("{e:#}"))),
-        }
-    }
+    let mut general = settings_findings(config);
     let services = PluginServices {
         kv: KvBackend::Memory(Default::default()),
         clock: Arc::new(SystemClock),
     };
-
-    // Channels: every one loaded as far as it goes, disabled ones too.
-    let mut channels = Vec::new();
-    let mut broken_channels = std::collections::BTreeSet::new();
-    let max_memory = Channels::max_memory(config).unwrap_or(DEFAULT_MEMORY);
-    let inspection = match Runtime::new(config.cache_dir(), max_memory) {
-        Ok(runtime) => Channels::inspect(config, &Arc::new(runtime), &services, true)
-            .await
-            .map_err(|e| format!("{e:#}")),
-        Err(e) => Err(format!("cannot start the plugin runtime: {e:#}")),
-    };
-    match inspection {
+    let (channels, broken_channels) = match inspect_channels(config, &services).await {
+        Ok(found) => found,
         Err(e) => {
             general.push(Finding::error(format!("{e}; channels were not checked")));
+            (Vec::new(), BTreeSet::new())
         }
-        Ok(inspection) => {
-            for (name, section) in &config.file.channels {
-                let mut problems = inspection.findings.get(name).cloned().unwrap_or_default();
-                let kind = match (&section.builtin, &section.plugin) {
-                    (Some(b), None) => format!("builtin {b}"),
-                    (_, Some(path)) => {
-                        let file = Path::new(path)
-                            .file_name()
-                            .map(|f| f.to_string_lossy().into_owned())
-                            .unwrap_or_else(|| path.clone());
-                        match inspection.plugins.get(name) {
-                            Some(info) => format!("{} {} ({file})", info.name, info.version),
-                            None => file,
-                        }
-                    }
-                    (None, None) => "-".to_string(),
-                };
-                let status = if section.enabled {
-                    let status = status_of(&problems);
-                    if status == Status::Error {
-                        broken_channels.insert(name.clone());
-                    }
-                    status
-                } else {
-                    // Not loaded by serve: its problems matter only once it
-                    // is enabled again.
-                    for p in &mut problems {
-                        if p.severity == Severity::Error {
-                            p.severity = Severity::Warning;
-                            p.message = format!("once enabled: {}", p.message);
-                        }
-                    }
-                    Status::Disabled
-                };
-                channels.push(ChannelReport {
-                    name: name.clone(),
-                    kind,
-                    status,
-                    problems,
-                });
-            }
-        }
-    }
-
-    // Rules: the strategy compiler's findings, the targeting plugins, and
-    // whether their channels can carry anything.
-    let mut by_rule: BTreeMap<String, Vec<Finding>> = BTreeMap::new();
-    if let Err(lines) = Strategy::compile(config, &Channels::names(config)) {
-        for line in lines.lines().filter(|l| !l.trim().is_empty()) {
-            match rule_of(line) {
-                Some(id) if config.file.rules.iter().any(|r| r.id.trim() == id) => {
-                    let message = line
-                        .strip_prefix(&format!("rule `{id}`: "))
-                        .or_else(|| line.strip_prefix(&format!("rule `{id}`, ")))
-                        .unwrap_or(line);
-                    by_rule
-                        .entry(id.to_string())
-                        .or_default()
-                        .push(Finding::error(message));
-                }
-                _ => general.push(Finding::error(line)),
-            }
-        }
-    }
-    for rule in &config.file.rules {
-        if rule.targeting.is_none() {
-            continue;
-        }
-        // The loader serve uses, on this rule alone.
-        let mut one = config.clone();
-        one.file.rules = vec![rule.clone()];
-        if let Err(e) = crate::targeting::load_all(&one, config.cache_dir(), &services).await {
-            let id = rule.id.trim();
-            for line in format!("{e:#}").lines() {
-                let message = line.strip_prefix(&format!("rule `{id}`, ")).unwrap_or(line);
-                by_rule
-                    .entry(id.to_string())
-                    .or_default()
-                    .push(Finding::error(message));
-            }
-        }
-    }
-    let mut rules = Vec::new();
-    for rule in &config.file.rules {
-        let id = rule.id.trim().to_string();
-        let mut problems = by_rule.remove(&id).unwrap_or_default();
-        let mut lists: Vec<(String, &[String])> = vec![(String::new(), &rule.channels)];
-        for (i, step) in rule.steps.iter().enumerate() {
-            lists.push((format!("steps[{i}]: "), &step.channels));
-        }
-        let mut named: Vec<String> = Vec::new();
-        for (place, list) in lists {
-            for ch in list {
-                if !named.contains(ch) {
-                    named.push(ch.clone());
-                }
-                if broken_channels.contains(ch) {
-                    problems.push(Finding::error(format!(
-                        "{place}channel `{ch}` has errors (see CHANNELS); fix them, or take `{ch}` out of the rule"
-                    )));
-                }
-            }
-            let configured: Vec<&String> = list
-                .iter()
-                .filter(|c| config.file.channels.contains_key(*c))
-                .collect();
-            if !configured.is_empty()
-                && configured.iter().all(|c| !config.file.channels[*c].enabled)
-            {
-                problems.push(Finding::warning(format!(
-                    "{place}every channel is disabled ({}); its reminders will be skipped until one is enabled, or add an enabled channel",
-                    configured.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
-                )));
-            }
-        }
-        rules.push(RuleReport {
-            id,
-            channels: named,
-            status: status_of(&problems),
-            problems,
-        });
-    }
+    };
+    let mut by_rule = strategy_findings(config, &mut general);
+    targeting_findings(config, &services, &mut by_rule).await;
+    let rules = config
+        .file
+        .rules
+        .iter()
+        .map(|rule| {
+            let problems = by_rule.remove(rule.id.trim()).unwrap_or_default();
+            rule_report(config, rule, problems, &broken_channels)
+        })
+        .collect();
     // Findings for rule ids the file does not have (duplicates are reported
     // under their id above) stay visible.
     for (_, findings) in by_rule {
@@ -420,6 +289,180 @@ pub async fn check(config: &Config) -> Report {
         general,
         channels,
         rules,
+    }
+}
+
+/// Problems of the scheduler settings and the link secret.
+fn settings_findings(config: &Config) -> Vec<Finding> {
+    let mut general = Vec::new();
+    if let Err(e) = config.scheduler() {
+        general.push(Finding::error(format!("{e:#}")));
+    }
+    if let Some(secret) = &config.file.server.link_secret {
+        match secret.resolve_at(config, "[server] link_secret") {
+            Ok(value) => {
+                if let Err(e) = crate::render::links::check_secret(&value) {
+                    general.push(Finding::error(format!("{e:#}")));
+                }
+            }
+            Err(e) => general.push(Finding::error(format!("{e:#}"))),
+        }
+    }
+    general
+}
+
+/// Every channel loaded as far as it goes, disabled ones too: their reports,
+/// and the enabled channels that have errors.
+async fn inspect_channels(
+    config: &Config,
+    services: &PluginServices,
+) -> Result<(Vec<ChannelReport>, BTreeSet<String>), String> {
+    let max_memory = Channels::max_memory(config).unwrap_or(DEFAULT_MEMORY);
+    let runtime = Runtime::new(config.cache_dir(), max_memory)
+        .map_err(|e| format!("cannot start the plugin runtime: {e:#}"))?;
+    let inspection = Channels::inspect(config, &Arc::new(runtime), services, true)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    let mut channels = Vec::new();
+    let mut broken = BTreeSet::new();
+    for (name, section) in &config.file.channels {
+        let mut problems = inspection.findings.get(name).cloned().unwrap_or_default();
+        let status = if section.enabled {
+            let status = status_of(&problems);
+            if status == Status::Error {
+                broken.insert(name.clone());
+            }
+            status
+        } else {
+            // Not loaded by serve: its problems matter only once it is
+            // enabled again.
+            for p in &mut problems {
+                if p.severity == Severity::Error {
+                    p.severity = Severity::Warning;
+                    p.message = format!("once enabled: {}", p.message);
+                }
+            }
+            Status::Disabled
+        };
+        channels.push(ChannelReport {
+            name: name.clone(),
+            kind: channel_kind(section, inspection.plugins.get(name)),
+            status,
+            problems,
+        });
+    }
+    Ok((channels, broken))
+}
+
+/// What a channel is, in the table: `builtin inbox`, or the plugin's name
+/// and version and its file.
+fn channel_kind(section: &ChannelSection, info: Option<&PluginInfo>) -> String {
+    match (&section.builtin, &section.plugin) {
+        (Some(b), None) => format!("builtin {b}"),
+        (_, Some(path)) => {
+            let file = Path::new(path)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_else(|| path.clone());
+            match info {
+                Some(info) => format!("{} {} ({file})", info.name, info.version),
+                None => file,
+            }
+        }
+        (None, None) => "-".to_string(),
+    }
+}
+
+/// The strategy compiler's findings by rule (lines about no rule go to
+/// `general`).
+fn strategy_findings(
+    config: &Config,
+    general: &mut Vec<Finding>,
+) -> BTreeMap<String, Vec<Finding>> {
+    let mut by_rule: BTreeMap<String, Vec<Finding>> = BTreeMap::new();
+    let Err(lines) = Strategy::compile(config, &Channels::names(config)) else {
+        return by_rule;
+    };
+    for line in lines.lines().filter(|l| !l.trim().is_empty()) {
+        match rule_of(line) {
+            Some(id) if config.file.rules.iter().any(|r| r.id.trim() == id) => {
+                let message = line
+                    .strip_prefix(&format!("rule `{id}`: "))
+                    .or_else(|| line.strip_prefix(&format!("rule `{id}`, ")))
+                    .unwrap_or(line);
+                by_rule
+                    .entry(id.to_string())
+                    .or_default()
+                    .push(Finding::error(message));
+            }
+            _ => general.push(Finding::error(line)),
+        }
+    }
+    by_rule
+}
+
+/// Each rule's targeting plugin loaded as serve loads it, on that rule alone.
+async fn targeting_findings(
+    config: &Config,
+    services: &PluginServices,
+    by_rule: &mut BTreeMap<String, Vec<Finding>>,
+) {
+    for rule in config.file.rules.iter().filter(|r| r.targeting.is_some()) {
+        let mut one = config.clone();
+        one.file.rules = vec![rule.clone()];
+        if let Err(e) = crate::targeting::load_all(&one, config.cache_dir(), services).await {
+            let id = rule.id.trim();
+            for line in format!("{e:#}").lines() {
+                let message = line.strip_prefix(&format!("rule `{id}`, ")).unwrap_or(line);
+                by_rule
+                    .entry(id.to_string())
+                    .or_default()
+                    .push(Finding::error(message));
+            }
+        }
+    }
+}
+
+/// A rule's line of the report: the channels it names (its own and its
+/// steps'), and whether they can carry anything.
+fn rule_report(
+    config: &Config,
+    rule: &RuleSection,
+    mut problems: Vec<Finding>,
+    broken_channels: &BTreeSet<String>,
+) -> RuleReport {
+    let mut lists: Vec<(String, &[String])> = vec![(String::new(), &rule.channels)];
+    for (i, step) in rule.steps.iter().enumerate() {
+        lists.push((format!("steps[{i}]: "), &step.channels));
+    }
+    let mut named: Vec<String> = Vec::new();
+    for (place, list) in lists {
+        for ch in list {
+            if !named.contains(ch) {
+                named.push(ch.clone());
+            }
+            if broken_channels.contains(ch) {
+                problems.push(Finding::error(format!(
+                    "{place}channel `{ch}` has errors (see CHANNELS); fix them, or take `{ch}` out of the rule"
+                )));
+            }
+        }
+        let configured: Vec<&String> = list
+            .iter()
+            .filter(|c| config.file.channels.contains_key(*c))
+            .collect();
+        if !configured.is_empty() && configured.iter().all(|c| !config.file.channels[*c].enabled) {
+            problems.push(Finding::warning(format!(
+                "{place}every channel is disabled ({}); its reminders will be skipped until one is enabled, or add an enabled channel",
+                configured.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    RuleReport {
+        id: rule.id.trim().to_string(),
+        channels: named,
+        status: status_of(&problems),
+        problems,
     }
 }
 

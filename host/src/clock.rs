@@ -1,7 +1,8 @@
 //! The injected notion of "now": the wall clock for `herald serve`, a virtual
-//! clock that only moves when told to for `herald simulate` and tests.
+//! clock that only moves when told to for `herald simulate` and tests; and
+//! instants as commands take them. Nothing else reads the wall clock.
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -53,6 +54,17 @@ impl Clock for VirtualClock {
 /// A shared clock handle.
 pub type SharedClock = Arc<dyn Clock>;
 
+/// Parse an instant as commands take it (`--from`, `--at`, report bounds):
+/// `YYYY-MM-DD` (UTC midnight) or RFC 3339.
+pub fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(d) = NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc());
+    }
+    DateTime::parse_from_rfc3339(text.trim())
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|_| format!("`{text}` is neither YYYY-MM-DD nor an RFC 3339 timestamp"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +76,14 @@ mod tests {
         clock.set(t0 + chrono::Duration::days(1));
         clock.set(t0);
         assert_eq!(clock.now(), t0 + chrono::Duration::days(1));
+    }
+
+    #[test]
+    fn instants() {
+        assert_eq!(
+            parse_instant("2026-01-02").unwrap().to_rfc3339(),
+            "2026-01-02T00:00:00+00:00"
+        );
+        assert!(parse_instant("tomorrow").is_err());
     }
 }

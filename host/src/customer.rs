@@ -59,6 +59,27 @@ pub struct Customer {
 }
 
 impl Customer {
+    /// A record with only an external id, in UTC, created (and last
+    /// changed) at `at`; not stored yet (`id` 0).
+    pub fn new(external_id: &str, at: DateTime<Utc>) -> Customer {
+        Customer {
+            id: 0,
+            external_id: external_id.to_string(),
+            name: None,
+            email: None,
+            phone: None,
+            wechat_openid: None,
+            region: None,
+            timezone: "UTC".into(),
+            locale: None,
+            state: None,
+            attributes: Map::new(),
+            created_at: at,
+            updated_at: at,
+            deleted_at: None,
+        }
+    }
+
     /// The customer's zone; the stored value was validated on write.
     pub fn tz(&self) -> Tz {
         self.timezone.parse().unwrap_or(Tz::UTC)
@@ -180,24 +201,29 @@ impl CustomerPatch {
         }
         let mut c = match existing {
             Some(c) => c.clone(),
-            None => Customer {
-                id: 0,
-                external_id: external_id.to_string(),
-                name: None,
-                email: None,
-                phone: None,
-                wechat_openid: None,
-                region: None,
-                timezone: default_timezone.to_string(),
-                locale: None,
-                state: None,
-                attributes: Map::new(),
-                created_at: self.created_at.unwrap_or(now),
-                updated_at: now,
-                deleted_at: None,
-            },
+            None => {
+                let mut c = Customer::new(external_id, self.created_at.unwrap_or(now));
+                c.timezone = default_timezone.to_string();
+                c.updated_at = now;
+                c
+            }
         };
         let before = c.clone();
+        self.apply_fields(&mut c)?;
+        self.apply_attributes(&mut c, schema)?;
+        let changed = changes(&before, &c);
+        if existing.is_none() || !changed.is_empty() {
+            c.updated_at = now;
+        }
+        Ok(Merged {
+            customer: c,
+            changed,
+        })
+    }
+
+    /// The patch's core fields on `c`: named fields replace (blank or `null`
+    /// clears), the zone and email are checked.
+    fn apply_fields(&self, c: &mut Customer) -> Result<(), PatchError> {
         let set = |target: &mut Option<String>, value: &Option<Option<String>>| {
             if let Some(v) = value {
                 *target = v
@@ -229,13 +255,18 @@ impl CustomerPatch {
                 )));
             }
         }
-        if let Some(created) = self.created_at {
-            if existing.is_none() {
-                c.created_at = created;
-            }
-        }
+        Ok(())
+    }
+
+    /// The patch's attributes on `c`, key by key: `null` removes, declared
+    /// ones are typed.
+    fn apply_attributes(
+        &self,
+        c: &mut Customer,
+        schema: &AttributeSchema,
+    ) -> Result<(), PatchError> {
         for (key, value) in &self.attributes {
-            if crate::customer::CORE_FIELDS.contains(&key.as_str()) {
+            if CORE_FIELDS.contains(&key.as_str()) {
                 return Err(PatchError(format!(
                     "attribute `{key}` has the name of a customer field; set it as a field, not under attributes"
                 )));
@@ -250,33 +281,28 @@ impl CustomerPatch {
             };
             c.attributes.insert(key.clone(), typed);
         }
-        let mut changed = Vec::new();
-        for field in CORE_FIELDS {
-            if *field == "updated_at" {
-                continue;
-            }
-            if before.field(field) != c.field(field) {
-                changed.push(field.to_string());
-            }
-        }
-        let keys: std::collections::BTreeSet<&String> = before
-            .attributes
-            .keys()
-            .chain(c.attributes.keys())
-            .collect();
-        for key in keys {
-            if before.attributes.get(key) != c.attributes.get(key) {
-                changed.push(key.clone());
-            }
-        }
-        if existing.is_none() || !changed.is_empty() {
-            c.updated_at = now;
-        }
-        Ok(Merged {
-            customer: c,
-            changed,
-        })
+        Ok(())
     }
+}
+
+/// The core fields (but `updated_at`) and attributes that differ.
+fn changes(before: &Customer, after: &Customer) -> Vec<String> {
+    let mut changed: Vec<String> = CORE_FIELDS
+        .iter()
+        .filter(|f| **f != "updated_at" && before.field(f) != after.field(f))
+        .map(|f| f.to_string())
+        .collect();
+    let keys: std::collections::BTreeSet<&String> = before
+        .attributes
+        .keys()
+        .chain(after.attributes.keys())
+        .collect();
+    for key in keys {
+        if before.attributes.get(key) != after.attributes.get(key) {
+            changed.push(key.clone());
+        }
+    }
+    changed
 }
 
 /// Check and normalise a value against its declared type.

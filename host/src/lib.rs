@@ -1,48 +1,46 @@
 //! Herald: a lifecycle reminder engine. Customers and their lifecycle state
-//! live in SQLite; a strategy of rules decides which caring reminder is due
-//! for each customer and when; reminders are rendered from templates and
-//! delivered through sandboxed WebAssembly channel plugins.
+//! live in a database behind [`store`]; a [`strategy`] of rules decides,
+//! for every customer, which caring reminder is due and when; reminders are
+//! rendered from templates ([`render`]) and delivered through sandboxed
+//! WebAssembly channel plugins ([`plugin`], [`channels`]).
 //!
-//! One path for every reminder: a customer write or event is planned into the
-//! schedule ([`planner`]); the tick claims what is due ([`scheduler`]), decides,
-//! renders ([`render`]) and delivers ([`dispatch`], [`plugin`]); the attempt is
-//! recorded ([`store`]). Time comes from an injected [`clock`].
+//! One path for every reminder, one folder per step:
+//!
+//! ```text
+//! customer write / event ─► plan ─► schedule (store)
+//!                                       │
+//!   tick: claim ─► decide ─► deliver ─► record ─► plan::next
+//! ```
+//!
+//! [`engine`] holds the deployment and its writes (each re-planned by
+//! [`plan`]); [`tick`] claims what is due, decides, renders, delivers and
+//! records; [`explain`] and `herald preview` use the tick's own decide;
+//! [`live`] keeps the deployment in force while `herald serve` runs and
+//! [`api`] is its HTTP edge. Arrows point down: nothing imports `api`, and
+//! `store` imports nothing of the engine. Time comes from an injected
+//! [`clock`].
+
+#![warn(missing_docs)]
 
 pub mod api;
-pub mod bench_api;
-pub mod bench_floor;
-pub mod bench_sends;
-pub mod bench_serve;
-pub mod bench_simulate;
-pub mod caps;
+pub mod channels;
 pub mod check;
 pub mod clock;
 pub mod config;
 pub mod customer;
-pub mod dispatch;
 pub mod engine;
 pub mod explain;
-pub mod failover;
 pub mod funnel;
-pub mod group_commit;
-pub mod hooks;
 pub mod import;
-pub mod links;
 pub mod live;
 pub mod metrics;
-pub mod planner;
+pub mod plan;
 pub mod plugin;
 pub mod plugin_tools;
-pub mod ratelimit;
-pub mod reload;
 pub mod render;
-pub mod scheduler;
-pub mod serve;
 pub mod simulate;
 pub mod span;
 pub mod store;
 pub mod strategy;
-pub mod suppression_import;
 pub mod targeting;
-pub mod unsubscribe;
-pub mod windows;
+pub mod tick;

@@ -1,16 +1,16 @@
-//! Prometheus metrics of this process (`GET /metrics`, text exposition
-//! format 0.0.4): sends by channel and outcome, plugin call time per channel,
-//! reloads by result — counted where they happen through the one-line hooks
-//! below — and the due backlog and tick lag, read from the schedule table at
-//! scrape time. The registry is process-global.
+//! Prometheus metrics of this process (served by `GET /metrics` at the HTTP
+//! edge, text exposition format 0.0.4): sends by channel and outcome, plugin
+//! call time per channel, reloads by result — counted where they happen
+//! through the one-line hooks below — and the due backlog and tick lag, read
+//! from the schedule at scrape time. The registry is process-global. Imports
+//! nothing of the engine: callers hand it plain values.
 
-use crate::store::{from_millis, to_millis};
+use crate::store::{schedule, Store};
 use chrono::{DateTime, Utc};
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
-use sqlx::{Row, SqlitePool};
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -81,15 +81,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     }
 });
 
-/// Count recorded attempts (hook: after the tick's record transaction commits).
-pub fn record_attempts(records: &[crate::scheduler::AttemptRecord]) {
-    for r in records {
-        let channel = if r.channel.is_empty() {
-            "none"
-        } else {
-            &r.channel
-        };
-        METRICS.sends.with_label_values(&[channel, &r.status]).inc();
+/// Count recorded attempts, as (channel, outcome) pairs (hook: after the
+/// tick's record transaction commits). An empty channel counts as `none`.
+pub fn record_attempts<'a>(attempts: impl IntoIterator<Item = (&'a str, &'a str)>) {
+    for (channel, outcome) in attempts {
+        let channel = if channel.is_empty() { "none" } else { channel };
+        METRICS.sends.with_label_values(&[channel, outcome]).inc();
     }
 }
 
@@ -109,25 +106,19 @@ pub fn reload(result: &str) {
     METRICS.reloads.with_label_values(&[result]).inc();
 }
 
-/// The due backlog and the oldest due time, as the schedule has them now.
-pub async fn due_now(pool: &SqlitePool, now: DateTime<Utc>) -> anyhow::Result<(i64, f64)> {
-    let row = sqlx::query(
-        "SELECT COUNT(*), MIN(due_at) FROM schedule WHERE status = 'pending' AND due_at <= ?",
-    )
-    .bind(to_millis(now))
-    .fetch_one(pool)
-    .await?;
-    let count: i64 = row.get(0);
-    let lag = row
-        .get::<Option<i64>, _>(1)
-        .map(|oldest| ((now - from_millis(oldest)).num_milliseconds().max(0)) as f64 / 1000.0)
+/// The due backlog and how late its oldest reminder is (seconds), as the
+/// schedule has them now.
+pub async fn due_now(store: &Store, now: DateTime<Utc>) -> anyhow::Result<(i64, f64)> {
+    let (count, oldest) = schedule::due_backlog(store, now).await?;
+    let lag = oldest
+        .map(|oldest| ((now - oldest).num_milliseconds().max(0)) as f64 / 1000.0)
         .unwrap_or(0.0);
     Ok((count, lag))
 }
 
 /// Everything, in the text exposition format, with the gauges read now.
-pub async fn render(pool: &SqlitePool, now: DateTime<Utc>) -> anyhow::Result<String> {
-    let (backlog, lag) = due_now(pool, now).await?;
+pub async fn render(store: &Store, now: DateTime<Utc>) -> anyhow::Result<String> {
+    let (backlog, lag) = due_now(store, now).await?;
     METRICS.backlog.set(backlog);
     METRICS.lag.set(lag);
     let mut out = Vec::new();
@@ -138,63 +129,44 @@ pub async fn render(pool: &SqlitePool, now: DateTime<Utc>) -> anyhow::Result<Str
 /// The content type of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// The `/metrics` route.
-pub fn routes() -> utoipa_axum::router::OpenApiRouter<std::sync::Arc<crate::live::Live>> {
-    utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(scrape))
-}
-
-/// Prometheus metrics in the text exposition format 0.0.4 (admin token;
-/// configure Prometheus with `authorization: { credentials: TOKEN }`).
-#[utoipa::path(get, path = "/metrics", tag = "admin",
-    responses(
-        (status = 200, content_type = "text/plain", body = String, description = "metrics, text exposition format 0.0.4"),
-        (status = 401, body = crate::api::ErrorBody),
-        (status = 403, body = crate::api::ErrorBody),
-    ),
-    security(("bearer" = [])))]
-async fn scrape(
-    crate::live::Current(herald): crate::live::Current,
-    caller: crate::api::auth::Caller,
-) -> Result<axum::response::Response, crate::api::ApiError> {
-    use axum::response::IntoResponse;
-    caller.require(crate::store::tokens::Role::Admin)?;
-    let text = render(&herald.store.pool, herald.clock.now()).await?;
-    Ok(([(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test]
     async fn backlog_and_lag_are_read_from_the_schedule() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::Store::open(&dir.path().join("h.db"))
+        use crate::store::planning::{self, Changes};
+        use crate::store::schedule::PlannedOccurrence;
+        let (_dir, store) = crate::store::testing::scratch().await;
+        let now = chrono::TimeZone::timestamp_millis_opt(&Utc, 1_800_000_000_000).unwrap();
+        let customer = crate::customer::Customer::new("k", now);
+        let mut tx = store.write().await.unwrap();
+        let id = crate::store::customers::save(&mut tx, &customer)
             .await
             .unwrap();
-        let now = from_millis(1_800_000_000_000);
-        sqlx::query("INSERT INTO customers (id, external_id, timezone, created_at, updated_at) VALUES (1, 'k', 'UTC', 0, 0)")
-            .execute(&store.pool)
-            .await
-            .unwrap();
-        assert_eq!(due_now(&store.pool, now).await.unwrap(), (0, 0.0));
-        // Due 90 s ago, due 10 s ago, due in the future, and a done row.
-        for (key, due, status) in [
-            ("a", -90_000, "pending"),
-            ("b", -10_000, "pending"),
-            ("c", 60_000, "pending"),
-            ("d", -500_000, "done"),
-        ] {
-            sqlx::query("INSERT INTO schedule (customer_id, rule_id, occurrence_key, occurs_at, due_at, status, created_at, updated_at) VALUES (1, 'r', ?, 0, ?, ?, 0, 0)")
-                .bind(key)
-                .bind(to_millis(now) + due)
-                .bind(status)
-                .execute(&store.pool)
-                .await
-                .unwrap();
-        }
-        assert_eq!(due_now(&store.pool, now).await.unwrap(), (2, 90.0));
-        let text = render(&store.pool, now).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(due_now(&store, now).await.unwrap(), (0, 0.0));
+        // Due 90 s ago, due 10 s ago, and due in a minute.
+        let upserts = [("a", -90), ("b", -10), ("c", 60)]
+            .into_iter()
+            .map(|(key, seconds)| PlannedOccurrence {
+                customer_id: id,
+                rule_id: "r".into(),
+                key: key.into(),
+                due_at: now + chrono::Duration::seconds(seconds),
+                anchor: None,
+                context: None,
+            })
+            .collect();
+        let mut tx = store.write().await.unwrap();
+        let changes = Changes {
+            upserts,
+            ..Changes::default()
+        };
+        planning::apply(&mut tx, &changes, now).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(due_now(&store, now).await.unwrap(), (2, 90.0));
+        let text = render(&store, now).await.unwrap();
         assert!(text.contains("herald_due_backlog 2"), "{text}");
         assert!(text.contains("herald_tick_lag_seconds 90"), "{text}");
     }

@@ -4,10 +4,10 @@
 
 use crate::customer::CustomerPatch;
 use crate::engine::{EventInput, Herald, WriteError};
-use crate::scheduler::AttemptRecord;
 use crate::store::schedule;
+use crate::tick::{self, AttemptRecord};
 use anyhow::{bail, Context, Result};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::io::Write;
@@ -56,16 +56,6 @@ struct EventLine {
 #[serde(deny_unknown_fields)]
 struct DeleteLine {
     customer: String,
-}
-
-/// Parse a `--from`/`--until` value: `YYYY-MM-DD` (UTC midnight) or RFC 3339.
-pub fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
-    if let Ok(d) = NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
-        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc());
-    }
-    DateTime::parse_from_rfc3339(text.trim())
-        .map(|d| d.with_timezone(&Utc))
-        .map_err(|_| format!("`{text}` is neither YYYY-MM-DD nor an RFC 3339 timestamp"))
 }
 
 /// Parse a timeline (JSON lines). Every bad line is reported with its number.
@@ -170,7 +160,7 @@ pub async fn run(
     let mut next = 0;
     loop {
         let next_op = ops.get(next).map(|o| o.at);
-        let next_due = schedule::next_due_at(&herald.store.pool).await?;
+        let next_due = schedule::next_due_at(&herald.store).await?;
         let t = match (next_op, next_due) {
             (Some(a), Some(b)) => a.min(b),
             (Some(a), None) => a,
@@ -195,7 +185,7 @@ pub async fn run(
                 }
             }
         }
-        for record in herald.drain().await? {
+        for record in tick::drain(herald).await? {
             print_record(out, &record)?;
             summary.attempts += 1;
         }
@@ -246,14 +236,5 @@ mod tests {
             err.contains("t.jsonl:2") && err.contains("t.jsonl:3") && err.contains("knd"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn instants() {
-        assert_eq!(
-            parse_instant("2026-01-02").unwrap().to_rfc3339(),
-            "2026-01-02T00:00:00+00:00"
-        );
-        assert!(parse_instant("tomorrow").is_err());
     }
 }

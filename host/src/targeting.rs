@@ -9,10 +9,9 @@ use crate::plugin::bindings::types::Setting;
 use crate::plugin::targeting::{LoadedTargeting, Verdict, DEFAULT_FUEL};
 use crate::plugin::{Limits, PluginServices, Runtime, DEFAULT_MEMORY};
 use crate::span::parse_exact;
-use crate::store::events;
+use crate::store::{events, Store};
 use anyhow::{anyhow, bail, Result};
 use chrono::{DateTime, Duration, Utc};
-use sqlx::SqlitePool;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -136,20 +135,20 @@ impl RuleTargeting {
     /// Ask the plugin about a reminder due for `customer` now.
     pub async fn evaluate(
         &self,
-        pool: &SqlitePool,
+        store: &Store,
         customer: &Customer,
         now: DateTime<Utc>,
     ) -> Result<(Verdict, u64)> {
-        let mut conn = pool.acquire().await?;
+        let mut tx = store.read().await?;
         let recent = events::since(
-            &mut conn,
+            &mut tx,
             customer.id,
             now - self.history,
             self.kinds.as_deref(),
             MAX_HISTORY,
         )
         .await?;
-        drop(conn);
+        drop(tx);
         let view = CustomerView {
             external_id: customer.external_id.clone(),
             name: customer.name.clone(),

@@ -11,9 +11,9 @@
 //! Failures are not persisted to files (proptest prints the minimal input).
 
 use chrono::{TimeZone, Utc};
+use herald::channels::Channels;
 use herald::clock::VirtualClock;
 use herald::config::Config;
-use herald::dispatch::Channels;
 use herald::engine::{Herald, OpenOptions};
 use herald::import::import_csv;
 use herald::plugin::http_policy::HttpMode;
@@ -148,9 +148,14 @@ impl Deployment {
     }
 
     fn count(&self, table: &str) -> i64 {
-        let sql = format!("SELECT COUNT(*) FROM {table}");
+        use herald::store::probe::{count, Count};
+        let what = match table {
+            "customers" => Count::Customers,
+            "events" => Count::Events,
+            other => panic!("no count of {other}"),
+        };
         self.rt
-            .block_on(sqlx::query_scalar::<_, i64>(&sql).fetch_one(&self.herald.store.pool))
+            .block_on(count(&self.herald.store, what))
             .expect("count rows")
     }
 }
@@ -1362,7 +1367,7 @@ fn api(slot: &'static OnceLock<Api>) -> &'static Api {
         let (token, _) = deployment
             .rt
             .block_on(herald::store::tokens::create(
-                &deployment.herald.store.pool,
+                &deployment.herald.store,
                 herald::store::tokens::Role::Admin,
                 &[],
                 Some("props"),

@@ -6,6 +6,7 @@ use herald::config::Config;
 use herald::customer::CustomerPatch;
 use herald::engine::{Herald, OpenOptions};
 use herald::plugin::http_policy::HttpMode;
+use herald::store::probe::{count, Count};
 use std::sync::Arc;
 
 const CONFIG: &str = r#"
@@ -57,7 +58,7 @@ async fn racing_ticks_deliver_each_occurrence_once() {
         .unwrap();
         a.upsert_customer(&patch).await.unwrap();
     }
-    let (from_a, from_b) = tokio::join!(a.drain(), b.drain());
+    let (from_a, from_b) = tokio::join!(herald::tick::drain(&a), herald::tick::drain(&b));
     let (from_a, from_b) = (from_a.unwrap(), from_b.unwrap());
     assert_eq!(
         from_a.len() + from_b.len(),
@@ -74,14 +75,7 @@ async fn racing_ticks_deliver_each_occurrence_once() {
     customers.sort();
     customers.dedup();
     assert_eq!(customers.len(), 400, "no customer got two welcomes");
-    let inbox: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM inbox")
-        .fetch_one(&a.store.pool)
-        .await
-        .unwrap();
-    let delivered: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'")
-            .fetch_one(&a.store.pool)
-            .await
-            .unwrap();
+    let inbox = count(&a.store, Count::InboxMessages).await.unwrap();
+    let delivered = count(&a.store, Count::Delivered(None)).await.unwrap();
     assert_eq!((inbox, delivered), (400, 400));
 }

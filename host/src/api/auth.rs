@@ -97,7 +97,7 @@ impl FromRequestParts<Arc<Live>> for Caller {
             .filter(|t| !t.is_empty())
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
         let herald = live.herald();
-        match tokens::find(&herald.store.pool, token).await? {
+        match tokens::find(&herald.store, token).await? {
             Some(info) => Ok(Caller {
                 token_id: info.id,
                 role: info.role,

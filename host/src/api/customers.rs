@@ -3,10 +3,11 @@
 //! another region's customer is a 404 and lists leave it out.
 
 use super::auth::Caller;
+use super::Current;
 use super::{body_of, parse_body, visible_customer, ApiError, ErrorBody, OneOrMany};
 use crate::customer::{Customer, CustomerPatch};
 use crate::engine::{Herald, UpsertOutcome, WriteError};
-use crate::live::{Current, Live};
+use crate::live::Live;
 use crate::store::customers::{self, CustomerFilter};
 use crate::store::tokens::Role;
 use axum::body::Bytes;
@@ -163,9 +164,9 @@ async fn list_customers(
     caller.require_reader()?;
     let Query(q) = query.map_err(super::bad_query)?;
     let limit = page_limit(q.limit)?;
-    let mut conn = h.store.pool.acquire().await.map_err(anyhow::Error::from)?;
+    let mut tx = h.store.read().await?;
     let list = customers::list(
-        &mut conn,
+        &mut tx,
         &CustomerFilter {
             limit,
             after: q.after,

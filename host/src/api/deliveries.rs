@@ -3,8 +3,9 @@
 
 use super::auth::Caller;
 use super::customers::page_limit;
+use super::Current;
 use super::{ApiError, ErrorBody};
-use crate::live::{Current, Live};
+use crate::live::Live;
 use crate::store::deliveries::{self, DeliveryQuery, DeliveryRow};
 use axum::extract::Query;
 use axum::Json;
@@ -63,7 +64,7 @@ async fn list_deliveries(
     let Query(q) = query.map_err(super::bad_query)?;
     let limit = page_limit(q.limit)?;
     let rows = deliveries::page(
-        &h.store.pool,
+        &h.store,
         &DeliveryQuery {
             customer: q.customer,
             status: q.status,

@@ -3,9 +3,10 @@
 //! may post events only for customers of their regions.
 
 use super::auth::Caller;
+use super::Current;
 use super::{body_of, parse_body, ApiError, ErrorBody, OneOrMany};
 use crate::engine::EventInput;
-use crate::live::{Current, Live};
+use crate::live::Live;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;

@@ -2,8 +2,9 @@
 //! marking one read. Staff reach only customers of their regions.
 
 use super::auth::Caller;
+use super::Current;
 use super::{visible_customer, ApiError, ErrorBody};
-use crate::live::{Current, Live};
+use crate::live::Live;
 use crate::store::inbox::{self, InboxMessage};
 use axum::extract::rejection::PathRejection;
 use axum::extract::Path;
@@ -32,7 +33,7 @@ async fn list_inbox(
     caller.require_reader()?;
     let Path(external_id) = path.map_err(super::bad_path)?;
     let customer = visible_customer(&h, &caller, &external_id).await?;
-    Ok(Json(inbox::list(&h.store.pool, customer.id).await?))
+    Ok(Json(inbox::list(&h.store, customer.id).await?))
 }
 
 /// Mark a message read (the first read time is kept).
@@ -50,7 +51,7 @@ async fn mark_read(
     caller.require_reader()?;
     let Path((external_id, message_id)) = path.map_err(super::bad_path)?;
     let customer = visible_customer(&h, &caller, &external_id).await?;
-    if inbox::mark_read(&h.store.pool, customer.id, message_id, h.clock.now()).await? {
+    if inbox::mark_read(&h.store, customer.id, message_id, h.clock.now()).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::new(

@@ -1,27 +1,38 @@
-//! The HTTP API of `herald serve` (axum): the router, the OpenAPI document
-//! derived from the handlers (`/openapi.json`, utoipa), and what every
-//! handler shares: JSON errors with a stable code and a message that says
-//! what to fix, and body parsing that changes nothing when a body is bad.
-//! One submodule per resource; [`auth`] says who is calling.
+//! The HTTP edge of `herald serve` (axum): every handler lives here — the
+//! API resources, provider callbacks ([`hooks`]), the unsubscribe pages,
+//! tracking links and the dashboard ([`funnel`]), reload and the metrics
+//! scrape ([`admin`]) — with the router, the listener ([`server`]), the
+//! OpenAPI document derived from the handlers (`/openapi.json`, utoipa), and
+//! what every handler shares: JSON errors with a stable code and a message
+//! that says what to fix, and body parsing that changes nothing when a body
+//! is bad. [`auth`] says who is calling. Nothing else imports this module.
 
+mod admin;
 pub mod auth;
 mod customers;
 mod deliveries;
 mod events;
+mod funnel;
+pub mod hooks;
 mod inbox;
+pub mod server;
 mod strategy;
 mod suppressions;
+mod unsubscribe;
 
-use crate::engine::WriteError;
+use crate::engine::{Herald, WriteError};
 use crate::live::Live;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
+use std::convert::Infallible;
 use std::sync::Arc;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -180,9 +191,8 @@ pub fn documented_routes() -> OpenApiRouter<Arc<Live>> {
         .merge(inbox::routes())
         .merge(suppressions::routes())
         .merge(strategy::routes())
-        .merge(crate::reload::routes())
-        .merge(crate::metrics::routes())
-        .merge(crate::funnel::http::routes())
+        .merge(admin::routes())
+        .merge(funnel::routes())
 }
 
 /// The OpenAPI document the server serves at `/openapi.json`.
@@ -204,15 +214,13 @@ pub fn router(live: Arc<Live>) -> Router {
         )
         .route(
             "/unsubscribe",
-            get(crate::unsubscribe::confirm).post(crate::unsubscribe::apply),
+            get(unsubscribe::confirm).post(unsubscribe::apply),
         )
         .route(
             "/hooks/{channel}",
-            axum::routing::post(crate::hooks::handle)
-                .get(crate::hooks::handle)
-                .layer(axum::extract::DefaultBodyLimit::max(
-                    crate::hooks::MAX_CALLBACK_BODY,
-                )),
+            axum::routing::post(hooks::handle).get(hooks::handle).layer(
+                axum::extract::DefaultBodyLimit::max(hooks::MAX_CALLBACK_BODY),
+            ),
         )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(live)
@@ -269,7 +277,7 @@ pub(crate) fn bad_query(e: axum::extract::rejection::QueryRejection) -> ApiError
 /// The live customer with this external id if the caller may see it; a 404
 /// otherwise (another region's customer looks like no customer at all).
 pub(crate) async fn visible_customer(
-    h: &crate::engine::Herald,
+    h: &Herald,
     caller: &auth::Caller,
     external_id: &str,
 ) -> Result<crate::customer::Customer, ApiError> {
@@ -281,3 +289,17 @@ pub(crate) async fn visible_customer(
 
 /// The largest request body the API reads.
 pub const MAX_BODY: usize = 2 << 20;
+
+/// Extractor for handlers: the deployment in force when the request arrived.
+pub struct Current(pub Arc<Herald>);
+
+impl FromRequestParts<Arc<Live>> for Current {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        _parts: &mut Parts,
+        live: &Arc<Live>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Current(live.herald()))
+    }
+}

@@ -3,9 +3,10 @@
 //! fingerprint the schedule was planned with.
 
 use super::auth::Caller;
+use super::Current;
 use super::{ApiError, ErrorBody};
-use crate::dispatch::Delivery;
-use crate::live::{Current, Live};
+use crate::channels::Delivery;
+use crate::live::Live;
 use axum::Json;
 use serde::Serialize;
 use std::sync::Arc;
@@ -71,14 +72,14 @@ async fn show_strategy(
     caller: Caller,
 ) -> Result<Json<StrategyView>, ApiError> {
     caller.require_reader()?;
-    let fingerprint = crate::store::meta::get(&h.store.pool, "strategy_fingerprint").await?;
+    let fingerprint = crate::store::meta::get(&h.store, "strategy_fingerprint").await?;
     let rules = h
         .strategy
         .rules
         .iter()
         .map(|r| RuleView {
             id: r.id.clone(),
-            trigger: crate::explain::describe_trigger(&r.trigger),
+            trigger: r.trigger.describe(),
             channels: r.channels.clone(),
             has_condition: r.has_condition,
             goal: r.goal.as_ref().map(|g| g.event.clone()),

@@ -3,8 +3,9 @@
 //! back to its next channel. Staff reach only customers of their regions.
 
 use super::auth::Caller;
+use super::Current;
 use super::{body_of, not_json, visible_customer, ApiError, ErrorBody};
-use crate::live::{Current, Live};
+use crate::live::Live;
 use crate::store::suppressions::{self, Suppression};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -57,7 +58,7 @@ async fn list_suppressions(
     caller.require_reader()?;
     let Query(q) = query.map_err(super::bad_query)?;
     Ok(Json(
-        suppressions::list(&h.store.pool, q.customer.as_deref(), caller.region_scope()).await?,
+        suppressions::list(&h.store, q.customer.as_deref(), caller.region_scope()).await?,
     ))
 }
 
@@ -105,9 +106,9 @@ async fn add_suppression(
     let customer = visible_customer(&h, &caller, &new.customer).await?;
     let reason = new.reason.as_deref().unwrap_or("added by an operator");
     let now = h.clock.now();
-    let mut conn = h.store.pool.acquire().await.map_err(anyhow::Error::from)?;
+    let mut tx = h.store.write().await?;
     let added = suppressions::add(
-        &mut conn,
+        &mut tx,
         customer.id,
         &new.channel,
         reason,
@@ -115,7 +116,8 @@ async fn add_suppression(
         now,
     )
     .await?;
-    let stored = suppressions::list(&h.store.pool, Some(&customer.external_id), None)
+    tx.commit().await?;
+    let stored = suppressions::list(&h.store, Some(&customer.external_id), None)
         .await?
         .into_iter()
         .find(|s| s.channel == new.channel)
@@ -142,8 +144,10 @@ async fn remove_suppression(
     caller.require_reader()?;
     let Path((channel, external_id)) = path.map_err(super::bad_path)?;
     let customer = visible_customer(&h, &caller, &external_id).await?;
-    let mut conn = h.store.pool.acquire().await.map_err(anyhow::Error::from)?;
-    if suppressions::remove(&mut conn, customer.id, &channel).await? {
+    let mut tx = h.store.write().await?;
+    let lifted = suppressions::remove(&mut tx, customer.id, &channel).await?;
+    tx.commit().await?;
+    if lifted {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::new(

@@ -1,13 +1,10 @@
-//! The funnel and the weekly review: click tracking and the open pixel
-//! ([`tracking`], recorded by [`hits`]), the per-rule and per-channel report
-//! of a period ([`report()`]: planned → sent → delivered → opened → clicked →
-//! converted, rates, response time), and its HTTP side ([`http`]): the
-//! tracking endpoints, `GET /report` and the `/dashboard` page.
+//! The funnel and the weekly review: the per-rule and per-channel report of a
+//! period ([`report()`]: planned → sent → delivered → opened → clicked →
+//! converted, rates, response time), counted from what the store reads
+//! ([`crate::store::funnel`]). Tracking links are made at render time
+//! ([`crate::render::tracking`]); the endpoints, `GET /report` and the
+//! dashboard live at the HTTP edge.
 
-pub mod hits;
-pub mod http;
 mod report;
-pub mod tracking;
 
 pub use report::{parse_bound, report, table, Funnel, Report};
-pub use tracking::Tracker;

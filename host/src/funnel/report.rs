@@ -23,11 +23,10 @@
 //! - **response**: per delivered message with an open or click, the time
 //!   from its send to the first of them; the median is reported.
 
-use crate::store::to_millis;
-use anyhow::{Context, Result};
+use crate::store::{funnel, Store};
+use anyhow::Result;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{Row, SqlitePool};
 use std::collections::BTreeMap;
 
 /// One line of the report.
@@ -109,75 +108,42 @@ impl Message {
 /// customer; `Some(list)` only customers whose region is in the list (a
 /// staff token's scope; an empty list counts nothing).
 pub async fn report(
-    pool: &SqlitePool,
+    store: &Store,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
     regions: Option<&[String]>,
 ) -> Result<Report> {
-    let regions_json = regions.map(serde_json::to_string).transpose()?;
-    let planned_rows = sqlx::query(
-        "SELECT s.rule_id, COUNT(*) FROM schedule s JOIN customers c ON c.id = s.customer_id
-         WHERE s.occurs_at >= ?1 AND s.occurs_at < ?2 AND s.status != 'canceled'
-           AND (?3 IS NULL OR c.region IN (SELECT value FROM json_each(?3)))
-         GROUP BY s.rule_id",
-    )
-    .bind(to_millis(since))
-    .bind(to_millis(until))
-    .bind(&regions_json)
-    .fetch_all(pool)
-    .await
-    .context("cannot count the planned reminders")?;
-    let attempts = sqlx::query(
-        "SELECT d.schedule_id, d.rule_id, d.channel, d.status, d.retry_at, d.report, d.at,
-                (SELECT MIN(t.at) FROM tracking_events t WHERE t.delivery_id = d.id AND t.kind = 'open'),
-                (SELECT MIN(t.at) FROM tracking_events t WHERE t.delivery_id = d.id AND t.kind = 'click'),
-                EXISTS (SELECT 1 FROM goals g WHERE g.delivery_id = d.id)
-         FROM deliveries d JOIN customers c ON c.id = d.customer_id
-         WHERE d.at >= ?1 AND d.at < ?2 AND d.channel IS NOT NULL
-           AND d.status IN ('delivered', 'failed', 'dead', 'suppressed', 'deferred')
-           AND (?3 IS NULL OR c.region IN (SELECT value FROM json_each(?3)))
-         ORDER BY d.at, d.id",
-    )
-    .bind(to_millis(since))
-    .bind(to_millis(until))
-    .bind(&regions_json)
-    .fetch_all(pool)
-    .await
-    .context("cannot read the deliveries of the period")?;
+    let planned_rows = funnel::planned_by_rule(store, since, until, regions).await?;
+    let attempts = funnel::attempts(store, since, until, regions).await?;
 
     // (schedule row, channel) → message; schedule row → rule.
     let mut messages: BTreeMap<(i64, String), Message> = BTreeMap::new();
     let mut rule_of: BTreeMap<i64, String> = BTreeMap::new();
     for r in &attempts {
-        let schedule_id: i64 = r.get(0);
-        let rule: String = r.get(1);
-        let channel: String = r.get(2);
-        let status: String = r.get(3);
-        let retry_at: Option<i64> = r.get(4);
-        let provider_report: Option<String> = r.get(5);
-        let at: i64 = r.get(6);
-        rule_of.insert(schedule_id, rule);
-        let m = messages.entry((schedule_id, channel)).or_default();
+        let at = r.at.timestamp_millis();
+        rule_of.insert(r.schedule_id, r.rule.clone());
+        let m = messages
+            .entry((r.schedule_id, r.channel.clone()))
+            .or_default();
         m.routed = true;
-        if status == "deferred" {
+        if r.status == "deferred" {
             continue;
         }
         m.sent = true;
         m.last_at = at;
-        let undelivered = provider_report.as_deref() == Some("undelivered");
-        match status.as_str() {
+        let undelivered = r.report.as_deref() == Some("undelivered");
+        match r.status.as_str() {
             "delivered" if !undelivered => {
                 m.delivered = true;
                 m.failed = false;
                 m.sent_at.get_or_insert(at);
-                let first_open: Option<i64> = r.get(7);
-                let first_click: Option<i64> = r.get(8);
-                m.first_open = earliest(m.first_open, first_open);
-                m.first_click = earliest(m.first_click, first_click);
-                m.converted |= r.get::<bool, _>(9);
+                let millis = |t: Option<DateTime<Utc>>| t.map(|t| t.timestamp_millis());
+                m.first_open = earliest(m.first_open, millis(r.first_open));
+                m.first_click = earliest(m.first_click, millis(r.first_click));
+                m.converted |= r.converted;
             }
             "delivered" | "dead" | "suppressed" => m.failed = !m.delivered,
-            "failed" => m.failed = !m.delivered && retry_at.is_none(),
+            "failed" => m.failed = !m.delivered && !r.retried,
             _ => {}
         }
     }
@@ -208,8 +174,8 @@ pub async fn report(
     }
 
     let mut rules: BTreeMap<String, Tally> = BTreeMap::new();
-    for r in &planned_rows {
-        rules.entry(r.get(0)).or_default().planned += r.get::<i64, _>(1) as u64;
+    for (rule, count) in &planned_rows {
+        rules.entry(rule.clone()).or_default().planned += count;
     }
     let mut total = Tally::default();
     for (schedule_id, o) in &occurrences {
@@ -304,7 +270,7 @@ impl Tally {
 /// `1mo`), a date (`2026-03-01`, UTC midnight) or an RFC 3339 time.
 pub fn parse_bound(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
     let text = text.trim();
-    if let Ok(at) = crate::simulate::parse_instant(text) {
+    if let Ok(at) = crate::clock::parse_instant(text) {
         return Ok(at);
     }
     let span: crate::span::Span = text.parse().map_err(|_| {

@@ -10,6 +10,7 @@
 pub mod bindings;
 mod cache;
 pub mod http_policy;
+pub mod kv;
 pub mod run_budget;
 pub mod send_task;
 pub(crate) mod state;
@@ -22,9 +23,10 @@ use bindings::channel_api::{
 };
 use bindings::types::{AddressKind, PluginInfo, Setting};
 use http_policy::{AllowList, HttpMode};
+pub use kv::KvBackend;
 use run_budget::{BudgetExceeded, Budgeted, RunBudget};
 use state::StoreState;
-pub use state::{redact, KvBackend, PluginServices};
+pub use state::{redact, PluginServices};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,31 +1,19 @@
 //! Per-call store state of a plugin: its WASI context (no files, no
 //! environment, the host's clock, TCP only to the channel's `tcp://` allow-list
 //! entries), its `wasi:http` policy, its memory limiter, and the
-//! `herald:plugin/host` capabilities (log with secrets masked, key-value).
+//! `herald:plugin/host` capabilities (log with secrets masked; key-value,
+//! which [`super::kv`] implements).
 
 use super::bindings::host_api::{self, LogLevel};
 use super::http_policy::{AllowList, HttpMode, HttpPolicy};
+use super::kv::KvBackend;
 use crate::clock::SharedClock;
-use sqlx::SqlitePool;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
-
-/// An in-memory key-value store: (namespace, key) → (value, expiry in Unix ms).
-pub type MemoryKv = Arc<Mutex<HashMap<(String, String), (Vec<u8>, Option<i64>)>>>;
-
-/// Where a plugin's key-value store lives.
-#[derive(Clone, Debug)]
-pub enum KvBackend {
-    /// The deployment's database.
-    Sqlite(SqlitePool),
-    /// A map in memory (plugin tests with no deployment).
-    Memory(MemoryKv),
-}
 
 /// What the host lends every call of a plugin.
 #[derive(Clone)]
@@ -210,8 +198,6 @@ impl WasiHttpView for StoreState {
     }
 }
 
-const MAX_KV_VALUE: usize = 64 * 1024;
-
 impl host_api::Host for StoreState {
     async fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
         let channel = self.namespace.as_str();
@@ -228,18 +214,11 @@ impl host_api::Host for StoreState {
 
     async fn kv_get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
         let now = self.services.clock.now();
-        match &self.services.kv {
-            KvBackend::Sqlite(pool) => crate::store::kv::get(pool, &self.namespace, &key, now)
-                .await
-                .map_err(|e| wasmtime::format_err!("key-value read failed: {e:#}")),
-            KvBackend::Memory(map) => {
-                let map = map.lock().expect("kv lock");
-                Ok(map
-                    .get(&(self.namespace.clone(), key))
-                    .filter(|(_, exp)| exp.is_none_or(|e| e > now.timestamp_millis()))
-                    .map(|(v, _)| v.clone()))
-            }
-        }
+        self.services
+            .kv
+            .get(&self.namespace, &key, now)
+            .await
+            .map_err(|e| wasmtime::format_err!("key-value read failed: {e:#}"))
     }
 
     async fn kv_set(
@@ -248,42 +227,20 @@ impl host_api::Host for StoreState {
         value: Vec<u8>,
         ttl_seconds: Option<u64>,
     ) -> wasmtime::Result<()> {
-        if value.len() > MAX_KV_VALUE {
-            wasmtime::bail!(
-                "key-value value for `{key}` is {} bytes; the limit is {MAX_KV_VALUE}",
-                value.len()
-            );
-        }
         let now = self.services.clock.now();
-        match &self.services.kv {
-            KvBackend::Sqlite(pool) => {
-                crate::store::kv::set(pool, &self.namespace, &key, &value, ttl_seconds, now)
-                    .await
-                    .map_err(|e| wasmtime::format_err!("key-value write failed: {e:#}"))
-            }
-            KvBackend::Memory(map) => {
-                let expires =
-                    ttl_seconds.map(|s| now.timestamp_millis() + (s.min(1 << 40) as i64) * 1000);
-                map.lock()
-                    .expect("kv lock")
-                    .insert((self.namespace.clone(), key), (value, expires));
-                Ok(())
-            }
-        }
+        self.services
+            .kv
+            .set(&self.namespace, &key, value, ttl_seconds, now)
+            .await
+            .map_err(|e| wasmtime::format_err!("key-value write failed: {e:#}"))
     }
 
     async fn kv_delete(&mut self, key: String) -> wasmtime::Result<()> {
-        match &self.services.kv {
-            KvBackend::Sqlite(pool) => crate::store::kv::delete(pool, &self.namespace, &key)
-                .await
-                .map_err(|e| wasmtime::format_err!("key-value delete failed: {e:#}")),
-            KvBackend::Memory(map) => {
-                map.lock()
-                    .expect("kv lock")
-                    .remove(&(self.namespace.clone(), key));
-                Ok(())
-            }
-        }
+        self.services
+            .kv
+            .delete(&self.namespace, &key)
+            .await
+            .map_err(|e| wasmtime::format_err!("key-value delete failed: {e:#}"))
     }
 }
 

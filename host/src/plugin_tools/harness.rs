@@ -72,7 +72,7 @@ pub struct TestArgs {
 }
 
 fn parse_now(text: &str) -> Result<DateTime<Utc>, String> {
-    crate::simulate::parse_instant(text)
+    crate::clock::parse_instant(text)
 }
 
 /// An outcome a vendor's CI can insist on.

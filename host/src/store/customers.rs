@@ -1,10 +1,11 @@
 //! The `customers` table: load, save and soft-delete customer records.
 
+use super::Tx;
 use super::{from_millis, to_millis};
 use crate::customer::Customer;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
-use sqlx::{Row, SqliteConnection};
+use sqlx::Row;
 
 const COLUMNS: &str = "id, external_id, name, email, phone, wechat_openid, region, timezone, locale, state, attributes, created_at, updated_at, deleted_at";
 
@@ -29,24 +30,21 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Customer> {
 }
 
 /// The customer with this external id, deleted or not.
-pub async fn by_external_id(
-    conn: &mut SqliteConnection,
-    external_id: &str,
-) -> Result<Option<Customer>> {
+pub async fn by_external_id(tx: &mut Tx, external_id: &str) -> Result<Option<Customer>> {
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM customers WHERE external_id = ?"
     ))
     .bind(external_id)
-    .fetch_optional(conn)
+    .fetch_optional(tx.conn())
     .await?;
     row.as_ref().map(from_row).transpose()
 }
 
 /// The customer with this row id.
-pub async fn by_id(conn: &mut SqliteConnection, id: i64) -> Result<Option<Customer>> {
+pub async fn by_id(tx: &mut Tx, id: i64) -> Result<Option<Customer>> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM customers WHERE id = ?"))
         .bind(id)
-        .fetch_optional(conn)
+        .fetch_optional(tx.conn())
         .await?;
     row.as_ref().map(from_row).transpose()
 }
@@ -77,10 +75,7 @@ type CustomerTuple = (
 /// the async task, which cost more per row than SQLite's own lookup for the
 /// tick's batches (see docs/performance.md). Ids are looked up in ascending
 /// order, so the b-tree is walked front to back.
-pub async fn by_ids(
-    conn: &mut SqliteConnection,
-    ids: &[i64],
-) -> Result<std::collections::HashMap<i64, Customer>> {
+pub async fn by_ids(tx: &mut Tx, ids: &[i64]) -> Result<std::collections::HashMap<i64, Customer>> {
     if ids.is_empty() {
         return Ok(Default::default());
     }
@@ -93,7 +88,7 @@ pub async fn by_ids(
          FROM customers WHERE id IN (SELECT value FROM json_each(?))",
     )
     .bind(serde_json::to_string(&sorted)?)
-    .fetch_one(conn)
+    .fetch_one(tx.conn())
     .await?
     .get(0);
     let tuples: Vec<CustomerTuple> =
@@ -143,7 +138,7 @@ pub async fn by_ids(
 
 /// Insert or update a record; returns its id. A deleted record that is
 /// written again comes back to life.
-pub async fn save(conn: &mut SqliteConnection, c: &Customer) -> Result<i64> {
+pub async fn save(tx: &mut Tx, c: &Customer) -> Result<i64> {
     let attributes = serde_json::to_string(&c.attributes)?;
     let row = sqlx::query(
         "INSERT INTO customers (external_id, name, email, phone, wechat_openid, region, timezone, locale, state, attributes, created_at, updated_at, deleted_at)
@@ -168,35 +163,31 @@ pub async fn save(conn: &mut SqliteConnection, c: &Customer) -> Result<i64> {
     .bind(attributes)
     .bind(to_millis(c.created_at))
     .bind(to_millis(c.updated_at))
-    .fetch_one(conn)
+    .fetch_one(tx.conn())
     .await?;
     Ok(row.get(0))
 }
 
 /// Mark a customer deleted. The row stays so that reminders about the
 /// deletion itself can still be rendered; nothing else is sent to them.
-pub async fn mark_deleted(conn: &mut SqliteConnection, id: i64, at: DateTime<Utc>) -> Result<()> {
+pub async fn mark_deleted(tx: &mut Tx, id: i64, at: DateTime<Utc>) -> Result<()> {
     sqlx::query("UPDATE customers SET deleted_at = ?, updated_at = ? WHERE id = ?")
         .bind(to_millis(at))
         .bind(to_millis(at))
         .bind(id)
-        .execute(conn)
+        .execute(tx.conn())
         .await?;
     Ok(())
 }
 
 /// Live customers with row ids above `after_id`, in id order (for walking the whole base).
-pub async fn page_by_id(
-    conn: &mut SqliteConnection,
-    after_id: i64,
-    limit: i64,
-) -> Result<Vec<Customer>> {
+pub async fn page_by_id(tx: &mut Tx, after_id: i64, limit: i64) -> Result<Vec<Customer>> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM customers WHERE deleted_at IS NULL AND id > ? ORDER BY id LIMIT ?"
     ))
     .bind(after_id)
     .bind(limit)
-    .fetch_all(conn)
+    .fetch_all(tx.conn())
     .await?;
     rows.iter().map(from_row).collect()
 }
@@ -217,7 +208,7 @@ pub struct CustomerFilter {
 }
 
 /// Live customers ordered by external id, for listings.
-pub async fn list(conn: &mut SqliteConnection, filter: &CustomerFilter) -> Result<Vec<Customer>> {
+pub async fn list(tx: &mut Tx, filter: &CustomerFilter) -> Result<Vec<Customer>> {
     let scope = filter
         .scope
         .as_ref()
@@ -235,7 +226,48 @@ pub async fn list(conn: &mut SqliteConnection, filter: &CustomerFilter) -> Resul
     .bind(&filter.region)
     .bind(scope)
     .bind(filter.limit)
-    .fetch_all(conn)
+    .fetch_all(tx.conn())
     .await?;
     rows.iter().map(from_row).collect()
+}
+
+/// A contact address of one kind, to find the customer it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Address<'a> {
+    /// An email address.
+    Email(&'a str),
+    /// A phone number.
+    Phone(&'a str),
+    /// A WeChat OpenID.
+    Wechat(&'a str),
+}
+
+/// The first live customer (lowest id) with exactly this address.
+pub async fn id_by_address(tx: &mut Tx, address: Address<'_>) -> Result<Option<i64>> {
+    let (column, value) = match address {
+        Address::Email(v) => ("email", v),
+        Address::Phone(v) => ("phone", v),
+        Address::Wechat(v) => ("wechat_openid", v),
+    };
+    let row = sqlx::query(&format!(
+        "SELECT id FROM customers WHERE {column} = ? AND deleted_at IS NULL ORDER BY id LIMIT 1"
+    ))
+    .bind(value.trim())
+    .fetch_optional(tx.conn())
+    .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// The first live customer whose phone number, without spaces, dashes,
+/// brackets and dots, is `digits` (a `+` and digits).
+pub async fn id_by_phone_digits(tx: &mut Tx, digits: &str) -> Result<Option<i64>> {
+    let row = sqlx::query(
+        "SELECT id FROM customers
+         WHERE replace(replace(replace(replace(replace(phone, ' ', ''), '-', ''), '(', ''), ')', ''), '.', '') = ?
+           AND deleted_at IS NULL ORDER BY id LIMIT 1",
+    )
+    .bind(digits)
+    .fetch_optional(tx.conn())
+    .await?;
+    Ok(row.map(|r| r.get(0)))
 }

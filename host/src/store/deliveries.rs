@@ -2,10 +2,11 @@
 //! channel and provider carried it and how it ended.
 
 use super::{from_millis, raw, to_millis};
+use super::{json_list, Store, Tx};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::Row;
 
 /// How an attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -76,7 +77,7 @@ pub struct NewDelivery<'a> {
 
 /// Record many attempts, inside the caller's transaction on a connection it
 /// has locked.
-pub fn insert_many(conn: raw::Conn<'_>, items: &[NewDelivery<'_>]) -> Result<()> {
+pub(super) fn insert_many(conn: raw::Conn<'_>, items: &[NewDelivery<'_>]) -> Result<()> {
     let mut stmt = conn.prepare(
         "INSERT INTO deliveries (schedule_id, customer_id, rule_id, channel, provider, attempt, status,
                                  provider_message_id, error, subject, retry_at, at, duration_ms, failover_from)
@@ -192,7 +193,7 @@ fn delivery_from_row(r: &sqlx::sqlite::SqliteRow) -> DeliveryRow {
 }
 
 /// Recorded attempts, oldest first.
-pub async fn list(pool: &SqlitePool, filter: &DeliveryFilter) -> Result<Vec<DeliveryRow>> {
+pub async fn list(store: &Store, filter: &DeliveryFilter) -> Result<Vec<DeliveryRow>> {
     let rows = sqlx::query(&format!(
         "SELECT * FROM (
             SELECT {LIST_COLUMNS} {LIST_FROM}
@@ -204,7 +205,7 @@ pub async fn list(pool: &SqlitePool, filter: &DeliveryFilter) -> Result<Vec<Deli
     .bind(&filter.status)
     .bind(&filter.rule)
     .bind(if filter.limit > 0 { filter.limit } else { i64::MAX })
-    .fetch_all(pool)
+    .fetch_all(&store.pool)
     .await?;
     Ok(rows.iter().map(delivery_from_row).collect())
 }
@@ -233,7 +234,7 @@ pub struct DeliveryQuery {
 }
 
 /// Recorded attempts in id order, for paging through with `after_id`.
-pub async fn page(pool: &SqlitePool, q: &DeliveryQuery) -> Result<Vec<DeliveryRow>> {
+pub async fn page(store: &Store, q: &DeliveryQuery) -> Result<Vec<DeliveryRow>> {
     let scope = q.scope.as_ref().map(serde_json::to_string).transpose()?;
     let rows = sqlx::query(&format!(
         "SELECT {LIST_COLUMNS} {LIST_FROM}
@@ -252,7 +253,7 @@ pub async fn page(pool: &SqlitePool, q: &DeliveryQuery) -> Result<Vec<DeliveryRo
     .bind(q.until.map(to_millis))
     .bind(scope)
     .bind(q.limit)
-    .fetch_all(pool)
+    .fetch_all(&store.pool)
     .await?;
     Ok(rows.iter().map(delivery_from_row).collect())
 }
@@ -261,7 +262,7 @@ pub async fn page(pool: &SqlitePool, q: &DeliveryQuery) -> Result<Vec<DeliveryRo
 /// channel and provider message id). Returns how many rows it updated (0 when
 /// no delivery has that id, e.g. a report for a message sent elsewhere).
 pub async fn apply_report(
-    conn: &mut SqliteConnection,
+    tx: &mut Tx,
     channel: &str,
     provider_message_id: &str,
     delivered: bool,
@@ -281,7 +282,7 @@ pub async fn apply_report(
     .bind(to_millis(at))
     .bind(channel)
     .bind(provider_message_id)
-    .execute(conn)
+    .execute(tx.conn())
     .await?;
     Ok(done.rows_affected())
 }
@@ -289,7 +290,7 @@ pub async fn apply_report(
 /// Reminders delivered to each of `ids` since `since` (rule, channel, time),
 /// for frequency caps.
 pub async fn recent_sends(
-    conn: &mut SqliteConnection,
+    tx: &mut Tx,
     ids: &[i64],
     since: DateTime<Utc>,
 ) -> Result<std::collections::HashMap<i64, Vec<(String, String, DateTime<Utc>)>>> {
@@ -302,9 +303,9 @@ pub async fn recent_sends(
         "SELECT customer_id, rule_id, channel, at FROM deliveries
          WHERE customer_id IN (SELECT value FROM json_each(?)) AND at > ? AND status = 'delivered'",
     )
-    .bind(serde_json::to_string(ids)?)
+    .bind(json_list(ids)?)
     .bind(to_millis(since))
-    .fetch_all(conn)
+    .fetch_all(tx.conn())
     .await?;
     for r in rows {
         out.entry(r.get(0)).or_default().push((
@@ -314,4 +315,161 @@ pub async fn recent_sends(
         ));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::customer::Customer;
+    use crate::store::planning::{self, Changes};
+    use crate::store::schedule::{self, PlannedOccurrence};
+    use crate::store::testing::scratch;
+    use crate::store::tick::{self, TickWrites};
+    use chrono::{Duration, TimeZone};
+
+    fn t(minutes: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap() + Duration::minutes(minutes)
+    }
+
+    fn attempt<'a>(
+        schedule_id: i64,
+        customer_id: i64,
+        rule: &'a str,
+        status: DeliveryStatus,
+        at: DateTime<Utc>,
+    ) -> NewDelivery<'a> {
+        NewDelivery {
+            schedule_id,
+            customer_id,
+            rule_id: rule,
+            channel: Some("sms"),
+            provider: Some("twilio"),
+            failover_from: None,
+            attempt: 1,
+            status,
+            provider_message_id: (status == DeliveryStatus::Delivered).then_some("SM1"),
+            error: None,
+            subject: Some("Hi"),
+            retry_at: None,
+            at,
+            duration_ms: Some(12),
+        }
+    }
+
+    /// Two customers (north, south), one occurrence each, and attempts.
+    async fn seeded() -> (tempfile::TempDir, Store, [i64; 2]) {
+        let (dir, store) = scratch().await;
+        let mut tx = store.write().await.unwrap();
+        let mut ids = [0; 2];
+        for (i, region) in ["north", "south"].into_iter().enumerate() {
+            let mut c = Customer::new(&format!("c{i}"), t(0));
+            c.region = Some(region.into());
+            ids[i] = crate::store::customers::save(&mut tx, &c).await.unwrap();
+        }
+        let upserts = ids
+            .iter()
+            .map(|&id| PlannedOccurrence {
+                customer_id: id,
+                rule_id: "welcome".into(),
+                key: format!("{id}:welcome:created"),
+                due_at: t(0),
+                anchor: None,
+                context: None,
+            })
+            .collect();
+        let changes = Changes {
+            upserts,
+            ..Changes::default()
+        };
+        planning::apply(&mut tx, &changes, t(0)).await.unwrap();
+        tx.commit().await.unwrap();
+        let rows = schedule::claim_due(&store, t(0), t(5), 10, "tok")
+            .await
+            .unwrap();
+        let mut writes = TickWrites::default();
+        writes.deliveries.push(attempt(
+            rows[0].id,
+            rows[0].customer_id,
+            "welcome",
+            DeliveryStatus::Delivered,
+            t(1),
+        ));
+        writes.deliveries.push(attempt(
+            rows[1].id,
+            rows[1].customer_id,
+            "welcome",
+            DeliveryStatus::Failed,
+            t(2),
+        ));
+        tick::record(&store, &mut writes, t(2)).await.unwrap();
+        (dir, store, ids)
+    }
+
+    #[tokio::test]
+    async fn listings_filter_by_customer_status_and_region() {
+        let (_dir, store, ids) = seeded().await;
+        let all = list(&store, &DeliveryFilter::default()).await.unwrap();
+        assert_eq!(all.len(), 2);
+        assert!(all[0].at <= all[1].at, "oldest first");
+        let failed = list(
+            &store,
+            &DeliveryFilter {
+                status: Some("failed".into()),
+                ..DeliveryFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(failed.len(), 1);
+        let north = page(
+            &store,
+            &DeliveryQuery {
+                scope: Some(vec!["north".into()]),
+                limit: 10,
+                ..DeliveryQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(north.len(), 1);
+        assert_eq!(north[0].customer, "c0");
+        assert_eq!(
+            north[0].occurrence_key,
+            format!("{}:welcome:created", ids[0])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_provider_report_finds_its_delivery_by_channel_and_message_id() {
+        let (_dir, store, _) = seeded().await;
+        let mut tx = store.write().await.unwrap();
+        assert_eq!(
+            apply_report(&mut tx, "sms", "SM1", false, Some("30006"), t(3))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            apply_report(&mut tx, "email", "SM1", true, None, t(3))
+                .await
+                .unwrap(),
+            0
+        );
+        tx.commit().await.unwrap();
+        let delivered = list(&store, &DeliveryFilter::default()).await.unwrap();
+        let row = delivered.iter().find(|r| r.status == "delivered").unwrap();
+        assert_eq!(row.report.as_deref(), Some("undelivered"));
+        assert_eq!(row.report_reason.as_deref(), Some("30006"));
+    }
+
+    #[tokio::test]
+    async fn recent_sends_are_the_delivered_ones_since_the_cutoff() {
+        let (_dir, store, ids) = seeded().await;
+        let mut tx = store.read().await.unwrap();
+        let recent = recent_sends(&mut tx, &ids, t(0)).await.unwrap();
+        assert_eq!(recent.len(), 1, "only the delivered attempt counts");
+        let sends: Vec<_> = recent.values().flatten().collect();
+        assert_eq!(sends[0].1, "sms");
+        assert!(recent_sends(&mut tx, &ids, t(1)).await.unwrap().is_empty());
+    }
 }

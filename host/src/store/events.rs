@@ -1,11 +1,12 @@
 //! The `events` table: what customers did (a payment, a login, a visit).
 
+use super::Tx;
 use super::{from_millis, to_millis};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use sqlx::{Row, SqliteConnection};
+use sqlx::Row;
 
 /// A recorded event.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -25,7 +26,7 @@ pub struct EventRecord {
 /// Record an event. With an `event_id` already seen, nothing is written and
 /// `None` is returned, which makes ingestion idempotent.
 pub async fn insert(
-    conn: &mut SqliteConnection,
+    tx: &mut Tx,
     customer_id: i64,
     kind: &str,
     at: DateTime<Utc>,
@@ -43,7 +44,7 @@ pub async fn insert(
     .bind(serde_json::to_string(properties)?)
     .bind(event_id)
     .bind(to_millis(recorded_at))
-    .fetch_optional(conn)
+    .fetch_optional(tx.conn())
     .await?;
     Ok(row.map(|r| EventRecord {
         id: r.get(0),
@@ -55,24 +56,20 @@ pub async fn insert(
 }
 
 /// The customer's most recent events, oldest first.
-pub async fn recent(
-    conn: &mut SqliteConnection,
-    customer_id: i64,
-    limit: i64,
-) -> Result<Vec<EventRecord>> {
+pub async fn recent(tx: &mut Tx, customer_id: i64, limit: i64) -> Result<Vec<EventRecord>> {
     let rows = sqlx::query(
         "SELECT id, kind, at, properties FROM events WHERE customer_id = ? ORDER BY at DESC, id DESC LIMIT ?",
     )
     .bind(customer_id)
     .bind(limit)
-    .fetch_all(conn)
+    .fetch_all(tx.conn())
     .await?;
     oldest_first(&rows, customer_id)
 }
 
 /// When the customer last did any of `kinds` (`None`: never).
 pub async fn latest_at(
-    conn: &mut SqliteConnection,
+    tx: &mut Tx,
     customer_id: i64,
     kinds: &[String],
 ) -> Result<Option<DateTime<Utc>>> {
@@ -81,7 +78,7 @@ pub async fn latest_at(
     )
     .bind(customer_id)
     .bind(serde_json::to_string(kinds)?)
-    .fetch_one(conn)
+    .fetch_one(tx.conn())
     .await?;
     Ok(row.get::<Option<i64>, _>(0).map(from_millis))
 }
@@ -89,7 +86,7 @@ pub async fn latest_at(
 /// The customer's events at or after `from` (of `kinds`, when given),
 /// oldest first, at most the latest `limit`.
 pub async fn since(
-    conn: &mut SqliteConnection,
+    tx: &mut Tx,
     customer_id: i64,
     from: DateTime<Utc>,
     kinds: Option<&[String]>,
@@ -105,7 +102,7 @@ pub async fn since(
     .bind(kinds.map(|_| 1))
     .bind(kinds.map(serde_json::to_string).transpose()?)
     .bind(limit)
-    .fetch_all(conn)
+    .fetch_all(tx.conn())
     .await?;
     oldest_first(&rows, customer_id)
 }

@@ -1,10 +1,11 @@
 //! The `inbox` table: in-app messages, the built-in `inbox` channel's output.
 
+use super::Store;
 use super::{from_millis, raw, to_millis};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
 
 /// An in-app message.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -44,7 +45,7 @@ pub struct NewMessage<'a> {
 
 /// Put many messages in inboxes, inside the caller's transaction on a
 /// connection it has locked; repeats are ignored.
-pub fn deliver_many(
+pub(super) fn deliver_many(
     conn: raw::Conn<'_>,
     items: &[NewMessage<'_>],
     now: DateTime<Utc>,
@@ -71,12 +72,12 @@ pub fn deliver_many(
 }
 
 /// A customer's messages, oldest first.
-pub async fn list(pool: &SqlitePool, customer_id: i64) -> Result<Vec<InboxMessage>> {
+pub async fn list(store: &Store, customer_id: i64) -> Result<Vec<InboxMessage>> {
     let rows = sqlx::query(
         "SELECT id, rule_id, subject, text, html, created_at, read_at FROM inbox WHERE customer_id = ? ORDER BY created_at, id",
     )
     .bind(customer_id)
-    .fetch_all(pool)
+    .fetch_all(&store.pool)
     .await?;
     Ok(rows
         .iter()
@@ -95,7 +96,7 @@ pub async fn list(pool: &SqlitePool, customer_id: i64) -> Result<Vec<InboxMessag
 /// Mark one of a customer's messages read (the first time only); false when
 /// the customer has no such message.
 pub async fn mark_read(
-    pool: &SqlitePool,
+    store: &Store,
     customer_id: i64,
     message_id: i64,
     now: DateTime<Utc>,
@@ -106,7 +107,7 @@ pub async fn mark_read(
     .bind(to_millis(now))
     .bind(message_id)
     .bind(customer_id)
-    .execute(pool)
+    .execute(&store.pool)
     .await?;
     Ok(found.rows_affected() == 1)
 }

@@ -2,13 +2,14 @@
 //! cursors), namespaced by channel so no plugin reads another's keys.
 
 use super::to_millis;
+use super::Store;
 use anyhow::Result;
 use chrono::{DateTime, Duration, Utc};
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
 
 /// Read a live value.
 pub async fn get(
-    pool: &SqlitePool,
+    store: &Store,
     namespace: &str,
     key: &str,
     now: DateTime<Utc>,
@@ -19,14 +20,14 @@ pub async fn get(
     .bind(namespace)
     .bind(key)
     .bind(to_millis(now))
-    .fetch_optional(pool)
+    .fetch_optional(&store.pool)
     .await?;
     Ok(row.map(|r| r.get(0)))
 }
 
 /// Write a value, optionally expiring `ttl_seconds` after `now`.
 pub async fn set(
-    pool: &SqlitePool,
+    store: &Store,
     namespace: &str,
     key: &str,
     value: &[u8],
@@ -43,17 +44,17 @@ pub async fn set(
     .bind(key)
     .bind(value)
     .bind(expires)
-    .execute(pool)
+    .execute(&store.pool)
     .await?;
     Ok(())
 }
 
 /// Remove a value.
-pub async fn delete(pool: &SqlitePool, namespace: &str, key: &str) -> Result<()> {
+pub async fn delete(store: &Store, namespace: &str, key: &str) -> Result<()> {
     sqlx::query("DELETE FROM plugin_kv WHERE namespace = ? AND key = ?")
         .bind(namespace)
         .bind(key)
-        .execute(pool)
+        .execute(&store.pool)
         .await?;
     Ok(())
 }

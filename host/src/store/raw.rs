@@ -25,9 +25,13 @@ pub struct Conn<'c> {
 }
 
 impl<'c> Conn<'c> {
-    /// Use `raw`, which must stay open and be used by no one else for `'c`
-    /// (as a [`sqlx::sqlite::LockedSqliteHandle`] guarantees while it lives).
-    pub fn new(raw: NonNull<ffi::sqlite3>) -> Conn<'c> {
+    /// Use `raw` as a connection for `'c`.
+    ///
+    /// # Safety
+    /// `raw` must be an open SQLite connection that stays open and is used by
+    /// no one else for `'c` (as a [`sqlx::sqlite::LockedSqliteHandle`]
+    /// guarantees while it lives).
+    pub unsafe fn new(raw: NonNull<ffi::sqlite3>) -> Conn<'c> {
         Conn {
             raw,
             _borrow: PhantomData,
@@ -117,7 +121,9 @@ impl Owned {
 
     /// The connection, for as long as this value lives.
     pub fn conn(&self) -> Conn<'_> {
-        Conn::new(self.0)
+        // SAFETY: opened by `Owned::open` and closed only when `self` drops,
+        // which the borrow of `self` outlives.
+        unsafe { Conn::new(self.0) }
     }
 }
 

@@ -1,11 +1,11 @@
 //! The `schedule` table: planned reminder occurrences, claimed by the tick
 //! under a lease, and finished as done, skipped, canceled, failed or dead.
 
-use super::{from_millis, raw, to_millis};
+use super::{from_millis, raw, to_millis, Store, Tx};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::Row;
 
 /// An occurrence the planner wants to exist.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,11 +76,7 @@ fn from_row(r: &sqlx::sqlite::SqliteRow) -> ScheduledRow {
 /// Make an occurrence pending. An existing pending (unclaimed) or canceled
 /// row with the same key is updated; a row already done, claimed, failed or
 /// dead is left alone, so the same occurrence is never sent twice.
-pub async fn upsert(
-    conn: &mut SqliteConnection,
-    occ: &PlannedOccurrence,
-    now: DateTime<Utc>,
-) -> Result<()> {
+pub async fn upsert(tx: &mut Tx, occ: &PlannedOccurrence, now: DateTime<Utc>) -> Result<()> {
     let context = occ
         .context
         .as_ref()
@@ -104,14 +100,14 @@ pub async fn upsert(
     .bind(context)
     .bind(to_millis(now))
     .bind(to_millis(now))
-    .execute(conn)
+    .execute(tx.conn())
     .await?;
     Ok(())
 }
 
 /// Cancel the customer's unclaimed pending occurrences of a rule, except `keep`.
 pub async fn cancel_rule(
-    conn: &mut SqliteConnection,
+    tx: &mut Tx,
     customer_id: i64,
     rule_id: &str,
     keep: Option<&str>,
@@ -128,54 +124,58 @@ pub async fn cancel_rule(
     .bind(customer_id)
     .bind(rule_id)
     .bind(keep.unwrap_or(""))
-    .execute(conn)
+    .execute(tx.conn())
     .await?;
     Ok(done.rows_affected())
 }
 
-/// Cancel the customer's unclaimed pending follow-up steps of a rule.
-pub async fn cancel_steps(
-    conn: &mut SqliteConnection,
+/// Cancel the customer's unclaimed pending occurrences of a rule whose key
+/// contains `marker` (the planner marks follow-up steps so).
+pub async fn cancel_marked(
+    tx: &mut Tx,
     customer_id: i64,
     rule_id: &str,
+    marker: &str,
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<u64> {
     let done = sqlx::query(
         "UPDATE schedule SET status = 'canceled', last_error = ?, updated_at = ?
          WHERE customer_id = ? AND rule_id = ? AND status = 'pending' AND claim_token IS NULL
-           AND occurrence_key LIKE '%#step%'",
+           AND instr(occurrence_key, ?) > 0",
     )
     .bind(reason)
     .bind(to_millis(now))
     .bind(customer_id)
     .bind(rule_id)
-    .execute(conn)
+    .bind(marker)
+    .execute(tx.conn())
     .await?;
     Ok(done.rows_affected())
 }
 
-/// The customer's pending occurrences (claimed or not), earliest first.
-pub async fn pending_for(
-    conn: &mut SqliteConnection,
-    customer_id: i64,
-) -> Result<Vec<ScheduledRow>> {
+/// The pending occurrences (claimed or not) of each of `ids`, by customer,
+/// earliest first.
+pub async fn pending_of_many(tx: &mut Tx, ids: &[i64]) -> Result<Vec<ScheduledRow>> {
     let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM schedule WHERE customer_id = ? AND status = 'pending' ORDER BY occurs_at, id"
+        "SELECT {COLUMNS} FROM schedule
+         WHERE customer_id IN (SELECT value FROM json_each(?)) AND status = 'pending'
+         ORDER BY customer_id, occurs_at, id"
     ))
-    .bind(customer_id)
-    .fetch_all(conn)
-    .await?;
+    .bind(super::json_list(ids)?)
+    .fetch_all(tx.conn())
+    .await
+    .context("cannot read the customers' pending reminders")?;
     Ok(rows.iter().map(from_row).collect())
 }
 
 /// Every occurrence of the customer, most recently changed first.
-pub async fn all_for(conn: &mut SqliteConnection, customer_id: i64) -> Result<Vec<ScheduledRow>> {
+pub async fn all_for(tx: &mut Tx, customer_id: i64) -> Result<Vec<ScheduledRow>> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM schedule WHERE customer_id = ? ORDER BY updated_at DESC, id DESC"
     ))
     .bind(customer_id)
-    .fetch_all(conn)
+    .fetch_all(tx.conn())
     .await?;
     Ok(rows.iter().map(from_row).collect())
 }
@@ -210,7 +210,7 @@ type ClaimedTuple = (
 /// batches: the driver hands rows over one by one between threads, which
 /// cost more than SQLite's own work per row (see docs/performance.md).
 pub async fn claim_due(
-    pool: &SqlitePool,
+    store: &Store,
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
     batch: u32,
@@ -226,7 +226,7 @@ pub async fn claim_due(
     .bind(to_millis(now))
     .bind(to_millis(now))
     .bind(batch as i64)
-    .execute(pool)
+    .execute(&store.pool)
     .await?
     .rows_affected();
     if claimed == 0 {
@@ -238,7 +238,7 @@ pub async fn claim_due(
     ))
     .bind(to_millis(lease_until))
     .bind(token)
-    .fetch_one(pool)
+    .fetch_one(&store.pool)
     .await?
     .get(0);
     let tuples: Vec<ClaimedTuple> = serde_json::from_str(&json)
@@ -289,9 +289,9 @@ pub async fn claim_due(
 }
 
 /// The earliest due time among pending occurrences.
-pub async fn next_due_at(pool: &SqlitePool) -> Result<Option<DateTime<Utc>>> {
+pub async fn next_due_at(store: &Store) -> Result<Option<DateTime<Utc>>> {
     let row = sqlx::query("SELECT MIN(due_at) FROM schedule WHERE status = 'pending'")
-        .fetch_one(pool)
+        .fetch_one(&store.pool)
         .await?;
     Ok(row.get::<Option<i64>, _>(0).map(from_millis))
 }
@@ -319,7 +319,11 @@ pub struct Release {
 /// and another process took them) are left alone; returns how many rows
 /// were released. Rows go in id order, so the b-trees are walked front to
 /// back.
-pub fn release_many(conn: raw::Conn<'_>, items: &[Release], now: DateTime<Utc>) -> Result<u64> {
+pub(super) fn release_many(
+    conn: raw::Conn<'_>,
+    items: &[Release],
+    now: DateTime<Utc>,
+) -> Result<u64> {
     let mut stmt = conn.prepare(
         "UPDATE schedule SET status = ?1, last_error = ?2, due_at = COALESCE(?3, due_at),
                 attempts = attempts + ?4, claim_token = NULL, updated_at = ?5
@@ -347,7 +351,7 @@ pub fn release_many(conn: raw::Conn<'_>, items: &[Release], now: DateTime<Utc>) 
 
 /// [`upsert`] for many occurrences, in order, inside the caller's
 /// transaction on a connection it has locked.
-pub fn upsert_many(
+pub(super) fn upsert_many(
     conn: raw::Conn<'_>,
     occs: &[PlannedOccurrence],
     now: DateTime<Utc>,
@@ -378,18 +382,27 @@ pub fn upsert_many(
     Ok(())
 }
 
-/// [`cancel_rule`] for many (customer, rule, keep, reason) in one statement.
-pub async fn cancel_rules_many(
-    conn: &mut SqliteConnection,
-    items: &[(i64, String, Option<String>, String)],
-    now: DateTime<Utc>,
-) -> Result<u64> {
+/// Pending occurrences of one customer's rule to cancel, all but `keep`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cancel {
+    /// The customer's row id.
+    pub customer_id: i64,
+    /// The rule.
+    pub rule_id: String,
+    /// An occurrence key to leave alone (the one just planned).
+    pub keep: Option<String>,
+    /// Why, recorded on each canceled row.
+    pub reason: String,
+}
+
+/// [`cancel_rule`] for many customers and rules in one statement.
+pub async fn cancel_rules_many(tx: &mut Tx, items: &[Cancel], now: DateTime<Utc>) -> Result<u64> {
     if items.is_empty() {
         return Ok(0);
     }
     let rows: Vec<Value> = items
         .iter()
-        .map(|(c, r, k, reason)| json!({"c": c, "r": r, "k": k.as_deref().unwrap_or(""), "why": reason}))
+        .map(|c| json!({"c": c.customer_id, "r": c.rule_id, "k": c.keep.as_deref().unwrap_or(""), "why": c.reason}))
         .collect();
     let done = sqlx::query(
         "UPDATE schedule SET status = 'canceled', last_error = j.why, updated_at = ?
@@ -399,7 +412,217 @@ pub async fn cancel_rules_many(
     )
     .bind(to_millis(now))
     .bind(serde_json::to_string(&rows)?)
-    .execute(conn)
+    .execute(tx.conn())
     .await?;
     Ok(done.rows_affected())
+}
+
+/// Reminders due at `now` and not yet claimed: how many, and the due time of
+/// the oldest (for the backlog and lag metrics).
+pub async fn due_backlog(
+    store: &Store,
+    now: DateTime<Utc>,
+) -> Result<(i64, Option<DateTime<Utc>>)> {
+    let row = sqlx::query(
+        "SELECT COUNT(*), MIN(due_at) FROM schedule WHERE status = 'pending' AND due_at <= ?",
+    )
+    .bind(to_millis(now))
+    .fetch_one(&store.pool)
+    .await?;
+    Ok((row.get(0), row.get::<Option<i64>, _>(1).map(from_millis)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::customer::Customer;
+    use crate::store::planning::{self, Changes};
+    use crate::store::testing::scratch;
+    use crate::store::tick::{self, TickWrites};
+    use chrono::{Duration, TimeZone};
+
+    fn t(minutes: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap() + Duration::minutes(minutes)
+    }
+
+    fn occ(customer_id: i64, key: &str, due: DateTime<Utc>) -> PlannedOccurrence {
+        PlannedOccurrence {
+            customer_id,
+            rule_id: "r".into(),
+            key: key.into(),
+            due_at: due,
+            anchor: None,
+            context: Some(json!({"step": 0})),
+        }
+    }
+
+    async fn with_customer() -> (tempfile::TempDir, Store, i64) {
+        let (dir, store) = scratch().await;
+        let mut tx = store.write().await.unwrap();
+        let id = crate::store::customers::save(&mut tx, &Customer::new("c1", t(0)))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        (dir, store, id)
+    }
+
+    async fn plan(store: &Store, upserts: Vec<PlannedOccurrence>, cancels: Vec<Cancel>) {
+        let mut tx = store.write().await.unwrap();
+        let changes = Changes {
+            upserts,
+            cancels,
+            ..Changes::default()
+        };
+        planning::apply(&mut tx, &changes, t(0)).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    fn release(row: &ScheduledRow, status: &'static str, token: &str) -> Release {
+        Release {
+            id: row.id,
+            token: token.into(),
+            status,
+            error: None,
+            due_at: None,
+            attempted: true,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_claim_takes_due_rows_in_due_order_under_a_lease() {
+        let (_dir, store, id) = with_customer().await;
+        plan(
+            &store,
+            vec![
+                occ(id, "b", t(2)),
+                occ(id, "a", t(1)),
+                occ(id, "later", t(60)),
+            ],
+            vec![],
+        )
+        .await;
+        let claimed = claim_due(&store, t(5), t(10), 10, "tok-1").await.unwrap();
+        let keys: Vec<&str> = claimed.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["a", "b"]);
+        assert!(claimed
+            .iter()
+            .all(|r| r.claim_token.as_deref() == Some("tok-1")));
+        assert_eq!(claimed[0].context, Some(json!({"step": 0})));
+        // Leased: not due again until the lease ends, then due again.
+        assert!(claim_due(&store, t(9), t(14), 10, "tok-2")
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(next_due_at(&store).await.unwrap(), Some(t(10)));
+        let again = claim_due(&store, t(10), t(15), 1, "tok-3").await.unwrap();
+        assert_eq!(again.len(), 1, "the batch size bounds a claim");
+    }
+
+    #[tokio::test]
+    async fn a_release_needs_the_claim_token_it_was_claimed_with() {
+        let (_dir, store, id) = with_customer().await;
+        plan(&store, vec![occ(id, "a", t(1))], vec![]).await;
+        let first = claim_due(&store, t(1), t(2), 10, "old").await.unwrap();
+        // The lease ran out and another process claimed the row again.
+        let second = claim_due(&store, t(2), t(3), 10, "new").await.unwrap();
+        assert_eq!(second.len(), 1);
+        let mut stale = TickWrites {
+            releases: vec![release(&first[0], "done", "old")],
+            ..TickWrites::default()
+        };
+        assert_eq!(tick::record(&store, &mut stale, t(2)).await.unwrap(), 0);
+        let mut fresh = TickWrites {
+            releases: vec![release(&second[0], "done", "new")],
+            ..TickWrites::default()
+        };
+        assert_eq!(tick::record(&store, &mut fresh, t(2)).await.unwrap(), 1);
+        let mut tx = store.read().await.unwrap();
+        let rows = all_for(&mut tx, id).await.unwrap();
+        assert_eq!(rows[0].status, "done");
+        assert_eq!(rows[0].attempts, 1);
+        assert_eq!(rows[0].claim_token, None);
+    }
+
+    #[tokio::test]
+    async fn planning_never_revives_a_finished_or_claimed_occurrence() {
+        let (_dir, store, id) = with_customer().await;
+        plan(&store, vec![occ(id, "a", t(1)), occ(id, "b", t(1))], vec![]).await;
+        let claimed = claim_due(&store, t(1), t(2), 10, "tok").await.unwrap();
+        let mut done = TickWrites {
+            releases: vec![release(&claimed[0], "done", "tok")],
+            ..TickWrites::default()
+        };
+        tick::record(&store, &mut done, t(1)).await.unwrap();
+        // "a" is done, "b" still claimed: planning both again moves neither.
+        plan(
+            &store,
+            vec![occ(id, "a", t(30)), occ(id, "b", t(30))],
+            vec![],
+        )
+        .await;
+        let mut tx = store.read().await.unwrap();
+        for row in all_for(&mut tx, id).await.unwrap() {
+            assert_ne!(row.due_at, t(30), "{} was moved", row.key);
+        }
+    }
+
+    #[tokio::test]
+    async fn cancelling_a_rule_keeps_the_one_just_planned_and_claimed_rows() {
+        let (_dir, store, id) = with_customer().await;
+        plan(
+            &store,
+            vec![
+                occ(id, "old", t(1)),
+                occ(id, "claimed", t(1)),
+                occ(id, "new", t(50)),
+            ],
+            vec![],
+        )
+        .await;
+        claim_due(&store, t(1), t(5), 1, "tok").await.unwrap();
+        let cancel = Cancel {
+            customer_id: id,
+            rule_id: "r".into(),
+            keep: Some("new".into()),
+            reason: "date moved".into(),
+        };
+        plan(&store, vec![], vec![cancel]).await;
+        let mut tx = store.read().await.unwrap();
+        let by_key: std::collections::HashMap<String, ScheduledRow> = all_for(&mut tx, id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.key.clone(), r))
+            .collect();
+        let claimed_key = if by_key["old"].claim_token.is_some() {
+            "old"
+        } else {
+            "claimed"
+        };
+        let other = if claimed_key == "old" {
+            "claimed"
+        } else {
+            "old"
+        };
+        assert_eq!(by_key[claimed_key].status, "pending");
+        assert_eq!(by_key[other].status, "canceled");
+        assert_eq!(by_key[other].last_error.as_deref(), Some("date moved"));
+        assert_eq!(by_key["new"].status, "pending");
+    }
+
+    #[tokio::test]
+    async fn the_backlog_counts_due_unclaimed_rows_and_the_oldest_due_time() {
+        let (_dir, store, id) = with_customer().await;
+        assert_eq!(due_backlog(&store, t(10)).await.unwrap(), (0, None));
+        plan(
+            &store,
+            vec![occ(id, "a", t(1)), occ(id, "b", t(8)), occ(id, "c", t(20))],
+            vec![],
+        )
+        .await;
+        assert_eq!(due_backlog(&store, t(10)).await.unwrap(), (2, Some(t(1))));
+        // A claimed row is not waiting any more.
+        claim_due(&store, t(10), t(30), 1, "tok").await.unwrap();
+        assert_eq!(due_backlog(&store, t(10)).await.unwrap(), (1, Some(t(8))));
+    }
 }

@@ -3,10 +3,11 @@
 //! next channel.
 
 use super::{from_millis, to_millis};
+use super::{json_list, Store, Tx};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::Row;
 use std::collections::{HashMap, HashSet};
 
 /// Where a suppression came from.
@@ -17,11 +18,28 @@ pub mod source {
     pub const REPLY: &str = "reply";
     /// An operator added it through the API.
     pub const API: &str = "api";
+    /// The customer followed a signed unsubscribe link.
+    pub const UNSUBSCRIBE: &str = "unsubscribe";
+    /// An imported suppression list.
+    pub const IMPORT: &str = "import";
+}
+
+/// A suppression to add (see [`add`]).
+#[derive(Debug, Clone)]
+pub struct NewSuppression<'a> {
+    /// The customer's row id.
+    pub customer_id: i64,
+    /// The channel they refused.
+    pub channel: &'a str,
+    /// Why.
+    pub reason: String,
+    /// One of [`source`].
+    pub source: &'static str,
 }
 
 /// Suppress `customer_id` on `channel`; an existing suppression is kept as it was.
 pub async fn add(
-    conn: &mut SqliteConnection,
+    tx: &mut Tx,
     customer_id: i64,
     channel: &str,
     reason: &str,
@@ -37,26 +55,23 @@ pub async fn add(
     .bind(reason)
     .bind(source)
     .bind(to_millis(now))
-    .execute(conn)
+    .execute(tx.conn())
     .await?;
     Ok(done.rows_affected() > 0)
 }
 
 /// Lift the suppression of `customer_id` on `channel` (a START reply).
-pub async fn remove(conn: &mut SqliteConnection, customer_id: i64, channel: &str) -> Result<bool> {
+pub async fn remove(tx: &mut Tx, customer_id: i64, channel: &str) -> Result<bool> {
     let done = sqlx::query("DELETE FROM suppressions WHERE customer_id = ? AND channel = ?")
         .bind(customer_id)
         .bind(channel)
-        .execute(conn)
+        .execute(tx.conn())
         .await?;
     Ok(done.rows_affected() > 0)
 }
 
 /// The suppressed channels of each of `ids` that has any.
-pub async fn for_customers(
-    conn: &mut SqliteConnection,
-    ids: &[i64],
-) -> Result<HashMap<i64, HashSet<String>>> {
+pub async fn for_customers(tx: &mut Tx, ids: &[i64]) -> Result<HashMap<i64, HashSet<String>>> {
     let mut out: HashMap<i64, HashSet<String>> = HashMap::new();
     if ids.is_empty() {
         return Ok(out);
@@ -65,8 +80,8 @@ pub async fn for_customers(
         "SELECT customer_id, channel FROM suppressions
          WHERE customer_id IN (SELECT value FROM json_each(?))",
     )
-    .bind(serde_json::to_string(ids)?)
-    .fetch_all(conn)
+    .bind(json_list(ids)?)
+    .fetch_all(tx.conn())
     .await?;
     for r in rows {
         out.entry(r.get(0)).or_default().insert(r.get(1));
@@ -92,7 +107,7 @@ pub struct Suppression {
 /// Every suppression, optionally of one customer, oldest first.
 /// `scope` limits it to customers of those regions (a staff caller).
 pub async fn list(
-    pool: &SqlitePool,
+    store: &Store,
     customer: Option<&str>,
     scope: Option<&[String]>,
 ) -> Result<Vec<Suppression>> {
@@ -106,7 +121,7 @@ pub async fn list(
     )
     .bind(customer)
     .bind(scope)
-    .fetch_all(pool)
+    .fetch_all(&store.pool)
     .await?;
     Ok(rows
         .iter()

@@ -2,11 +2,12 @@
 //! customer for staff to phone, with the reminder's title and reason.
 
 use super::{from_millis, to_millis};
+use super::{Store, Tx};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::Row;
 
 /// A task for [`add_many`].
 #[derive(Debug, Clone)]
@@ -24,11 +25,7 @@ pub struct NewTask<'a> {
 }
 
 /// Put many tasks on the list in one statement; repeats are ignored.
-pub async fn add_many(
-    conn: &mut SqliteConnection,
-    items: &[NewTask<'_>],
-    now: DateTime<Utc>,
-) -> Result<()> {
+pub async fn add_many(tx: &mut Tx, items: &[NewTask<'_>], now: DateTime<Utc>) -> Result<()> {
     if items.is_empty() {
         return Ok(());
     }
@@ -44,7 +41,7 @@ pub async fn add_many(
     )
     .bind(to_millis(now))
     .bind(serde_json::to_string(&rows)?)
-    .execute(conn)
+    .execute(tx.conn())
     .await?;
     Ok(())
 }
@@ -73,14 +70,14 @@ pub struct Task {
 }
 
 /// Open tasks (or all with `include_done`), oldest first.
-pub async fn list(pool: &SqlitePool, include_done: bool) -> Result<Vec<Task>> {
+pub async fn list(store: &Store, include_done: bool) -> Result<Vec<Task>> {
     let rows = sqlx::query(
         "SELECT t.id, c.external_id, c.name, c.phone, t.rule_id, t.title, t.reason, t.created_at, t.done_at
          FROM tasks t JOIN customers c ON c.id = t.customer_id
          WHERE ? OR t.done_at IS NULL ORDER BY t.created_at, t.id",
     )
     .bind(include_done)
-    .fetch_all(pool)
+    .fetch_all(&store.pool)
     .await?;
     Ok(rows
         .iter()
@@ -99,11 +96,11 @@ pub async fn list(pool: &SqlitePool, include_done: bool) -> Result<Vec<Task>> {
 }
 
 /// Mark a task done; false when there is no such open task.
-pub async fn mark_done(pool: &SqlitePool, id: i64, now: DateTime<Utc>) -> Result<bool> {
+pub async fn mark_done(store: &Store, id: i64, now: DateTime<Utc>) -> Result<bool> {
     let done = sqlx::query("UPDATE tasks SET done_at = ? WHERE id = ? AND done_at IS NULL")
         .bind(to_millis(now))
         .bind(id)
-        .execute(pool)
+        .execute(&store.pool)
         .await?;
     Ok(done.rows_affected() > 0)
 }

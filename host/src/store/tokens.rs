@@ -1,11 +1,12 @@
 //! API bearer tokens: creation (the token is returned once, only its SHA-256
 //! is stored), lookup by presented token, listing and revocation.
 
+use super::Store;
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -90,7 +91,7 @@ pub fn validate(role: Role, regions: &[String]) -> Result<()> {
 
 /// Create a token; returns the token text (shown once) and its row.
 pub async fn create(
-    pool: &SqlitePool,
+    store: &Store,
     role: Role,
     regions: &[String],
     name: Option<&str>,
@@ -112,8 +113,8 @@ pub async fn create(
     .bind(role.as_str())
     .bind(&regions_json)
     .bind(name)
-    .bind(crate::store::to_millis(now))
-    .fetch_one(pool)
+    .bind(super::to_millis(now))
+    .fetch_one(&store.pool)
     .await
     .context("cannot store the token")?;
     Ok((
@@ -139,37 +140,37 @@ fn info(row: &sqlx::sqlite::SqliteRow) -> Result<TokenInfo> {
         role: role.parse().map_err(anyhow::Error::msg)?,
         regions: serde_json::from_str(&regions).context("stored token regions are not JSON")?,
         name: row.get("name"),
-        created_at: crate::store::from_millis(row.get("created_at")),
+        created_at: super::from_millis(row.get("created_at")),
         revoked_at: row
             .get::<Option<i64>, _>("revoked_at")
-            .map(crate::store::from_millis),
+            .map(super::from_millis),
     })
 }
 
 /// The live (not revoked) token matching `token`, if any.
-pub async fn find(pool: &SqlitePool, token: &str) -> Result<Option<TokenInfo>> {
+pub async fn find(store: &Store, token: &str) -> Result<Option<TokenInfo>> {
     let row = sqlx::query("SELECT * FROM api_tokens WHERE hash = ? AND revoked_at IS NULL")
         .bind(hash(token))
-        .fetch_optional(pool)
+        .fetch_optional(&store.pool)
         .await?;
     row.as_ref().map(info).transpose()
 }
 
 /// Every token, newest first.
-pub async fn list(pool: &SqlitePool) -> Result<Vec<TokenInfo>> {
+pub async fn list(store: &Store) -> Result<Vec<TokenInfo>> {
     let rows = sqlx::query("SELECT * FROM api_tokens ORDER BY id DESC")
-        .fetch_all(pool)
+        .fetch_all(&store.pool)
         .await?;
     rows.iter().map(info).collect()
 }
 
 /// Revoke a token by id; false when there is no such live token.
-pub async fn revoke(pool: &SqlitePool, id: i64, now: DateTime<Utc>) -> Result<bool> {
+pub async fn revoke(store: &Store, id: i64, now: DateTime<Utc>) -> Result<bool> {
     let done =
         sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-            .bind(crate::store::to_millis(now))
+            .bind(super::to_millis(now))
             .bind(id)
-            .execute(pool)
+            .execute(&store.pool)
             .await?;
     Ok(done.rows_affected() == 1)
 }

@@ -1,0 +1,93 @@
+//! Routing: the first channel of a rule's preference list that can reach
+//! the customer — enabled, not refused by them, with their address — or its
+//! failover backup while its provider is failing.
+
+use super::{Channel, Channels, Route};
+use crate::config::AddressKind;
+use crate::customer::Customer;
+use chrono::{DateTime, Utc};
+use std::collections::HashSet;
+
+impl Channels {
+    /// Why `channel` cannot carry a reminder to this customer, if it cannot.
+    fn unusable(
+        channel: &Channel,
+        customer: &Customer,
+        suppressed: Option<&HashSet<String>>,
+    ) -> Option<String> {
+        if suppressed.is_some_and(|s| s.contains(&channel.name)) {
+            return Some(format!("{} (the customer unsubscribed)", channel.name));
+        }
+        if address_of(customer, channel.address).is_none() {
+            return Some(format!("{} (needs {})", channel.name, channel.address));
+        }
+        None
+    }
+
+    /// The first channel among `preference` that can reach the customer:
+    /// enabled (disabled channels are passed over like unreachable ones), not
+    /// refused by them, and with their address. When that
+    /// channel names a failover backup and its provider is failing (its
+    /// circuit is open, or this reminder already failed `failover_after`
+    /// times in a row on it), the backup carries it instead.
+    pub fn route(
+        &self,
+        preference: &[String],
+        customer: &Customer,
+        suppressed: Option<&HashSet<String>>,
+        failed_attempts: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Route<'_>, String> {
+        let mut tried = Vec::new();
+        let mut disabled = Vec::new();
+        for name in preference {
+            let Some(channel) = self.by_name.get(name) else {
+                if self.disabled.contains(name) {
+                    disabled.push(name.as_str());
+                    tried.push(format!("{name} (disabled)"));
+                }
+                continue;
+            };
+            if let Some(why) = Self::unusable(channel, customer, suppressed) {
+                tried.push(why);
+                continue;
+            }
+            if let Some(f) = &channel.failover {
+                let failing =
+                    channel.breaker.is_open(now) || failed_attempts >= f.after.max(1) as i64;
+                if let Some(backup) = self.by_name.get(&f.backup) {
+                    if failing && Self::unusable(backup, customer, suppressed).is_none() {
+                        return Ok(Route {
+                            channel: backup,
+                            failover_from: Some(&channel.name),
+                        });
+                    }
+                }
+            }
+            return Ok(Route {
+                channel,
+                failover_from: None,
+            });
+        }
+        if !disabled.is_empty() && disabled.len() == tried.len() {
+            return Err(format!(
+                "every channel of this rule is disabled in the config ({}); enable one (enabled = true) or give the rule another channel",
+                disabled.join(", ")
+            ));
+        }
+        Err(format!(
+            "no channel can reach the customer: {}",
+            tried.join(", ")
+        ))
+    }
+}
+
+/// The customer's address of a kind (`Some("")` for kind `none`).
+pub fn address_of(customer: &Customer, kind: AddressKind) -> Option<&str> {
+    match kind {
+        AddressKind::Email => customer.email.as_deref(),
+        AddressKind::Phone => customer.phone.as_deref(),
+        AddressKind::Wechat => customer.wechat_openid.as_deref(),
+        AddressKind::None => Some(""),
+    }
+}

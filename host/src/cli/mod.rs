@@ -1,0 +1,271 @@
+//! The `herald` command line: the commands and their arguments (clap), one
+//! file per command group, and the one printer every listing uses
+//! ([`print`]). Commands call the library; none holds SQL or engine logic.
+
+mod data;
+mod import;
+mod inspect;
+mod load;
+pub mod print;
+mod report;
+mod run;
+mod serve;
+mod simulate;
+mod token;
+
+use clap::{Args, Parser, Subcommand};
+use herald::clock::parse_instant;
+use std::path::PathBuf;
+
+pub use run::run;
+
+/// Herald: lifecycle reminders, planned per customer and delivered through
+/// sandboxed WebAssembly channel plugins.
+#[derive(Parser)]
+#[command(name = "herald", version, about, long_about = None)]
+pub struct Cli {
+    /// Log as JSON lines (to stderr); also `HERALD_LOG_FORMAT=json`.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the deployment's config and database are.
+#[derive(Args, Clone)]
+pub struct ConfigArgs {
+    /// The deployment file.
+    #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
+    pub config: PathBuf,
+    /// Use this database instead of the one the config names.
+    #[arg(long, env = "HERALD_DB")]
+    pub db: Option<PathBuf>,
+}
+
+/// Every `herald` command.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the scheduler on the wall clock and the HTTP API.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Listen here instead of the config's [server] listen.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Import customers from a CSV file (header: external_id,name,email,phone,
+    /// wechat_openid,region,timezone,locale,state,created_at; other columns
+    /// become attributes). Bad rows are reported and skipped; the exit code is
+    /// non-zero if any row failed.
+    Import {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The CSV file (`-` for stdin).
+        file: PathBuf,
+    },
+    /// Replay a timeline through the real engine and plugins on a virtual
+    /// clock; print one JSON line per delivery attempt.
+    Simulate {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Timeline, one JSON operation per line (upsert, event, delete).
+        #[arg(long)]
+        timeline: PathBuf,
+        /// Start: YYYY-MM-DD (UTC midnight) or RFC 3339.
+        #[arg(long, value_parser = parse_instant)]
+        from: chrono::DateTime<chrono::Utc>,
+        /// End: YYYY-MM-DD (UTC midnight) or RFC 3339.
+        #[arg(long, value_parser = parse_instant)]
+        until: chrono::DateTime<chrono::Utc>,
+        /// Let plugins reach the network (their allow-lists still apply);
+        /// by default their HTTP goes to a recording sink.
+        #[arg(long)]
+        live: bool,
+    },
+    /// List delivery attempts.
+    Deliveries {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Only this customer (external id).
+        #[arg(long)]
+        customer: Option<String>,
+        /// Only this status: delivered, failed, dead, skipped, suppressed or deferred.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this rule.
+        #[arg(long)]
+        rule: Option<String>,
+        /// At most this many (the latest).
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List live customers, ordered by external id.
+    Customers {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+        /// Start after this external id (for paging).
+        #[arg(long)]
+        after: Option<String>,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a customer's in-app inbox.
+    Inbox {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The customer's external id.
+        customer: String,
+        /// Print JSON lines instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List customers suppressed on a channel (they refused it: a STOP reply,
+    /// an unsubscribe at the provider).
+    Suppressions {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Only this customer (external id).
+        #[arg(long)]
+        customer: Option<String>,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Import a suppression list instead of listing: CSV with
+        /// `customer,channel,reason` (or `email`/`phone` instead of `customer`).
+        #[arg(long, value_name = "FILE.csv")]
+        import: Option<PathBuf>,
+    },
+    /// Render exactly what a customer would receive from a rule now (routing,
+    /// targeting, send windows and caps applied; nothing is sent).
+    Preview {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The rule id.
+        #[arg(long)]
+        rule: String,
+        /// The customer's external id.
+        #[arg(long)]
+        customer: String,
+        /// The follow-up step (0: the rule's own message).
+        #[arg(long, default_value_t = 0)]
+        step: usize,
+        /// Preview at this time instead of now (YYYY-MM-DD or RFC 3339).
+        #[arg(long, value_parser = parse_instant)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A customer's upcoming reminders, and for each rule that will not
+    /// fire, why (condition false, unsubscribed, capped, goal reached, ended).
+    Explain {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The customer's external id.
+        customer: String,
+        /// Explain at this time instead of now (YYYY-MM-DD or RFC 3339).
+        #[arg(long, value_parser = parse_instant)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The staff call list the built-in `task` channel fills.
+    Tasks {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Include tasks already done.
+        #[arg(long)]
+        all: bool,
+        /// Mark this task done (by its id) instead of listing.
+        #[arg(long)]
+        done: Option<i64>,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// API bearer tokens: create (shown once), list, revoke.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// Check a config without running it: loads every plugin and reports
+    /// every problem (worlds and versions, settings, secrets, templates,
+    /// allowed hosts, rules' channels) as a table with how to fix each.
+    /// Exit code non-zero on any error; warnings alone pass.
+    Check {
+        /// The deployment file.
+        #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
+        config: PathBuf,
+        /// Print the report as JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The funnel of a period, per rule and per channel: planned, sent,
+    /// delivered, failed, opened, clicked, converted, rates, and the median
+    /// time from send to the first open or click.
+    Report {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Start: a span back from now (7d, 12h, 1mo), YYYY-MM-DD (UTC) or RFC 3339.
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// End (exclusive), in the same forms; default now.
+        #[arg(long)]
+        until: Option<String>,
+        /// Count only customers of this region (repeatable).
+        #[arg(long = "region")]
+        regions: Vec<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure plugin call cost and tick throughput; prints key=value lines.
+    Bench(crate::bench::BenchArgs),
+    /// Tools for plugin developers: inspect, test against HTTP fixtures, scaffold.
+    #[command(subcommand)]
+    Plugin(herald::plugin_tools::PluginCommand),
+}
+
+/// `herald token` actions.
+#[derive(Subcommand)]
+pub enum TokenAction {
+    /// Create a token and print it (only its hash is stored: copy it now).
+    Create {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// admin (head office, every region), staff (only --region's
+        /// customers) or ingest (may only post customers and events).
+        #[arg(long)]
+        role: herald::store::tokens::Role,
+        /// A region a staff token may see (repeat for several).
+        #[arg(long = "region")]
+        regions: Vec<String>,
+        /// A label for listings.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List tokens (never the secret).
+    List {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by its id.
+    Revoke {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The id from `herald token list`.
+        id: i64,
+    },
+}

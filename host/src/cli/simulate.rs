@@ -1,0 +1,68 @@
+//! `herald simulate`: a timeline replayed through the real engine and
+//! plugins on a virtual clock, one JSON line per attempt on stdout.
+
+use super::ConfigArgs;
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use herald::clock::VirtualClock;
+use herald::config::Config;
+use herald::engine::{Herald, OpenOptions};
+use herald::plugin::http_policy::HttpMode;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+/// Replay `timeline` from `from` to `until`; failure when any operation was refused.
+pub async fn simulate(
+    args: ConfigArgs,
+    timeline: PathBuf,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+    live: bool,
+) -> Result<ExitCode> {
+    if until < from {
+        anyhow::bail!("--until ({until}) is before --from ({from})");
+    }
+    let config = Config::load(&args.config)?;
+    let ops = herald::simulate::load_timeline(&timeline)?;
+    let scratch = tempfile::tempdir().context("cannot create a scratch directory")?;
+    let db = args
+        .db
+        .clone()
+        .unwrap_or_else(|| scratch.path().join("simulate.db"));
+    let clock = VirtualClock::new(from);
+    let sink = Arc::new(Mutex::new(Vec::new()));
+    let herald = Herald::open(
+        &config,
+        OpenOptions {
+            db: Some(&db),
+            clock: Arc::new(clock.clone()),
+            http_mode: if live {
+                HttpMode::Live
+            } else {
+                HttpMode::Sink(sink.clone())
+            },
+        },
+    )
+    .await?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let summary = herald::simulate::run(&herald, &clock, &ops, until, &mut out).await?;
+    out.flush()?;
+    eprintln!(
+        "simulated {} → {}: {} operation(s) applied, {} refused, {} after --until; {} attempt(s); {} HTTP request(s) recorded",
+        from.to_rfc3339(),
+        until.to_rfc3339(),
+        summary.applied,
+        summary.refused,
+        summary.after_until,
+        summary.attempts,
+        sink.lock().map(|s| s.len()).unwrap_or(0)
+    );
+    Ok(if summary.refused == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,282 @@
+//! The writes that change customers — upsert, delete, event — each in one
+//! write transaction that also re-plans that customer's reminders
+//! ([`crate::plan::reconcile`]); region scopes checked inside it; and the
+//! lookups the HTTP edge and the tools need around them.
+
+use super::Herald;
+use crate::customer::{Customer, CustomerPatch};
+use crate::plan::{self, Change};
+use crate::store::suppressions::{self, source};
+use crate::store::{customers, events};
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// Which customers a write may touch: `None`, every one; `Some(regions)`,
+/// only customers whose region is one of these (a staff token's regions).
+pub type RegionScope<'a> = Option<&'a [String]>;
+
+/// Whether a customer in `region` is within `scope`.
+pub fn in_scope(scope: RegionScope<'_>, region: Option<&str>) -> bool {
+    match scope {
+        None => true,
+        Some(regions) => region.is_some_and(|r| regions.iter().any(|mine| mine == r)),
+    }
+}
+
+/// Why a write was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The input was wrong; the message says what to fix.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such customer.
+    #[error("no customer with external_id `{0}`")]
+    NotFound(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// An event to record.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventInput {
+    /// The customer's external id.
+    #[schema(min_length = 1)]
+    pub customer: String,
+    /// Event kind.
+    #[schema(min_length = 1)]
+    pub kind: String,
+    /// When it happened (default: now).
+    #[serde(default)]
+    pub at: Option<DateTime<Utc>>,
+    /// Properties.
+    #[serde(default)]
+    pub properties: Map<String, Value>,
+    /// Optional id that makes ingestion idempotent.
+    #[serde(default)]
+    pub event_id: Option<String>,
+}
+
+/// The result of an upsert.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct UpsertOutcome {
+    /// The record as stored.
+    pub customer: Customer,
+    /// Whether it was new.
+    pub created: bool,
+    /// What changed.
+    pub changed: Vec<String>,
+}
+
+impl Herald {
+    /// Insert or update a customer and re-plan their reminders.
+    pub async fn upsert_customer(
+        &self,
+        patch: &CustomerPatch,
+    ) -> Result<UpsertOutcome, WriteError> {
+        self.upsert_customer_in(patch, None).await
+    }
+
+    /// [`Herald::upsert_customer`] limited to a region scope, checked inside
+    /// the write's transaction: a customer (live or deleted) outside the
+    /// scope is a `NotFound`, and the result must stay within it.
+    pub async fn upsert_customer_in(
+        &self,
+        patch: &CustomerPatch,
+        scope: RegionScope<'_>,
+    ) -> Result<UpsertOutcome, WriteError> {
+        let now = self.clock.now();
+        let mut tx = self.store.write().await?;
+        let existing = customers::by_external_id(&mut tx, patch.external_id.trim()).await?;
+        if existing
+            .as_ref()
+            .is_some_and(|c| !in_scope(scope, c.region.as_deref()))
+        {
+            return Err(WriteError::NotFound(patch.external_id.trim().to_string()));
+        }
+        let live = existing.as_ref().filter(|c| c.deleted_at.is_none());
+        let merged = patch
+            .merge(
+                live,
+                &self.strategy.attributes,
+                &self.strategy.default_timezone,
+                now,
+            )
+            .map_err(|e| WriteError::Invalid(format!("customer `{}`: {e}", patch.external_id)))?;
+        let mut customer = merged.customer;
+        if let Some(regions) = scope.filter(|_| !in_scope(scope, customer.region.as_deref())) {
+            return Err(WriteError::Invalid(format!(
+                "your token may only write customers of region(s) {}; set \"region\" to one of them",
+                regions.join(", ")
+            )));
+        }
+        let created = live.is_none();
+        if !created && merged.changed.is_empty() {
+            tx.commit().await?;
+            return Ok(UpsertOutcome {
+                customer,
+                created,
+                changed: merged.changed,
+            });
+        }
+        customer.id = customers::save(&mut tx, &customer).await?;
+        let change = if created {
+            Change::Created
+        } else {
+            Change::Updated(&merged.changed)
+        };
+        plan::reconcile(&mut tx, &self.strategy, &customer, change, now).await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(UpsertOutcome {
+            customer,
+            created,
+            changed: merged.changed,
+        })
+    }
+
+    /// Delete a customer: pending reminders are canceled (except rules
+    /// triggered by the deletion itself).
+    pub async fn delete_customer(&self, external_id: &str) -> Result<(), WriteError> {
+        self.delete_customer_in(external_id, None).await
+    }
+
+    /// [`Herald::delete_customer`] limited to a region scope (checked in
+    /// the transaction; outside it is a `NotFound`).
+    pub async fn delete_customer_in(
+        &self,
+        external_id: &str,
+        scope: RegionScope<'_>,
+    ) -> Result<(), WriteError> {
+        let now = self.clock.now();
+        let mut tx = self.store.write().await?;
+        let mut customer = customers::by_external_id(&mut tx, external_id)
+            .await?
+            .filter(|c| c.deleted_at.is_none() && in_scope(scope, c.region.as_deref()))
+            .ok_or_else(|| WriteError::NotFound(external_id.to_string()))?;
+        customers::mark_deleted(&mut tx, customer.id, now).await?;
+        customer.deleted_at = Some(now);
+        plan::reconcile(&mut tx, &self.strategy, &customer, Change::Deleted, now).await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Record an event and re-plan. Returns false when `event_id` was seen before.
+    pub async fn record_event(&self, input: &EventInput) -> Result<bool, WriteError> {
+        self.record_event_in(input, None).await
+    }
+
+    /// [`Herald::record_event`] limited to a region scope (checked in the
+    /// transaction; a customer outside it is a `NotFound`).
+    pub async fn record_event_in(
+        &self,
+        input: &EventInput,
+        scope: RegionScope<'_>,
+    ) -> Result<bool, WriteError> {
+        let mut results = self.record_events(&[(input, scope)]).await?;
+        results.pop().unwrap_or(Ok(false))
+    }
+
+    /// Record many events in one write transaction (group commit: one
+    /// commit instead of one per event, which is what lets the API keep up
+    /// with many concurrent posts). Each item is answered on its own — a
+    /// refused item (unknown customer, outside the scope, empty kind) writes
+    /// nothing and the others still go in, in order; the outer error is a
+    /// storage failure, which writes nothing at all.
+    pub async fn record_events(
+        &self,
+        items: &[(&EventInput, RegionScope<'_>)],
+    ) -> Result<Vec<Result<bool, WriteError>>, WriteError> {
+        let now = self.clock.now();
+        let mut tx = self.store.write().await?;
+        let mut results = Vec::with_capacity(items.len());
+        let mut planned = false;
+        for (input, scope) in items {
+            let kind = input.kind.trim();
+            if kind.is_empty() {
+                results.push(Err(WriteError::Invalid(
+                    "event kind must not be empty".into(),
+                )));
+                continue;
+            }
+            let Some(customer) = customers::by_external_id(&mut tx, &input.customer)
+                .await?
+                .filter(|c| c.deleted_at.is_none() && in_scope(*scope, c.region.as_deref()))
+            else {
+                results.push(Err(WriteError::NotFound(input.customer.clone())));
+                continue;
+            };
+            let at = input.at.unwrap_or(now);
+            let Some(event) = events::insert(
+                &mut tx,
+                customer.id,
+                kind,
+                at,
+                &input.properties,
+                input.event_id.as_deref(),
+                now,
+            )
+            .await?
+            else {
+                results.push(Ok(false));
+                continue;
+            };
+            plan::reconcile(
+                &mut tx,
+                &self.strategy,
+                &customer,
+                Change::Event(&event),
+                now,
+            )
+            .await?;
+            planned = true;
+            results.push(Ok(true));
+        }
+        tx.commit().await?;
+        if planned {
+            self.wake.notify_one();
+        }
+        Ok(results)
+    }
+
+    /// A customer by external id (live or deleted).
+    pub async fn customer(&self, external_id: &str) -> Result<Option<Customer>> {
+        let mut tx = self.store.read().await?;
+        customers::by_external_id(&mut tx, external_id).await
+    }
+
+    /// Suppress a customer (by external id) on a channel, from `source`;
+    /// false when there is no such customer. An existing suppression is
+    /// kept as it was.
+    pub async fn suppress(
+        &self,
+        external_id: &str,
+        channel: &str,
+        reason: &str,
+        source: &'static str,
+    ) -> Result<bool> {
+        let now = self.clock.now();
+        let mut tx = self.store.write().await?;
+        let Some(c) = customers::by_external_id(&mut tx, external_id).await? else {
+            return Ok(false);
+        };
+        suppressions::add(&mut tx, c.id, channel, reason, source, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The opt-out of a signed unsubscribe link (already verified).
+    pub async fn unsubscribe_by_link(&self, external_id: &str, channel: &str) -> Result<bool> {
+        self.suppress(
+            external_id,
+            channel,
+            "unsubscribed by link",
+            source::UNSUBSCRIBE,
+        )
+        .await
+    }
+}

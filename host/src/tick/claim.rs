@@ -1,0 +1,103 @@
+//! Claim: due occurrences taken under a lease (they stay pending with their
+//! due time moved to the lease's end, so a process that dies leaves them to
+//! come due again), and what deciding needs about their customers, read in
+//! one go: the records, their suppressions, their recent sends for the caps.
+
+use crate::customer::Customer;
+use crate::engine::Herald;
+use crate::store::schedule::{self, ScheduledRow};
+use crate::store::{customers, deliveries, suppressions};
+use crate::strategy::caps::Sent;
+use anyhow::Result;
+use chrono::{DateTime, Duration, Utc};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What deciding reads about the claimed rows' customers.
+#[derive(Debug, Default)]
+pub struct Context {
+    /// The customers, by row id (deleted ones included).
+    pub customers: HashMap<i64, Customer>,
+    /// The channels each customer refused.
+    pub suppressed: HashMap<i64, HashSet<String>>,
+    /// The reminders each customer received recently that count towards
+    /// the frequency caps (transactional rules do not count).
+    pub history: HashMap<i64, Vec<Sent>>,
+}
+
+/// A claimed batch.
+#[derive(Debug)]
+pub struct Claimed {
+    /// The rows, in due order.
+    pub rows: Vec<ScheduledRow>,
+    /// What deciding needs about them.
+    pub context: Context,
+}
+
+static CLAIMS: AtomicU64 = AtomicU64::new(0);
+
+/// Claim up to a batch of occurrences due at `now` and load their context;
+/// `None` when nothing is due.
+pub async fn claim(herald: &Herald, now: DateTime<Utc>) -> Result<Option<Claimed>> {
+    let lease_until = now + Duration::from_std(herald.scheduler.lease)?;
+    let token = format!(
+        "{}-{}",
+        herald.instance,
+        CLAIMS.fetch_add(1, Ordering::Relaxed)
+    );
+    let rows = schedule::claim_due(
+        &herald.store,
+        now,
+        lease_until,
+        herald.scheduler.batch,
+        &token,
+    )
+    .await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let ids: Vec<i64> = rows.iter().map(|r| r.customer_id).collect();
+    let context = Context::load(herald, &ids, now).await?;
+    Ok(Some(Claimed { rows, context }))
+}
+
+impl Context {
+    /// The context of these customers at `now`.
+    pub async fn load(herald: &Herald, ids: &[i64], now: DateTime<Utc>) -> Result<Context> {
+        let mut tx = herald.store.read().await?;
+        let customers = customers::by_ids(&mut tx, ids).await?;
+        let suppressed = suppressions::for_customers(&mut tx, ids).await?;
+        let history = cap_history(herald, &mut tx, ids, now).await?;
+        Ok(Context {
+            customers,
+            suppressed,
+            history,
+        })
+    }
+}
+
+/// The reminders each customer received within the longest cap's period,
+/// leaving out transactional rules.
+async fn cap_history(
+    herald: &Herald,
+    tx: &mut crate::store::Tx,
+    ids: &[i64],
+    now: DateTime<Utc>,
+) -> Result<HashMap<i64, Vec<Sent>>> {
+    let strategy = &herald.strategy;
+    let Some(longest) = strategy.caps.iter().map(|c| c.per).max() else {
+        return Ok(HashMap::new());
+    };
+    let recent = deliveries::recent_sends(tx, ids, now - longest).await?;
+    Ok(recent
+        .into_iter()
+        .map(|(id, sends)| {
+            let counted = sends
+                .into_iter()
+                .filter(|(rule, _, _)| strategy.rule(rule).is_none_or(|r| !r.transactional))
+                .map(|(_, channel, at)| Sent { at, channel })
+                .collect();
+            (id, counted)
+        })
+        .collect())
+}
