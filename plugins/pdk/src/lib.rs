@@ -161,10 +161,7 @@ impl SettingSpec {
 impl CallbackRequest {
     /// The value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        http::find_header(&self.headers, name)
     }
 
     /// The URL's query parameters, decoded, in order (none when the URL has

@@ -111,8 +111,8 @@ pub fn response(status: u16) -> Response {
 
 /// A provider's request to `POST /hooks/{channel}`, at `url` (the full URL,
 /// with any query), without headers or body; add them with
-/// [`CallbackRequest::with_header`], [`CallbackRequest::with_form`] and
-/// the like.
+/// [`CallbackRequest::with_header`], [`CallbackRequest::with_form`],
+/// [`CallbackRequest::with_body`] and the like.
 pub fn callback(method: &str, url: &str) -> CallbackRequest {
     CallbackRequest {
         method: method.to_string(),
@@ -122,77 +122,52 @@ pub fn callback(method: &str, url: &str) -> CallbackRequest {
     }
 }
 
-/// Puts a header into `headers` with its name in lowercase, as the host
-/// gives them; `content-type` replaces an earlier one.
-fn push_header(headers: &mut Vec<(String, String)>, name: &str, value: &str) {
-    let name = name.to_ascii_lowercase();
-    if name == "content-type" {
-        headers.retain(|(k, _)| k != "content-type");
-    }
-    headers.push((name, value.to_string()));
-}
-
 const FORM: &str = "application/x-www-form-urlencoded";
 
-impl Response {
-    /// Adds a header (its name lowercased, as the host gives them).
-    pub fn with_header(mut self, name: &str, value: &str) -> Self {
-        push_header(&mut self.headers, name, value);
-        self
-    }
+/// The same builder methods for the two HTTP messages a test makes up: a
+/// provider's answer ([`Response`]) and a provider's callback
+/// ([`CallbackRequest`]).
+macro_rules! http_message_builder {
+    ($ty:ty, $what:literal) => {
+        impl $ty {
+            #[doc = concat!("Adds a header to the ", $what, " (its name lowercased, as the host gives them); a `content-type` replaces an earlier one.")]
+            pub fn with_header(mut self, name: &str, value: &str) -> Self {
+                let name = name.to_ascii_lowercase();
+                if name == "content-type" {
+                    self.headers.retain(|(k, _)| k != "content-type");
+                }
+                self.headers.push((name, value.to_string()));
+                self
+            }
 
-    /// Sets the body to `body` (raw bytes, no content type).
-    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
-        self.body = body.into();
-        self
-    }
+            #[doc = concat!("Sets the ", $what, "'s body to `body` (raw bytes, no content type).")]
+            pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
+                self.body = body.into();
+                self
+            }
 
-    /// Sets the body to `text` (no content type: an HTML error page, a bare
-    /// `Unauthorized`, ...).
-    pub fn with_text(self, text: &str) -> Self {
-        self.with_body(text.as_bytes())
-    }
+            #[doc = concat!("Sets the ", $what, "'s body to `text` (no content type: an HTML error page, an XML push, ...).")]
+            pub fn with_text(self, text: &str) -> Self {
+                self.with_body(text.as_bytes())
+            }
 
-    /// Sets the body to `value` as JSON, with `content-type: application/json`.
-    pub fn with_json(self, value: &serde_json::Value) -> Self {
-        self.with_header("content-type", "application/json")
-            .with_body(value.to_string())
-    }
+            #[doc = concat!("Sets the ", $what, "'s body to `value` as JSON, with `content-type: application/json`.")]
+            pub fn with_json(self, value: &serde_json::Value) -> Self {
+                self.with_header("content-type", "application/json")
+                    .with_body(value.to_string())
+            }
 
-    /// Sets the body to the form-encoded `pairs`, with
-    /// `content-type: application/x-www-form-urlencoded`.
-    pub fn with_form(self, pairs: &[(&str, &str)]) -> Self {
-        self.with_header("content-type", FORM)
-            .with_body(crate::form::encode(pairs))
-    }
+            #[doc = concat!("Sets the ", $what, "'s body to the form-encoded `pairs`, with `content-type: application/x-www-form-urlencoded`.")]
+            pub fn with_form(self, pairs: &[(&str, &str)]) -> Self {
+                self.with_header("content-type", FORM)
+                    .with_body(crate::form::encode(pairs))
+            }
+        }
+    };
 }
 
-impl CallbackRequest {
-    /// Adds a header (its name lowercased, as the host gives them).
-    pub fn with_header(mut self, name: &str, value: &str) -> Self {
-        push_header(&mut self.headers, name, value);
-        self
-    }
-
-    /// Sets the body to `body` (raw bytes: an XML push, ...).
-    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
-        self.body = body.into();
-        self
-    }
-
-    /// Sets the body to `value` as JSON, with `content-type: application/json`.
-    pub fn with_json(self, value: &serde_json::Value) -> Self {
-        self.with_header("content-type", "application/json")
-            .with_body(value.to_string())
-    }
-
-    /// Sets the body to the form-encoded `pairs`, with
-    /// `content-type: application/x-www-form-urlencoded` (Twilio's webhooks).
-    pub fn with_form(self, pairs: &[(&str, &str)]) -> Self {
-        self.with_header("content-type", FORM)
-            .with_body(crate::form::encode(pairs))
-    }
-}
+http_message_builder!(Response, "answer");
+http_message_builder!(CallbackRequest, "callback");
 
 /// The reason of a [`SendError::Permanent`]; panics with the outcome when
 /// `outcome` is anything else.
