@@ -274,21 +274,15 @@ fn without_query(url: &str) -> &str {
     url.split(['?', '#']).next().unwrap_or(url)
 }
 
-/// A transport failure, reported without the URL's query string.
+/// A transport failure, mapped as the pdk does but reported without the
+/// URL's query string.
 fn transport_error(err: HttpError) -> SendError {
     let safe_url = without_query(&err.url).to_string();
-    let message = err.message.replace(&err.url, &safe_url);
-    let text = format!("HTTP request to {safe_url} failed: {message}");
-    if err.denied {
-        SendError::Permanent(format!(
-            "request denied by host: {} is not in this channel's allowed_hosts",
-            err.host
-        ))
-    } else if err.invalid_request {
-        SendError::Permanent(text)
-    } else {
-        SendError::retryable(text, None)
-    }
+    SendError::from(HttpError {
+        message: err.message.replace(&err.url, &safe_url),
+        url: safe_url,
+        ..err
+    })
 }
 
 /// `text` with every occurrence of `secret` masked.
@@ -748,13 +742,30 @@ mod tests {
             denied: false,
             invalid_request: false,
         };
-        match transport_error(err) {
-            SendError::Retryable(r) => {
-                assert!(!r.reason.contains("TOK"), "{}", r.reason);
-                assert!(r.reason.contains("/cgi-bin/message/template/send"));
-            }
-            other => panic!("{other:?}"),
-        }
+        let r = retryable(Err::<(), _>(transport_error(err.clone())));
+        assert_eq!(
+            r.reason,
+            "HTTP request to http://127.0.0.1:1/cgi-bin/message/template/send failed: connection-refused"
+        );
+        let invalid = HttpError {
+            message: format!("invalid path `{}`", err.url),
+            invalid_request: true,
+            ..err.clone()
+        };
+        let m = permanent(Err::<(), _>(transport_error(invalid)));
+        assert!(
+            !m.contains("TOK")
+                && m.ends_with("invalid path `http://127.0.0.1:1/cgi-bin/message/template/send`"),
+            "{m}"
+        );
+        let denied = HttpError {
+            denied: true,
+            ..err
+        };
+        assert_eq!(
+            permanent(Err::<(), _>(transport_error(denied))),
+            "request denied by host: 127.0.0.1 is not in this channel's allowed_hosts"
+        );
     }
 
     #[test]
