@@ -197,16 +197,12 @@ fn outcome(response: &Response, from_email: &str, now_secs: u64) -> Result<Recei
     let status = response.status;
     match status {
         200..=299 => {
-            let id = response
-                .header("x-message-id")
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| {
-                    SendError::Permanent(format!(
-                        "SendGrid answered HTTP {status} without an X-Message-Id header; \
-                         check that api_base points at SendGrid's v3 API"
-                    ))
-                })?;
+            let id = non_empty(response.header("x-message-id")).ok_or_else(|| {
+                SendError::Permanent(format!(
+                    "SendGrid answered HTTP {status} without an X-Message-Id header; \
+                     check that api_base points at SendGrid's v3 API"
+                ))
+            })?;
             Ok(Receipt {
                 provider_message_id: id.to_string(),
             })
@@ -365,11 +361,7 @@ fn parse_events(body: &[u8]) -> Result<Vec<CallbackEvent>, String> {
                 reason: None,
             })),
             ("bounce" | "dropped", Some(id)) => {
-                let reason = event
-                    .get("reason")
-                    .and_then(Value::as_str)
-                    .map(str::trim)
-                    .filter(|r| !r.is_empty());
+                let reason = non_empty(event.get("reason").and_then(Value::as_str));
                 let kind = match event.get("type").and_then(Value::as_str) {
                     Some("blocked") => "blocked",
                     _ => kind,
