@@ -12,9 +12,9 @@
 use base64::Engine as _;
 use herald_pdk::http::{Request, Response};
 use herald_pdk::{
-    callback_reply, AddressKind, CallbackError, CallbackEvent, CallbackRequest, CallbackResult,
-    DeliveryReport, DeliveryState, Guest, InboundReply, Message, PluginInfo, Receipt,
-    RetryableError, SendError, Setting, SettingSpec, Settings,
+    callback_reply, non_empty, time, AddressKind, CallbackError, CallbackEvent, CallbackRequest,
+    CallbackResult, DeliveryReport, DeliveryState, Guest, InboundReply, Message, PluginInfo,
+    Receipt, SendError, Setting, SettingSpec, Settings,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -52,30 +52,22 @@ impl Guest for EmailHttp {
         let api_key = settings.required("api_key")?;
         let from_email = settings.required("from_email")?;
         let api_base = settings
-            .get("api_base")
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .unwrap_or(DEFAULT_API_BASE)
+            .optional_or("api_base", DEFAULT_API_BASE)
             .trim_end_matches('/');
-        let to = message
-            .recipient
-            .email
-            .as_deref()
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-            .ok_or_else(|| {
-                SendError::Permanent(format!(
-                    "customer `{}` has no email address",
-                    message.recipient.customer_id
-                ))
-            })?;
+        let to = non_empty(message.recipient.email.as_deref()).ok_or_else(|| {
+            SendError::Permanent(format!(
+                "customer `{}` has no email address",
+                message.recipient.customer_id
+            ))
+        })?;
 
         let from = Address {
             email: from_email.trim(),
-            name: non_empty(settings.get("from_name")),
+            name: settings.optional("from_name"),
         };
-        let reply_to =
-            non_empty(settings.get("reply_to")).map(|email| Address { email, name: None });
+        let reply_to = settings
+            .optional("reply_to")
+            .map(|email| Address { email, name: None });
         let body = mail_json(&message, to, from, reply_to)?;
 
         let url = format!("{api_base}/v3/mail/send");
@@ -87,7 +79,7 @@ impl Guest for EmailHttp {
                 concat!("herald-email-http/", env!("CARGO_PKG_VERSION")),
             );
         let response = herald_pdk::http::send(request)?;
-        outcome(&response, from_email.trim(), unix_now_secs())
+        outcome(&response, from_email.trim(), time::unix_now_secs())
     }
 
     fn handle_callback(
@@ -95,7 +87,7 @@ impl Guest for EmailHttp {
         request: CallbackRequest,
     ) -> Result<CallbackResult, CallbackError> {
         let settings = Settings::new(&settings);
-        let key = non_empty(settings.get("webhook_public_key")).ok_or_else(|| {
+        let key = settings.optional("webhook_public_key").ok_or_else(|| {
             CallbackError::Unauthorized(
                 "this channel has no `webhook_public_key`: enable the Signed Event Webhook in SendGrid \
                  (Settings → Mail Settings → Event Webhook) and copy its verification key into the setting"
@@ -109,10 +101,6 @@ impl Guest for EmailHttp {
         let events = parse_events(&request.body).map_err(CallbackError::BadRequest)?;
         callback_reply(events, 200, "text/plain; charset=utf-8", "ok")
     }
-}
-
-fn non_empty(v: Option<&str>) -> Option<&str> {
-    v.map(str::trim).filter(|v| !v.is_empty())
 }
 
 #[derive(Serialize)]
@@ -209,56 +197,50 @@ fn outcome(response: &Response, from_email: &str, now_secs: u64) -> Result<Recei
     let status = response.status;
     match status {
         200..=299 => {
-            let id = response
-                .header("x-message-id")
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| {
-                    SendError::Permanent(format!(
-                        "SendGrid answered HTTP {status} without an X-Message-Id header; \
-                         check that api_base points at SendGrid's v3 API"
-                    ))
-                })?;
+            let id = non_empty(response.header("x-message-id")).ok_or_else(|| {
+                SendError::Permanent(format!(
+                    "SendGrid answered HTTP {status} without an X-Message-Id header; \
+                     check that api_base points at SendGrid's v3 API"
+                ))
+            })?;
             Ok(Receipt {
                 provider_message_id: id.to_string(),
             })
         }
         400 => Err(SendError::Permanent(format!(
             "SendGrid rejected the message (HTTP 400): {}",
-            error_messages(&response.body)
+            error_messages(response)
         ))),
         401 => Err(SendError::Permanent(format!(
             "SendGrid refused the API key (HTTP 401: {}): check the `api_key` setting",
-            error_messages(&response.body)
+            error_messages(response)
         ))),
         403 => Err(SendError::Permanent(format!(
             "SendGrid refused the send (HTTP 403: {}): check that `api_key` has the Mail Send \
              permission and that the from address `{from_email}` is a verified sender",
-            error_messages(&response.body)
+            error_messages(response)
         ))),
         413 => Err(SendError::Permanent(
             "SendGrid refused the message as too large (HTTP 413): the whole request must stay under 30 MB"
                 .to_string(),
         )),
-        429 => Err(SendError::Retryable(RetryableError {
-            reason: format!(
+        429 => Err(SendError::retryable(
+            format!(
                 "SendGrid rate limit reached (HTTP 429: {})",
-                error_messages(&response.body)
+                error_messages(response)
             ),
-            retry_after_ms: rate_limit_delay_ms(response, now_secs),
-        })),
-        500..=599 | 408 => Err(SendError::Retryable(RetryableError {
-            reason: format!(
+            rate_limit_delay_ms(response, now_secs),
+        )),
+        500..=599 | 408 => Err(SendError::retryable(
+            format!(
                 "SendGrid answered HTTP {status} (will retry): {}",
-                error_messages(&response.body)
+                error_messages(response)
             ),
-            retry_after_ms: response
-                .header("retry-after")
-                .and_then(herald_pdk::parse_retry_after_ms),
-        })),
+            response.retry_after_ms(),
+        )),
         _ => Err(SendError::Permanent(format!(
             "SendGrid answered HTTP {status}: {}",
-            error_messages(&response.body)
+            error_messages(response)
         ))),
     }
 }
@@ -266,27 +248,17 @@ fn outcome(response: &Response, from_email: &str, now_secs: u64) -> Result<Recei
 /// How long to wait after a 429: `Retry-After` seconds, else the reset time
 /// `X-RateLimit-Reset` (epoch seconds) minus now, at least one second.
 fn rate_limit_delay_ms(response: &Response, now_secs: u64) -> Option<u64> {
-    if let Some(ms) = response
-        .header("retry-after")
-        .and_then(herald_pdk::parse_retry_after_ms)
-    {
+    if let Some(ms) = response.retry_after_ms() {
         return Some(ms);
     }
     let reset: u64 = response.header("x-ratelimit-reset")?.trim().parse().ok()?;
     Some(reset.saturating_sub(now_secs).max(1) * 1000)
 }
 
-fn unix_now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// The messages of SendGrid's `{"errors":[{"message","field","help"}]}`
 /// body, joined; the body itself (shortened) when it is not that shape.
-fn error_messages(body: &[u8]) -> String {
-    let parsed: Option<Vec<String>> = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
+fn error_messages(response: &Response) -> String {
+    let parsed: Option<Vec<String>> = response.json::<Value>().ok().and_then(|v| {
         let errors = v.get("errors")?.as_array()?;
         Some(
             errors
@@ -307,22 +279,10 @@ fn error_messages(body: &[u8]) -> String {
     });
     match parsed {
         Some(list) if !list.is_empty() => list.join("; "),
-        _ => {
-            let text = String::from_utf8_lossy(body);
-            let text = text.trim();
-            if text.is_empty() {
-                return "no details".to_string();
-            }
-            let mut out: String = text
-                .chars()
-                .take(BODY_SNIPPET_CHARS)
-                .map(|c| if c.is_control() { ' ' } else { c })
-                .collect();
-            if text.chars().nth(BODY_SNIPPET_CHARS).is_some() {
-                out.push('…');
-            }
-            out
-        }
+        _ => match response.snippet(BODY_SNIPPET_CHARS) {
+            snippet if snippet.is_empty() => "no details".to_string(),
+            snippet => snippet,
+        },
     }
 }
 
@@ -401,11 +361,7 @@ fn parse_events(body: &[u8]) -> Result<Vec<CallbackEvent>, String> {
                 reason: None,
             })),
             ("bounce" | "dropped", Some(id)) => {
-                let reason = event
-                    .get("reason")
-                    .and_then(Value::as_str)
-                    .map(str::trim)
-                    .filter(|r| !r.is_empty());
+                let reason = non_empty(event.get("reason").and_then(Value::as_str));
                 let kind = match event.get("type").and_then(Value::as_str) {
                     Some("blocked") => "blocked",
                     _ => kind,
@@ -446,32 +402,15 @@ herald_pdk::export!(EmailHttp);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herald_pdk::{Field, Recipient};
+    use herald_pdk::testing::{permanent, response, retryable, sample_message};
 
+    /// The sample message to a customer with a Chinese name and subject:
+    /// SendGrid takes UTF-8 as it is.
     fn message() -> Message {
-        Message {
-            idempotency_key: "k-1".into(),
-            rule: "trial-ending".into(),
-            recipient: Recipient {
-                customer_id: "c-42".into(),
-                name: Some("李雷".into()),
-                email: Some("lilei@example.com".into()),
-                phone: None,
-                wechat_openid: None,
-                locale: Some("zh-CN".into()),
-                timezone: "Asia/Shanghai".into(),
-            },
-            subject: "【Acme】您的试用将于4天后结束".into(),
-            text: "您好".into(),
-            html: Some("<p>您好</p>".into()),
-            fields: vec![Field {
-                name: "x".into(),
-                value: "y".into(),
-            }],
-            unsubscribe_url: Some("https://h.example/u/abc".into()),
-            callback_url: None,
-            sent_at: 1_709_281_800_123,
-        }
+        let mut m = sample_message();
+        m.recipient.name = Some("李雷".into());
+        m.subject = "【Acme】您的试用将于4天后结束".into();
+        m
     }
 
     fn from() -> Address<'static> {
@@ -486,7 +425,7 @@ mod tests {
         let m = message();
         let body = mail_json(
             &m,
-            "lilei@example.com",
+            "ada@example.com",
             from(),
             Some(Address {
                 email: "help@acme.example",
@@ -499,18 +438,18 @@ mod tests {
             v,
             serde_json::json!({
                 "personalizations": [{
-                    "to": [{"email": "lilei@example.com", "name": "李雷"}],
-                    "custom_args": {"herald_idempotency_key": "k-1"}
+                    "to": [{"email": "ada@example.com", "name": "李雷"}],
+                    "custom_args": {"herald_idempotency_key": "herald:42:trial-ending:created"}
                 }],
                 "from": {"email": "noreply@acme.example", "name": "Acme"},
                 "reply_to": {"email": "help@acme.example"},
                 "subject": "【Acme】您的试用将于4天后结束",
                 "content": [
-                    {"type": "text/plain", "value": "您好"},
-                    {"type": "text/html", "value": "<p>您好</p>"}
+                    {"type": "text/plain", "value": m.text},
+                    {"type": "text/html", "value": m.html}
                 ],
                 "headers": {
-                    "List-Unsubscribe": "<https://h.example/u/abc>",
+                    "List-Unsubscribe": format!("<{}>", m.unsubscribe_url.as_deref().unwrap()),
                     "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"
                 },
                 "categories": ["trial-ending"]
@@ -530,7 +469,7 @@ mod tests {
         m.unsubscribe_url = None;
         let body = mail_json(
             &m,
-            "lilei@example.com",
+            "ada@example.com",
             Address {
                 email: "a@b.c",
                 name: None,
@@ -541,7 +480,7 @@ mod tests {
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
             v["personalizations"][0]["to"],
-            serde_json::json!([{"email": "lilei@example.com"}])
+            serde_json::json!([{"email": "ada@example.com"}])
         );
         assert_eq!(v["from"], serde_json::json!({"email": "a@b.c"}));
         assert!(v.get("reply_to").is_none());
@@ -549,101 +488,56 @@ mod tests {
         assert_eq!(v["content"].as_array().unwrap().len(), 1);
     }
 
-    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
-        Response {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
-
     #[test]
     fn outcomes() {
         let ok = outcome(
-            &response(202, &[("x-message-id", "W8bmrwkfRrGHEgyLM0ygAg")], ""),
+            &response(202).with_header("x-message-id", "W8bmrwkfRrGHEgyLM0ygAg"),
             "f@x",
             0,
         );
         assert_eq!(ok.unwrap().provider_message_id, "W8bmrwkfRrGHEgyLM0ygAg");
 
-        let bad = r#"{"errors":[{"message":"Does not contain a valid address.","field":"personalizations.0.to.0.email","help":"http://sendgrid.com/docs/x"}]}"#;
-        match outcome(&response(400, &[], bad), "f@x", 0) {
-            Err(SendError::Permanent(m)) => {
-                assert!(m.contains("HTTP 400"), "{m}");
-                assert!(
-                    m.contains(
-                        "Does not contain a valid address. (field `personalizations.0.to.0.email`)"
-                    ),
-                    "{m}"
-                );
-            }
-            other => panic!("{other:?}"),
-        }
-        match outcome(
-            &response(
-                401,
-                &[],
-                r#"{"errors":[{"message":"The provided authorization grant is invalid, expired, or revoked","field":null,"help":null}]}"#,
-            ),
-            "f@x",
-            0,
-        ) {
-            Err(SendError::Permanent(m)) => {
-                assert!(m.contains("api_key") && m.contains("revoked"), "{m}")
-            }
-            other => panic!("{other:?}"),
-        }
-        match outcome(
-            &response(
-                403,
-                &[],
-                r#"{"errors":[{"message":"The from address does not match a verified Sender Identity.","field":"from","help":null}]}"#,
-            ),
-            "f@x",
-            0,
-        ) {
-            Err(SendError::Permanent(m)) => {
-                assert!(m.contains("verified sender") && m.contains("`f@x`"), "{m}")
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(
-            outcome(&response(413, &[], ""), "f", 0),
-            Err(SendError::Permanent(_))
+        let answer = |status, body| outcome(&response(status).with_text(body), "f@x", 0);
+        let m = permanent(answer(
+            400,
+            r#"{"errors":[{"message":"Does not contain a valid address.","field":"personalizations.0.to.0.email","help":"http://sendgrid.com/docs/x"}]}"#,
         ));
-        match outcome(&response(429, &[("retry-after", "30")], ""), "f", 0) {
-            Err(SendError::Retryable(r)) => assert_eq!(r.retry_after_ms, Some(30_000)),
-            other => panic!("{other:?}"),
-        }
-        match outcome(
-            &response(429, &[("x-ratelimit-reset", "1000090")], ""),
-            "f",
-            1_000_000,
-        ) {
-            Err(SendError::Retryable(r)) => assert_eq!(r.retry_after_ms, Some(90_000)),
-            other => panic!("{other:?}"),
-        }
-        match outcome(
-            &response(429, &[("x-ratelimit-reset", "5")], ""),
-            "f",
-            1_000_000,
-        ) {
-            Err(SendError::Retryable(r)) => assert_eq!(r.retry_after_ms, Some(1_000)),
-            other => panic!("{other:?}"),
-        }
-        match outcome(&response(502, &[], "<html>bad gateway</html>"), "f", 0) {
-            Err(SendError::Retryable(r)) => {
-                assert!(r.reason.contains("502") && r.reason.contains("bad gateway"))
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(
-            outcome(&response(202, &[], ""), "f", 0),
-            Err(SendError::Permanent(_))
+        assert!(m.contains("HTTP 400"), "{m}");
+        assert!(
+            m.contains("Does not contain a valid address. (field `personalizations.0.to.0.email`)"),
+            "{m}"
+        );
+        let m = permanent(answer(
+            401,
+            r#"{"errors":[{"message":"The provided authorization grant is invalid, expired, or revoked","field":null,"help":null}]}"#,
         ));
+        assert!(m.contains("api_key") && m.contains("revoked"), "{m}");
+        let m = permanent(answer(
+            403,
+            r#"{"errors":[{"message":"The from address does not match a verified Sender Identity.","field":"from","help":null}]}"#,
+        ));
+        assert!(m.contains("verified sender") && m.contains("`f@x`"), "{m}");
+        permanent(answer(413, ""));
+
+        let rate_limited = |header, value, now| {
+            retryable(outcome(&response(429).with_header(header, value), "f", now)).retry_after_ms
+        };
+        assert_eq!(rate_limited("retry-after", "30", 0), Some(30_000));
+        assert_eq!(
+            rate_limited("x-ratelimit-reset", "1000090", 1_000_000),
+            Some(90_000)
+        );
+        assert_eq!(
+            rate_limited("x-ratelimit-reset", "5", 1_000_000),
+            Some(1_000)
+        );
+        let r = retryable(answer(502, "<html>bad gateway</html>"));
+        assert!(r.reason.contains("502") && r.reason.contains("bad gateway"));
+        assert!(permanent(answer(202, "")).contains("X-Message-Id"));
+        assert_eq!(
+            permanent(answer(418, " \n ")),
+            "SendGrid answered HTTP 418: no details"
+        );
     }
 
     #[test]

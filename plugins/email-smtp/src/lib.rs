@@ -14,8 +14,7 @@ mod mime;
 mod smtp;
 
 use herald_pdk::{
-    AddressKind, Guest, Message, PluginInfo, Receipt, RetryableError, SendError, Setting,
-    SettingSpec, Settings,
+    AddressKind, Guest, Message, PluginInfo, Receipt, SendError, Setting, SettingSpec, Settings,
 };
 use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
@@ -73,12 +72,7 @@ impl Guest for EmailSmtp {
 
     fn send(settings: Vec<Setting>, message: Message) -> Result<Receipt, SendError> {
         let config = Config::from_settings(Settings::new(&settings))?;
-        let to = message
-            .recipient
-            .email
-            .as_deref()
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
+        let to = herald_pdk::non_empty(message.recipient.email.as_deref())
             .ok_or_else(|| SendError::Permanent("the customer has no email address".into()))?;
         mime::check_address(to)
             .map_err(|e| SendError::Permanent(format!("bad recipient address: {e}")))?;
@@ -121,10 +115,7 @@ impl Guest for EmailSmtp {
         let accepted = smtp::Session::new(stream, &server)
             .submit(&submission)
             .map_err(|failure| match failure {
-                smtp::Failure::Retry(reason) => SendError::Retryable(RetryableError {
-                    reason,
-                    retry_after_ms: None,
-                }),
+                smtp::Failure::Retry(reason) => SendError::retryable(reason, None),
                 smtp::Failure::Permanent(reason) => SendError::Permanent(reason),
             })?;
         herald_pdk::log::debug(&format!(
@@ -165,12 +156,7 @@ struct Config {
 impl Config {
     fn from_settings(s: Settings) -> Result<Config, SendError> {
         let bad = |msg: String| SendError::Permanent(msg);
-        let opt = |key: &str| {
-            s.get(key)
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_string)
-        };
+        let opt = |key: &str| s.optional(key).map(str::to_string);
         let host = s.required("host")?.trim().to_string();
         if host.contains(['/', ' ', ':'])
             && !host.starts_with('[')
@@ -256,12 +242,7 @@ fn now_secs(sent_at_ms: i64) -> i64 {
 
 /// Opens the TCP connection to the relay, trying each resolved address.
 fn connect(host: &str, port: u16) -> Result<TcpStream, SendError> {
-    let retry = |reason: String| {
-        SendError::Retryable(RetryableError {
-            reason,
-            retry_after_ms: None,
-        })
-    };
+    let retry = |reason: String| SendError::retryable(reason, None);
     let allow_hint = format!("add \"tcp://{host}:{port}\" to this channel's allowed_hosts");
     let addrs: Vec<_> = match (host, port).to_socket_addrs() {
         Ok(addrs) => addrs.collect(),
@@ -310,22 +291,15 @@ herald_pdk::export!(EmailSmtp);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use herald_pdk::testing::{permanent, settings};
 
-    fn settings(pairs: &[(&str, &str)]) -> Vec<Setting> {
-        pairs
-            .iter()
-            .map(|(k, v)| Setting {
-                key: k.to_string(),
-                value: v.to_string(),
-            })
-            .collect()
+    fn config(pairs: &[(&str, &str)]) -> Config {
+        Config::from_settings(Settings::new(&settings(pairs))).unwrap()
     }
 
-    fn config(pairs: &[(&str, &str)]) -> Result<Config, String> {
-        Config::from_settings(Settings::new(&settings(pairs))).map_err(|e| match e {
-            SendError::Permanent(m) => m,
-            other => panic!("{other:?}"),
-        })
+    /// The permanent error of settings `pairs`.
+    fn err(pairs: &[(&str, &str)]) -> String {
+        permanent(Config::from_settings(Settings::new(&settings(pairs))))
     }
 
     #[test]
@@ -333,8 +307,7 @@ mod tests {
         let c = config(&[
             ("host", "mail.acme.example"),
             ("from_email", "noreply@acme.example"),
-        ])
-        .unwrap();
+        ]);
         assert_eq!(c.port, 587);
         assert_eq!(c.auth, AuthKind::None);
         assert_eq!(c.helo_name, "acme.example");
@@ -344,8 +317,7 @@ mod tests {
             ("from_email", "noreply@acme.example"),
             ("username", "u"),
             ("password", "p w"),
-        ])
-        .unwrap();
+        ]);
         assert_eq!(
             (c.port, c.auth, c.password.as_str()),
             (2525, AuthKind::Plain, "p w")
@@ -356,11 +328,9 @@ mod tests {
             ("username", "u"),
             ("password", "p"),
             ("auth", "LOGIN"),
-        ])
-        .unwrap();
+        ]);
         assert_eq!(login.auth, AuthKind::Login);
 
-        let err = |pairs: &[(&str, &str)]| config(pairs).unwrap_err();
         assert!(err(&[("from_email", "a@b.c")]).contains("`host`"));
         assert!(err(&[("host", "h")]).contains("`from_email`"));
         assert!(err(&[("host", "h:25"), ("from_email", "a@b.c")]).contains("`port`"));

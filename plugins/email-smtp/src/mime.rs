@@ -250,7 +250,7 @@ fn structured_header(name: &str, value: &str) -> String {
 pub fn mailbox_header(name: &str, mailbox: Mailbox) -> String {
     let prefix = format!("{name}: ");
     let addr = format!("<{}>", mailbox.email);
-    let display = mailbox.name.map(str::trim).filter(|n| !n.is_empty());
+    let display = herald_pdk::non_empty(mailbox.name);
     match display {
         None => format!("{prefix}{addr}\r\n"),
         Some(n)

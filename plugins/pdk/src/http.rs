@@ -104,10 +104,14 @@ pub struct Response {
 impl Response {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        find_header(&self.headers, name)
+    }
+
+    /// The `Retry-After` header given in seconds, in milliseconds (`None`
+    /// when absent or an HTTP-date).
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        self.header("retry-after")
+            .and_then(crate::parse_retry_after_ms)
     }
 
     /// The body as text (lossy UTF-8).
@@ -149,6 +153,24 @@ impl Response {
         })
     }
 
+    /// The body as text, trimmed, with control characters (line breaks
+    /// included) as spaces and cut at `max_chars` characters with `…`; empty
+    /// for an empty body. Unlike [`Response::excerpt`] it keeps the body's
+    /// own spacing.
+    pub fn snippet(&self, max_chars: usize) -> String {
+        let text = self.text();
+        let text = text.trim();
+        let mut out: String = text
+            .chars()
+            .take(max_chars)
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        if text.chars().nth(max_chars).is_some() {
+            out.push('…');
+        }
+        out
+    }
+
     /// The body as text, on one line, cut at 200 characters.
     pub fn excerpt(&self) -> String {
         let text = self.text();
@@ -159,6 +181,14 @@ impl Response {
             line
         }
     }
+}
+
+/// The first value of header `name` (case-insensitive) among `headers`.
+pub(crate) fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// Why an HTTP request failed before a response was received.
@@ -528,6 +558,7 @@ pub fn render_error_code(code: &ErrorCode) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{permanent, response, retryable};
 
     #[test]
     fn json_bodies_and_answers() {
@@ -547,50 +578,51 @@ mod tests {
         assert_eq!(req.headers.len(), 1, "a given content type is kept");
         assert_eq!(req.body, b"[1]".to_vec());
 
-        let response = |status: u16, headers: &[(&str, &str)], body: &str| Response {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-        };
-        let ok = response(200, &[], r#"{"id": "m1"}"#);
+        let ok = response(200).with_text(r#"{"id": "m1"}"#);
         assert!(ok.error_for_status().is_ok());
         let v: serde_json::Value = ok.json().unwrap();
         assert_eq!(v["id"], "m1");
-        assert!(response(200, &[], "<html>")
+        assert!(response(200)
+            .with_text("<html>")
             .json::<serde_json::Value>()
             .is_err());
-        match response(
-            429,
-            &[("Retry-After", "30")],
-            "{\n \"error\": \"slow down\"\n}",
-        )
-        .error_for_status()
-        {
-            Err(crate::SendError::Retryable(r)) => {
-                assert_eq!(r.retry_after_ms, Some(30_000));
-                assert_eq!(
-                    r.reason,
-                    r#"provider answered HTTP 429: { "error": "slow down" }"#
-                );
-            }
-            other => panic!("{other:?}"),
-        }
-        match response(400, &[], &"x".repeat(300)).error_for_status() {
-            Err(crate::SendError::Permanent(m)) => {
-                assert!(
-                    m.starts_with("provider answered HTTP 400: xxx") && m.ends_with("..."),
-                    "{m}"
-                );
-                assert_eq!(m.len(), "provider answered HTTP 400: ".len() + 203);
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(
-            matches!(response(503, &[], "").error_for_status(), Err(crate::SendError::Retryable(r)) if r.reason == "provider answered HTTP 503")
+        let r = retryable(
+            response(429)
+                .with_header("Retry-After", "30")
+                .with_text("{\n \"error\": \"slow down\"\n}")
+                .error_for_status(),
         );
+        assert_eq!(r.retry_after_ms, Some(30_000));
+        assert_eq!(
+            r.reason,
+            r#"provider answered HTTP 429: { "error": "slow down" }"#
+        );
+        let m = permanent(response(400).with_text(&"x".repeat(300)).error_for_status());
+        assert!(
+            m.starts_with("provider answered HTTP 400: xxx") && m.ends_with("..."),
+            "{m}"
+        );
+        assert_eq!(m.len(), "provider answered HTTP 400: ".len() + 203);
+        assert_eq!(
+            retryable(response(503).error_for_status()).reason,
+            "provider answered HTTP 503"
+        );
+    }
+
+    #[test]
+    fn retry_after_and_snippets() {
+        assert_eq!(
+            response(429)
+                .with_header("Retry-After", " 2 ")
+                .retry_after_ms(),
+            Some(2000)
+        );
+        assert_eq!(response(429).retry_after_ms(), None);
+        let r = response(500).with_text("  line one\r\nline two\t ");
+        assert_eq!(r.snippet(200), "line one  line two");
+        assert_eq!(r.snippet(4), "line…");
+        assert_eq!(response(500).with_text(" \n ").snippet(10), "");
+        assert_eq!(response(500).with_text("éé").snippet(2), "éé");
     }
 
     #[test]

@@ -24,14 +24,21 @@
 //! What it offers besides the generated types:
 //! - [`log`]: writes to the host's log, attributed to the plugin;
 //! - [`kv`]: the plugin's own key-value store on the host;
-//! - [`Settings`]: lookup of the channel's configured settings;
+//! - [`Settings`]: lookup of the channel's configured settings (raw,
+//!   required, or trimmed with blanks as absent: [`Settings::optional`]);
 //! - [`http`]: a small blocking HTTP client over `wasi:http/outgoing-handler`,
 //!   with JSON bodies ([`http::Request::post_json`], [`http::Response::json`])
 //!   and [`http::Response::error_for_status`];
 //! - [`SettingSpec::required`], [`SettingSpec::optional`] and
 //!   [`SettingSpec::secret`]: the settings a plugin declares in `describe`;
-//! - [`classify_http_status`] and `From<http::HttpError> for SendError`: the
-//!   usual mapping of provider answers onto retryable / permanent errors.
+//! - [`classify_http_status`], [`SendError::retryable`] and
+//!   `From<http::HttpError> for SendError`: the usual mapping of provider
+//!   answers onto retryable / permanent errors;
+//! - [`form`] (form bodies and query strings, [`CallbackRequest::query`]),
+//!   [`time`] (calendar dates, RFC 3339, the host's clock) and
+//!   [`constant_time_eq`] for callback signatures;
+//! - `testing` (with the `testing` feature, for unit tests): a sample
+//!   message, provider answers and callback requests to feed pure functions.
 
 pub mod http;
 
@@ -63,6 +70,9 @@ pub use bindings::exports::herald::plugin::channel::{
 pub mod form;
 pub mod time;
 
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
 /// The answer of a plugin that takes no provider callbacks.
 pub fn no_callbacks() -> Result<CallbackResult, CallbackError> {
     Err(CallbackError::Unsupported)
@@ -83,6 +93,33 @@ pub fn callback_reply(
             body: body.into(),
         },
     })
+}
+
+/// `value` trimmed, or `None` when it is absent or blank: how an optional
+/// setting, rule field or recipient address is read.
+pub fn non_empty(value: Option<&str>) -> Option<&str> {
+    value.map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// Whether `a` and `b` are equal, in a time that does not depend on where
+/// they first differ (for comparing a callback's signature or token with the
+/// expected one). Slices of different lengths are unequal.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl SendError {
+    /// A [`SendError::Retryable`] with `reason` and the provider's
+    /// `retry_after_ms` hint, if it gave one.
+    pub fn retryable(reason: impl Into<String>, retry_after_ms: Option<u64>) -> Self {
+        SendError::Retryable(RetryableError {
+            reason: reason.into(),
+            retry_after_ms,
+        })
+    }
 }
 
 impl Message {
@@ -124,10 +161,15 @@ impl SettingSpec {
 impl CallbackRequest {
     /// The value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        http::find_header(&self.headers, name)
+    }
+
+    /// The URL's query parameters, decoded, in order (none when the URL has
+    /// no query); look one up with [`form::get`].
+    pub fn query(&self) -> Vec<(String, String)> {
+        let query = self.url.split_once('?').map_or("", |(_, q)| q);
+        let query = query.split('#').next().unwrap_or_default();
+        form::decode(query.as_bytes())
     }
 }
 pub use bindings::herald::plugin::types::{
@@ -218,6 +260,19 @@ impl<'a> Settings<'a> {
         self.get(key).unwrap_or(default)
     }
 
+    /// The value of `key` trimmed, or `None` when it is not configured or
+    /// blank. (Secrets whose spaces count, such as passwords, want
+    /// [`Settings::get`].)
+    pub fn optional(&self, key: &str) -> Option<&'a str> {
+        non_empty(self.get(key))
+    }
+
+    /// The value of `key` trimmed, or `default` when it is not configured
+    /// or blank.
+    pub fn optional_or(&self, key: &str, default: &'a str) -> &'a str {
+        self.optional(key).unwrap_or(default)
+    }
+
     /// The value of a required setting. A missing (or blank) value is a
     /// permanent error that tells the operator where to add it.
     pub fn required(&self, key: &str) -> Result<&'a str, SendError> {
@@ -251,10 +306,10 @@ impl<'a> From<&'a Vec<Setting>> for Settings<'a> {
 pub fn classify_http_status(status: u16, retry_after: Option<&str>) -> Result<(), SendError> {
     match status {
         200..=299 => Ok(()),
-        408 | 429 | 500..=599 => Err(SendError::Retryable(RetryableError {
-            reason: format!("provider answered HTTP {status}"),
-            retry_after_ms: retry_after.and_then(parse_retry_after_ms),
-        })),
+        408 | 429 | 500..=599 => Err(SendError::retryable(
+            format!("provider answered HTTP {status}"),
+            retry_after.and_then(parse_retry_after_ms),
+        )),
         _ => Err(SendError::Permanent(format!(
             "provider answered HTTP {status}"
         ))),
@@ -278,10 +333,7 @@ impl From<http::HttpError> for SendError {
         } else if err.invalid_request {
             SendError::Permanent(err.to_string())
         } else {
-            SendError::Retryable(RetryableError {
-                reason: err.to_string(),
-                retry_after_ms: None,
-            })
+            SendError::retryable(err.to_string(), None)
         }
     }
 }
@@ -289,31 +341,30 @@ impl From<http::HttpError> for SendError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn setting(key: &str, value: &str) -> Setting {
-        Setting {
-            key: key.into(),
-            value: value.into(),
-        }
-    }
+    use crate::testing::{callback, permanent, retryable, settings};
 
     #[test]
     fn settings_lookup() {
-        let list = vec![setting("a", "1"), setting("b", ""), setting("a", "2")];
+        let list = settings(&[("a", "1"), ("b", ""), ("a", "2"), ("c", "  x ")]);
         let s = Settings::new(&list);
         assert_eq!(s.get("a"), Some("2"));
-        assert_eq!(s.get("c"), None);
-        assert_eq!(s.get_or("c", "x"), "x");
+        assert_eq!(s.get("d"), None);
+        assert_eq!(s.get_or("d", "x"), "x");
+        assert_eq!(s.get_or("b", "x"), "");
         assert_eq!(s.required("a").unwrap(), "2");
-        match s.required("b") {
-            Err(SendError::Permanent(m)) => {
-                assert_eq!(
-                    m,
-                    "missing setting `b`: add it under [channels.NAME.settings]"
-                )
-            }
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(
+            permanent(s.required("b")),
+            "missing setting `b`: add it under [channels.NAME.settings]"
+        );
+        assert_eq!(s.optional("c"), Some("x"));
+        assert_eq!(s.optional("b"), None);
+        assert_eq!(s.optional("d"), None);
+        assert_eq!(s.optional_or("c", "y"), "x");
+        assert_eq!(s.optional_or("b", "y"), "y");
+        assert_eq!(s.optional_or("d", "y"), "y");
+        assert_eq!(non_empty(Some(" \t")), None);
+        assert_eq!(non_empty(Some(" v ")), Some("v"));
+        assert_eq!(non_empty(None), None);
     }
 
     #[test]
@@ -332,20 +383,34 @@ mod tests {
         assert!(classify_http_status(200, None).is_ok());
         assert!(classify_http_status(204, Some("5")).is_ok());
         for s in [408, 429, 500, 503, 599] {
-            match classify_http_status(s, Some(" 7 ")) {
-                Err(SendError::Retryable(r)) => assert_eq!(r.retry_after_ms, Some(7000)),
-                other => panic!("{s}: {other:?}"),
-            }
+            let r = retryable(classify_http_status(s, Some(" 7 ")));
+            assert_eq!(r.retry_after_ms, Some(7000), "{s}");
         }
-        match classify_http_status(503, Some("Wed, 21 Oct 2015 07:28:00 GMT")) {
-            Err(SendError::Retryable(r)) => assert_eq!(r.retry_after_ms, None),
-            other => panic!("{other:?}"),
-        }
+        let r = retryable(classify_http_status(
+            503,
+            Some("Wed, 21 Oct 2015 07:28:00 GMT"),
+        ));
+        assert_eq!(r.retry_after_ms, None);
         for s in [301, 400, 401, 404, 422] {
-            assert!(matches!(
-                classify_http_status(s, None),
-                Err(SendError::Permanent(_))
-            ));
+            permanent(classify_http_status(s, None));
         }
+    }
+
+    #[test]
+    fn constant_time_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn callback_query() {
+        let q = |url: &str| callback("POST", url).query();
+        assert_eq!(
+            q("https://h.example/hooks/sms?token=a%2Bb&x=1#frag"),
+            testing::pairs(&[("token", "a+b"), ("x", "1")])
+        );
+        assert!(q("https://h.example/hooks/sms").is_empty());
     }
 }

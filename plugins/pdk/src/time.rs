@@ -3,6 +3,24 @@
 //! `std::time::SystemTime::now()` (the host's clock, virtual under
 //! `herald simulate`) or from a message turned into a UTC calendar date.
 
+/// Seconds since the Unix epoch on the host's clock (virtual under
+/// `herald simulate`); 0 if the clock is before 1970.
+pub fn unix_now_secs() -> u64 {
+    since_epoch().as_secs()
+}
+
+/// Milliseconds since the Unix epoch on the host's clock (virtual under
+/// `herald simulate`); 0 if the clock is before 1970.
+pub fn unix_now_millis() -> i64 {
+    since_epoch().as_millis() as i64
+}
+
+fn since_epoch() -> std::time::Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
 /// Proleptic Gregorian (year, month, day) of a day count since 1970-01-01
 /// (Howard Hinnant's `civil_from_days`).
 pub fn civil_from_days(days: i64) -> (i64, u32, u32) {

@@ -13,9 +13,9 @@
 use base64::Engine as _;
 use herald_pdk::http::{Request, Response};
 use herald_pdk::{
-    callback_reply, AddressKind, CallbackError, CallbackEvent, CallbackRequest, CallbackResult,
-    DeliveryReport, DeliveryState, Guest, InboundReply, Message, PluginInfo, Receipt,
-    RetryableError, SendError, Setting, SettingSpec, Settings,
+    callback_reply, classify_http_status, constant_time_eq, form, non_empty, time, AddressKind,
+    CallbackError, CallbackEvent, CallbackRequest, CallbackResult, DeliveryReport, DeliveryState,
+    Guest, InboundReply, Message, PluginInfo, Receipt, SendError, Setting, SettingSpec, Settings,
 };
 use hmac::{Hmac, Mac};
 use serde_json::Value;
@@ -57,27 +57,16 @@ impl Guest for Aliyun {
         let access_key_id = settings.required("access_key_id")?.trim();
         let secret = settings.required("access_key_secret")?.trim();
         let sign_name = settings.required("sign_name")?.trim();
-        let template_code = message
-            .field(TEMPLATE_CODE_FIELD)
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .or_else(|| settings.get("template_code").map(str::trim).filter(|v| !v.is_empty()))
+        let template_code = non_empty(message.field(TEMPLATE_CODE_FIELD))
+            .or_else(|| settings.optional("template_code"))
             .ok_or_else(|| {
                 SendError::Permanent(format!(
                     "no SMS template for rule `{}`: set `template_code` under [channels.NAME.settings] or a `template_code` field in the rule",
                     message.rule
                 ))
             })?;
-        let endpoint = settings
-            .get("endpoint")
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .unwrap_or(DEFAULT_ENDPOINT);
-        let region = settings
-            .get("region_id")
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .unwrap_or(DEFAULT_REGION);
+        let endpoint = settings.optional_or("endpoint", DEFAULT_ENDPOINT);
+        let region = settings.optional_or("region_id", DEFAULT_REGION);
 
         let phone = message.recipient.phone.as_deref().unwrap_or_default();
         let phone_number = normalize_phone(phone).map_err(|why| {
@@ -88,10 +77,10 @@ impl Guest for Aliyun {
         })?;
         let template_param = template_param(&message);
 
-        let now_ms = now_ms();
+        let now_ms = time::unix_now_millis();
         let counter = next_counter();
         let nonce = signature_nonce(&message.idempotency_key, now_ms, counter);
-        let timestamp = herald_pdk::time::iso8601_secs(now_ms.div_euclid(1000));
+        let timestamp = time::iso8601_secs(now_ms.div_euclid(1000));
         let params = vec![
             ("AccessKeyId", access_key_id.to_string()),
             ("Action", "SendSms".to_string()),
@@ -124,15 +113,8 @@ impl Guest for Aliyun {
         request: CallbackRequest,
     ) -> Result<CallbackResult, CallbackError> {
         let settings = Settings::new(&settings);
-        if let Some(expected) = settings
-            .get("callback_token")
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-        {
-            let query = request.url.split_once('?').map(|(_, q)| q).unwrap_or("");
-            let query = query.split('#').next().unwrap_or("");
-            let pairs = herald_pdk::form::decode(query.as_bytes());
-            match herald_pdk::form::get(&pairs, "token") {
+        if let Some(expected) = settings.optional("callback_token") {
+            match form::get(&request.query(), "token") {
                 Some(given) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => {}
                 Some(_) => {
                     return Err(CallbackError::Unauthorized(
@@ -149,13 +131,6 @@ impl Guest for Aliyun {
         let events = parse_push(&request.body)?;
         callback_reply(events, 200, "application/json", PUSH_ANSWER)
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// A per-channel counter kept in the plugin's key-value store (and in this
@@ -327,7 +302,7 @@ fn outcome(response: &Response) -> Result<Receipt, SendError> {
         },
         (Some(code), _) => {
             let message = text("Message").unwrap_or_default();
-            Err(classify(status, &code, &message, response.header("retry-after")))
+            Err(classify(status, &code, &message, response.retry_after_ms()))
         }
         (None, _) => {
             let snippet: String = String::from_utf8_lossy(&response.body)
@@ -335,7 +310,7 @@ fn outcome(response: &Response) -> Result<Receipt, SendError> {
                 .chars()
                 .take(200)
                 .collect();
-            match herald_pdk::classify_http_status(status, response.header("retry-after")) {
+            match classify_http_status(status, response.header("retry-after")) {
                 Err(SendError::Retryable(mut r)) => {
                     r.reason = format!("Alibaba Cloud answered HTTP {status} (will retry): {snippet}");
                     Err(SendError::Retryable(r))
@@ -364,19 +339,14 @@ fn business_limit_wait_ms(message: &str) -> u64 {
 }
 
 /// The error for an Alibaba Cloud `Code` other than `OK`.
-fn classify(status: u16, code: &str, message: &str, retry_after: Option<&str>) -> SendError {
+fn classify(status: u16, code: &str, message: &str, retry_after_ms: Option<u64>) -> SendError {
     let what = if message.is_empty() {
         format!("Alibaba Cloud answered HTTP {status} {code}")
     } else {
         format!("Alibaba Cloud answered HTTP {status} {code}: {message}")
     };
-    let header_wait = retry_after.and_then(herald_pdk::parse_retry_after_ms);
-    let retry = |reason: String, wait: Option<u64>| {
-        SendError::Retryable(RetryableError {
-            reason,
-            retry_after_ms: header_wait.or(wait),
-        })
-    };
+    let retry =
+        |reason: String, wait: Option<u64>| SendError::retryable(reason, retry_after_ms.or(wait));
     let fix = |hint: &str| SendError::Permanent(format!("{what}: {hint}"));
     match code {
         "isv.BUSINESS_LIMIT_CONTROL" | "isv.DAY_LIMIT_CONTROL" => retry(
@@ -493,19 +463,14 @@ fn reply_senders(phone: &str) -> Vec<String> {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 herald_pdk::export!(Aliyun);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herald_pdk::{Field, Recipient};
+    use herald_pdk::testing::{
+        self, callback, permanent, response, retryable, sample_message, settings,
+    };
 
     #[test]
     fn signature_matches_the_documented_example() {
@@ -567,11 +532,8 @@ mod tests {
 
     #[test]
     fn timestamps_and_nonces() {
-        assert_eq!(herald_pdk::time::iso8601_secs(0), "1970-01-01T00:00:00Z");
-        assert_eq!(
-            herald_pdk::time::iso8601_secs(1_499_827_339),
-            "2017-07-12T02:42:19Z"
-        );
+        // The Timestamp of the documented example.
+        assert_eq!(time::iso8601_secs(1_499_827_339), "2017-07-12T02:42:19Z");
         let a = signature_nonce("k", 1, 1);
         assert_eq!(a.len(), 32);
         assert_ne!(a, signature_nonce("k", 1, 2));
@@ -579,33 +541,12 @@ mod tests {
         assert_ne!(a, signature_nonce("j", 1, 1));
     }
 
+    /// The sample message with the rule's `fields` and a padded Chinese text.
     fn message(fields: &[(&str, &str)]) -> Message {
-        Message {
-            idempotency_key: "k".into(),
-            rule: "r".into(),
-            recipient: Recipient {
-                customer_id: "c".into(),
-                name: None,
-                email: None,
-                phone: Some("+8613800138000".into()),
-                wechat_openid: None,
-                locale: None,
-                timezone: "Asia/Shanghai".into(),
-            },
-            subject: "s".into(),
-            text: " 您好 ".into(),
-            html: None,
-            fields: fields
-                .iter()
-                .map(|(n, v)| Field {
-                    name: n.to_string(),
-                    value: v.to_string(),
-                })
-                .collect(),
-            unsubscribe_url: None,
-            callback_url: None,
-            sent_at: 0,
-        }
+        let mut m = sample_message();
+        m.text = " 您好 ".into();
+        m.fields = testing::fields(fields);
+        m
     }
 
     #[test]
@@ -624,50 +565,35 @@ mod tests {
         assert_eq!(v, serde_json::json!({"content": "您好"}));
     }
 
-    fn response(status: u16, body: Value) -> Response {
-        Response {
-            status,
-            headers: vec![],
-            body: body.to_string().into_bytes(),
-        }
-    }
-
     #[test]
     fn codes_map_to_outcomes() {
-        let ok = outcome(&response(
-            200,
-            serde_json::json!({"Code":"OK","Message":"OK","BizId":"900619746936498440^0","RequestId":"F655A8D5-B967-440B-8683-DAD6FF8DE990"}),
+        let ok = outcome(&response(200).with_json(
+            &serde_json::json!({"Code":"OK","Message":"OK","BizId":"900619746936498440^0","RequestId":"F655A8D5-B967-440B-8683-DAD6FF8DE990"}),
         ))
         .unwrap();
         assert_eq!(ok.provider_message_id, "900619746936498440^0");
 
-        let err = |status, code: &str, msg: &str| {
-            outcome(&response(
-                status,
-                serde_json::json!({"Code": code, "Message": msg, "RequestId": "x"}),
-            ))
-            .unwrap_err()
-        };
+        let err =
+            |status, code: &str, msg: &str| {
+                outcome(&response(status).with_json(
+                    &serde_json::json!({"Code": code, "Message": msg, "RequestId": "x"}),
+                ))
+            };
         for (msg, want) in [
             ("触发分钟级流控Permits:1", 60_000),
             ("触发小时级流控Permits:5", 3_600_000),
             ("触发天级流控Permits:10", 86_400_000),
             ("", 3_600_000),
         ] {
-            match err(200, "isv.BUSINESS_LIMIT_CONTROL", msg) {
-                SendError::Retryable(r) => assert_eq!(r.retry_after_ms, Some(want), "{msg}"),
-                other => panic!("{other:?}"),
-            }
+            let r = retryable(err(200, "isv.BUSINESS_LIMIT_CONTROL", msg));
+            assert_eq!(r.retry_after_ms, Some(want), "{msg}");
         }
         for code in [
             "isv.AMOUNT_NOT_ENOUGH",
             "isp.SYSTEM_ERROR",
             "Throttling.User",
         ] {
-            assert!(
-                matches!(err(200, code, "x"), SendError::Retryable(_)),
-                "{code}"
-            );
+            retryable(err(200, code, "x"));
         }
         for (code, hint) in [
             ("SignatureDoesNotMatch", "access_key_secret"),
@@ -679,27 +605,47 @@ mod tests {
             ("isv.BLACK_KEY_CONTROL_LIMIT", "isv.BLACK_KEY_CONTROL_LIMIT"),
             ("isv.SOMETHING_NEW", "isv.SOMETHING_NEW"),
         ] {
-            match err(400, code, "msg") {
-                SendError::Permanent(m) => assert!(m.contains(hint), "{code}: {m}"),
-                other => panic!("{code}: {other:?}"),
-            }
+            let m = permanent(err(400, code, "msg"));
+            assert!(m.contains(hint), "{code}: {m}");
         }
         let raw = |status, body: &str| {
-            outcome(&Response {
-                status,
-                headers: vec![("retry-after".into(), "5".into())],
-                body: body.as_bytes().to_vec(),
-            })
-            .unwrap_err()
+            outcome(
+                &response(status)
+                    .with_header("retry-after", "5")
+                    .with_text(body),
+            )
         };
-        assert!(
-            matches!(raw(503, "<html>"), SendError::Retryable(r) if r.retry_after_ms == Some(5000))
+        assert_eq!(retryable(raw(503, "<html>")).retry_after_ms, Some(5000));
+        permanent(raw(403, "nope"));
+        retryable(err(502, "SomethingNew", "x"));
+    }
+
+    #[test]
+    fn pushes_need_the_callback_token_when_one_is_set() {
+        let report = r#"[{"phone_number":"13800138000","success":true,"err_code":"DELIVERED","biz_id":"12345^0"}]"#;
+        let push = |url: &str| callback("POST", url).with_body(report);
+        let token = settings(&[("callback_token", "s3cret")]);
+        let result = Aliyun::handle_callback(
+            token.clone(),
+            push("https://h.example/hooks/sms?token=s3cret"),
+        )
+        .unwrap();
+        assert_eq!(result.events.len(), 1);
+        assert_eq!(
+            (result.response.status, result.response.body.as_str()),
+            (200, PUSH_ANSWER)
         );
-        assert!(matches!(raw(403, "nope"), SendError::Permanent(_)));
-        assert!(matches!(
-            err(502, "SomethingNew", "x"),
-            SendError::Retryable(_)
-        ));
+        for url in [
+            "https://h.example/hooks/sms?token=other",
+            "https://h.example/hooks/sms",
+        ] {
+            assert!(matches!(
+                Aliyun::handle_callback(token.clone(), push(url)),
+                Err(CallbackError::Unauthorized(_))
+            ));
+        }
+        // Without a callback_token every push is taken.
+        assert!(Aliyun::handle_callback(Vec::new(), push("https://h.example/hooks/sms")).is_ok());
     }
 
     #[test]

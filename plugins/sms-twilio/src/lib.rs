@@ -13,9 +13,9 @@
 use base64::Engine as _;
 use herald_pdk::http::{Request, Response};
 use herald_pdk::{
-    callback_reply, AddressKind, CallbackError, CallbackEvent, CallbackRequest, CallbackResult,
-    DeliveryReport, DeliveryState, Guest, InboundReply, Message, PluginInfo, Receipt,
-    RetryableError, SendError, Setting, SettingSpec, Settings,
+    callback_reply, constant_time_eq, AddressKind, CallbackError, CallbackEvent, CallbackRequest,
+    CallbackResult, DeliveryReport, DeliveryState, Guest, InboundReply, Message, PluginInfo,
+    Receipt, SendError, Setting, SettingSpec, Settings,
 };
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
@@ -53,10 +53,7 @@ impl Guest for Twilio {
         let auth_token = settings.required("auth_token")?.trim();
         let sender = sender(&settings)?;
         let api_base = settings
-            .get("api_base")
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .unwrap_or(DEFAULT_API_BASE)
+            .optional_or("api_base", DEFAULT_API_BASE)
             .trim_end_matches('/');
 
         let phone = message.recipient.phone.as_deref().unwrap_or_default();
@@ -134,11 +131,10 @@ enum Sender {
 }
 
 fn sender(settings: &Settings<'_>) -> Result<Sender, SendError> {
-    let non_empty = |k: &str| settings.get(k).map(str::trim).filter(|v| !v.is_empty());
-    if let Some(service) = non_empty("messaging_service_sid") {
+    if let Some(service) = settings.optional("messaging_service_sid") {
         return Ok(Sender::Service(service.to_string()));
     }
-    match non_empty("from") {
+    match settings.optional("from") {
         Some(from) => Ok(Sender::Number(from.to_string())),
         None => Err(SendError::Permanent(
             "missing setting `from` (a Twilio phone number such as +15017122661) or `messaging_service_sid`: add one under [channels.NAME.settings]".into(),
@@ -258,18 +254,13 @@ fn outcome(response: &Response) -> Result<Receipt, SendError> {
         };
     }
     let err = parse_error(&response.body);
-    Err(classify(status, &err, response.header("retry-after")))
+    Err(classify(status, &err, response.retry_after_ms()))
 }
 
 /// The error of a non-2xx answer from Twilio.
-fn classify(status: u16, err: &TwilioError, retry_after: Option<&str>) -> SendError {
+fn classify(status: u16, err: &TwilioError, retry_after_ms: Option<u64>) -> SendError {
     let what = describe(status, err);
-    let retryable = |reason: String| {
-        SendError::Retryable(RetryableError {
-            reason,
-            retry_after_ms: retry_after.and_then(herald_pdk::parse_retry_after_ms),
-        })
-    };
+    let retryable = |reason: String| SendError::retryable(reason, retry_after_ms);
     match (status, err.code) {
         (_, Some(21610)) => SendError::Unsubscribed(format!(
             "{what} (the recipient replied STOP to this sender)"
@@ -363,13 +354,6 @@ fn url_variants(url: &str) -> Vec<String> {
     out
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Parses a verified webhook: a status callback (has `MessageStatus`) or an
 /// inbound message (has `Body`).
 fn parse_webhook(params: &[(String, String)]) -> Result<Vec<CallbackEvent>, CallbackError> {
@@ -423,12 +407,9 @@ herald_pdk::export!(Twilio);
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use herald_pdk::testing::{
+        callback, pairs, permanent, response, retryable, settings, unsubscribed,
+    };
 
     #[test]
     fn signature_matches_twilios_documented_example() {
@@ -525,17 +506,6 @@ mod tests {
         );
     }
 
-    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
-        Response {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
-
     fn twilio_error(code: u32, status: u16, message: &str) -> String {
         serde_json::json!({
             "code": code,
@@ -548,26 +518,16 @@ mod tests {
 
     #[test]
     fn error_codes_map_to_outcomes() {
-        let ok = outcome(&response(
+        let answer = |status, body: &str| outcome(&response(status).with_text(body));
+        let ok = answer(
             201,
-            &[],
             r#"{"sid":"SM0123456789abcdef0123456789abcdef","status":"queued"}"#,
-        ))
+        )
         .unwrap();
         assert_eq!(ok.provider_message_id, "SM0123456789abcdef0123456789abcdef");
-        assert!(matches!(
-            outcome(&response(201, &[], "{}")),
-            Err(SendError::Permanent(_))
-        ));
+        permanent(answer(201, "{}"));
 
-        let perm = |code, status, msg| match outcome(&response(
-            status,
-            &[],
-            &twilio_error(code, status, msg),
-        )) {
-            Err(SendError::Permanent(m)) => m,
-            other => panic!("{code}: {other:?}"),
-        };
+        let perm = |code, status, msg| permanent(answer(status, &twilio_error(code, status, msg)));
         let m = perm(
             21211,
             400,
@@ -586,19 +546,13 @@ mod tests {
         assert!(perm(21606, 400, "The 'From' phone number provided is not a valid message-capable Twilio phone number for this destination.").contains("`from`"));
         let m = perm(20003, 401, "Authentication Error - invalid username");
         assert!(m.contains("account_sid") && m.contains("auth_token"), "{m}");
-        assert!(matches!(
-            outcome(&response(401, &[], "Unauthorized")),
-            Err(SendError::Permanent(m)) if m.contains("auth_token")
-        ));
+        assert!(permanent(answer(401, "Unauthorized")).contains("auth_token"));
 
-        match outcome(&response(
+        let m = unsubscribed(answer(
             400,
-            &[],
             &twilio_error(21610, 400, "Attempt to send to unsubscribed recipient"),
-        )) {
-            Err(SendError::Unsubscribed(m)) => assert!(m.contains("21610"), "{m}"),
-            other => panic!("{other:?}"),
-        }
+        ));
+        assert!(m.contains("21610"), "{m}");
 
         for (status, code, retry_after, want) in [
             (429, 20429, Some("30"), Some(30_000)),
@@ -606,34 +560,57 @@ mod tests {
             (500, 20500, Some("2"), Some(2000)),
             (503, 20503, None, None),
         ] {
-            let headers: Vec<(&str, &str)> = retry_after
-                .map(|v| vec![("retry-after", v)])
-                .unwrap_or_default();
-            match outcome(&response(
-                status,
-                &headers,
-                &twilio_error(code, status, "x"),
-            )) {
-                Err(SendError::Retryable(r)) => {
-                    assert_eq!(r.retry_after_ms, want);
-                    assert!(r.reason.contains(&status.to_string()));
-                }
-                other => panic!("{status}: {other:?}"),
+            let mut answer = response(status).with_text(&twilio_error(code, status, "x"));
+            if let Some(v) = retry_after {
+                answer = answer.with_header("retry-after", v);
             }
+            let r = retryable(outcome(&answer));
+            assert_eq!(r.retry_after_ms, want, "{status}");
+            assert!(r.reason.contains(&status.to_string()));
         }
         // Code 20429 with an unusual status is still a rate limit.
-        assert!(matches!(
-            outcome(&response(
-                400,
-                &[],
-                &twilio_error(20429, 400, "Too Many Requests")
-            )),
-            Err(SendError::Retryable(_))
+        retryable(answer(400, &twilio_error(20429, 400, "Too Many Requests")));
+        retryable(answer(502, "<html>bad gateway</html>"));
+    }
+
+    #[test]
+    fn signed_webhooks_are_answered_with_empty_twiml() {
+        let url = "https://herald.example/hooks/sms";
+        let form = [
+            ("MessageSid", "SM1"),
+            ("MessageStatus", "delivered"),
+            ("To", "+15551234567"),
+        ];
+        let signature = compute_signature("12345", url, &pairs(&form));
+        let request = callback("POST", url)
+            .with_header("X-Twilio-Signature", &signature)
+            .with_form(&form);
+        let token = settings(&[("auth_token", " 12345 ")]);
+        let result = Twilio::handle_callback(token.clone(), request.clone()).unwrap();
+        assert!(
+            matches!(&result.events[..], [CallbackEvent::Report(r)] if r.provider_message_id == "SM1")
+        );
+        assert_eq!(
+            (
+                result.response.status,
+                result.response.content_type.as_str()
+            ),
+            (200, "text/xml")
+        );
+        assert_eq!(result.response.body, EMPTY_TWIML);
+
+        let unauthorized = |settings: Vec<Setting>, request| {
+            matches!(
+                Twilio::handle_callback(settings, request),
+                Err(CallbackError::Unauthorized(_))
+            )
+        };
+        assert!(unauthorized(
+            settings(&[("auth_token", "54321")]),
+            request.clone()
         ));
-        assert!(matches!(
-            outcome(&response(502, &[], "<html>bad gateway</html>")),
-            Err(SendError::Retryable(_))
-        ));
+        assert!(unauthorized(Vec::new(), request));
+        assert!(unauthorized(token, callback("POST", url).with_form(&form)));
     }
 
     #[test]

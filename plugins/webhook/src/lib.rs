@@ -49,11 +49,7 @@ impl Guest for Webhook {
         let settings = Settings::new(&settings);
         let url = settings.required("url")?;
         let secret = settings.required("secret")?;
-        let signature_header = settings
-            .get("signature_header")
-            .map(str::trim)
-            .filter(|h| !h.is_empty())
-            .unwrap_or(DEFAULT_SIGNATURE_HEADER);
+        let signature_header = settings.optional_or("signature_header", DEFAULT_SIGNATURE_HEADER);
 
         let body = payload_json(&message)?;
         let signature = sign(secret, &body);
@@ -129,7 +125,7 @@ fn sign(secret: &str, body: &[u8]) -> String {
 fn outcome(response: &Response, idempotency_key: &str) -> Result<Receipt, SendError> {
     let status = response.status;
     if let Err(err) = classify_http_status(status, response.header("retry-after")) {
-        let detail = body_snippet(&response.body);
+        let detail = response.snippet(BODY_SNIPPET_CHARS);
         let describe = |what: &str| {
             if detail.is_empty() {
                 format!("webhook answered HTTP {status} ({what})")
@@ -148,13 +144,7 @@ fn outcome(response: &Response, idempotency_key: &str) -> Result<Receipt, SendEr
         });
     }
     let provider_message_id = id_from_body(&response.body)
-        .or_else(|| {
-            response
-                .header("x-request-id")
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_string)
-        })
+        .or_else(|| herald_pdk::non_empty(response.header("x-request-id")).map(str::to_string))
         .unwrap_or_else(|| idempotency_key.to_string());
     Ok(Receipt {
         provider_message_id,
@@ -171,67 +161,33 @@ fn id_from_body(body: &[u8]) -> Option<String> {
     }
 }
 
-/// The first 200 characters of a body, on one line.
-fn body_snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    let mut out: String = text
-        .chars()
-        .take(BODY_SNIPPET_CHARS)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if text.chars().nth(BODY_SNIPPET_CHARS).is_some() {
-        out.push('…');
-    }
-    out
-}
-
 herald_pdk::export!(Webhook);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herald_pdk::Recipient;
-
-    fn message() -> Message {
-        Message {
-            idempotency_key: "k-1".into(),
-            rule: "trial-ending".into(),
-            recipient: Recipient {
-                customer_id: "c-42".into(),
-                name: Some("Ada".into()),
-                email: Some("ada@example.com".into()),
-                phone: None,
-                wechat_openid: None,
-                locale: Some("en".into()),
-                timezone: "Asia/Shanghai".into(),
-            },
-            subject: "Your trial ends soon".into(),
-            text: "Hello".into(),
-            html: None,
-            fields: Vec::new(),
-            unsubscribe_url: None,
-            callback_url: None,
-            sent_at: 1_709_281_800_123,
-        }
-    }
+    use herald_pdk::testing::{permanent, response, retryable, sample_message};
 
     #[test]
     fn payload_shape() {
-        let body = payload_json(&message()).unwrap();
+        let mut message = sample_message();
+        message.recipient.phone = None;
+        message.recipient.wechat_openid = None;
+        message.html = None;
+        let body = payload_json(&message).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(v["idempotency_key"], "k-1");
+        assert_eq!(v["idempotency_key"], "herald:42:trial-ending:created");
         assert_eq!(v["rule"], "trial-ending");
         assert_eq!(v["recipient"]["customer_id"], "c-42");
         assert_eq!(v["recipient"]["email"], "ada@example.com");
         assert!(v["recipient"]["phone"].is_null());
         assert!(v["recipient"]["wechat_openid"].is_null());
-        assert_eq!(v["recipient"]["timezone"], "Asia/Shanghai");
+        assert_eq!(v["recipient"]["timezone"], "Europe/London");
         assert!(v["html"].is_null());
         assert_eq!(v["sent_at"], "2024-03-01T08:30:00.123Z");
         assert!(std::str::from_utf8(&body)
             .unwrap()
-            .starts_with("{\"idempotency_key\":\"k-1\",\"rule\":"));
+            .starts_with("{\"idempotency_key\":\"herald:42:trial-ending:created\",\"rule\":"));
     }
 
     #[test]
@@ -243,52 +199,34 @@ mod tests {
         );
     }
 
-    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
-        Response {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
-
     #[test]
     fn outcomes() {
         let ok = |r: Result<Receipt, SendError>| r.unwrap().provider_message_id;
-        assert_eq!(
-            ok(outcome(&response(200, &[], r#"{"id":"m-1"}"#), "k")),
-            "m-1"
-        );
-        assert_eq!(ok(outcome(&response(201, &[], r#"{"id":7}"#), "k")), "7");
+        let answer = |status, body| outcome(&response(status).with_text(body), "k");
+        assert_eq!(ok(answer(200, r#"{"id":"m-1"}"#)), "m-1");
+        assert_eq!(ok(answer(201, r#"{"id":7}"#)), "7");
         assert_eq!(
             ok(outcome(
-                &response(202, &[("x-request-id", "req-9")], "accepted"),
+                &response(202)
+                    .with_header("x-request-id", "req-9")
+                    .with_text("accepted"),
                 "k"
             )),
             "req-9"
         );
-        assert_eq!(ok(outcome(&response(204, &[], ""), "k")), "k");
+        assert_eq!(ok(answer(204, "")), "k");
 
-        match outcome(&response(429, &[("retry-after", "30")], "slow down"), "k") {
-            Err(SendError::Retryable(r)) => {
-                assert_eq!(r.retry_after_ms, Some(30_000));
-                assert!(r.reason.contains("429") && r.reason.contains("slow down"));
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(
-            outcome(&response(503, &[], ""), "k"),
-            Err(SendError::Retryable(_))
+        let r = retryable(outcome(
+            &response(429)
+                .with_header("retry-after", "30")
+                .with_text("slow down"),
+            "k",
         ));
-        let long = "x".repeat(500);
-        match outcome(&response(400, &[], &long), "k") {
-            Err(SendError::Permanent(m)) => {
-                assert!(m.contains("400"));
-                assert_eq!(m.matches('x').count(), 200);
-            }
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(r.retry_after_ms, Some(30_000));
+        assert!(r.reason.contains("429") && r.reason.contains("slow down"));
+        retryable(answer(503, ""));
+        let m = permanent(answer(400, &"x".repeat(500)));
+        assert!(m.contains("400"));
+        assert_eq!(m.matches('x').count(), 200);
     }
 }

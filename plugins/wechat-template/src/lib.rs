@@ -14,9 +14,9 @@
 
 use herald_pdk::http::{HttpError, Request, Response};
 use herald_pdk::{
-    callback_reply, form, kv, log, AddressKind, CallbackError, CallbackEvent, CallbackRequest,
-    CallbackResult, DeliveryReport, DeliveryState, Guest, InboundReply, Message, PluginInfo,
-    Receipt, RetryableError, SendError, Setting, SettingSpec, Settings,
+    callback_reply, constant_time_eq, form, kv, log, non_empty, time, AddressKind, CallbackError,
+    CallbackEvent, CallbackRequest, CallbackResult, DeliveryReport, DeliveryState, Guest,
+    InboundReply, Message, PluginInfo, Receipt, SendError, Setting, SettingSpec, Settings,
 };
 use serde_json::{json, Map, Value};
 use sha1::{Digest, Sha1};
@@ -63,8 +63,8 @@ impl Guest for WechatTemplate {
         let app = App {
             app_id: settings.required("app_id")?.trim(),
             app_secret: settings.required("app_secret")?.trim(),
-            api_base: non_empty(settings.get("api_base"))
-                .unwrap_or(DEFAULT_API_BASE)
+            api_base: settings
+                .optional_or("api_base", DEFAULT_API_BASE)
                 .trim_end_matches('/'),
         };
         let openid = non_empty(message.recipient.wechat_openid.as_deref()).ok_or_else(|| {
@@ -76,8 +76,8 @@ impl Guest for WechatTemplate {
         let body = payload(
             &message,
             openid,
-            non_empty(settings.get("template_id")),
-            non_empty(settings.get("url")),
+            settings.optional("template_id"),
+            settings.optional("url"),
         )?;
         let body = serde_json::to_vec(&body).map_err(|e| {
             SendError::Permanent(format!("cannot encode the template message: {e}"))
@@ -99,7 +99,7 @@ impl Guest for WechatTemplate {
                     concat!("herald-wechat-template/", env!("CARGO_PKG_VERSION")),
                 );
             let response = herald_pdk::http::send(request).map_err(transport_error)?;
-            match send_outcome(&response, &token, unix_now_secs()) {
+            match send_outcome(&response, &token, time::unix_now_secs()) {
                 SendOutcome::Sent(msgid) => {
                     return Ok(Receipt {
                         provider_message_id: msgid,
@@ -112,13 +112,13 @@ impl Guest for WechatTemplate {
                         kv::delete(&app.token_key());
                     }
                     if refreshed {
-                        return Err(SendError::Retryable(RetryableError {
-                            reason: format!(
+                        return Err(SendError::retryable(
+                            format!(
                                 "WeChat rejected a freshly fetched access token too ({detail}); \
                                  another server using the same app_id may be fetching tokens"
                             ),
-                            retry_after_ms: None,
-                        }));
+                            None,
+                        ));
                     }
                     log::info(&format!(
                         "WeChat rejected the cached access token ({detail}); fetching a new one"
@@ -136,19 +136,14 @@ impl Guest for WechatTemplate {
         request: CallbackRequest,
     ) -> Result<CallbackResult, CallbackError> {
         let settings = Settings::new(&settings);
-        let token = non_empty(settings.get("callback_token")).ok_or_else(|| {
+        let token = settings.optional("callback_token").ok_or_else(|| {
             CallbackError::Unauthorized(
                 "this channel has no `callback_token`: set it to the Token of the account's \
                  server configuration (开发 → 基本配置 → 服务器配置)"
                     .to_string(),
             )
         })?;
-        let query = request
-            .url
-            .split_once('?')
-            .map(|(_, q)| q.split('#').next().unwrap_or_default())
-            .unwrap_or_default();
-        let params = form::decode(query.as_bytes());
+        let params = request.query();
         let param = |k: &str| form::get(&params, k).unwrap_or_default();
         if !signature_ok(
             token,
@@ -182,17 +177,6 @@ impl Guest for WechatTemplate {
         let events = parse_event(&body).map_err(CallbackError::BadRequest)?;
         callback_reply(events, 200, "text/plain; charset=utf-8", "success")
     }
-}
-
-fn non_empty(v: Option<&str>) -> Option<&str> {
-    v.map(str::trim).filter(|v| !v.is_empty())
-}
-
-fn unix_now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// The Official Account a channel sends as.
@@ -265,7 +249,7 @@ impl App<'_> {
             ])
         );
         let response = herald_pdk::http::send(Request::get(url)).map_err(transport_error)?;
-        let (token, expires_in) = token_outcome(&response, self.app_secret, unix_now_secs())?;
+        let (token, expires_in) = token_outcome(&response, self.app_secret, time::unix_now_secs())?;
         let ttl = token_ttl(expires_in);
         kv::set(&self.token_key(), token.as_bytes(), Some(ttl));
         log::info(&format!(
@@ -290,24 +274,15 @@ fn without_query(url: &str) -> &str {
     url.split(['?', '#']).next().unwrap_or(url)
 }
 
-/// A transport failure, reported without the URL's query string.
+/// A transport failure, mapped as the pdk does but reported without the
+/// URL's query string.
 fn transport_error(err: HttpError) -> SendError {
     let safe_url = without_query(&err.url).to_string();
-    let message = err.message.replace(&err.url, &safe_url);
-    let text = format!("HTTP request to {safe_url} failed: {message}");
-    if err.denied {
-        SendError::Permanent(format!(
-            "request denied by host: {} is not in this channel's allowed_hosts",
-            err.host
-        ))
-    } else if err.invalid_request {
-        SendError::Permanent(text)
-    } else {
-        SendError::Retryable(RetryableError {
-            reason: text,
-            retry_after_ms: None,
-        })
-    }
+    SendError::from(HttpError {
+        message: err.message.replace(&err.url, &safe_url),
+        url: safe_url,
+        ..err
+    })
 }
 
 /// `text` with every occurrence of `secret` masked.
@@ -334,12 +309,10 @@ fn wechat_error(v: &Value) -> (i64, String) {
 fn http_status_error(response: &Response, what: &str) -> SendError {
     let status = response.status;
     if status >= 500 || status == 429 || status == 408 {
-        SendError::Retryable(RetryableError {
-            reason: format!("WeChat answered HTTP {status} to {what} (will retry)"),
-            retry_after_ms: response
-                .header("retry-after")
-                .and_then(herald_pdk::parse_retry_after_ms),
-        })
+        SendError::retryable(
+            format!("WeChat answered HTTP {status} to {what} (will retry)"),
+            response.retry_after_ms(),
+        )
     } else {
         SendError::Permanent(format!(
             "WeChat answered HTTP {status} to {what}: check that api_base points at the WeChat API"
@@ -393,14 +366,14 @@ fn token_outcome(
         40164 | 61004 => SendError::Permanent(format!(
             "WeChat refused this server's IP address while fetching the access token ({detail}): add it to the account's IP whitelist (开发 → 基本配置 → IP白名单)"
         )),
-        45009 => SendError::Retryable(RetryableError {
-            reason: format!("WeChat's daily access token quota is used up ({detail}); retrying after 00:00 Beijing time"),
-            retry_after_ms: Some(until_daily_reset_ms(now_secs)),
-        }),
-        -1 => SendError::Retryable(RetryableError {
-            reason: format!("WeChat is busy ({detail}) while fetching the access token"),
-            retry_after_ms: None,
-        }),
+        45009 => SendError::retryable(
+            format!("WeChat's daily access token quota is used up ({detail}); retrying after 00:00 Beijing time"),
+            Some(until_daily_reset_ms(now_secs)),
+        ),
+        -1 => SendError::retryable(
+            format!("WeChat is busy ({detail}) while fetching the access token"),
+            None,
+        ),
         _ => SendError::Permanent(format!(
             "WeChat refused the access token request ({detail})"
         )),
@@ -445,16 +418,16 @@ fn send_outcome(response: &Response, token: &str, now_secs: u64) -> SendOutcome 
         43004 | 43101 => SendOutcome::Failed(SendError::Unsubscribed(format!(
             "the customer does not follow the Official Account or refuses its messages ({detail})"
         ))),
-        45009 => SendOutcome::Failed(SendError::Retryable(RetryableError {
-            reason: format!(
+        45009 => SendOutcome::Failed(SendError::retryable(
+            format!(
                 "WeChat's daily template message limit is reached ({detail}); retrying after 00:00 Beijing time"
             ),
-            retry_after_ms: Some(until_daily_reset_ms(now_secs)),
-        })),
-        45047 | -1 => SendOutcome::Failed(SendError::Retryable(RetryableError {
-            reason: format!("WeChat is busy ({detail}); will retry"),
-            retry_after_ms: None,
-        })),
+            Some(until_daily_reset_ms(now_secs)),
+        )),
+        45047 | -1 => SendOutcome::Failed(SendError::retryable(
+            format!("WeChat is busy ({detail}); will retry"),
+            None,
+        )),
         40003 => permanent(
             "WeChat does not know the customer's wechat_openid for this app_id: check that it was obtained through this Official Account",
         ),
@@ -525,13 +498,10 @@ fn signature_ok(token: &str, timestamp: &str, nonce: &str, signature: &str) -> b
         return false;
     }
     let expected = push_signature(token, timestamp, nonce);
-    // Constant-time comparison.
-    expected.len() == signature.len()
-        && expected
-            .bytes()
-            .zip(signature.to_ascii_lowercase().bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    constant_time_eq(
+        expected.as_bytes(),
+        signature.to_ascii_lowercase().as_bytes(),
+    )
 }
 
 /// The text of `<tag>…</tag>` in a WeChat XML push, without CDATA wrapping.
@@ -604,35 +574,17 @@ herald_pdk::export!(WechatTemplate);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herald_pdk::{Field, Recipient};
+    use herald_pdk::testing::{
+        self, callback, permanent, response, retryable, sample_message, settings,
+    };
 
+    /// The sample message in Chinese, with the rule's `fields`.
     fn message(fields: &[(&str, &str)]) -> Message {
-        Message {
-            idempotency_key: "k-1".into(),
-            rule: "trial-ending".into(),
-            recipient: Recipient {
-                customer_id: "c-42".into(),
-                name: Some("李雷".into()),
-                email: None,
-                phone: None,
-                wechat_openid: Some("oia2TjuEGTNoeX76QEjQNrcURxG8".into()),
-                locale: Some("zh-CN".into()),
-                timezone: "Asia/Shanghai".into(),
-            },
-            subject: "【Acme】您的试用将于4天后结束".into(),
-            text: "李雷，您好".into(),
-            html: None,
-            fields: fields
-                .iter()
-                .map(|(n, v)| Field {
-                    name: n.to_string(),
-                    value: v.to_string(),
-                })
-                .collect(),
-            unsubscribe_url: None,
-            callback_url: None,
-            sent_at: 0,
-        }
+        let mut m = sample_message();
+        m.subject = "【Acme】您的试用将于4天后结束".into();
+        m.text = "李雷，您好".into();
+        m.fields = testing::fields(fields);
+        m
     }
 
     #[test]
@@ -686,24 +638,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(v["url"], "https://a.example");
-        match payload(&message(&[]), "oia2", None, None) {
-            Err(SendError::Permanent(m)) => assert!(m.contains("template_id"), "{m}"),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    fn ok_json(body: Value) -> Response {
-        Response {
-            status: 200,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: body.to_string().into_bytes(),
-        }
+        let m = permanent(payload(&message(&[]), "oia2", None, None));
+        assert!(m.contains("template_id"), "{m}");
     }
 
     #[test]
     fn send_codes() {
         let now = 1_772_355_600; // 2026-03-01T09:00:00Z
-        let out = |v: Value| send_outcome(&ok_json(v), "TOKEN123", now);
+        let out = |v: Value| send_outcome(&response(200).with_json(&v), "TOKEN123", now);
         assert!(
             matches!(out(json!({"errcode":0,"errmsg":"ok","msgid":200228332})), SendOutcome::Sent(id) if id == "200228332")
         );
@@ -748,11 +690,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let busy = Response {
-            status: 502,
-            headers: vec![],
-            body: b"bad gateway".to_vec(),
-        };
+        let busy = response(502).with_text("bad gateway");
         assert!(matches!(
             send_outcome(&busy, "t", now),
             SendOutcome::Failed(SendError::Retryable(_))
@@ -761,25 +699,18 @@ mod tests {
 
     #[test]
     fn token_codes() {
-        let tok = |v: Value| token_outcome(&ok_json(v), "SECRET", 0);
+        let tok = |v: Value| token_outcome(&response(200).with_json(&v), "SECRET", 0);
         assert_eq!(
             tok(json!({"access_token":"ACCESS","expires_in":7200})).unwrap(),
             ("ACCESS".to_string(), 7200)
         );
-        match tok(json!({"errcode":40013,"errmsg":"invalid appid"})) {
-            Err(SendError::Permanent(m)) => assert!(m.contains("`app_id`"), "{m}"),
-            other => panic!("{other:?}"),
-        }
-        match tok(json!({"errcode":40125,"errmsg":"invalid appsecret SECRET"})) {
-            Err(SendError::Permanent(m)) => {
-                assert!(m.contains("`app_secret`") && !m.contains("SECRET"), "{m}")
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(
-            tok(json!({"errcode":-1,"errmsg":"system error"})),
-            Err(SendError::Retryable(_))
+        let m = permanent(tok(json!({"errcode":40013,"errmsg":"invalid appid"})));
+        assert!(m.contains("`app_id`"), "{m}");
+        let m = permanent(tok(
+            json!({"errcode":40125,"errmsg":"invalid appsecret SECRET"}),
         ));
+        assert!(m.contains("`app_secret`") && !m.contains("SECRET"), "{m}");
+        retryable(tok(json!({"errcode":-1,"errmsg":"system error"})));
         assert_eq!(token_ttl(7200), 6900);
         assert_eq!(token_ttl(100), 50);
     }
@@ -811,13 +742,30 @@ mod tests {
             denied: false,
             invalid_request: false,
         };
-        match transport_error(err) {
-            SendError::Retryable(r) => {
-                assert!(!r.reason.contains("TOK"), "{}", r.reason);
-                assert!(r.reason.contains("/cgi-bin/message/template/send"));
-            }
-            other => panic!("{other:?}"),
-        }
+        let r = retryable(Err::<(), _>(transport_error(err.clone())));
+        assert_eq!(
+            r.reason,
+            "HTTP request to http://127.0.0.1:1/cgi-bin/message/template/send failed: connection-refused"
+        );
+        let invalid = HttpError {
+            message: format!("invalid path `{}`", err.url),
+            invalid_request: true,
+            ..err.clone()
+        };
+        let m = permanent(Err::<(), _>(transport_error(invalid)));
+        assert!(
+            !m.contains("TOK")
+                && m.ends_with("invalid path `http://127.0.0.1:1/cgi-bin/message/template/send`"),
+            "{m}"
+        );
+        let denied = HttpError {
+            denied: true,
+            ..err
+        };
+        assert_eq!(
+            permanent(Err::<(), _>(transport_error(denied))),
+            "request denied by host: 127.0.0.1 is not in this channel's allowed_hosts"
+        );
     }
 
     #[test]
@@ -873,5 +821,38 @@ mod tests {
         assert!(parse_event("<xml><MsgType>text</MsgType></xml>")
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn signed_callbacks_verify_the_url_and_take_pushes() {
+        let token = settings(&[("callback_token", "token")]);
+        let sig = push_signature("token", "1409659813", "abc");
+        let url = format!(
+            "https://herald.example/hooks/wechat?signature={sig}&timestamp=1409659813&nonce=abc&echostr=hello"
+        );
+        // WeChat's check of the server URL: `echostr` comes back.
+        let answer = WechatTemplate::handle_callback(token.clone(), callback("GET", &url)).unwrap();
+        assert!(answer.events.is_empty());
+        assert_eq!(answer.response.body, "hello");
+
+        let push = callback("POST", &url).with_body(
+            "<xml><FromUserName><![CDATA[oia2]]></FromUserName><MsgType><![CDATA[event]]></MsgType>\
+             <Event><![CDATA[unsubscribe]]></Event></xml>",
+        );
+        let answer = WechatTemplate::handle_callback(token.clone(), push.clone()).unwrap();
+        assert!(
+            matches!(&answer.events[..], [CallbackEvent::Reply(r)] if r.sender == "oia2" && r.text == "STOP")
+        );
+        assert_eq!(answer.response.body, "success");
+
+        let forged = callback("GET", &url.replace("nonce=abc", "nonce=abd"));
+        assert!(matches!(
+            WechatTemplate::handle_callback(token, forged),
+            Err(CallbackError::Unauthorized(_))
+        ));
+        assert!(matches!(
+            WechatTemplate::handle_callback(Vec::new(), push),
+            Err(CallbackError::Unauthorized(_))
+        ));
     }
 }
