@@ -177,6 +177,10 @@ crate-type = ["cdylib"]
 herald-pdk = { path = {{pdk}} }
 serde_json = "1"
 
+[dev-dependencies]
+# herald_pdk::testing for the unit tests (never in the .wasm).
+herald-pdk = { path = {{pdk}}, features = ["testing"] }
+
 [profile.release]
 opt-level = "s"
 strip = "debuginfo"
@@ -189,7 +193,7 @@ const CHANNEL_LIB: &str = r#"//! `{{name}}`: a Herald channel plugin that sends 
 //! `POST` to the provider URL in the `url` setting and returns the
 //! provider's message id as the receipt.
 
-use herald_pdk::http::Request;
+use herald_pdk::http::{Request, Response};
 use herald_pdk::{
     AddressKind, CallbackError, CallbackRequest, CallbackResult, Guest, Message, PluginInfo,
     Receipt, SendError, Setting, SettingSpec, Settings,
@@ -231,21 +235,7 @@ impl Guest for Plugin {
             request = request.header("Authorization", format!("Bearer {key}"));
         }
         // Network failures become retryable errors, a host refusal permanent.
-        let response = request.send()?;
-        // 408, 429 and 5xx are retryable (with Retry-After), other non-2xx permanent.
-        response.error_for_status()?;
-        let answer: Value = response.json().map_err(|e| {
-            SendError::Permanent(format!("the provider's answer is not JSON ({e}): {}", response.excerpt()))
-        })?;
-        match answer["id"].as_str() {
-            Some(id) => Ok(Receipt {
-                provider_message_id: id.to_string(),
-            }),
-            None => Err(SendError::Permanent(format!(
-                "the provider's answer has no `id`: {}",
-                response.excerpt()
-            ))),
-        }
+        receipt(&request.send()?)
     }
 
     fn handle_callback(
@@ -257,6 +247,39 @@ impl Guest for Plugin {
 }
 
 herald_pdk::export!(Plugin);
+
+/// The provider's answer to a send: its message id, or why there is none.
+fn receipt(response: &Response) -> Result<Receipt, SendError> {
+    // 408, 429 and 5xx are retryable (with Retry-After), other non-2xx permanent.
+    response.error_for_status()?;
+    let answer: Value = response.json().map_err(|e| {
+        SendError::Permanent(format!("the provider's answer is not JSON ({e}): {}", response.excerpt()))
+    })?;
+    match answer["id"].as_str() {
+        Some(id) => Ok(Receipt {
+            provider_message_id: id.to_string(),
+        }),
+        None => Err(SendError::Permanent(format!(
+            "the provider's answer has no `id`: {}",
+            response.excerpt()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_pdk::testing::{permanent, response, retryable};
+
+    #[test]
+    fn provider_answers() {
+        let sent = receipt(&response(200).with_json(&json!({ "id": "msg-0001" })));
+        assert_eq!(sent.unwrap().provider_message_id, "msg-0001");
+        let busy = response(429).with_header("Retry-After", "5");
+        assert_eq!(retryable(receipt(&busy)).retry_after_ms, Some(5000));
+        assert!(permanent(receipt(&response(200).with_text("<html>"))).contains("not JSON"));
+    }
+}
 "#;
 
 const CHANNEL_SETTINGS: &str = r#"# As a [channels.NAME] section of herald.toml (without `plugin`).
