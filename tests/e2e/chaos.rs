@@ -67,34 +67,6 @@ impl Rng {
     }
 }
 
-/// Like `support::http_text`, but a dead server is an `Err`, not a panic: the
-/// ingesting thread of the storm expects its server to be killed under it.
-fn try_http(method: &str, url: &str, token: &str, body: &str) -> std::io::Result<(u16, String)> {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").expect("http url");
-    let (host, path) = rest.split_once('/').expect("url with a path");
-    let mut stream = std::net::TcpStream::connect(host)?;
-    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
-    write!(
-        stream,
-        "{method} /{path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "cut-off response")
-    })?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "no status"))?;
-    // Axum answers JSON with a Content-Length, so the body is not chunked.
-    Ok((status, body.to_string()))
-}
-
 /// `PRAGMA integrity_check` of a database file, through the sqlx the host uses.
 fn integrity_check(db: &Path) -> String {
     use sqlx::Connection;
@@ -242,7 +214,15 @@ fn spawn_poster(
             let Some(batch) = batches.get(next) else {
                 return Ok(());
             };
-            match try_http("POST", &url, &token, batch) {
+            // A dead server is an `Err`, not a panic: this thread expects its
+            // server to be killed under it.
+            let answer = Request::post(&url)
+                .bearer(&token)
+                .json(batch)
+                .read_timeout(Duration::from_secs(120))
+                .try_send()
+                .map(|a| (a.status, a.text()));
+            match answer {
                 Ok((200, body)) => {
                     // An answer cut off by the kill is no confirmation: the
                     // batch is posted again after the restart (the final
@@ -304,38 +284,23 @@ fn sigkill_storm() {
     let ledger: Arc<Mutex<Ledger>> = Arc::default();
     let provider = storm_provider(ledger.clone());
     let scratch = Scratch::new();
-    let config = scratch.write(
-        "herald.toml",
-        &format!(
-            r#"
-[scheduler]
-tick = "100ms"
-lease = "2s"
-batch = 100
-
-[retry]
-max_attempts = 20
-base = "1s"
-max = "5s"
-
-[channels.hook]
-plugin = "{plugin}"
-allowed_hosts = ["{origin}"]
-timeout = "10s"
-settings = {{ url = "{url}", secret = "{STORM_SECRET}" }}
-
-[[rules]]
-id = "welcome"
-trigger = {{ on = "created" }}
-channels = ["hook"]
-subject = "Welcome {{{{ customer.name }}}}"
-text = "Hello {{{{ customer.name }}}}"
-"#,
-            plugin = plugin("webhook").display(),
-            origin = provider.origin(),
-            url = provider.url("/hook"),
-        ),
-    );
+    let config = Config::new()
+        .tick("100ms")
+        .set("scheduler", "lease", "2s")
+        .set("scheduler", "batch", 100)
+        .retry(20, "1s", "5s")
+        .channel(
+            "hook",
+            webhook(&provider, "/hook", STORM_SECRET).set("timeout", "10s"),
+        )
+        .rule(Rule::new(
+            "welcome",
+            ON_CREATED,
+            &["hook"],
+            "Welcome {{ customer.name }}",
+            "Hello {{ customer.name }}",
+        ))
+        .write(&scratch);
     let db = scratch.path("herald.db");
     let name_of = |i: usize| format!("客户 {i} Ünï");
     let customers: Vec<Value> = (0..n)
@@ -602,36 +567,21 @@ fn outage_day(groups: &Groups, outage: usize, max_attempts: u32) -> OutageDay {
     let state: Arc<Mutex<OutageState>> = Arc::default();
     let provider = outage_provider(outage, state.clone());
     let scratch = Scratch::new();
-    let config = scratch.write(
-        "herald.toml",
-        &format!(
-            r#"
-[retry]
-max_attempts = {max_attempts}
-base = "{base}s"
-max = "{max}s"
-
-[channels.hook]
-plugin = "{plugin}"
-allowed_hosts = ["{origin}"]
-timeout = "{timeout}s"
-settings = {{ url = "{url}", secret = "{OUTAGE_SECRET}" }}
-
-[[rules]]
-id = "welcome"
-trigger = {{ on = "created" }}
-channels = ["hook"]
-subject = "Welcome {{{{ customer.name }}}}"
-text = "Hello"
-"#,
-            base = BASE.as_secs(),
-            max = MAX.as_secs(),
-            timeout = TIMEOUT.as_secs(),
-            plugin = plugin("webhook").display(),
-            origin = provider.origin(),
-            url = provider.url("/hook"),
-        ),
-    );
+    let seconds = |d: Duration| format!("{}s", d.as_secs());
+    let config = Config::new()
+        .retry(max_attempts, &seconds(BASE), &seconds(MAX))
+        .channel(
+            "hook",
+            webhook(&provider, "/hook", OUTAGE_SECRET).set("timeout", seconds(TIMEOUT)),
+        )
+        .rule(Rule::new(
+            "welcome",
+            ON_CREATED,
+            &["hook"],
+            "Welcome {{ customer.name }}",
+            "Hello",
+        ))
+        .write(&scratch);
     let mut timeline = String::new();
     for (group, count) in [
         ("down", groups.down),
@@ -856,54 +806,25 @@ fn fault_of(i: usize) -> &'static str {
     ["trap", "loop", "oom"][(i / 100) % 3]
 }
 
-fn faults_config() -> String {
-    let chaos = plugin("chaos").display().to_string();
-    let mut config = format!(
-        r#"
-[retry]
-max_attempts = 2
-base = "1m"
-max = "1m"
-
-[attributes]
-fault = "string"
-
-[channels.ok]
-plugin = "{chaos}"
-settings = {{ mode = "ok" }}
-
-[channels.trap]
-plugin = "{chaos}"
-settings = {{ mode = "trap" }}
-
-[channels.loop]
-plugin = "{chaos}"
-settings = {{ mode = "loop" }}
-timeout = "1s"
-
-[channels.oom]
-plugin = "{chaos}"
-settings = {{ mode = "oom" }}
-memory = "32MiB"
-"#
-    );
+fn faults_config() -> Config {
+    let chaos = |mode: &str| Channel::plugin("chaos").setting("mode", mode);
+    let mut config = Config::new()
+        .retry(2, "1m", "1m")
+        .attribute("fault", "string")
+        .channel("ok", chaos("ok"))
+        .channel("trap", chaos("trap"))
+        .channel("loop", chaos("loop").set("timeout", "1s"))
+        .channel("oom", chaos("oom").set("memory", "32MiB"));
     for (rule, fault, channel) in [
         ("r-ok", "none", "ok"),
         ("r-trap", "trap", "trap"),
         ("r-loop", "loop", "loop"),
         ("r-oom", "oom", "oom"),
     ] {
-        config.push_str(&format!(
-            r#"
-[[rules]]
-id = "{rule}"
-trigger = {{ on = "created" }}
-when = "customer.fault == '{fault}'"
-channels = ["{channel}"]
-subject = "Hi {{{{ customer.name }}}}"
-text = "t"
-"#
-        ));
+        config = config.rule(
+            Rule::new(rule, ON_CREATED, &[channel], "Hi {{ customer.name }}", "t")
+                .set("when", format!("customer.fault == '{fault}'")),
+        );
     }
     config
 }
@@ -912,7 +833,7 @@ text = "t"
 /// delivery rows by occurrence and the wall time.
 fn faults_day(n: usize, fault: impl Fn(usize) -> &'static str) -> (Vec<Value>, Duration) {
     let scratch = Scratch::new();
-    let config = scratch.write("herald.toml", &faults_config());
+    let config = faults_config().write(&scratch);
     let mut timeline = String::new();
     for i in 0..n {
         timeline.push_str(

@@ -7,45 +7,39 @@
 use crate::support::*;
 use serde_json::Value;
 
-const CONFIG: &str = r#"
-[channels.inbox]
-builtin = "inbox"
-
-[[rules]]
-id = "no-visit"
-trigger = { on = "inactive", kinds = ["visit"], for = "3d", since = "created" }
-channels = ["inbox"]
-subject = "Come and have a look"
-text = "Hello"
-
-[[rules]]
-id = "application-unfinished"
-trigger = { on = "inactive", kinds = ["application_finished"], for = "3d", since = "application_started" }
-channels = ["inbox"]
-subject = "Finish your application"
-text = "Hello"
-
-[[rules]]
-id = "credit-unused"
-trigger = { on = "inactive", kinds = ["loan"], for = "7d", since = "credit_granted" }
-channels = ["inbox"]
-subject = "Your credit is ready"
-text = "Hello"
-
-[[rules]]
-id = "repaid-no-new-loan"
-trigger = { on = "inactive", kinds = ["loan"], for = "30d", since = "loan_repaid" }
-channels = ["inbox"]
-subject = "Need another loan?"
-text = "Hello"
-
-[[rules]]
-id = "no-login"
-trigger = { on = "inactive", kinds = ["login"], for = "7d", repeat = "7d", max = 3 }
-channels = ["inbox"]
-subject = "We miss you"
-text = "Hello"
-"#;
+/// The five dormancy rules, all to the inbox.
+fn config() -> Config {
+    let rule = |id: &str, trigger: &str, subject: &str| {
+        Rule::new(id, trigger, &["inbox"], subject, "Hello")
+    };
+    Config::new()
+        .inbox()
+        .rule(rule(
+            "no-visit",
+            r#"{ on = "inactive", kinds = ["visit"], for = "3d", since = "created" }"#,
+            "Come and have a look",
+        ))
+        .rule(rule(
+            "application-unfinished",
+            r#"{ on = "inactive", kinds = ["application_finished"], for = "3d", since = "application_started" }"#,
+            "Finish your application",
+        ))
+        .rule(rule(
+            "credit-unused",
+            r#"{ on = "inactive", kinds = ["loan"], for = "7d", since = "credit_granted" }"#,
+            "Your credit is ready",
+        ))
+        .rule(rule(
+            "repaid-no-new-loan",
+            r#"{ on = "inactive", kinds = ["loan"], for = "30d", since = "loan_repaid" }"#,
+            "Need another loan?",
+        ))
+        .rule(rule(
+            "no-login",
+            r#"{ on = "inactive", kinds = ["login"], for = "7d", repeat = "7d", max = 3 }"#,
+            "We miss you",
+        ))
+}
 
 const TIMELINE: &str = r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"never-visits"}}
 {"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"visits"}}
@@ -81,7 +75,7 @@ fn sent(rows: &[Value], customer: &str, rule: &str) -> Vec<String> {
 #[test]
 fn the_four_dormancy_models_and_a_weekly_we_miss_you() {
     let scratch = Scratch::new();
-    let config = scratch.write("herald.toml", CONFIG);
+    let config = config().write(&scratch);
     let timeline = scratch.write("t.jsonl", TIMELINE);
     let db = scratch.path("h.db");
     let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-05-01")
@@ -170,12 +164,10 @@ fn bad_inactive_triggers_are_refused_with_a_fix() {
         ),
         (r#"{ on = "inactive", kinds = ["login"] }"#, "for"),
     ] {
-        let config = scratch.write(
-            "herald.toml",
-            &format!(
-                "[channels.inbox]\nbuiltin = \"inbox\"\n\n[[rules]]\nid = \"r\"\ntrigger = {trigger}\nchannels = [\"inbox\"]\nsubject = \"s\"\ntext = \"t\"\n"
-            ),
-        );
+        let config = Config::new()
+            .inbox()
+            .rule(Rule::new("r", trigger, &["inbox"], "s", "t"))
+            .write(&scratch);
         let stderr = expect_refusal(&mut simulate_cmd(
             &config,
             &timeline,

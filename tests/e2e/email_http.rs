@@ -25,39 +25,31 @@ const EVENTS_SIGNATURE: &str = "MEUCIC9D0polrwFXYwlYQsgvQ8TfXZt30ZEt4Z1fALo0c9fW
 
 fn config(scratch: &Scratch, sendgrid: &FakeSendgrid, api_key: &str) -> std::path::PathBuf {
     let key_file = scratch.write("sendgrid.key", api_key);
-    let toml = format!(
-        r#"
-[retry]
-max_attempts = 3
-base = "10m"
-max = "1h"
-
-[channels.email]
-plugin = "{plugin}"
-allowed_hosts = ["{origin}"]
-timeout = "5s"
-
-[channels.email.settings]
-api_key = {{ file = "{key_file}" }}
-from_email = "noreply@acme.example"
-from_name = "Acme 云"
-reply_to = "support@acme.example"
-api_base = "{origin}"
-webhook_public_key = "{WEBHOOK_PUBLIC_KEY}"
-
-[[rules]]
-id = "trial-ending"
-trigger = {{ on = "created" }}
-channels = ["email"]
-subject = "{SUBJECT}"
-text = "{{{{ customer.name or '您' }}}}，您好：您的试用将于4天后结束。"
-html = "<p>{{{{ customer.name or '您' }}}}，您好</p>"
-"#,
-        plugin = plugin("email-http").display(),
-        origin = sendgrid.origin(),
-        key_file = key_file.display(),
-    );
-    scratch.write("herald.toml", &toml)
+    Config::new()
+        .retry(3, "10m", "1h")
+        .channel(
+            "email",
+            Channel::plugin("email-http")
+                .allow(&sendgrid.origin())
+                .set("timeout", "5s")
+                .setting("api_key", file(&key_file))
+                .setting("from_email", "noreply@acme.example")
+                .setting("from_name", "Acme 云")
+                .setting("reply_to", "support@acme.example")
+                .setting("api_base", sendgrid.origin())
+                .setting("webhook_public_key", WEBHOOK_PUBLIC_KEY),
+        )
+        .rule(
+            Rule::new(
+                "trial-ending",
+                ON_CREATED,
+                &["email"],
+                SUBJECT,
+                "{{ customer.name or '您' }}，您好：您的试用将于4天后结束。",
+            )
+            .set("html", "<p>{{ customer.name or '您' }}，您好</p>"),
+        )
+        .write(&scratch)
 }
 
 const TIMELINE: &str = r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"lilei","name":"李雷","email":"lilei@example.com"}}
@@ -275,30 +267,7 @@ fn a_rejected_api_key_fails_at_once_and_names_the_setting() {
 
 /// POST `body` to `url` with extra headers; the HTTP status.
 fn post(url: &str, headers: &[(&str, &str)], body: &str) -> u16 {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest
-        .split_once('/')
-        .map(|(h, p)| (h, format!("/{p}")))
-        .unwrap();
-    let mut stream = std::net::TcpStream::connect(host).unwrap();
-    let mut head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status")
+    Request::post(url).json(body).headers(headers).send().status
 }
 
 #[test]

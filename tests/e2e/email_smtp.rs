@@ -128,50 +128,40 @@ impl Drop for SmtpServer {
     }
 }
 
-/// A channel section for the plugin pointed at `port`, allowed to reach `allowed_port`.
-fn channel(name: &str, port: u16, allowed_port: u16, extra_settings: &str) -> String {
-    format!(
-        r#"
-[channels.{name}]
-plugin = "{plugin}"
-allowed_hosts = ["tcp://127.0.0.1:{allowed_port}"]
-timeout = "10s"
-
-[channels.{name}.settings]
-host = "127.0.0.1"
-port = {port}
-from_email = "noreply@acme.example"
-from_name = "Acme 团队"
-reply_to = "help@acme.example"
-{extra_settings}
-"#,
-        plugin = plugin("email-smtp").display(),
-    )
+/// The plugin pointed at `port`, allowed to reach `allowed_port`.
+fn smtp(port: u16, allowed_port: u16) -> Channel {
+    Channel::plugin("email-smtp")
+        .allow(&format!("tcp://127.0.0.1:{allowed_port}"))
+        .set("timeout", "10s")
+        .setting("host", "127.0.0.1")
+        .setting("port", port)
+        .setting("from_email", "noreply@acme.example")
+        .setting("from_name", "Acme 团队")
+        .setting("reply_to", "help@acme.example")
 }
 
-const LOGIN: &str = r#"username = "herald@acme.example"
-password = { env = "TEST_SMTP_PASSWORD" }"#;
+/// [`smtp`] logging in as USER with the password from the environment.
+fn smtp_login(port: u16, allowed_port: u16) -> Channel {
+    smtp(port, allowed_port)
+        .setting("username", USER)
+        .setting("password", env("TEST_SMTP_PASSWORD"))
+}
 
-const RETRY: &str = r#"
-[retry]
-max_attempts = 3
-base = "10m"
-max = "1h"
-"#;
+/// Up to three attempts, 10 minutes apart at first.
+fn retrying() -> Config {
+    Config::new().retry(3, "10m", "1h")
+}
 
-/// A rule sending to `channels`; the subject, text and HTML carry Chinese.
-fn rule(id: &str, channels: &str) -> String {
-    format!(
-        r#"
-[[rules]]
-id = "{id}"
-trigger = {{ on = "created" }}
-channels = [{channels}]
-subject = "【Acme】您的试用将于4天后结束"
-text = "您好 {{{{ customer.name }}}}，\n您的试用将于4天后结束。\n.这一行以点开头\n"
-html = "<p>您好 {{{{ customer.name }}}}</p>"
-"#
+/// A rule sending through `channel`; the subject, text and HTML carry Chinese.
+fn rule(id: &str, channel: &str) -> Rule {
+    Rule::new(
+        id,
+        ON_CREATED,
+        &[channel],
+        "【Acme】您的试用将于4天后结束",
+        "您好 {{ customer.name }}，\n您的试用将于4天后结束。\n.这一行以点开头\n",
     )
+    .set("html", "<p>您好 {{ customer.name }}</p>")
 }
 
 fn live(
@@ -215,12 +205,10 @@ fn customer(id: &str, name: &str, email: &str) -> String {
 fn smtp_delivers_mime_that_python_parses_and_classifies_replies() {
     let scratch = Scratch::new();
     let server = SmtpServer::start(&scratch, "smtp", &[]);
-    let config = format!(
-        "{RETRY}{}{}",
-        channel("mail", server.port, server.port, LOGIN),
-        rule("trial-ending", r#""mail""#)
-    );
-    let config = scratch.write("herald.toml", &config);
+    let config = retrying()
+        .channel("mail", smtp_login(server.port, server.port))
+        .rule(rule("trial-ending", "mail"))
+        .write(&scratch);
     let timeline = scratch.write(
         "t.jsonl",
         &[
@@ -406,19 +394,19 @@ fn smtp_wrong_password_fails_clearly_and_auth_login_works() {
     let server = SmtpServer::start(&scratch, "smtp", &[]);
     // `badpw` logs in with AUTH PLAIN and the wrong password; `login` uses
     // AUTH LOGIN with the right one (given inline, marked secret by the plugin).
-    let config = format!(
-        "{RETRY}{}{}{}{}",
-        channel("badpw", server.port, server.port, LOGIN),
-        channel(
+    let config = retrying()
+        .channel("badpw", smtp_login(server.port, server.port))
+        .channel(
             "login",
-            server.port,
-            server.port,
-            &format!("username = \"{USER}\"\npassword = \"{PASSWORD}\"\nauth = \"login\"\nhelo_name = \"login.acme.example\"")
-        ),
-        rule("via-plain", r#""badpw""#),
-        rule("via-login", r#""login""#),
-    );
-    let config = scratch.write("herald.toml", &config);
+            smtp(server.port, server.port)
+                .setting("username", USER)
+                .setting("password", PASSWORD)
+                .setting("auth", "login")
+                .setting("helo_name", "login.acme.example"),
+        )
+        .rule(rule("via-plain", "badpw"))
+        .rule(rule("via-login", "login"))
+        .write(&scratch);
     let timeline = scratch.write("t.jsonl", &customer("li-1", "李雷", "li@example.com"));
     let db = scratch.path("h.db");
     let (attempts, stdout, stderr) = live(&config, &timeline, &db, WRONG_PASSWORD);
@@ -499,14 +487,12 @@ fn smtp_port_missing_from_allowed_hosts_is_refused_and_a_dead_relay_is_retried()
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let config = format!(
-        "{RETRY}{}{}{}{}",
-        channel("mail", server.port, other_port, LOGIN),
-        channel("down", dead_port, dead_port, LOGIN),
-        rule("trial-ending", r#""mail""#),
-        rule("via-down", r#""down""#),
-    );
-    let config = scratch.write("herald.toml", &config);
+    let config = retrying()
+        .channel("mail", smtp_login(server.port, other_port))
+        .channel("down", smtp_login(dead_port, dead_port))
+        .rule(rule("trial-ending", "mail"))
+        .rule(rule("via-down", "down"))
+        .write(&scratch);
     let timeline = scratch.write("t.jsonl", &customer("li-1", "李雷", "li@example.com"));
     let db = scratch.path("h.db");
     let (attempts, _, stderr) = live(&config, &timeline, &db, PASSWORD);
@@ -551,14 +537,15 @@ fn smtp_port_missing_from_allowed_hosts_is_refused_and_a_dead_relay_is_retried()
 fn smtp_relay_demanding_starttls_fails_in_plain_words() {
     let scratch = Scratch::new();
     let server = SmtpServer::start(&scratch, "smtp", &["--require-starttls"]);
-    let config = format!(
-        "{RETRY}{}{}{}{}",
-        channel("open", server.port, server.port, "auth = \"none\""),
-        channel("authed", server.port, server.port, LOGIN),
-        rule("via-open", r#""open""#),
-        rule("via-authed", r#""authed""#),
-    );
-    let config = scratch.write("herald.toml", &config);
+    let config = retrying()
+        .channel(
+            "open",
+            smtp(server.port, server.port).setting("auth", "none"),
+        )
+        .channel("authed", smtp_login(server.port, server.port))
+        .rule(rule("via-open", "open"))
+        .rule(rule("via-authed", "authed"))
+        .write(&scratch);
     let timeline = scratch.write("t.jsonl", &customer("li-1", "李雷", "li@example.com"));
     let db = scratch.path("h.db");
     let (attempts, _, stderr) = live(&config, &timeline, &db, PASSWORD);

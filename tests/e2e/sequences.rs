@@ -7,52 +7,42 @@
 use crate::support::*;
 use serde_json::Value;
 
-fn config() -> String {
-    format!(
-        r#"
-[channels.push]
-plugin = "{console}"
-
-[channels.sms]
-plugin = "{console}"
-address = "phone"
-
-[channels.email]
-plugin = "{console}"
-address = "email"
-
-[channels.calls]
-builtin = "task"
-
-[[rules]]
+fn config() -> Config {
+    let console = || Channel::plugin("console");
+    Config::new()
+        .channel("push", console())
+        .channel("sms", console().set("address", "phone"))
+        .channel("email", console().set("address", "email"))
+        .channel("calls", Channel::builtin("task"))
+        .rule(
+            r#"
 id = "win-back"
-trigger = {{ on = "event", kind = "membership_expired" }}
+trigger = { on = "event", kind = "membership_expired" }
 when = "customer.state != 'renewed'"
-goal = {{ event = "login", within = "3d" }}
+goal = { event = "login", within = "3d" }
 channels = ["push"]
 subject = "Your membership has ended"
-text = "Come back, {{{{ customer.name }}}}"
+text = "Come back, {{ customer.name }}"
 
 [[rules.steps]]
 after = "3d"
 channels = ["sms"]
 subject = "Membership"
-text = "{{{{ customer.name }}}}, renew today and keep your points"
+text = "{{ customer.name }}, renew today and keep your points"
 
 [[rules.steps]]
 after = "3d"
 channels = ["email"]
 subject = "We kept your points"
-text = "Dear {{{{ customer.name }}}}, your points are waiting"
+text = "Dear {{ customer.name }}, your points are waiting"
 
 [[rules.steps]]
 after = "3d"
 channels = ["calls"]
 subject = "Call about renewal"
-text = "{{{{ customer.name }}}} ignored push, SMS and email after the membership ended"
+text = "{{ customer.name }} ignored push, SMS and email after the membership ended"
 "#,
-        console = plugin("console").display()
-    )
+        )
 }
 
 const TIMELINE: &str = r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"silent","name":"Silent Sam","phone":"+8613800000001","email":"s@example.com","state":"expired"}}
@@ -88,7 +78,7 @@ fn row(at: &str, channel: &str, status: &str) -> (String, String, String) {
 #[test]
 fn a_sequence_escalates_until_its_goal_or_exit() {
     let scratch = Scratch::new();
-    let config = scratch.write("herald.toml", &config());
+    let config = config().write(&scratch);
     let timeline = scratch.write("t.jsonl", TIMELINE);
     let db = scratch.path("h.db");
     let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-04-01")
@@ -199,13 +189,10 @@ fn a_sequence_escalates_until_its_goal_or_exit() {
 #[test]
 fn steps_have_their_own_translations() {
     let scratch = Scratch::new();
-    let config = scratch.write(
-        "herald.toml",
-        r#"
-[channels.inbox]
-builtin = "inbox"
-
-[[rules]]
+    let config = Config::new()
+        .inbox()
+        .rule(
+            r#"
 id = "nudge"
 trigger = { on = "created" }
 channels = ["inbox"]
@@ -226,7 +213,8 @@ text = "x"
 subject = "还在吗？"
 text = "x"
 "#,
-    );
+        )
+        .write(&scratch);
     let timeline = scratch.write(
         "t.jsonl",
         r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"zh","locale":"zh-CN"}}

@@ -18,54 +18,58 @@ const SECRET: &str = "q7VfH3kLw9XzR2mN8bT4cY6pJ1sD5gA0";
 const TEXT: &str = "您好，李雷：您的试用将于4天后结束";
 const CALLBACK_TOKEN: &str = "cbTok3n0fTheAliyunPush";
 
-fn config(fake: &FakeAliyun, secret: &str, extra: &str) -> String {
-    format!(
-        r#"
-[scheduler]
-tick = "100ms"
+/// The sms-aliyun channel against `fake` (secret and more settings given by
+/// the test), the inbox behind it, and two rules.
+fn config(fake: &FakeAliyun, sms: Channel) -> Config {
+    Config::new()
+        .tick("100ms")
+        .retry(3, "1m", "6h")
+        .channel(
+            "sms",
+            sms.allow(&fake.provider.origin())
+                .set("timeout", "5s")
+                .setting("access_key_id", ACCESS_KEY_ID)
+                .setting("sign_name", SIGN_NAME)
+                .setting("template_code", TEMPLATE)
+                .setting("endpoint", fake.endpoint()),
+        )
+        .inbox()
+        .rule(
+            Rule::new(
+                "trial-ending",
+                ON_CREATED,
+                &["sms", "inbox"],
+                "Your trial ends in 4 days",
+                TEXT_TEMPLATE,
+            )
+            .set(
+                "fields",
+                Raw(r#"{ name = "{{ customer.name }}", days = "4" }"#.into()),
+            ),
+        )
+        .rule(
+            Rule::new(
+                "notice",
+                &on_event("notice"),
+                &["sms", "inbox"],
+                "Notice",
+                TEXT_TEMPLATE,
+            )
+            .set(
+                "fields",
+                Raw(format!(
+                    r#"{{ template_code = "{}" }}"#,
+                    aliyun::CONTENT_TEMPLATE
+                )),
+            ),
+        )
+}
 
-[retry]
-max_attempts = 3
-base = "1m"
-max = "6h"
+const TEXT_TEMPLATE: &str = "您好，{{ customer.name }}：您的试用将于4天后结束";
 
-[channels.sms]
-plugin = "{plugin}"
-allowed_hosts = ["{origin}"]
-timeout = "5s"
-
-[channels.sms.settings]
-access_key_id = "{ACCESS_KEY_ID}"
-access_key_secret = {secret}
-sign_name = "{SIGN_NAME}"
-template_code = "{TEMPLATE}"
-endpoint = "{endpoint}"
-{extra}
-
-[channels.inbox]
-builtin = "inbox"
-
-[[rules]]
-id = "trial-ending"
-trigger = {{ on = "created" }}
-channels = ["sms", "inbox"]
-subject = "Your trial ends in 4 days"
-text = "您好，{{{{ customer.name }}}}：您的试用将于4天后结束"
-fields = {{ name = "{{{{ customer.name }}}}", days = "4" }}
-
-[[rules]]
-id = "notice"
-trigger = {{ on = "event", kind = "notice" }}
-channels = ["sms", "inbox"]
-subject = "Notice"
-text = "您好，{{{{ customer.name }}}}：您的试用将于4天后结束"
-fields = {{ template_code = "{content}" }}
-"#,
-        plugin = plugin("sms-aliyun").display(),
-        origin = fake.provider.origin(),
-        endpoint = fake.endpoint(),
-        content = aliyun::CONTENT_TEMPLATE,
-    )
+/// The plugin with its secret from the environment.
+fn secret_from_env() -> Channel {
+    Channel::plugin("sms-aliyun").setting("access_key_secret", env("TEST_ALIYUN_SECRET"))
 }
 
 fn upsert(id: &str, name: &str, phone: &str) -> String {
@@ -94,10 +98,7 @@ fn simulation_window() -> Clock {
 fn aliyun_sends_and_classifies_every_answer() {
     let fake = FakeAliyun::start(SECRET, simulation_window());
     let scratch = Scratch::new();
-    let config = scratch.write(
-        "herald.toml",
-        &config(&fake, r#"{ env = "TEST_ALIYUN_SECRET" }"#, ""),
-    );
+    let config = config(&fake, secret_from_env()).write(&scratch);
     let timeline = [
         upsert("ok", "李雷", "+86 138 0013 8000"),
         upsert("illegal", "I", aliyun::ILLEGAL),
@@ -264,10 +265,7 @@ fn aliyun_wrong_secret_fails_with_a_fix_it_message() {
     let fake = FakeAliyun::start(SECRET, simulation_window());
     let scratch = Scratch::new();
     let wrong = "WrongSecretWrongSecretWrongSecret";
-    let config = scratch.write(
-        "herald.toml",
-        &config(&fake, r#"{ env = "TEST_ALIYUN_SECRET" }"#, ""),
-    );
+    let config = config(&fake, secret_from_env()).write(&scratch);
     let timeline = scratch.write("t.jsonl", &upsert("ok", "李雷", "13800138000"));
     let db = scratch.path("h.db");
     let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-02")
@@ -305,17 +303,10 @@ fn aliyun_pushes_report_and_unsubscribe_through_serve() {
     let scratch = Scratch::new();
     let secret_file = scratch.write("aliyun-secret", SECRET);
     let token_file = scratch.write("aliyun-token", CALLBACK_TOKEN);
-    let config = scratch.write(
-        "herald.toml",
-        &config(
-            &fake,
-            &format!(r#"{{ file = "{}" }}"#, secret_file.display()),
-            &format!(
-                r#"callback_token = {{ file = "{}" }}"#,
-                token_file.display()
-            ),
-        ),
-    );
+    let sms = Channel::plugin("sms-aliyun")
+        .setting("access_key_secret", file(&secret_file))
+        .setting("callback_token", file(&token_file));
+    let config = config(&fake, sms).write(&scratch);
     let db = scratch.path("h.db");
     let server = Server::start(&config, &db, &scratch, "serve.log");
     let base = server.base.clone();
@@ -324,10 +315,9 @@ fn aliyun_pushes_report_and_unsubscribe_through_serve() {
         ("bo", "+86 139 0013 9000"),
         ("cy", "13700137000"),
     ] {
-        let (status, body) = http_as(
-            &server.token,
+        let (status, body) = server.api(
             "POST",
-            &format!("{base}/customers"),
+            "/customers",
             Some(&json!({"external_id": id, "name": id, "phone": phone}).to_string()),
         );
         assert_eq!(status, 200, "{body}");
@@ -414,10 +404,9 @@ fn aliyun_pushes_report_and_unsubscribe_through_serve() {
     assert_eq!((status, body), (200, json!({"code": 0, "msg": "成功"})));
 
     for id in ["amy", "bo", "cy"] {
-        let (status, body) = http_as(
-            &server.token,
+        let (status, body) = server.api(
             "POST",
-            &format!("{base}/events"),
+            "/events",
             Some(&json!({"customer": id, "kind": "notice"}).to_string()),
         );
         assert_eq!(status, 201, "{body}");

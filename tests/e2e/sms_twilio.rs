@@ -15,45 +15,29 @@ const TOKEN: &str = "9f8e7d6c5b4a39281706f5e4d3c2b1a0";
 const PUBLIC_URL: &str = "https://herald.example.com";
 const TEXT: &str = "您好，李雷：您的试用将于4天后结束";
 
-fn config(fake: &FakeTwilio, auth_token: &str, extra_rules: &str) -> String {
-    format!(
-        r#"
-[scheduler]
-tick = "100ms"
-
-[retry]
-max_attempts = 3
-base = "1m"
-max = "6h"
-
-[server]
-public_url = "{PUBLIC_URL}"
-
-[channels.sms]
-plugin = "{plugin}"
-allowed_hosts = ["{origin}"]
-timeout = "5s"
-
-[channels.sms.settings]
-account_sid = "{ACCOUNT_SID}"
-auth_token = {auth_token}
-from = "{FROM}"
-api_base = "{origin}"
-
-[channels.inbox]
-builtin = "inbox"
-
-[[rules]]
-id = "trial-ending"
-trigger = {{ on = "created" }}
-channels = ["sms", "inbox"]
-subject = "Your trial ends in 4 days"
-text = "您好，{{{{ customer.name }}}}：您的试用将于4天后结束"
-{extra_rules}
-"#,
-        plugin = plugin("sms-twilio").display(),
-        origin = fake.api_base(),
-    )
+fn config(fake: &FakeTwilio, auth_token: Raw) -> Config {
+    Config::new()
+        .tick("100ms")
+        .retry(3, "1m", "6h")
+        .public_url(PUBLIC_URL)
+        .channel(
+            "sms",
+            Channel::plugin("sms-twilio")
+                .allow(&fake.api_base())
+                .set("timeout", "5s")
+                .setting("account_sid", ACCOUNT_SID)
+                .setting("auth_token", auth_token)
+                .setting("from", FROM)
+                .setting("api_base", fake.api_base()),
+        )
+        .inbox()
+        .rule(Rule::new(
+            "trial-ending",
+            ON_CREATED,
+            &["sms", "inbox"],
+            "Your trial ends in 4 days",
+            "您好，{{ customer.name }}：您的试用将于4天后结束",
+        ))
 }
 
 fn upsert(id: &str, name: &str, phone: &str) -> String {
@@ -72,10 +56,7 @@ fn rows_of<'a>(rows: &'a [Value], customer: &str) -> Vec<&'a Value> {
 fn twilio_sends_and_classifies_every_answer() {
     let fake = FakeTwilio::start(TOKEN);
     let scratch = Scratch::new();
-    let config = scratch.write(
-        "herald.toml",
-        &config(&fake, r#"{ env = "TEST_TWILIO_TOKEN" }"#, ""),
-    );
+    let config = config(&fake, env("TEST_TWILIO_TOKEN")).write(&scratch);
     let timeline = [
         upsert("ok", "李雷", "+86 138 0013 8000"),
         upsert("invalid", "I", twilio::INVALID),
@@ -226,10 +207,7 @@ fn twilio_wrong_credentials_fail_with_a_fix_it_message() {
     let fake = FakeTwilio::start(TOKEN);
     let scratch = Scratch::new();
     let wrong = "00000000000000000000000000000bad";
-    let config = scratch.write(
-        "herald.toml",
-        &config(&fake, r#"{ env = "TEST_TWILIO_TOKEN" }"#, ""),
-    );
+    let config = config(&fake, env("TEST_TWILIO_TOKEN")).write(&scratch);
     let timeline = scratch.write("t.jsonl", &upsert("ok", "李雷", "+8613800138000"));
     let db = scratch.path("h.db");
     let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-02")
@@ -256,43 +234,21 @@ fn twilio_wrong_credentials_fail_with_a_fix_it_message() {
     }
 }
 
-/// POSTs a form body to `url` (on `herald serve`); returns status,
-/// content type and body.
+/// POSTs a form body to `url` (on `herald serve`) as Twilio does; returns
+/// status, content type and body.
 fn post_form(url: &str, signature: Option<&str>, body: &str) -> (u16, String, String) {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").expect("http url");
-    let (host, path) = rest
-        .split_once('/')
-        .map(|(h, p)| (h, format!("/{p}")))
-        .unwrap_or((rest, "/".into()));
-    let mut stream = std::net::TcpStream::connect(host).expect("connect to herald");
-    let signature = signature
-        .map(|s| format!("X-Twilio-Signature: {s}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\nUser-Agent: TwilioProxy/1.1\r\n{signature}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("write request");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).expect("read response");
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let content_type = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-type:")
-                .map(|v| v.trim().to_string())
-        })
-        .unwrap_or_default();
-    (status, content_type, body.to_string())
+    let mut request = Request::post(url)
+        .body("application/x-www-form-urlencoded", body)
+        .header("User-Agent", "TwilioProxy/1.1");
+    if let Some(signature) = signature {
+        request = request.header("X-Twilio-Signature", signature);
+    }
+    let answer = request.send();
+    let content_type = answer
+        .header("content-type")
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    (answer.status, content_type, answer.text())
 }
 
 /// Posts a Twilio webhook with these params, signed with `token`.
@@ -316,22 +272,15 @@ fn twilio_callbacks_report_refuse_forgeries_and_honour_stop() {
     let fake = FakeTwilio::start(TOKEN);
     let scratch = Scratch::new();
     let token_file = scratch.write("twilio-token", &format!("{TOKEN}\n"));
-    let ping_rule = r#"
-[[rules]]
-id = "ping"
-trigger = { on = "event", kind = "ping" }
-channels = ["sms", "inbox"]
-subject = "Ping"
-text = "Ping {{ customer.name }}"
-"#;
-    let config = scratch.write(
-        "herald.toml",
-        &config(
-            &fake,
-            &format!(r#"{{ file = "{}" }}"#, token_file.display()),
-            ping_rule,
-        ),
-    );
+    let config = config(&fake, file(&token_file))
+        .rule(Rule::new(
+            "ping",
+            &on_event("ping"),
+            &["sms", "inbox"],
+            "Ping",
+            "Ping {{ customer.name }}",
+        ))
+        .write(&scratch);
     let db = scratch.path("h.db");
     let server = Server::start(&config, &db, &scratch, "serve.log");
     let base = server.base.clone();
@@ -340,10 +289,9 @@ text = "Ping {{ customer.name }}"
         ("bo", "+14155550101"),
         ("cy", "+14155550102"),
     ] {
-        let (status, body) = http_as(
-            &server.token,
+        let (status, body) = server.api(
             "POST",
-            &format!("{base}/customers"),
+            "/customers",
             Some(&json!({"external_id": id, "name": id, "phone": phone}).to_string()),
         );
         assert_eq!(status, 200, "{body}");
@@ -463,10 +411,9 @@ text = "Ping {{ customer.name }}"
 
     // The next reminder: Amy still gets SMS, Cy goes to the inbox.
     for id in ["amy", "cy"] {
-        let (status, body) = http_as(
-            &server.token,
+        let (status, body) = server.api(
             "POST",
-            &format!("{base}/events"),
+            "/events",
             Some(&json!({"customer": id, "kind": "ping"}).to_string()),
         );
         assert_eq!(status, 201, "{body}");

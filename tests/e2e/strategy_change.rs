@@ -3,36 +3,37 @@
 
 use crate::support::*;
 
-const BASE: &str = r#"
-[channels.inbox]
-builtin = "inbox"
+/// The deployment before the change: a welcome to the inbox.
+fn before() -> Config {
+    Config::new()
+        .inbox()
+        .attribute("renews_at", "date")
+        .rule(Rule::new(
+            "welcome",
+            ON_CREATED,
+            &["inbox"],
+            "Welcome",
+            "Hello",
+        ))
+}
 
-[attributes]
-renews_at = "date"
-
-[[rules]]
-id = "welcome"
-trigger = { on = "created" }
-channels = ["inbox"]
-subject = "Welcome"
-text = "Hello"
-"#;
-
-const ADDED: &str = r#"
-[[rules]]
-id = "renewal"
-trigger = { on = "date", attribute = "renews_at", before = "7d", at = "09:00" }
-channels = ["inbox"]
-subject = "Renews on {{ customer.renews_at }}"
-text = "See you"
-"#;
+/// The deployment after it: the same and a date rule.
+fn after() -> Config {
+    before().rule(Rule::new(
+        "renewal",
+        r#"{ on = "date", attribute = "renews_at", before = "7d", at = "09:00" }"#,
+        &["inbox"],
+        "Renews on {{ customer.renews_at }}",
+        "See you",
+    ))
+}
 
 #[test]
 fn an_added_date_rule_is_planned_for_existing_customers() {
     let scratch = Scratch::new();
     let db = scratch.path("h.db");
     let db_arg = db.to_str().unwrap();
-    let v1 = scratch.write("v1.toml", BASE);
+    let v1 = before().write_as(&scratch, "v1.toml");
     let timeline = scratch.write(
         "t.jsonl",
         r#"{"at":"2026-03-01T08:00:00Z","op":"upsert","customer":{"external_id":"k","timezone":"UTC","attributes":{"renews_at":"2026-06-30"}}}"#,
@@ -49,7 +50,7 @@ fn an_added_date_rule_is_planned_for_existing_customers() {
         ["welcome"]
     );
 
-    let v2 = scratch.write("v2.toml", &format!("{BASE}{ADDED}"));
+    let v2 = after().write_as(&scratch, "v2.toml");
     let empty = scratch.write("empty.jsonl", "");
     let (second, stderr) = simulate(&v2, &empty, "2026-04-01", "2026-12-31", &["--db", db_arg]);
     let got: Vec<(&str, &str)> = second
@@ -86,7 +87,7 @@ fn serve_listens_first_and_then_plans_a_changed_strategy() {
     let scratch = Scratch::new();
     let db = scratch.path("h.db");
     let db_arg = db.to_str().unwrap();
-    let v1 = scratch.write("v1.toml", BASE);
+    let v1 = before().write_as(&scratch, "v1.toml");
     let timeline = scratch.write(
         "t.jsonl",
         r#"{"at":"2026-03-01T08:00:00Z","op":"upsert","customer":{"external_id":"k","timezone":"UTC","attributes":{"renews_at":"2031-06-30"}}}"#,
@@ -100,7 +101,7 @@ fn serve_listens_first_and_then_plans_a_changed_strategy() {
     );
     assert_eq!(planned_renewal(&db), None);
 
-    let v2 = scratch.write("v2.toml", &format!("{BASE}{ADDED}"));
+    let v2 = after().write_as(&scratch, "v2.toml");
     let server = Server::start(&v2, &db, &scratch, "serve.log");
     // The API answers (the re-plan runs in the scheduler, not before listening).
     let (status, _) = server.api("GET", "/strategy", None);

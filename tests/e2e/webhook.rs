@@ -7,35 +7,23 @@ use serde_json::json;
 
 const SECRET: &str = "whsec-3f9a7c0e-do-not-print";
 
-fn config(provider: &FakeProvider, max_attempts: u32) -> String {
-    format!(
-        r#"
-[retry]
-max_attempts = {max_attempts}
-base = "10m"
-max = "1h"
-
-[channels.hook]
-plugin = "{plugin}"
-allowed_hosts = ["{origin}"]
-timeout = "5s"
-
-[channels.hook.settings]
-url = "{url}"
-secret = {{ env = "TEST_HOOK_SECRET" }}
-
-[[rules]]
-id = "welcome"
-trigger = {{ on = "created" }}
-channels = ["hook"]
-subject = "Welcome, {{{{ customer.name }}}}"
-text = "Hello {{{{ customer.name }}}}, 欢迎!"
-html = "<p>Hello {{{{ customer.name }}}}</p>"
-"#,
-        plugin = plugin("webhook").display(),
-        origin = provider.origin(),
-        url = provider.url("/hook"),
-    )
+fn config(provider: &FakeProvider, max_attempts: u32) -> Config {
+    Config::new()
+        .retry(max_attempts, "10m", "1h")
+        .channel(
+            "hook",
+            webhook(provider, "/hook", env("TEST_HOOK_SECRET")).set("timeout", "5s"),
+        )
+        .rule(
+            Rule::new(
+                "welcome",
+                ON_CREATED,
+                &["hook"],
+                "Welcome, {{ customer.name }}",
+                "Hello {{ customer.name }}, 欢迎!",
+            )
+            .set("html", "<p>Hello {{ customer.name }}</p>"),
+        )
 }
 
 fn provider() -> FakeProvider {
@@ -84,7 +72,7 @@ const TIMELINE: &str = r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":
 fn webhook_signs_retries_and_classifies() {
     let provider = provider();
     let scratch = Scratch::new();
-    let config = scratch.write("herald.toml", &config(&provider, 3));
+    let config = config(&provider, 3).write(&scratch);
     let timeline = scratch.write("t.jsonl", TIMELINE);
     let db = scratch.path("h.db");
     let out = run(live(&config, &timeline, "2026-03-02").arg("--db").arg(&db));
@@ -199,7 +187,7 @@ fn webhook_signs_retries_and_classifies() {
 fn retries_stop_at_max_attempts_and_the_reminder_is_dead() {
     let provider = FakeProvider::start(|_, _| Reply::json(503, json!({"error": "maintenance"})));
     let scratch = Scratch::new();
-    let config = scratch.write("herald.toml", &config(&provider, 3));
+    let config = config(&provider, 3).write(&scratch);
     let timeline = scratch.write(
         "t.jsonl",
         r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"c1","name":"C"}}"#,
@@ -218,7 +206,7 @@ fn retries_stop_at_max_attempts_and_the_reminder_is_dead() {
 fn a_missing_secret_stops_herald_with_a_clear_error() {
     let provider = provider();
     let scratch = Scratch::new();
-    let config = scratch.write("herald.toml", &config(&provider, 3));
+    let config = config(&provider, 3).write(&scratch);
     let timeline = scratch.write("t.jsonl", "");
     let stderr = expect_refusal(
         simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-02").env_remove("TEST_HOOK_SECRET"),

@@ -21,48 +21,41 @@ const SUBJECT: &str = "【Acme】您的试用将于4天后结束";
 
 fn config(scratch: &Scratch, fake: &FakeWechat, secret: &str) -> PathBuf {
     let secret_file = scratch.write("wechat.secret", secret);
-    let toml = format!(
-        r#"
-# One send at a time: the token cache is then exact. (With sends in
-# parallel the plugin's single-flight token fetch is best-effort, as its
-# README says: the host's key-value store has no compare-and-set.)
-[scheduler]
-concurrency = 1
-
-[retry]
-max_attempts = 3
-base = "10m"
-max = "1h"
-
-[channels.wechat]
-plugin = "{plugin}"
-allowed_hosts = ["{origin}"]
-timeout = "5s"
-
-[channels.wechat.settings]
-app_id = "{APP_ID}"
-app_secret = {{ file = "{secret_file}" }}
-template_id = "{TEMPLATE}"
-api_base = "{origin}"
-url = "https://acme.example/billing"
-callback_token = "{CALLBACK_TOKEN}"
-
-[channels.inbox]
-builtin = "inbox"
-
-[[rules]]
-id = "trial-ending"
-trigger = {{ on = "created" }}
-channels = ["wechat", "inbox"]
-subject = "{SUBJECT}"
-text = "{{{{ customer.name }}}}，您好：您的试用将于4天后结束。"
-fields = {{ first = "{SUBJECT}", keyword1 = "{{{{ customer.name }}}}", keyword2 = "2026-03-05", remark = "点击续费，保留您的数据" }}
-"#,
-        plugin = plugin("wechat-template").display(),
-        origin = fake.origin(),
-        secret_file = secret_file.display(),
-    );
-    scratch.write("herald.toml", &toml)
+    Config::new()
+        // One send at a time: the token cache is then exact. (With sends in
+        // parallel the plugin's single-flight token fetch is best-effort, as
+        // its README says: the host's key-value store has no compare-and-set.)
+        .set("scheduler", "concurrency", 1)
+        .retry(3, "10m", "1h")
+        .channel(
+            "wechat",
+            Channel::plugin("wechat-template")
+                .allow(&fake.origin())
+                .set("timeout", "5s")
+                .setting("app_id", APP_ID)
+                .setting("app_secret", file(&secret_file))
+                .setting("template_id", TEMPLATE)
+                .setting("api_base", fake.origin())
+                .setting("url", "https://acme.example/billing")
+                .setting("callback_token", CALLBACK_TOKEN),
+        )
+        .inbox()
+        .rule(
+            Rule::new(
+                "trial-ending",
+                ON_CREATED,
+                &["wechat", "inbox"],
+                SUBJECT,
+                "{{ customer.name }}，您好：您的试用将于4天后结束。",
+            )
+            .set(
+                "fields",
+                Raw(format!(
+                    r#"{{ first = "{SUBJECT}", keyword1 = "{{{{ customer.name }}}}", keyword2 = "2026-03-05", remark = "点击续费，保留您的数据" }}"#
+                )),
+            ),
+        )
+        .write(&scratch)
 }
 
 fn customer(at: &str, id: &str, name: &str, openid: &str) -> String {
@@ -347,31 +340,8 @@ fn a_wrong_app_secret_fails_permanently_and_is_never_printed() {
 
 /// POST an XML push to `url`; the HTTP status and body.
 fn post_xml(url: &str, body: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest
-        .split_once('/')
-        .map(|(h, p)| (h, format!("/{p}")))
-        .unwrap();
-    let mut stream = std::net::TcpStream::connect(host).unwrap();
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or("");
-    (status, body.to_string())
+    let answer = Request::post(url).body("text/xml", body).send();
+    (answer.status, answer.text())
 }
 
 #[test]

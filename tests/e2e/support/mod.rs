@@ -1,8 +1,15 @@
 //! Shared helpers: locating the binary and plugins, scratch directories,
-//! running commands, parsing `simulate` output, and a scriptable fake HTTP
-//! provider on loopback.
+//! running commands, parsing `simulate` output, a scriptable fake HTTP
+//! provider on loopback, `herald serve` as a child process, the config
+//! builder ([`config`]) and the one HTTP client ([`http`]).
 
 #![allow(dead_code)]
+
+pub mod config;
+pub mod http;
+
+pub use config::{env, file, on_event, targeting, webhook, Channel, Config, Raw, Rule, ON_CREATED};
+pub use http::{http, http_as, http_text, Request, Response};
 
 use serde_json::Value;
 use std::collections::HashMap;
@@ -213,10 +220,15 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(status: u16, body: Value) -> Reply {
+        Reply::json_text(status, body.to_string())
+    }
+
+    /// A JSON answer whose body is already text.
+    pub fn json_text(status: u16, body: String) -> Reply {
         Reply {
             status,
             headers: vec![("content-type".into(), "application/json".into())],
-            body: body.to_string(),
+            body,
             delay: std::time::Duration::ZERO,
         }
     }
@@ -399,9 +411,14 @@ impl Server {
         }
     }
 
+    /// The URL of `path` (with its query) on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
     /// Call the API at `path` with the admin token.
     pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-        http_as(&self.token, method, &format!("{}{path}", self.base), body)
+        http_as(&self.token, method, &self.url(path), body)
     }
 
     pub fn log(&self) -> String {
@@ -414,85 +431,4 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A tiny blocking HTTP/1.1 client for talking to `herald serve`.
-pub fn http(method: &str, url: &str, body: Option<&str>) -> (u16, Value) {
-    let (status, body) = http_text(method, url, body);
-    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
-}
-
-/// Like [`http`], with `Authorization: Bearer <token>`.
-pub fn http_as(token: &str, method: &str, url: &str, body: Option<&str>) -> (u16, Value) {
-    let (status, body) = http_request(
-        method,
-        url,
-        &[("Authorization", &format!("Bearer {token}"))],
-        body,
-    );
-    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
-}
-
-/// Like [`http`], returning the body as text.
-pub fn http_text(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
-    http_request(method, url, &[], body)
-}
-
-/// One request with extra headers; the status and the body as text.
-pub fn http_request(
-    method: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-) -> (u16, String) {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").expect("http url");
-    let (host, path) = rest
-        .split_once('/')
-        .map(|(h, p)| (h, format!("/{p}")))
-        .unwrap_or((rest, "/".into()));
-    let mut stream = std::net::TcpStream::connect(host).expect("connect to herald");
-    let body = body.unwrap_or("");
-    let extra: String = headers
-        .iter()
-        .map(|(name, value)| format!("{name}: {value}\r\n"))
-        .collect();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("write request");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).expect("read response");
-    let response = String::from_utf8_lossy(&response);
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    (status, body)
-}
-
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = &after[n + 2..];
-    }
-    out
 }
