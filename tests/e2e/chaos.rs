@@ -27,6 +27,7 @@
 //! `HERALD_CHAOS_SEED=<u64>` replays a storm's kill schedule (the seed in use
 //! is printed).
 
+use crate::fakes::codec::hmac_sha256_hex;
 use crate::support::*;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -149,7 +150,7 @@ fn storm_provider(ledger: Arc<Mutex<Ledger>>) -> FakeProvider {
             ledger.refused.push(format!("{} {}", req.method, req.path));
             return Reply::json(404, json!({"error": "no such endpoint"}));
         }
-        if signature != format!("sha256={}", hmac_hex(STORM_SECRET, &req.body)) {
+        if signature != format!("sha256={}", hmac_sha256_hex(STORM_SECRET, &req.body)) {
             ledger.refused.push(format!("bad signature {signature}"));
             return Reply::json(401, json!({"error": "bad signature"}));
         }
@@ -507,7 +508,7 @@ struct OutageState {
 fn outage_provider(outage: usize, state: Arc<Mutex<OutageState>>) -> FakeProvider {
     FakeProvider::start(move |req, _| {
         let signature = req.header("x-herald-signature").unwrap_or("");
-        if signature != format!("sha256={}", hmac_hex(OUTAGE_SECRET, &req.body)) {
+        if signature != format!("sha256={}", hmac_sha256_hex(OUTAGE_SECRET, &req.body)) {
             return Reply::json(401, json!({"error": "bad signature"}));
         }
         let key = req.header("idempotency-key").unwrap_or("").to_string();

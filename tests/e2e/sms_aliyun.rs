@@ -9,7 +9,7 @@
 //! reports, SmsUp `退订` / `TD` suppresses, the callback token guards both).
 
 use crate::fakes::aliyun::{self, Clock, FakeAliyun, ACCESS_KEY_ID, SIGN_NAME, TEMPLATE};
-use crate::fakes::twilio::form_get;
+use crate::fakes::codec::{base64, form_get, hmac_sha1};
 use crate::support::*;
 use chrono::TimeZone;
 use serde_json::{json, Value};
@@ -167,7 +167,7 @@ fn aliyun_sends_and_classifies_every_answer() {
     assert_eq!(param, json!({"name": "李雷", "days": "4"}));
     assert!(!get("OutId").is_empty());
     // The signature is over exactly these parameters.
-    let expected = crate::fakes::twilio::base64(&crate::fakes::twilio::hmac_sha1(
+    let expected = base64(&hmac_sha1(
         format!("{SECRET}&").as_bytes(),
         aliyun::string_to_sign("GET", p).as_bytes(),
     ));

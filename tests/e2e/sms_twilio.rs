@@ -7,6 +7,7 @@
 //! callbacks update reports, bad signatures are refused, an inbound STOP
 //! moves the customer's next reminder to the next channel).
 
+use crate::fakes::codec::{base64, form_encode, form_get};
 use crate::fakes::twilio::{self, FakeTwilio, ACCOUNT_SID, FROM};
 use crate::support::*;
 use serde_json::{json, Value};
@@ -90,7 +91,7 @@ fn twilio_sends_and_classifies_every_answer() {
         req.header("authorization").unwrap(),
         format!(
             "Basic {}",
-            twilio::base64(format!("{ACCOUNT_SID}:{TOKEN}").as_bytes())
+            base64(format!("{ACCOUNT_SID}:{TOKEN}").as_bytes())
         )
     );
     assert_eq!(
@@ -99,15 +100,15 @@ fn twilio_sends_and_classifies_every_answer() {
     );
     let names: Vec<&str> = form.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(names, ["To", "From", "Body", "StatusCallback"]);
-    assert_eq!(twilio::form_get(form, "To"), Some("+8613800138000"));
-    assert_eq!(twilio::form_get(form, "From"), Some(FROM));
+    assert_eq!(form_get(form, "To"), Some("+8613800138000"));
+    assert_eq!(form_get(form, "From"), Some(FROM));
     assert_eq!(
-        twilio::form_get(form, "Body").unwrap().as_bytes(),
+        form_get(form, "Body").unwrap().as_bytes(),
         TEXT.as_bytes(),
         "the Chinese body round-trips byte for byte"
     );
     assert_eq!(
-        twilio::form_get(form, "StatusCallback"),
+        form_get(form, "StatusCallback"),
         Some("https://herald.example.com/hooks/sms")
     );
     assert!(!req
@@ -258,7 +259,7 @@ fn webhook(base: &str, token: Option<&str>, params: &[(&str, &str)]) -> (u16, St
     post_form(
         &format!("{base}/hooks/sms"),
         signature.as_deref(),
-        &twilio::form_encode(params),
+        &form_encode(params),
     )
 }
 
@@ -371,7 +372,7 @@ fn twilio_callbacks_report_refuse_forgeries_and_honour_stop() {
     let (status, _, body) = post_form(
         &format!("{base}/hooks/sms"),
         Some(&signature),
-        &twilio::form_encode(&forged),
+        &form_encode(&forged),
     );
     assert_eq!(status, 403, "a tampered callback is refused: {body}");
 

@@ -2,6 +2,7 @@
 //! signature: delivered, retried after a 500, failed at once on a 400, and
 //! the secret never printed.
 
+use crate::fakes::codec::hmac_sha256_hex;
 use crate::support::*;
 use serde_json::json;
 
@@ -29,7 +30,7 @@ fn config(provider: &FakeProvider, max_attempts: u32) -> Config {
 fn provider() -> FakeProvider {
     FakeProvider::start(|req, earlier| {
         let signature = req.header("x-herald-signature").unwrap_or("");
-        if signature != format!("sha256={}", hmac_hex(SECRET, &req.body)) {
+        if signature != format!("sha256={}", hmac_sha256_hex(SECRET, &req.body)) {
             return Reply::json(401, json!({"error": "bad signature"}));
         }
         let body = req.json();

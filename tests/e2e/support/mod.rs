@@ -320,14 +320,6 @@ impl FakeProvider {
     }
 }
 
-/// HMAC-SHA256 of `body` with `secret`, as lowercase hex.
-pub fn hmac_hex(secret: &str, body: &[u8]) -> String {
-    use hmac::{Hmac, Mac};
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
-}
-
 /// Wait up to `seconds` for `check` to return Some.
 pub fn wait_for<T>(seconds: u64, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
