@@ -3,7 +3,8 @@
 //! next one; reloads by SIGHUP and `POST /admin/reload` (a new rule takes
 //! effect, a broken config is refused while the old one keeps sending, a
 //! send in flight during a reload is delivered exactly once); and the
-//! Prometheus counters at `/metrics`.
+//! Prometheus counters at `/metrics`; a channel's plugin swapped by a reload
+//! (the file replaced, or the config pointed at another one).
 
 use crate::support::*;
 use serde_json::{json, Value};
@@ -551,6 +552,89 @@ fn a_send_in_flight_during_a_reload_is_delivered_exactly_once() {
     let ping = json!({"customer": "hold-1", "kind": "ping"}).to_string();
     assert_eq!(server.api("POST", "/events", Some(&ping)).0, 201);
     wait_sent(&provider, "pong", "hold-1");
+}
+
+/// Replace `path` the way a deploy does: write beside it, rename over it.
+fn replace_file(path: &Path, with: &Path) {
+    let staged = path.with_extension("new");
+    std::fs::copy(with, &staged).expect("stage the new plugin");
+    std::fs::rename(&staged, path).expect("move it into place");
+}
+
+/// The delivery row of `rule` for `customer`, once there is one.
+fn delivered(config: &Path, scratch: &Scratch, rule: &str, customer: &str) -> Value {
+    wait_for(20, || {
+        deliveries(config, &scratch.path("h.db"))
+            .into_iter()
+            .find(|d| d["rule"] == rule && d["customer"] == customer)
+    })
+    .unwrap_or_else(|| panic!("no `{rule}` delivery for {customer}"))
+}
+
+#[test]
+fn a_plugin_swapped_under_a_running_server_sends_after_the_reload() {
+    let provider = provider();
+    let scratch = Scratch::new();
+    // The channel's plugin is a file of the deployment's own.
+    let wasm = scratch.path("hook.wasm");
+    std::fs::copy(plugin("webhook"), &wasm).unwrap();
+    let hook = |plugin: &Path| {
+        Channel::plugin_at(plugin)
+            .allow(&provider.origin())
+            .setting("url", provider.url("/hook"))
+            .setting("secret", env("OPS_HOOK_SECRET"))
+    };
+    let deployment = |plugin: &Path| {
+        Config::new()
+            .tick("100ms")
+            .max_attempts(1)
+            .channel("hook", hook(plugin))
+            .rule(Rule::new(
+                "welcome",
+                ON_CREATED,
+                &["hook"],
+                "Welcome",
+                "Hello",
+            ))
+    };
+    let config = deployment(&wasm).write(&scratch);
+    let server = serve(&config, &scratch);
+    add_customer(&server, "c1");
+    wait_sent(&provider, "welcome", "c1");
+    assert_eq!(
+        delivered(&config, &scratch, "welcome", "c1")["provider"],
+        "webhook"
+    );
+
+    // A new build of the plugin replaces the file (here: the console plugin,
+    // which logs a message instead of posting it); the reload loads it.
+    replace_file(&wasm, &plugin("console"));
+    let (status, body) = server.api("POST", "/admin/reload", None);
+    assert_eq!(status, 200, "{body}; log: {}", server.log());
+    add_customer(&server, "c2");
+    let c2 = delivered(&config, &scratch, "welcome", "c2");
+    assert_eq!(
+        (c2["status"].as_str(), c2["provider"].as_str()),
+        (Some("delivered"), Some("console")),
+        "{c2}; log: {}",
+        server.log()
+    );
+    assert_eq!(
+        sent(&provider),
+        [("welcome".to_string(), "c1".to_string())],
+        "the swapped plugin posts nothing"
+    );
+
+    // Pointing the config at another plugin file works the same by SIGHUP.
+    std::fs::write(&config, deployment(&plugin("webhook")).toml()).unwrap();
+    sighup(&server);
+    wait_log(&server, "reloaded", 2);
+    add_customer(&server, "c3");
+    wait_sent(&provider, "welcome", "c3");
+    assert_eq!(
+        delivered(&config, &scratch, "welcome", "c3")["provider"],
+        "webhook"
+    );
 }
 
 #[test]
