@@ -8,13 +8,11 @@ fn config(scratch: &Scratch) -> std::path::PathBuf {
         .tick("100ms")
         .inbox()
         .attribute("level", "string")
-        .rule(Rule::new(
-            "welcome",
-            ON_CREATED,
-            &["inbox"],
-            "Welcome {{ customer.name }}",
-            "Hello {{ customer.name }}",
-        ))
+        .rule(
+            welcome(&["inbox"])
+                .set("subject", "Welcome {{ customer.name }}")
+                .set("text", "Hello {{ customer.name }}"),
+        )
         .rule(Rule::new(
             "thanks",
             &on_event("purchase"),

@@ -77,17 +77,6 @@ fn csv_import_skips_bad_rows_by_line_and_imports_the_rest() {
     assert_eq!(customers[1]["created_at"], "2026-01-06T00:30:00Z");
 }
 
-fn broken_config(scratch: &Scratch, config: Config) -> String {
-    let config = config.write(scratch);
-    let timeline = scratch.write("t.jsonl", "");
-    expect_refusal(&mut simulate_cmd(
-        &config,
-        &timeline,
-        "2026-01-01",
-        "2026-01-02",
-    ))
-}
-
 /// An inbox and a date attribute; each test adds what it breaks.
 fn head() -> Config {
     Config::new().inbox().attribute("ends_at", "date")
@@ -100,11 +89,8 @@ fn rule_r(trigger: &str, channel: &str) -> Rule {
 
 #[test]
 fn broken_templates_are_refused_naming_rule_and_line() {
-    let scratch = Scratch::new();
-    let stderr = broken_config(
-        &scratch,
-        head().rule(
-            r#"
+    let stderr = refusal(head().rule(
+        r#"
 id = "renewal"
 trigger = { on = "date", attribute = "ends_at", before = "3d" }
 channels = ["inbox"]
@@ -114,20 +100,16 @@ Hello {{ customer.name }},
 your plan ends {{ customer.ends_at | date( }}
 """
 "#,
-        ),
-    );
+    ));
     assert!(stderr.contains("rule `renewal`, text, line 2"), "{stderr}");
 
-    let stderr = broken_config(
-        &scratch,
-        head().rule(Rule::new(
-            "hello",
-            ON_CREATED,
-            &["inbox"],
-            "Hi {{ customer.nickname }}",
-            "t",
-        )),
-    );
+    let stderr = refusal(head().rule(Rule::new(
+        "hello",
+        ON_CREATED,
+        &["inbox"],
+        "Hi {{ customer.nickname }}",
+        "t",
+    )));
     assert!(
         stderr.contains("rule `hello`, subject, line 1: unknown variable `customer.nickname`"),
         "{stderr}"
@@ -140,35 +122,28 @@ your plan ends {{ customer.ends_at | date( }}
 
 #[test]
 fn config_mistakes_are_named() {
-    let scratch = Scratch::new();
-    let stderr = broken_config(&scratch, head().lines("scheduler", r#"tikc = "1s""#));
+    let stderr = refusal(head().lines("scheduler", r#"tikc = "1s""#));
     assert!(
         stderr.contains("unknown field `tikc`") && stderr.contains("herald.toml"),
         "{stderr}"
     );
 
-    let stderr = broken_config(&scratch, head().rule(rule_r(ON_CREATED, "email")));
+    let stderr = refusal(head().rule(rule_r(ON_CREATED, "email")));
     assert!(
         stderr.contains("channel `email` is not configured; configured channels: inbox"),
         "{stderr}"
     );
 
-    let stderr = broken_config(
-        &scratch,
-        head().rule(rule_r(
-            r#"{ on = "date", attribute = "ends_at", before = "3 days" }"#,
-            "inbox",
-        )),
-    );
+    let stderr = refusal(head().rule(rule_r(
+        r#"{ on = "date", attribute = "ends_at", before = "3 days" }"#,
+        "inbox",
+    )));
     assert!(stderr.contains("3 days"), "{stderr}");
 
-    let stderr = broken_config(
-        &scratch,
-        head().rule(rule_r(
-            r#"{ on = "date", attribute = "starts_at" }"#,
-            "inbox",
-        )),
-    );
+    let stderr = refusal(head().rule(rule_r(
+        r#"{ on = "date", attribute = "starts_at" }"#,
+        "inbox",
+    )));
     assert!(
         stderr.contains("add `starts_at = \"date\"` under [attributes]"),
         "{stderr}"

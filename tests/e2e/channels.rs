@@ -12,11 +12,6 @@ fn at(row: &Value) -> DateTime<Utc> {
     row["at"].as_str().unwrap().parse().unwrap()
 }
 
-/// `welcome` on sign-up through `channel`.
-fn welcome(channel: &str) -> Rule {
-    Rule::new("welcome", ON_CREATED, &[channel], "Welcome", "Hello")
-}
-
 /// The webhook plugin pointed at a port where nothing listens (these
 /// tests never send through it).
 fn unreachable_hook() -> Channel {
@@ -46,24 +41,14 @@ fn rate_limit_spreads_fifty_sends_over_ten_virtual_seconds() {
             "sms",
             webhook(&provider, "/send", "s3cret-for-signing").set("rate", "5/s"),
         )
-        .rule(Rule::new(
-            "welcome",
-            ON_CREATED,
-            &["sms"],
-            "Welcome",
-            "Hello {{ customer.name }}",
-        ))
+        .rule(welcome(&["sms"]).set("text", "Hello {{ customer.name }}"))
         .write(&scratch);
     let timeline = scratch.write(
         "t.jsonl",
         &customers_at("2026-03-01T09:00:00Z", (0..50).map(|i| format!("c{i:02}"))),
     );
     let db = scratch.path("h.db");
-    let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-02")
-        .arg("--live")
-        .arg("--db")
-        .arg(&db));
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    simulate_into(&config, &timeline, MARCH_1, &db, &["--live"]);
 
     let rows = deliveries(&config, &db);
     assert_eq!(rows.len(), 50, "one attempt each, none lost: {rows:?}");
@@ -117,7 +102,7 @@ fn failover_moves_sends_to_the_backup_while_the_primary_fails() {
                 .set("failover_cooldown", "10m"),
         )
         .channel("backup", webhook(&backup, "/send", "backup-secret"))
-        .rule(welcome("primary"))
+        .rule(welcome(&["primary"]))
         .write(&scratch);
     let timeline = scratch.write(
         "t.jsonl",
@@ -129,11 +114,7 @@ fn failover_moves_sends_to_the_backup_while_the_primary_fails() {
         .join("\n"),
     );
     let db = scratch.path("h.db");
-    let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-02")
-        .arg("--live")
-        .arg("--db")
-        .arg(&db));
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    simulate_into(&config, &timeline, MARCH_1, &db, &["--live"]);
     let rows = deliveries(&config, &db);
     let of = |c: &str| -> Vec<(String, String, Value)> {
         rows.iter()
@@ -192,8 +173,6 @@ fn failover_moves_sends_to_the_backup_while_the_primary_fails() {
 
 #[test]
 fn bad_rate_and_failover_settings_are_refused_with_a_fix() {
-    let scratch = Scratch::new();
-    let timeline = scratch.write("t.jsonl", "");
     for (extra, expected) in [
         ("rate = \"5 per second\"", "e.g. \"10/s\""),
         (
@@ -207,20 +186,15 @@ fn bad_rate_and_failover_settings_are_refused_with_a_fix() {
         ("failover_after = 2", "need `failover = \"backup-channel\"`"),
         ("burst = 3", "`burst` needs a `rate`"),
     ] {
-        let config = Config::new()
-            .channel(
-                "hook",
-                unreachable_hook().set("address", "email").line(extra),
-            )
-            .inbox()
-            .rule(welcome("hook"))
-            .write(&scratch);
-        let stderr = expect_refusal(&mut simulate_cmd(
-            &config,
-            &timeline,
-            "2026-03-01",
-            "2026-03-02",
-        ));
+        let stderr = refusal(
+            Config::new()
+                .channel(
+                    "hook",
+                    unreachable_hook().set("address", "email").line(extra),
+                )
+                .inbox()
+                .rule(welcome(&["hook"])),
+        );
         assert!(stderr.contains(expected), "{extra}: {stderr}");
         assert!(stderr.contains("[channels.hook]"), "{extra}: {stderr}");
     }
@@ -239,35 +213,21 @@ fn a_secret_echoed_by_the_provider_is_masked_everywhere() {
     let secret_file = scratch.write("secret.txt", &format!("{SECRET}\n"));
     let config = Config::new()
         .channel("hook", webhook(&provider, "/send", file(&secret_file)))
-        .rule(welcome("hook"))
+        .rule(welcome(&["hook"]))
         .write(&scratch);
     let timeline = scratch.write(
         "t.jsonl",
         &customers_at("2026-03-01T09:00:00Z", ["c1".to_string()].into_iter()),
     );
     let db = scratch.path("h.db");
-    let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-02")
-        .env("HERALD_LOG", "debug")
-        .args(["--live", "--db"])
-        .arg(&db));
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let [stdout, stderr] =
+        simulate_live_with(&config, &timeline, MARCH_1, &db, ("HERALD_LOG", "debug"));
     assert_eq!(provider.requests().len(), 1, "the request went out");
     let rows = deliveries(&config, &db);
     let error = rows[0]["error"].as_str().unwrap();
     assert!(error.contains("[redacted]"), "{error}");
-    let table = run(herald()
-        .args(["deliveries", "--config"])
-        .arg(&config)
-        .arg("--db")
-        .arg(&db));
-    for output in [
-        text(&out.stdout),
-        text(&out.stderr),
-        text(&table.stdout),
-        json!(rows).to_string(),
-    ] {
-        assert!(!output.contains(SECRET), "the secret leaked: {output}");
-    }
+    let [table, _] = deliveries_table(&config, &db);
+    assert_not_leaked(&[SECRET], &[stdout, stderr, table, json!(rows).to_string()]);
 }
 
 #[test]
@@ -296,42 +256,23 @@ fn the_sandbox_refuses_sockets_files_and_environment() {
         &customers_at("2026-03-01T09:00:00Z", ["c1".to_string()].into_iter()),
     );
     let db = scratch.path("h.db");
-    let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-02")
-        .env("HERALD_CANARY", "visible-to-plugins?")
-        .arg("--live")
-        .arg("--db")
-        .arg(&db));
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let canary = ("HERALD_CANARY", "visible-to-plugins?");
+    simulate_live_with(&config, &timeline, MARCH_1, &db, canary);
     let rows = deliveries(&config, &db);
-    let row = |rule: &str| rows.iter().find(|r| r["rule"] == rule).unwrap().clone();
-    let socket = row("r-socket");
-    assert_eq!(socket["status"], "failed", "{socket}");
-    assert!(
-        socket["error"].as_str().unwrap().contains("refused"),
-        "{socket}"
-    );
+    // The rule's attempt failed, and its error says why.
+    let failed_with = |rule: &str, reason: &str| {
+        let row = rows.iter().find(|r| r["rule"] == rule).unwrap();
+        assert_eq!(row["status"], "failed", "{row}");
+        let error = row["error"].as_str().unwrap();
+        assert!(error.contains(reason), "{row}");
+    };
+    failed_with("r-socket", "refused");
     assert!(
         listener.accept().is_err(),
         "nothing connected to the listener"
     );
-    let file = row("r-file");
-    assert_eq!(file["status"], "failed", "{file}");
-    assert!(
-        file["error"]
-            .as_str()
-            .unwrap()
-            .contains("/etc/passwd refused"),
-        "{file}"
-    );
-    let env = row("r-env");
-    assert_eq!(env["status"], "failed", "{env}");
-    assert!(
-        env["error"]
-            .as_str()
-            .unwrap()
-            .contains("environment is empty"),
-        "{env}"
-    );
+    failed_with("r-file", "/etc/passwd refused");
+    failed_with("r-env", "environment is empty");
 
     // Listed as tcp://host:port, the same connection is allowed.
     let scratch = Scratch::new();
@@ -347,11 +288,7 @@ fn the_sandbox_refuses_sockets_files_and_environment() {
         &customers_at("2026-03-01T09:00:00Z", ["c1".to_string()].into_iter()),
     );
     let db = scratch.path("h.db");
-    let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-02")
-        .arg("--live")
-        .arg("--db")
-        .arg(&db));
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    simulate_into(&config, &timeline, MARCH_1, &db, &["--live"]);
     let rows = deliveries(&config, &db);
     assert_eq!(rows[0]["status"], "delivered", "{:?}", rows);
     assert!(
@@ -366,7 +303,7 @@ fn hooks_for_unknown_channels_and_plugins_without_callbacks_are_404() {
     let config = Config::new()
         .channel("hook", unreachable_hook())
         .inbox()
-        .rule(welcome("hook"))
+        .rule(welcome(&["hook"]))
         .write(&scratch);
     let db = scratch.path("h.db");
     let server = Server::start(&config, &db, &scratch, "serve.log");

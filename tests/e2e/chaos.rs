@@ -70,21 +70,11 @@ impl Rng {
 
 /// `PRAGMA integrity_check` of a database file, through the sqlx the host uses.
 fn integrity_check(db: &Path) -> String {
-    use sqlx::Connection;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
-            .await
-            .expect("open the database for the integrity check");
-        let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
-            .fetch_all(&mut conn)
-            .await
-            .expect("PRAGMA integrity_check");
-        rows.join("; ")
-    })
+    let (runtime, mut conn) = open_db(db);
+    let rows: Vec<String> = runtime
+        .block_on(sqlx::query_scalar("PRAGMA integrity_check").fetch_all(&mut conn))
+        .expect("PRAGMA integrity_check");
+    rows.join("; ")
 }
 
 /// Parse an RFC 3339 timestamp from `herald deliveries --json`.
@@ -294,13 +284,11 @@ fn sigkill_storm() {
             "hook",
             webhook(&provider, "/hook", STORM_SECRET).set("timeout", "10s"),
         )
-        .rule(Rule::new(
-            "welcome",
-            ON_CREATED,
-            &["hook"],
-            "Welcome {{ customer.name }}",
-            "Hello {{ customer.name }}",
-        ))
+        .rule(
+            welcome(&["hook"])
+                .set("subject", "Welcome {{ customer.name }}")
+                .set("text", "Hello {{ customer.name }}"),
+        )
         .write(&scratch);
     let db = scratch.path("herald.db");
     let name_of = |i: usize| format!("客户 {i} Ünï");
@@ -317,10 +305,9 @@ fn sigkill_storm() {
     let distinct = || ledger.lock().unwrap().accepted.len();
     let started = Instant::now();
     let mut logs: Vec<std::path::PathBuf> = Vec::new();
-    let mut kills_mid_send = 0;
-
-    for (round, kill) in plan.iter().enumerate() {
-        let mut server = Server::start(&config, &db, &scratch, &format!("serve{round}.log"));
+    // Start herald on the database and a poster of the remaining batches.
+    let start = |log: &str, logs: &mut Vec<std::path::PathBuf>| {
+        let server = Server::start(&config, &db, &scratch, log);
         logs.push(server.stderr_log.clone());
         let poster = spawn_poster(
             server.base.clone(),
@@ -328,6 +315,12 @@ fn sigkill_storm() {
             batches.clone(),
             posted.clone(),
         );
+        (server, poster)
+    };
+    let mut kills_mid_send = 0;
+
+    for (round, kill) in plan.iter().enumerate() {
+        let (mut server, poster) = start(&format!("serve{round}.log"), &mut logs);
         // Tight polls: the kill should land at the moment chosen.
         let reach = |threshold: usize, hang: bool| {
             {
@@ -383,14 +376,7 @@ fn sigkill_storm() {
     }
 
     // The last start runs to completion.
-    let server = Server::start(&config, &db, &scratch, "serve-final.log");
-    logs.push(server.stderr_log.clone());
-    let poster = spawn_poster(
-        server.base.clone(),
-        server.token.clone(),
-        batches.clone(),
-        posted.clone(),
-    );
+    let (server, poster) = start("serve-final.log", &mut logs);
     let recorded = wait_for(scale(120, 900), || {
         if posted.load(Ordering::SeqCst) < batches.len() || distinct() < n {
             return None;
@@ -575,13 +561,7 @@ fn outage_day(groups: &Groups, outage: usize, max_attempts: u32) -> OutageDay {
             "hook",
             webhook(&provider, "/hook", OUTAGE_SECRET).set("timeout", seconds(TIMEOUT)),
         )
-        .rule(Rule::new(
-            "welcome",
-            ON_CREATED,
-            &["hook"],
-            "Welcome {{ customer.name }}",
-            "Hello",
-        ))
+        .rule(welcome(&["hook"]).set("subject", "Welcome {{ customer.name }}"))
         .write(&scratch);
     let mut timeline = String::new();
     for (group, count) in [
@@ -848,13 +828,7 @@ fn faults_day(n: usize, fault: impl Fn(usize) -> &'static str) -> (Vec<Value>, D
     let timeline = scratch.write("t.jsonl", &timeline);
     let db = scratch.path("h.db");
     let started = Instant::now();
-    let (attempts, stderr) = simulate(
-        &config,
-        &timeline,
-        "2026-03-01",
-        "2026-03-02",
-        &["--db", db.to_str().unwrap()],
-    );
+    let (attempts, stderr) = simulate(&config, &timeline, MARCH_1, &["--db", db.to_str().unwrap()]);
     let elapsed = started.elapsed();
     let rows = deliveries(&config, &db);
     assert_eq!(attempts.len(), rows.len(), "{stderr}");

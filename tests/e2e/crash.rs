@@ -29,13 +29,7 @@ fn killed_between_claim_and_record_the_reminder_is_still_delivered_once() {
             "hook",
             webhook(&provider, "/hook", "s3cret").set("timeout", "60s"),
         )
-        .rule(Rule::new(
-            "welcome",
-            ON_CREATED,
-            &["hook"],
-            "Welcome {{ customer.name }}",
-            "Hello",
-        ))
+        .rule(welcome(&["hook"]).set("subject", "Welcome {{ customer.name }}"))
         .write(&scratch);
     let db = scratch.path("herald.db");
 

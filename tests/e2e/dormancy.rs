@@ -9,35 +9,42 @@ use serde_json::Value;
 
 /// The five dormancy rules, all to the inbox.
 fn config() -> Config {
-    let rule = |id: &str, trigger: &str, subject: &str| {
-        Rule::new(id, trigger, &["inbox"], subject, "Hello")
-    };
     Config::new()
         .inbox()
-        .rule(rule(
+        .rule(Rule::new(
             "no-visit",
             r#"{ on = "inactive", kinds = ["visit"], for = "3d", since = "created" }"#,
+            &["inbox"],
             "Come and have a look",
+            "Hello",
         ))
-        .rule(rule(
+        .rule(Rule::new(
             "application-unfinished",
             r#"{ on = "inactive", kinds = ["application_finished"], for = "3d", since = "application_started" }"#,
+            &["inbox"],
             "Finish your application",
+            "Hello",
         ))
-        .rule(rule(
+        .rule(Rule::new(
             "credit-unused",
             r#"{ on = "inactive", kinds = ["loan"], for = "7d", since = "credit_granted" }"#,
+            &["inbox"],
             "Your credit is ready",
+            "Hello",
         ))
-        .rule(rule(
+        .rule(Rule::new(
             "repaid-no-new-loan",
             r#"{ on = "inactive", kinds = ["loan"], for = "30d", since = "loan_repaid" }"#,
+            &["inbox"],
             "Need another loan?",
+            "Hello",
         ))
-        .rule(rule(
+        .rule(Rule::new(
             "no-login",
             r#"{ on = "inactive", kinds = ["login"], for = "7d", repeat = "7d", max = 3 }"#,
+            &["inbox"],
             "We miss you",
+            "Hello",
         ))
 }
 
@@ -78,10 +85,7 @@ fn the_four_dormancy_models_and_a_weekly_we_miss_you() {
     let config = config().write(&scratch);
     let timeline = scratch.write("t.jsonl", TIMELINE);
     let db = scratch.path("h.db");
-    let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-05-01")
-        .arg("--db")
-        .arg(&db));
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    simulate_into(&config, &timeline, ("2026-03-01", "2026-05-01"), &db, &[]);
     let rows = deliveries(&config, &db);
 
     // Registered but no visit within 3 days of signing up.
@@ -143,8 +147,6 @@ fn the_four_dormancy_models_and_a_weekly_we_miss_you() {
 
 #[test]
 fn bad_inactive_triggers_are_refused_with_a_fix() {
-    let scratch = Scratch::new();
-    let timeline = scratch.write("t.jsonl", "");
     for (trigger, expected) in [
         (
             r#"{ on = "inactive", kinds = [], for = "7d" }"#,
@@ -164,16 +166,12 @@ fn bad_inactive_triggers_are_refused_with_a_fix() {
         ),
         (r#"{ on = "inactive", kinds = ["login"] }"#, "for"),
     ] {
-        let config = Config::new()
-            .inbox()
-            .rule(Rule::new("r", trigger, &["inbox"], "s", "t"))
-            .write(&scratch);
-        let stderr = expect_refusal(&mut simulate_cmd(
-            &config,
-            &timeline,
-            "2026-01-01",
-            "2026-01-02",
-        ));
+        let stderr =
+            refusal(
+                Config::new()
+                    .inbox()
+                    .rule(Rule::new("r", trigger, &["inbox"], "s", "t")),
+            );
         assert!(stderr.contains(expected), "{trigger}: {stderr}");
     }
 }

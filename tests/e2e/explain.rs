@@ -79,10 +79,7 @@ fn locales_updated_values_preview_explain_and_imported_suppressions() {
     let config = config().write(&scratch);
     let timeline = scratch.write("t.jsonl", TIMELINE);
     let db = scratch.path("h.db");
-    let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-05")
-        .arg("--db")
-        .arg(&db));
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    simulate_into(&config, &timeline, ("2026-03-01", "2026-03-05"), &db, &[]);
     let rows = deliveries(&config, &db);
     let vip: Vec<(&str, &str)> = rows
         .iter()

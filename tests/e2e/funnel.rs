@@ -12,6 +12,11 @@ use std::path::PathBuf;
 const PUBLIC: &str = "https://herald.example";
 const PERIOD: &str = "since=2026-03-01&until=2026-03-08";
 
+/// The welcome mail: two links in the text (the first before a full stop),
+/// two in the HTML (one with `&amp;`), and the unsubscribe link.
+const WELCOME_TEXT: &str = "Start here: https://shop.example/start?src=mail&x=1.\nHelp: https://help.example/faq\nStop: {{ unsubscribe_url }}";
+const WELCOME_HTML: &str = r#"<html><body><p>Hi {{ customer.name }}</p><p><a href="https://shop.example/start?src=mail&amp;x=1">Start</a> <a href='https://help.example/faq'>Help</a></p></body></html>"#;
+
 /// Four customers in two regions get `welcome` by mail (HTML with two
 /// links, a goal); c4's mail is rejected by the provider; c1 and c3 get
 /// `nudge` by SMS (text with one link); c1 buys within the goal window, c2
@@ -46,15 +51,14 @@ impl Scenario {
                 webhook(&provider, "/sms", "k3y").set("address", "phone"),
             )
             .rule(
-                r#"
-id = "welcome"
-trigger = { on = "created" }
-channels = ["mail"]
-subject = "Welcome, {{ customer.name }}"
-text = "Start here: https://shop.example/start?src=mail&x=1.\nHelp: https://help.example/faq\nStop: {{ unsubscribe_url }}"
-html = "<html><body><p>Hi {{ customer.name }}</p><p><a href=\"https://shop.example/start?src=mail&amp;x=1\">Start</a> <a href='https://help.example/faq'>Help</a></p></body></html>"
-goal = { event = "purchase", within = "3d" }
-"#,
+                welcome(&["mail"])
+                    .set("subject", "Welcome, {{ customer.name }}")
+                    .set("text", WELCOME_TEXT)
+                    .set("html", WELCOME_HTML)
+                    .set(
+                        "goal",
+                        Raw(r#"{ event = "purchase", within = "3d" }"#.into()),
+                    ),
             )
             .rule(Rule::new(
                 "nudge",
@@ -92,11 +96,13 @@ goal = { event = "purchase", within = "3d" }
                 .join("\n"),
         );
         let db = scratch.path("herald.db");
-        let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-25")
-            .arg("--live")
-            .arg("--db")
-            .arg(&db));
-        assert!(out.status.success(), "{}", text(&out.stderr));
+        simulate_into(
+            &config,
+            &timeline,
+            ("2026-03-01", "2026-03-25"),
+            &db,
+            &["--live"],
+        );
         Scenario {
             scratch,
             provider,
@@ -138,25 +144,17 @@ goal = { event = "purchase", within = "3d" }
 
     /// `(kind, url)` of every stored hit, oldest first.
     fn hits(&self) -> Vec<(String, Option<String>, i64)> {
-        let db = self.db.clone();
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async move {
-                use sqlx::Row;
-                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-                    .await
-                    .expect("open the database");
-                let rows =
-                    sqlx::query("SELECT kind, url, delivery_id FROM tracking_events ORDER BY id")
-                        .fetch_all(&pool)
-                        .await
-                        .expect("read tracking_events");
-                rows.iter()
-                    .map(|r| (r.get(0), r.get(1), r.get(2)))
-                    .collect()
-            })
+        use sqlx::Row;
+        let (runtime, mut conn) = open_db(&self.db);
+        let rows = runtime
+            .block_on(
+                sqlx::query("SELECT kind, url, delivery_id FROM tracking_events ORDER BY id")
+                    .fetch_all(&mut conn),
+            )
+            .expect("read tracking_events");
+        rows.iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
     }
 }
 

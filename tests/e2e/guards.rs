@@ -29,13 +29,7 @@ fn send_windows_defer_to_the_next_local_opening() {
     let config = Config::new()
         .inbox()
         .lines("strategy", r#"send_windows = ["09:00-10:00"]"#)
-        .rule(Rule::new(
-            "welcome",
-            ON_CREATED,
-            &["inbox"],
-            "Welcome",
-            "Hello",
-        ))
+        .rule(welcome(&["inbox"]))
         .rule(
             Rule::new(
                 "late-night",
@@ -191,8 +185,6 @@ fn frequency_caps_defer_or_drop_and_spare_transactional_rules() {
 
 #[test]
 fn bad_windows_and_caps_are_refused_with_a_fix() {
-    let scratch = Scratch::new();
-    let timeline = scratch.write("t.jsonl", "");
     for (strategy, rule_extra, expected) in [
         ("send_windows = [\"9-10\"]", "", "HH:MM-HH:MM"),
         ("caps = [{ max = 0, per = \"7d\" }]", "", "max = 0"),
@@ -209,17 +201,12 @@ fn bad_windows_and_caps_are_refused_with_a_fix() {
         ("", "on_cap = \"ignore\"", "use \"defer\""),
         ("", "send_windows = [\"10:00-10:00\"]", "is empty"),
     ] {
-        let config = Config::new()
-            .inbox()
-            .lines("strategy", strategy)
-            .rule(Rule::new("r", ON_CREATED, &["inbox"], "s", "t").line(rule_extra))
-            .write(&scratch);
-        let stderr = expect_refusal(&mut simulate_cmd(
-            &config,
-            &timeline,
-            "2026-01-01",
-            "2026-01-02",
-        ));
+        let stderr = refusal(
+            Config::new()
+                .inbox()
+                .lines("strategy", strategy)
+                .rule(Rule::new("r", ON_CREATED, &["inbox"], "s", "t").line(rule_extra)),
+        );
         assert!(
             stderr.contains(expected),
             "{strategy}{rule_extra}: {stderr}"

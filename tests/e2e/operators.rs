@@ -23,13 +23,7 @@ fn deployment(provider: &FakeProvider) -> Config {
             "hook",
             webhook(&provider, "/hook", env("OPS_HOOK_SECRET")).set("timeout", "10s"),
         )
-        .rule(Rule::new(
-            "welcome",
-            ON_CREATED,
-            &["hook"],
-            "Welcome {{ customer.name }}",
-            "Hello",
-        ))
+        .rule(welcome(&["hook"]).set("subject", "Welcome {{ customer.name }}"))
 }
 
 /// `deployment` with a rule answering a `ping` event.
@@ -243,18 +237,14 @@ fn check_reports_every_problem_at_once_with_its_fix() {
         )
         .channel("cad", Channel::plugin("cadence"))
         .rule(
-            r#"
-id = "broken"
-trigger = { on = "created" }
-channels = ["good"]
-subject = "Hello {{ customer.name"
-text = "Hi"
-[[rules.steps]]
-after = "1d"
-channels = ["good"]
-subject = "Again"
-text = "{{ customer.shoe_size }}"
-"#,
+            Rule::new(
+                "broken",
+                ON_CREATED,
+                &["good"],
+                "Hello {{ customer.name",
+                "Hi",
+            )
+            .step("1d", &["good"], "Again", "{{ customer.shoe_size }}"),
         )
         .rule(
             Rule::new("targeted", ON_CREATED, &["good"], "s", "t")
@@ -339,13 +329,7 @@ fn a_disabled_channel_is_passed_over_and_its_only_rule_skipped() {
             Channel::plugin_at(Path::new("no-such-plugin.wasm")).set("enabled", false),
         )
         .inbox()
-        .rule(Rule::new(
-            "welcome",
-            ON_CREATED,
-            &["push", "inbox"],
-            "Welcome",
-            "Hello",
-        ))
+        .rule(welcome(&["push", "inbox"]))
         .rule(Rule::new(
             "push-only",
             ON_CREATED,
@@ -359,13 +343,7 @@ fn a_disabled_channel_is_passed_over_and_its_only_rule_skipped() {
         r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"k"}}"#,
     );
     let db = scratch.path("h.db");
-    let (attempts, stderr) = simulate(
-        &config,
-        &timeline,
-        "2026-03-01",
-        "2026-03-02",
-        &["--db", db.to_str().unwrap()],
-    );
+    let (attempts, stderr) = simulate(&config, &timeline, MARCH_1, &["--db", db.to_str().unwrap()]);
     let got: Vec<(&str, &str, &str)> = attempts
         .iter()
         .map(|a| (a.rule.as_str(), a.channel.as_str(), a.status.as_str()))
@@ -589,13 +567,7 @@ fn a_plugin_swapped_under_a_running_server_sends_after_the_reload() {
             .tick("100ms")
             .max_attempts(1)
             .channel("hook", hook(plugin))
-            .rule(Rule::new(
-                "welcome",
-                ON_CREATED,
-                &["hook"],
-                "Welcome",
-                "Hello",
-            ))
+            .rule(welcome(&["hook"]))
     };
     let config = deployment(&wasm).write(&scratch);
     let server = serve(&config, &scratch);

@@ -49,13 +49,7 @@ fn misbehaving_plugins_fail_only_their_own_send() {
         r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"c1","name":"C"}}"#,
     );
     let db = scratch.path("h.db");
-    let (attempts, stderr) = simulate(
-        &config,
-        &timeline,
-        "2026-03-01",
-        "2026-03-02",
-        &["--db", db.to_str().unwrap()],
-    );
+    let (attempts, stderr) = simulate(&config, &timeline, MARCH_1, &["--db", db.to_str().unwrap()]);
     let by_rule = |r: &str| {
         attempts
             .iter()
@@ -110,17 +104,11 @@ fn a_plugin_of_the_wrong_kind_or_version_is_refused_at_start() {
     let scratch = Scratch::new();
     // Not a component at all.
     let bogus = scratch.write("bogus.wasm", "definitely not wasm");
-    let config = Config::new()
-        .channel("x", Channel::plugin_at(&bogus))
-        .rule(Rule::new("r", ON_CREATED, &["x"], "s", "t"))
-        .write(&scratch);
-    let timeline = scratch.write("t.jsonl", "");
-    let stderr = expect_refusal(&mut simulate_cmd(
-        &config,
-        &timeline,
-        "2026-03-01",
-        "2026-03-02",
-    ));
+    let stderr = refusal(
+        Config::new()
+            .channel("x", Channel::plugin_at(&bogus))
+            .rule(Rule::new("r", ON_CREATED, &["x"], "s", "t")),
+    );
     assert!(
         stderr.contains("[channels.x]") && stderr.contains("not a valid WebAssembly component"),
         "{stderr}"

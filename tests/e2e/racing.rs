@@ -1,7 +1,7 @@
 //! Two schedulers on one database, ticking at the same moment: every
 //! occurrence is claimed by exactly one of them and delivered once.
 
-use crate::support::{Rule, Scratch, ON_CREATED};
+use crate::support::{welcome, Scratch};
 use herald::clock::VirtualClock;
 use herald::config::Config;
 use herald::customer::CustomerPatch;
@@ -16,13 +16,7 @@ async fn racing_ticks_deliver_each_occurrence_once() {
     let path = crate::support::Config::new()
         .set("scheduler", "batch", 25)
         .inbox()
-        .rule(Rule::new(
-            "welcome",
-            ON_CREATED,
-            &["inbox"],
-            "Welcome {{ customer.name }}",
-            "Hello",
-        ))
+        .rule(welcome(&["inbox"]).set("subject", "Welcome {{ customer.name }}"))
         .write(&scratch);
     let config = Config::load(&path).unwrap();
     let db = scratch.path("h.db");

@@ -124,8 +124,7 @@ fn saas_trial_strategy_over_fourteen_months() {
     let (attempts, stderr) = simulate(
         &config,
         &timeline,
-        "2026-01-01",
-        "2027-03-01",
+        ("2026-01-01", "2027-03-01"),
         &["--db", db.to_str().unwrap()],
     );
     assert!(
@@ -261,8 +260,7 @@ fn shipped_sample_timeline_runs_clean() {
     let (attempts, stderr) = simulate(
         &root.join("examples/saas-trial/herald.toml"),
         &root.join("examples/saas-trial/timeline.jsonl"),
-        "2026-01-01",
-        "2027-03-01",
+        ("2026-01-01", "2027-03-01"),
         &[],
     );
     assert!(attempts.len() > 100, "{stderr}");

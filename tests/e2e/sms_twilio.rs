@@ -41,12 +41,6 @@ fn config(fake: &FakeTwilio, auth_token: Raw) -> Config {
         ))
 }
 
-fn upsert(id: &str, name: &str, phone: &str) -> String {
-    json!({"at": "2026-03-01T09:00:00Z", "op": "upsert",
-           "customer": {"external_id": id, "name": name, "phone": phone}})
-    .to_string()
-}
-
 fn rows_of<'a>(rows: &'a [Value], customer: &str) -> Vec<&'a Value> {
     let mut out: Vec<&Value> = rows.iter().filter(|r| r["customer"] == customer).collect();
     out.sort_by_key(|r| r["id"].as_i64());
@@ -58,25 +52,21 @@ fn twilio_sends_and_classifies_every_answer() {
     let fake = FakeTwilio::start(TOKEN);
     let scratch = Scratch::new();
     let config = config(&fake, env("TEST_TWILIO_TOKEN")).write(&scratch);
-    let timeline = [
-        upsert("ok", "李雷", "+86 138 0013 8000"),
-        upsert("invalid", "I", twilio::INVALID),
-        upsert("landline", "L", twilio::NOT_MOBILE),
-        upsert("stopped", "S", twilio::UNSUBSCRIBED),
-        upsert("throttled", "T", twilio::THROTTLED),
-        upsert("broken", "B", twilio::BROKEN),
-    ]
-    .join("\n");
-    let timeline = scratch.write("t.jsonl", &timeline);
+    let timeline = scratch.write(
+        "t.jsonl",
+        &[
+            with_phone("ok", "李雷", "+86 138 0013 8000"),
+            with_phone("invalid", "I", twilio::INVALID),
+            with_phone("landline", "L", twilio::NOT_MOBILE),
+            with_phone("stopped", "S", twilio::UNSUBSCRIBED),
+            with_phone("throttled", "T", twilio::THROTTLED),
+            with_phone("broken", "B", twilio::BROKEN),
+        ]
+        .join("\n"),
+    );
     let db = scratch.path("h.db");
-    let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-02")
-        .env("TEST_TWILIO_TOKEN", TOKEN)
-        .arg("--live")
-        .arg("--db")
-        .arg(&db));
-    let stdout = text(&out.stdout);
-    let stderr = text(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let secret = ("TEST_TWILIO_TOKEN", TOKEN);
+    let [stdout, stderr] = simulate_live_with(&config, &timeline, MARCH_1, &db, secret);
 
     // What Twilio saw for the good message: every field.
     let ok = fake.requests_to("+8613800138000");
@@ -187,20 +177,11 @@ fn twilio_sends_and_classifies_every_answer() {
     assert_eq!(fake.requests_to(twilio::BROKEN).len(), 3);
 
     // The auth token is printed nowhere.
-    let table = run(herald()
-        .args(["deliveries", "--config"])
-        .arg(&config)
-        .arg("--db")
-        .arg(&db));
-    for output in [
-        stdout,
-        stderr,
-        text(&table.stdout),
-        text(&table.stderr),
-        json!(rows).to_string(),
-    ] {
-        assert!(!output.contains(TOKEN), "the auth token leaked: {output}");
-    }
+    let [table, table_err] = deliveries_table(&config, &db);
+    assert_not_leaked(
+        &[TOKEN],
+        &[stdout, stderr, table, table_err, json!(rows).to_string()],
+    );
 }
 
 #[test]
@@ -209,30 +190,17 @@ fn twilio_wrong_credentials_fail_with_a_fix_it_message() {
     let scratch = Scratch::new();
     let wrong = "00000000000000000000000000000bad";
     let config = config(&fake, env("TEST_TWILIO_TOKEN")).write(&scratch);
-    let timeline = scratch.write("t.jsonl", &upsert("ok", "李雷", "+8613800138000"));
+    let timeline = scratch.write("t.jsonl", &with_phone("ok", "李雷", "+8613800138000"));
     let db = scratch.path("h.db");
-    let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-02")
-        .env("TEST_TWILIO_TOKEN", wrong)
-        .arg("--live")
-        .arg("--db")
-        .arg(&db));
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let secret = ("TEST_TWILIO_TOKEN", wrong);
+    let [stdout, stderr] = simulate_live_with(&config, &timeline, MARCH_1, &db, secret);
     let rows = deliveries(&config, &db);
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!(rows[0]["status"], "failed");
-    assert!(rows[0]["retry_at"].is_null());
-    let error = rows[0]["error"].as_str().unwrap();
+    let error = only_failure(&rows);
     assert!(
         error.contains("20003") && error.contains("account_sid") && error.contains("auth_token"),
         "{error}"
     );
-    for output in [
-        text(&out.stdout),
-        text(&out.stderr),
-        json!(rows).to_string(),
-    ] {
-        assert!(!output.contains(wrong), "the auth token leaked: {output}");
-    }
+    assert_not_leaked(&[wrong], &[stdout, stderr, json!(rows).to_string()]);
 }
 
 /// POSTs a form body to `url` (on `herald serve`) as Twilio does; returns
@@ -263,11 +231,6 @@ fn webhook(base: &str, token: Option<&str>, params: &[(&str, &str)]) -> (u16, St
     )
 }
 
-fn row_for<'a>(rows: &'a [Value], customer: &str, rule: &str) -> Option<&'a Value> {
-    rows.iter()
-        .find(|r| r["customer"] == customer && r["rule"] == rule)
-}
-
 #[test]
 fn twilio_callbacks_report_refuse_forgeries_and_honour_stop() {
     let fake = FakeTwilio::start(TOKEN);
@@ -285,37 +248,12 @@ fn twilio_callbacks_report_refuse_forgeries_and_honour_stop() {
     let db = scratch.path("h.db");
     let server = Server::start(&config, &db, &scratch, "serve.log");
     let base = server.base.clone();
-    for (id, phone) in [
+    let customers = [
         ("amy", "+14155550100"),
         ("bo", "+14155550101"),
         ("cy", "+14155550102"),
-    ] {
-        let (status, body) = server.api(
-            "POST",
-            "/customers",
-            Some(&json!({"external_id": id, "name": id, "phone": phone}).to_string()),
-        );
-        assert_eq!(status, 200, "{body}");
-    }
-    let sid = |rows: &[Value], customer: &str| {
-        row_for(rows, customer, "trial-ending")
-            .filter(|r| r["status"] == "delivered")
-            .and_then(|r| r["provider_message_id"].as_str())
-            .map(str::to_string)
-    };
-    let rows = wait_for(20, || {
-        let rows = deliveries(&config, &db);
-        ["amy", "bo", "cy"]
-            .iter()
-            .all(|c| sid(&rows, c).is_some())
-            .then_some(rows)
-    })
-    .unwrap_or_else(|| panic!("the welcome SMS were not sent: {}", server.log()));
-    let (amy, bo, cy) = (
-        sid(&rows, "amy").unwrap(),
-        sid(&rows, "bo").unwrap(),
-        sid(&rows, "cy").unwrap(),
-    );
+    ];
+    let [amy, bo, cy] = server.sign_up_phones(&config, &db, &customers, "trial-ending");
 
     // A signed "delivered" status callback.
     let (status, content_type, body) = webhook(
@@ -411,20 +349,7 @@ fn twilio_callbacks_report_refuse_forgeries_and_honour_stop() {
     assert_eq!(status, 200, "{body}");
 
     // The next reminder: Amy still gets SMS, Cy goes to the inbox.
-    for id in ["amy", "cy"] {
-        let (status, body) = server.api(
-            "POST",
-            "/events",
-            Some(&json!({"customer": id, "kind": "ping"}).to_string()),
-        );
-        assert_eq!(status, 201, "{body}");
-    }
-    let rows = wait_for(20, || {
-        let rows = deliveries(&config, &db);
-        (row_for(&rows, "amy", "ping").is_some() && row_for(&rows, "cy", "ping").is_some())
-            .then_some(rows)
-    })
-    .unwrap_or_else(|| panic!("the pings were not sent: {}", server.log()));
+    let rows = server.events_delivered(&config, &db, &["amy", "cy"], "ping", "ping");
     let ping = |c: &str| {
         let r = row_for(&rows, c, "ping").unwrap();
         (r["channel"].clone(), r["status"].clone())

@@ -65,10 +65,7 @@ fn cadence_alerts_at_the_first_missed_interval() {
     timeline.sort_by_key(|line| line[7..31].to_string());
     let timeline = scratch.write("t.jsonl", &timeline.join("\n"));
     let db = scratch.path("h.db");
-    let out = run(simulate_cmd(&config, &timeline, "2026-01-01", "2027-01-01")
-        .arg("--db")
-        .arg(&db));
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    simulate_into(&config, &timeline, ("2026-01-01", "2027-01-01"), &db, &[]);
     let rows = deliveries(&config, &db);
     let bimonthly = sent(&rows, "bimonthly", "cadence-break");
     let delivered: Vec<_> = bimonthly.iter().filter(|r| r.1 == "delivered").collect();
@@ -188,21 +185,12 @@ fn a_plugin_that_burns_its_fuel_or_memory_is_skipped_with_the_reason() {
 
 #[test]
 fn a_channel_plugin_named_as_targeting_is_refused() {
-    let scratch = Scratch::new();
-    let config = Config::new()
-        .inbox()
-        .rule(
+    let stderr = refusal(
+        Config::new().inbox().rule(
             Rule::new("r", ON_CREATED, &["inbox"], "{{ target.x }}", "x")
                 .set("targeting", targeting("console", "")),
-        )
-        .write(&scratch);
-    let timeline = scratch.write("t.jsonl", "");
-    let stderr = expect_refusal(&mut simulate_cmd(
-        &config,
-        &timeline,
-        "2026-01-01",
-        "2026-01-02",
-    ));
+        ),
+    );
     assert!(
         stderr.contains("is a channel plugin; rule `r` needs a targeting plugin"),
         "{stderr}"

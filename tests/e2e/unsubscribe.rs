@@ -17,13 +17,7 @@ fn a_signed_link_unsubscribes_from_that_channel_only() {
             webhook(&provider, "/mail", "k3y").set("address", "email"),
         )
         .inbox()
-        .rule(Rule::new(
-            "welcome",
-            ON_CREATED,
-            &["mail", "inbox"],
-            "Welcome",
-            "Hello. Unsubscribe: {{ unsubscribe_url }}",
-        ))
+        .rule(welcome(&["mail", "inbox"]).set("text", "Hello. Unsubscribe: {{ unsubscribe_url }}"))
         .rule(Rule::new(
             "nudge",
             &on_event("nudge"),
@@ -37,11 +31,7 @@ fn a_signed_link_unsubscribes_from_that_channel_only() {
         r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"张 3","email":"z@example.com"}}"#,
     );
     let db = scratch.path("h.db");
-    let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-02")
-        .arg("--live")
-        .arg("--db")
-        .arg(&db));
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    simulate_into(&config, &timeline, MARCH_1, &db, &["--live"]);
     let sent = provider.requests();
     assert_eq!(sent.len(), 1);
     let body = sent[0].json()["text"].as_str().unwrap().to_string();

@@ -16,14 +16,10 @@ fn config(provider: &FakeProvider, max_attempts: u32) -> Config {
             webhook(provider, "/hook", env("TEST_HOOK_SECRET")).set("timeout", "5s"),
         )
         .rule(
-            Rule::new(
-                "welcome",
-                ON_CREATED,
-                &["hook"],
-                "Welcome, {{ customer.name }}",
-                "Hello {{ customer.name }}, 欢迎!",
-            )
-            .set("html", "<p>Hello {{ customer.name }}</p>"),
+            welcome(&["hook"])
+                .set("subject", "Welcome, {{ customer.name }}")
+                .set("text", "Hello {{ customer.name }}, 欢迎!")
+                .set("html", "<p>Hello {{ customer.name }}</p>"),
         )
 }
 
@@ -105,9 +101,7 @@ fn webhook_signs_retries_and_classifies() {
     );
     assert_eq!(flaky[1].1, "delivered");
     // Retried after the configured 10 minutes, ±20% jitter.
-    let retry_at = chrono::DateTime::parse_from_rfc3339(&flaky[1].0).unwrap();
-    let first = chrono::DateTime::parse_from_rfc3339("2026-03-01T09:00:00Z").unwrap();
-    let gap = (retry_at - first).num_seconds();
+    let gap = seconds_between("2026-03-01T09:00:00Z", &flaky[1].0);
     assert!((480..=720).contains(&gap), "retry after {gap}s");
 
     // What the provider saw: every request signed, one idempotency key per occurrence.
@@ -168,20 +162,11 @@ fn webhook_signs_retries_and_classifies() {
     let delivered = rows.iter().find(|r| r["customer"] == "ok-1").unwrap();
     assert_eq!(delivered["provider_message_id"], "msg-ok-1");
     assert_eq!(delivered["provider"], "webhook");
-    let table = run(herald()
-        .args(["deliveries", "--config"])
-        .arg(&config)
-        .arg("--db")
-        .arg(&db));
-    for output in [
-        stdout,
-        stderr,
-        text(&table.stdout),
-        text(&table.stderr),
-        json!(rows).to_string(),
-    ] {
-        assert!(!output.contains(SECRET), "the secret leaked: {output}");
-    }
+    let [table, table_err] = deliveries_table(&config, &db);
+    assert_not_leaked(
+        &[SECRET],
+        &[stdout, stderr, table, table_err, json!(rows).to_string()],
+    );
 }
 
 #[test]

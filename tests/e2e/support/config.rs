@@ -121,35 +121,53 @@ pub fn targeting(name: &str, more: &str) -> Raw {
     })
 }
 
-/// One `[name]` table: `key = value` lines in order.
-#[derive(Clone, Debug)]
-struct Table {
-    name: String,
-    lines: Vec<String>,
-}
+/// The `key = value` lines of a table in order (a key set again takes the
+/// new value), and lines written as they are.
+#[derive(Clone, Debug, Default)]
+struct Lines(Vec<(Option<String>, String)>);
 
-impl Table {
+impl Lines {
+    fn set(&mut self, key: &str, value: impl Toml) {
+        let line = format!("{key} = {}", value.toml());
+        match self.0.iter_mut().find(|(k, _)| k.as_deref() == Some(key)) {
+            Some(entry) => entry.1 = line,
+            None => self.0.push((Some(key.to_string()), line)),
+        }
+    }
+
+    /// Lines as they are; nothing for an empty text.
+    fn raw(&mut self, text: &str) {
+        let lines = text.trim().lines().filter(|l| !l.trim().is_empty());
+        self.0.extend(lines.map(|l| (None, l.to_string())));
+    }
+
     fn write(&self, out: &mut String) {
-        out.push_str(&format!("\n[{}]\n", self.name));
-        for line in &self.lines {
+        for (_, line) in &self.0 {
             out.push_str(line);
             out.push('\n');
         }
     }
 }
 
-fn tables_entry<'a>(tables: &'a mut Vec<Table>, name: &str) -> &'a mut Table {
+/// One `[name]` table.
+#[derive(Clone, Debug)]
+struct Table {
+    name: String,
+    lines: Lines,
+}
+
+fn tables_entry<'a>(tables: &'a mut Vec<Table>, name: &str) -> &'a mut Lines {
     let at = match tables.iter().position(|t| t.name == name) {
         Some(at) => at,
         None => {
             tables.push(Table {
                 name: name.to_string(),
-                lines: Vec::new(),
+                lines: Lines::default(),
             });
             tables.len() - 1
         }
     };
-    &mut tables[at]
+    &mut tables[at].lines
 }
 
 /// A `herald.toml` under construction.
@@ -167,21 +185,14 @@ impl Config {
 
     /// `key = value` under `[table]` (a dotted name for a nested table).
     pub fn set(mut self, table: &str, key: &str, value: impl Toml) -> Config {
-        let line = format!("{key} = {}", value.toml());
-        tables_entry(&mut self.tables, table).lines.push(line);
+        tables_entry(&mut self.tables, table).set(key, value);
         self
     }
 
     /// Lines written as they are under `[table]`; the table is written even
     /// when they are empty.
     pub fn lines(mut self, table: &str, text: &str) -> Config {
-        let entry = tables_entry(&mut self.tables, table);
-        entry.lines.extend(
-            text.trim()
-                .lines()
-                .map(str::to_string)
-                .filter(|l| !l.is_empty()),
-        );
+        tables_entry(&mut self.tables, table).raw(text);
         self
     }
 
@@ -233,7 +244,8 @@ impl Config {
     pub fn toml(&self) -> String {
         let mut out = String::new();
         for table in &self.tables {
-            table.write(&mut out);
+            out.push_str(&format!("\n[{}]\n", table.name));
+            table.lines.write(&mut out);
         }
         for (name, channel) in &self.channels {
             channel.write(name, &mut out);
@@ -260,23 +272,25 @@ impl Config {
 /// A `[channels.NAME]` table and its `settings`.
 #[derive(Clone, Debug)]
 pub struct Channel {
-    lines: Vec<String>,
+    lines: Lines,
     allowed_hosts: Option<Vec<String>>,
-    settings: Vec<String>,
+    settings: Lines,
 }
 
 impl Channel {
-    fn with(line: String) -> Channel {
+    fn with(key: &str, value: &str) -> Channel {
+        let mut lines = Lines::default();
+        lines.set(key, value);
         Channel {
-            lines: vec![line],
+            lines,
             allowed_hosts: None,
-            settings: Vec::new(),
+            settings: Lines::default(),
         }
     }
 
     /// A built-in channel: `builtin = "inbox"` or `"task"`.
     pub fn builtin(kind: &str) -> Channel {
-        Channel::with(format!("builtin = {}", kind.toml()))
+        Channel::with("builtin", kind)
     }
 
     /// A bundled plugin from `target/plugins` by name (`webhook`, `chaos`, ...).
@@ -286,7 +300,7 @@ impl Channel {
 
     /// A plugin file anywhere (or a path that does not exist).
     pub fn plugin_at(path: &Path) -> Channel {
-        Channel::with(format!("plugin = {}", path.display().to_string().toml()))
+        Channel::with("plugin", &path.display().to_string())
     }
 
     /// Add an origin to `allowed_hosts`.
@@ -305,39 +319,31 @@ impl Channel {
 
     /// A key of the channel table: `address`, `timeout`, `rate`, `enabled`, ...
     pub fn set(mut self, key: &str, value: impl Toml) -> Channel {
-        self.lines.push(format!("{key} = {}", value.toml()));
+        self.lines.set(key, value);
         self
     }
 
     /// A line of the channel table written as it is (for tests of bad input).
     pub fn line(mut self, line: &str) -> Channel {
-        if !line.trim().is_empty() {
-            self.lines.push(line.trim().to_string());
-        }
+        self.lines.raw(line);
         self
     }
 
     /// A key under `[channels.NAME.settings]`.
     pub fn setting(mut self, key: &str, value: impl Toml) -> Channel {
-        self.settings.push(format!("{key} = {}", value.toml()));
+        self.settings.set(key, value);
         self
     }
 
     fn write(&self, name: &str, out: &mut String) {
         out.push_str(&format!("\n[channels.{name}]\n"));
-        for line in &self.lines {
-            out.push_str(line);
-            out.push('\n');
-        }
+        self.lines.write(out);
         if let Some(hosts) = &self.allowed_hosts {
             out.push_str(&format!("allowed_hosts = {}\n", hosts.as_slice().toml()));
         }
-        if !self.settings.is_empty() {
+        if !self.settings.0.is_empty() {
             out.push_str(&format!("\n[channels.{name}.settings]\n"));
-            for line in &self.settings {
-                out.push_str(line);
-                out.push('\n');
-            }
+            self.settings.write(out);
         }
     }
 }
@@ -350,46 +356,68 @@ pub fn on_event(kind: &str) -> String {
     format!("{{ on = \"event\", kind = {} }}", kind.toml())
 }
 
-/// A rule of the plain kind, one line at the call site; longer rules read
-/// best as their TOML.
+/// A rule from its parts; rules with many keys may read best as their TOML.
 #[derive(Clone, Debug)]
 pub struct Rule {
-    lines: Vec<String>,
+    lines: Lines,
+    steps: Vec<Lines>,
 }
 
 impl Rule {
     /// `id`, `trigger` (an inline table as TOML), `channels`, `subject`, `text`.
     pub fn new(id: &str, trigger: &str, channels: &[&str], subject: &str, text: &str) -> Rule {
+        let mut lines = Lines::default();
+        lines.set("id", id);
+        lines.set("trigger", Raw(trigger.to_string()));
+        lines.set("channels", channels);
+        lines.set("subject", subject);
+        lines.set("text", text);
         Rule {
-            lines: vec![
-                format!("id = {}", id.toml()),
-                format!("trigger = {trigger}"),
-                format!("channels = {}", channels.toml()),
-                format!("subject = {}", subject.toml()),
-                format!("text = {}", text.toml()),
-            ],
+            lines,
+            steps: Vec::new(),
         }
     }
 
-    /// One more key: `when`, `html`, `transactional`, ...
+    /// Another key (`when`, `html`, `transactional`, ...) or a new value for one.
     pub fn set(mut self, key: &str, value: impl Toml) -> Rule {
-        self.lines.push(format!("{key} = {}", value.toml()));
+        self.lines.set(key, value);
         self
     }
 
     /// A line written as it is (for tests of bad input); nothing when empty.
     pub fn line(mut self, line: &str) -> Rule {
-        if !line.trim().is_empty() {
-            self.lines.push(line.trim().to_string());
-        }
+        self.lines.raw(line);
+        self
+    }
+
+    /// A follow-up `[[rules.steps]]`: `after` the step before, through
+    /// `channels`, with its own subject and text.
+    pub fn step(mut self, after: &str, channels: &[&str], subject: &str, text: &str) -> Rule {
+        let mut step = Lines::default();
+        step.set("after", after);
+        step.set("channels", channels);
+        step.set("subject", subject);
+        step.set("text", text);
+        self.steps.push(step);
         self
     }
 }
 
 impl From<Rule> for String {
     fn from(rule: Rule) -> String {
-        rule.lines.join("\n")
+        let mut out = String::new();
+        rule.lines.write(&mut out);
+        for step in &rule.steps {
+            out.push_str("\n[[rules.steps]]\n");
+            step.write(&mut out);
+        }
+        out
     }
+}
+
+/// The plain sign-up rule: `welcome`, "Welcome", "Hello" through `channels`.
+pub fn welcome(channels: &[&str]) -> Rule {
+    Rule::new("welcome", ON_CREATED, channels, "Welcome", "Hello")
 }
 
 /// The webhook plugin posting to `path` on `provider`, signing with `secret`.
@@ -438,10 +466,22 @@ channels = ["inbox"]
 subject = "VIP"
 text = "x"
 "#,
+        )
+        .rule(
+            welcome(&["inbox"])
+                .set("subject", "Hi")
+                .step("1d", &["hook"], "Again", "x"),
         );
     let written: toml::Value = toml::from_str(&config.toml()).expect("valid TOML");
     let by_hand: toml::Value = toml::from_str(
         r#"
+rules = [
+  { id = "welcome", trigger = { on = "created" }, channels = ["hook", "inbox"], subject = "Welcome {{ customer.name }}", text = "Hello" },
+  { id = "vip", trigger = { on = "updated", field = "level" }, channels = ["inbox"], subject = "VIP", text = "x" },
+  { id = "welcome", trigger = { on = "created" }, channels = ["inbox"], subject = "Hi", text = "Hello", steps = [
+    { after = "1d", channels = ["hook"], subject = "Again", text = "x" },
+  ] },
+]
 [scheduler]
 tick = "100ms"
 [retry]
@@ -463,18 +503,6 @@ enabled = false
 allowed_hosts = []
 [channels.inbox]
 builtin = "inbox"
-[[rules]]
-id = "welcome"
-trigger = { on = "created" }
-channels = ["hook", "inbox"]
-subject = "Welcome {{ customer.name }}"
-text = "Hello"
-[[rules]]
-id = "vip"
-trigger = { on = "updated", field = "level" }
-channels = ["inbox"]
-subject = "VIP"
-text = "x"
 "#,
     )
     .unwrap();

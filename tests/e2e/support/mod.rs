@@ -8,7 +8,9 @@
 pub mod config;
 pub mod http;
 
-pub use config::{env, file, on_event, targeting, webhook, Channel, Config, Raw, Rule, ON_CREATED};
+pub use config::{
+    env, file, on_event, targeting, webhook, welcome, Channel, Config, Raw, Rule, ON_CREATED,
+};
 pub use http::{http, http_as, http_text, Request, Response};
 
 use serde_json::Value;
@@ -129,12 +131,12 @@ pub fn parse_attempts(stdout: &str) -> Vec<Attempt> {
         .collect()
 }
 
-/// Run `herald simulate` and return its attempts; panics with stderr on failure.
+/// Run `herald simulate` from `from` until `until` and return its attempts;
+/// panics with stderr on failure.
 pub fn simulate(
     config: &Path,
     timeline: &Path,
-    from: &str,
-    until: &str,
+    (from, until): (&str, &str),
     extra: &[&str],
 ) -> (Vec<Attempt>, String) {
     let out = run(herald()
@@ -157,6 +159,63 @@ pub fn simulate_cmd(config: &Path, timeline: &Path, from: &str, until: &str) -> 
         .arg("--timeline")
         .arg(timeline);
     cmd
+}
+
+/// The day most tests simulate: 2026-03-01.
+pub const MARCH_1: (&str, &str) = ("2026-03-01", "2026-03-02");
+
+/// Run `herald simulate` from `from` until `until` into the database `db`,
+/// with more arguments (`--live`, ...); panics with its stderr when it fails.
+pub fn simulate_into(
+    config: &Path,
+    timeline: &Path,
+    (from, until): (&str, &str),
+    db: &Path,
+    extra: &[&str],
+) -> Output {
+    let out = run(simulate_cmd(config, timeline, from, until)
+        .arg("--db")
+        .arg(db)
+        .args(extra));
+    assert!(
+        out.status.success(),
+        "simulate failed: {}",
+        text(&out.stderr)
+    );
+    out
+}
+
+/// `herald simulate --live` from `from` until `until` into `db` with one more environment
+/// variable (a secret the config names, a log level); panics with its
+/// stderr when it fails. Its stdout and stderr.
+pub fn simulate_live_with(
+    config: &Path,
+    timeline: &Path,
+    (from, until): (&str, &str),
+    db: &Path,
+    (name, value): (&str, &str),
+) -> [String; 2] {
+    let out = run(simulate_cmd(config, timeline, from, until)
+        .env(name, value)
+        .args(["--live", "--db"])
+        .arg(db));
+    let [stdout, stderr] = [text(&out.stdout), text(&out.stderr)];
+    assert!(out.status.success(), "simulate failed: {stderr}");
+    [stdout, stderr]
+}
+
+/// Write `config` and start `herald simulate` on it with an empty
+/// timeline: it must refuse before doing anything. Its stderr.
+pub fn refusal(config: Config) -> String {
+    let scratch = Scratch::new();
+    let config = config.write(&scratch);
+    let timeline = scratch.write("t.jsonl", "");
+    expect_refusal(&mut simulate_cmd(
+        &config,
+        &timeline,
+        "2026-01-01",
+        "2026-01-02",
+    ))
 }
 
 /// Run a simulate command that must fail before doing anything; returns its stderr.
@@ -187,6 +246,83 @@ pub fn deliveries(config: &Path, db: &Path) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).expect("json line"))
         .collect()
+}
+
+/// A timeline line: `id` signs up on 2026-03-01 at 09:00 with a name and
+/// a phone number.
+pub fn with_phone(id: &str, name: &str, phone: &str) -> String {
+    serde_json::json!({"at": "2026-03-01T09:00:00Z", "op": "upsert",
+           "customer": {"external_id": id, "name": name, "phone": phone}})
+    .to_string()
+}
+
+/// `herald deliveries` as the table a person reads: stdout and stderr.
+pub fn deliveries_table(config: &Path, db: &Path) -> [String; 2] {
+    let out = run(herald()
+        .args(["deliveries", "--config"])
+        .arg(config)
+        .arg("--db")
+        .arg(db));
+    [text(&out.stdout), text(&out.stderr)]
+}
+
+/// The delivery rows of `customer`, in the order given.
+pub fn customer_rows<'a>(rows: &'a [Value], customer: &str) -> Vec<&'a Value> {
+    rows.iter().filter(|r| r["customer"] == customer).collect()
+}
+
+/// The one delivery row of `customer` (there must be exactly one).
+pub fn only_row(rows: &[Value], customer: &str) -> Value {
+    let mine = customer_rows(rows, customer);
+    assert_eq!(mine.len(), 1, "{customer}: {mine:?}");
+    mine[0].clone()
+}
+
+/// The error of the only delivery row, a failure that is not retried.
+pub fn only_failure(rows: &[Value]) -> String {
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["status"], "failed");
+    assert!(rows[0]["retry_at"].is_null());
+    rows[0]["error"].as_str().unwrap().to_string()
+}
+
+/// The first delivery row of `rule` for `customer`.
+pub fn row_for<'a>(rows: &'a [Value], customer: &str, rule: &str) -> Option<&'a Value> {
+    rows.iter()
+        .find(|r| r["customer"] == customer && r["rule"] == rule)
+}
+
+/// Fail if any of `secrets` is in any of `outputs`.
+pub fn assert_not_leaked(secrets: &[&str], outputs: &[String]) {
+    for output in outputs {
+        for secret in secrets {
+            assert!(!output.contains(secret), "a secret leaked: {output}");
+        }
+    }
+}
+
+/// Seconds from one RFC 3339 instant to another.
+pub fn seconds_between(from: &str, to: &str) -> i64 {
+    let at =
+        |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap_or_else(|e| panic!("{t}: {e}"));
+    (at(to) - at(from)).num_seconds()
+}
+
+/// A connection to a test database, for what no herald command shows,
+/// and the runtime to drive it.
+pub fn open_db(db: &Path) -> (tokio::runtime::Runtime, sqlx::SqliteConnection) {
+    use sqlx::Connection;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let conn = runtime
+        .block_on(sqlx::SqliteConnection::connect(&format!(
+            "sqlite://{}",
+            db.display()
+        )))
+        .expect("open the database");
+    (runtime, conn)
 }
 
 /// A request the fake provider received.
@@ -411,6 +547,62 @@ impl Server {
     /// Call the API at `path` with the admin token.
     pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
         http_as(&self.token, method, &self.url(path), body)
+    }
+
+    /// Sign up each `(external_id, phone)` through the API (named by its
+    /// id) and wait until `rule` is delivered to all of them; the provider
+    /// message id of each, in order.
+    pub fn sign_up_phones<const N: usize>(
+        &self,
+        config: &Path,
+        db: &Path,
+        customers: &[(&str, &str); N],
+        rule: &str,
+    ) -> [String; N] {
+        for (id, phone) in customers {
+            let customer = serde_json::json!({"external_id": id, "name": id, "phone": phone});
+            let (status, body) = self.api("POST", "/customers", Some(&customer.to_string()));
+            assert_eq!(status, 200, "{body}");
+        }
+        let id_of = |rows: &[Value], customer: &str| {
+            row_for(rows, customer, rule)
+                .filter(|r| r["status"] == "delivered")
+                .and_then(|r| r["provider_message_id"].as_str())
+                .map(str::to_string)
+        };
+        let ids = wait_for(20, || {
+            let rows = deliveries(config, db);
+            customers
+                .iter()
+                .map(|(c, _)| id_of(&rows, c))
+                .collect::<Option<Vec<String>>>()
+        });
+        let ids =
+            ids.unwrap_or_else(|| panic!("`{rule}` was not sent to everyone: {}", self.log()));
+        ids.try_into().expect("one id per customer")
+    }
+
+    /// Post an event of `kind` for each customer, then wait until `rule`
+    /// has a delivery row for each; all the rows then.
+    pub fn events_delivered(
+        &self,
+        config: &Path,
+        db: &Path,
+        customers: &[&str],
+        kind: &str,
+        rule: &str,
+    ) -> Vec<Value> {
+        for id in customers {
+            let event = serde_json::json!({"customer": id, "kind": kind});
+            let (status, body) = self.api("POST", "/events", Some(&event.to_string()));
+            assert_eq!(status, 201, "{body}");
+        }
+        wait_for(20, || {
+            let rows = deliveries(config, db);
+            let all = customers.iter().all(|c| row_for(&rows, c, rule).is_some());
+            all.then_some(rows)
+        })
+        .unwrap_or_else(|| panic!("`{rule}` was not sent to everyone: {}", self.log()))
     }
 
     pub fn log(&self) -> String {
