@@ -8,12 +8,17 @@
 //!     .tick("100ms")
 //!     .channel("sms", webhook(&provider, "/send", "s3cret").set("rate", "5/s"))
 //!     .inbox()
+//!     .rule(welcome(&["sms", "inbox"]).set("text", "Hello {{ customer.name }}"))
+//!     .rule(Rule::new("thanks", &on_event("purchase"), &["inbox"], "Thanks", "x"))
 //!     .rule(r#"
-//! id = "welcome"
-//! trigger = { on = "created" }
-//! channels = ["sms", "inbox"]
-//! subject = "Welcome"
-//! text = "Hello {{ customer.name }}"
+//! id = "vip"
+//! trigger = { on = "updated", field = "level", to = "vip" }
+//! channels = ["inbox"]
+//! subject = "Welcome to VIP"
+//! text = "..."
+//! [rules.locales."zh-CN"]
+//! subject = "欢迎成为VIP会员"
+//! text = "..."
 //! "#)
 //!     .write(&scratch);
 //! ```
