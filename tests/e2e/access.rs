@@ -8,24 +8,19 @@ use crate::support::*;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
-fn config(scratch: &Scratch) -> PathBuf {
-    scratch.write(
-        "herald.toml",
-        r#"
-[scheduler]
-tick = "100ms"
-
-[channels.inbox]
-builtin = "inbox"
-
-[[rules]]
-id = "ping"
-trigger = { on = "event", kind = "ping" }
-channels = ["inbox"]
-subject = "Pong for {{ customer.name }}"
-text = "Hello {{ customer.name }}"
-"#,
-    )
+/// A `herald serve` deployment that answers a `ping` event in the inbox.
+pub fn config(scratch: &Scratch) -> PathBuf {
+    Config::new()
+        .tick("100ms")
+        .inbox()
+        .rule(Rule::new(
+            "ping",
+            &on_event("ping"),
+            &["inbox"],
+            "Pong for {{ customer.name }}",
+            "Hello {{ customer.name }}",
+        ))
+        .write(scratch)
 }
 
 /// A name full of HTML and SQL metacharacters.

@@ -4,41 +4,33 @@
 use crate::support::*;
 
 fn config(scratch: &Scratch) -> std::path::PathBuf {
-    scratch.write(
-        "herald.toml",
-        r#"
-[scheduler]
-tick = "100ms"
-
-[channels.inbox]
-builtin = "inbox"
-
-[attributes]
-level = "string"
-
-[[rules]]
-id = "welcome"
-trigger = { on = "created" }
-channels = ["inbox"]
-subject = "Welcome {{ customer.name }}"
-text = "Hello {{ customer.name }}"
-
-[[rules]]
-id = "thanks"
-trigger = { on = "event", kind = "purchase" }
-channels = ["inbox"]
-subject = "Thanks for buying {{ event.properties.item }}"
-text = "Enjoy it."
-
-[[rules]]
-id = "vip"
-trigger = { on = "updated", field = "level" }
-when = "customer.level == 'vip'"
-channels = ["inbox"]
-subject = "You are a VIP now"
-text = "Welcome to the club."
-"#,
-    )
+    Config::new()
+        .tick("100ms")
+        .inbox()
+        .attribute("level", "string")
+        .rule(
+            welcome(&["inbox"])
+                .set("subject", "Welcome {{ customer.name }}")
+                .set("text", "Hello {{ customer.name }}"),
+        )
+        .rule(Rule::new(
+            "thanks",
+            &on_event("purchase"),
+            &["inbox"],
+            "Thanks for buying {{ event.properties.item }}",
+            "Enjoy it.",
+        ))
+        .rule(
+            Rule::new(
+                "vip",
+                r#"{ on = "updated", field = "level" }"#,
+                &["inbox"],
+                "You are a VIP now",
+                "Welcome to the club.",
+            )
+            .set("when", "customer.level == 'vip'"),
+        )
+        .write(scratch)
 }
 
 fn inbox_subjects(config: &std::path::Path, db: &std::path::Path, customer: &str) -> Vec<String> {
@@ -64,13 +56,9 @@ fn api_writes_plan_reminders_and_bad_input_changes_nothing() {
     let config = config(&scratch);
     let db = scratch.path("h.db");
     let server = Server::start(&config, &db, &scratch, "serve.log");
-    let base = &server.base;
 
-    assert_eq!(http("GET", &format!("{base}/health"), None).0, 200);
-    let (status, body) = http_as(
-        &server.token,
-        "POST",
-        &format!("{base}/customers"),
+    assert_eq!(http("GET", &server.url("/health"), None).0, 200);
+    let (status, body) = server.api("POST", "/customers",
         Some(
             r#"{"external_id":"u1","name":"Ana","timezone":"Europe/Lisbon","region":"south","attributes":{"level":"gold"}}"#,
         ),
@@ -79,33 +67,22 @@ fn api_writes_plan_reminders_and_bad_input_changes_nothing() {
     assert_eq!(body["created"], true);
 
     // Malformed and invalid bodies: clear codes, nothing changed.
-    let (status, body) = http_as(
-        &server.token,
-        "PUT",
-        &format!("{base}/customers/u1"),
-        Some(r#"{"name": "Broken"#),
-    );
+    let (status, body) = server.api("PUT", "/customers/u1", Some(r#"{"name": "Broken"#));
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (400, Some("invalid_json")),
         "{body}"
     );
-    let (status, body) = http_as(
-        &server.token,
-        "PUT",
-        &format!("{base}/customers/u1"),
-        Some(r#"{"nmae":"Typo"}"#),
-    );
+    let (status, body) = server.api("PUT", "/customers/u1", Some(r#"{"nmae":"Typo"}"#));
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (400, Some("invalid_body")),
         "{body}"
     );
     assert!(body["error"]["message"].as_str().unwrap().contains("nmae"));
-    let (status, body) = http_as(
-        &server.token,
+    let (status, body) = server.api(
         "PUT",
-        &format!("{base}/customers/u1"),
+        "/customers/u1",
         Some(r#"{"timezone":"Mars/Olympus"}"#),
     );
     assert_eq!(
@@ -114,7 +91,7 @@ fn api_writes_plan_reminders_and_bad_input_changes_nothing() {
         "{body}"
     );
     assert!(body["error"]["message"].as_str().unwrap().contains("IANA"));
-    let (status, body) = http_as(&server.token, "GET", &format!("{base}/customers/u1"), None);
+    let (status, body) = server.api("GET", "/customers/u1", None);
     assert_eq!(status, 200);
     assert_eq!(
         (body["name"].as_str(), body["timezone"].as_str()),
@@ -122,10 +99,9 @@ fn api_writes_plan_reminders_and_bad_input_changes_nothing() {
     );
 
     // Events: unknown customer, then idempotent by event_id.
-    let (status, body) = http_as(
-        &server.token,
+    let (status, body) = server.api(
         "POST",
-        &format!("{base}/events"),
+        "/events",
         Some(r#"{"customer":"nobody","kind":"purchase"}"#),
     );
     assert_eq!(
@@ -135,26 +111,15 @@ fn api_writes_plan_reminders_and_bad_input_changes_nothing() {
     );
     let event =
         r#"{"customer":"u1","kind":"purchase","event_id":"e-1","properties":{"item":"tea"}}"#;
-    let (status, body) = http_as(
-        &server.token,
-        "POST",
-        &format!("{base}/events"),
-        Some(event),
-    );
+    let (status, body) = server.api("POST", "/events", Some(event));
     assert_eq!((status, body["recorded"].as_bool()), (201, Some(true)));
-    let (status, body) = http_as(
-        &server.token,
-        "POST",
-        &format!("{base}/events"),
-        Some(event),
-    );
+    let (status, body) = server.api("POST", "/events", Some(event));
     assert_eq!((status, body["recorded"].as_bool()), (200, Some(false)));
 
     // A field-specific updated trigger with a condition.
-    let (status, _) = http_as(
-        &server.token,
+    let (status, _) = server.api(
         "PUT",
-        &format!("{base}/customers/u1"),
+        "/customers/u1",
         Some(r#"{"attributes":{"level":"vip"}}"#),
     );
     assert_eq!(status, 200);
@@ -169,27 +134,10 @@ fn api_writes_plan_reminders_and_bad_input_changes_nothing() {
         ["Welcome Ana", "Thanks for buying tea", "You are a VIP now"]
     );
 
-    let (status, _) = http_as(
-        &server.token,
-        "DELETE",
-        &format!("{base}/customers/u1"),
-        None,
-    );
+    let (status, _) = server.api("DELETE", "/customers/u1", None);
     assert_eq!(status, 204);
-    assert_eq!(
-        http_as(&server.token, "GET", &format!("{base}/customers/u1"), None).0,
-        404
-    );
-    assert_eq!(
-        http_as(
-            &server.token,
-            "DELETE",
-            &format!("{base}/customers/u1"),
-            None
-        )
-        .0,
-        404
-    );
+    assert_eq!(server.api("GET", "/customers/u1", None).0, 404);
+    assert_eq!(server.api("DELETE", "/customers/u1", None).0, 404);
 }
 
 /// Concurrent single-event posts share write transactions (group commit);

@@ -77,36 +77,39 @@ fn csv_import_skips_bad_rows_by_line_and_imports_the_rest() {
     assert_eq!(customers[1]["created_at"], "2026-01-06T00:30:00Z");
 }
 
-fn broken_config(scratch: &Scratch, text: &str) -> String {
-    let config = scratch.write("herald.toml", text);
-    let timeline = scratch.write("t.jsonl", "");
-    expect_refusal(&mut simulate_cmd(
-        &config,
-        &timeline,
-        "2026-01-01",
-        "2026-01-02",
-    ))
+/// An inbox and a date attribute; each test adds what it breaks.
+fn head() -> Config {
+    Config::new().inbox().attribute("ends_at", "date")
 }
 
-const HEAD: &str = "[channels.inbox]\nbuiltin = \"inbox\"\n[attributes]\nends_at = \"date\"\n";
+/// A rule `r` with this trigger through `channel`.
+fn rule_r(trigger: &str, channel: &str) -> Rule {
+    Rule::new("r", trigger, &[channel], "s", "t")
+}
 
 #[test]
 fn broken_templates_are_refused_naming_rule_and_line() {
-    let scratch = Scratch::new();
-    let stderr = broken_config(
-        &scratch,
-        &format!(
-            "{HEAD}[[rules]]\nid = \"renewal\"\ntrigger = {{ on = \"date\", attribute = \"ends_at\", before = \"3d\" }}\nchannels = [\"inbox\"]\nsubject = \"Renew\"\ntext = \"\"\"\nHello {{{{ customer.name }}}},\nyour plan ends {{{{ customer.ends_at | date( }}}}\n\"\"\"\n"
-        ),
-    );
+    let stderr = refusal(head().rule(
+        r#"
+id = "renewal"
+trigger = { on = "date", attribute = "ends_at", before = "3d" }
+channels = ["inbox"]
+subject = "Renew"
+text = """
+Hello {{ customer.name }},
+your plan ends {{ customer.ends_at | date( }}
+"""
+"#,
+    ));
     assert!(stderr.contains("rule `renewal`, text, line 2"), "{stderr}");
 
-    let stderr = broken_config(
-        &scratch,
-        &format!(
-            "{HEAD}[[rules]]\nid = \"hello\"\ntrigger = {{ on = \"created\" }}\nchannels = [\"inbox\"]\nsubject = \"Hi {{{{ customer.nickname }}}}\"\ntext = \"t\"\n"
-        ),
-    );
+    let stderr = refusal(head().rule(Rule::new(
+        "hello",
+        ON_CREATED,
+        &["inbox"],
+        "Hi {{ customer.nickname }}",
+        "t",
+    )));
     assert!(
         stderr.contains("rule `hello`, subject, line 1: unknown variable `customer.nickname`"),
         "{stderr}"
@@ -119,32 +122,28 @@ fn broken_templates_are_refused_naming_rule_and_line() {
 
 #[test]
 fn config_mistakes_are_named() {
-    let scratch = Scratch::new();
-    let stderr = broken_config(&scratch, &format!("{HEAD}[scheduler]\ntikc = \"1s\"\n"));
+    let stderr = refusal(head().lines("scheduler", r#"tikc = "1s""#));
     assert!(
         stderr.contains("unknown field `tikc`") && stderr.contains("herald.toml"),
         "{stderr}"
     );
 
-    let stderr = broken_config(
-        &scratch,
-        &format!("{HEAD}[[rules]]\nid = \"r\"\ntrigger = {{ on = \"created\" }}\nchannels = [\"email\"]\nsubject = \"s\"\ntext = \"t\"\n"),
-    );
+    let stderr = refusal(head().rule(rule_r(ON_CREATED, "email")));
     assert!(
         stderr.contains("channel `email` is not configured; configured channels: inbox"),
         "{stderr}"
     );
 
-    let stderr = broken_config(
-        &scratch,
-        &format!("{HEAD}[[rules]]\nid = \"r\"\ntrigger = {{ on = \"date\", attribute = \"ends_at\", before = \"3 days\" }}\nchannels = [\"inbox\"]\nsubject = \"s\"\ntext = \"t\"\n"),
-    );
+    let stderr = refusal(head().rule(rule_r(
+        r#"{ on = "date", attribute = "ends_at", before = "3 days" }"#,
+        "inbox",
+    )));
     assert!(stderr.contains("3 days"), "{stderr}");
 
-    let stderr = broken_config(
-        &scratch,
-        &format!("{HEAD}[[rules]]\nid = \"r\"\ntrigger = {{ on = \"date\", attribute = \"starts_at\" }}\nchannels = [\"inbox\"]\nsubject = \"s\"\ntext = \"t\"\n"),
-    );
+    let stderr = refusal(head().rule(rule_r(
+        r#"{ on = "date", attribute = "starts_at" }"#,
+        "inbox",
+    )));
     assert!(
         stderr.contains("add `starts_at = \"date\"` under [attributes]"),
         "{stderr}"
@@ -154,7 +153,7 @@ fn config_mistakes_are_named() {
 #[test]
 fn bad_timeline_lines_are_reported_by_number_before_anything_runs() {
     let scratch = Scratch::new();
-    let config = scratch.write("herald.toml", HEAD);
+    let config = head().write(&scratch);
     let timeline = scratch.write(
         "t.jsonl",
         "{\"at\":\"2026-01-01T10:00:00Z\",\"op\":\"upsert\",\"customer\":{\"external_id\":\"a\"}}\n\
@@ -177,7 +176,7 @@ fn bad_timeline_lines_are_reported_by_number_before_anything_runs() {
 #[test]
 fn listing_commands_never_create_a_database() {
     let scratch = Scratch::new();
-    let config = scratch.write("herald.toml", HEAD);
+    let config = head().write(&scratch);
     let db = scratch.path("missing.db");
     for args in [
         vec!["deliveries"],

@@ -12,6 +12,14 @@ fn at(row: &Value) -> DateTime<Utc> {
     row["at"].as_str().unwrap().parse().unwrap()
 }
 
+/// The webhook plugin pointed at a port where nothing listens (these
+/// tests never send through it).
+fn unreachable_hook() -> Channel {
+    Channel::plugin("webhook")
+        .setting("url", "http://127.0.0.1:9/x")
+        .setting("secret", "k")
+}
+
 fn customers_at(instant: &str, ids: impl Iterator<Item = String>) -> String {
     ids.map(|id| {
         json!({"at": instant, "op": "upsert", "customer": {"external_id": id, "name": "Test"}})
@@ -28,40 +36,19 @@ fn rate_limit_spreads_fifty_sends_over_ten_virtual_seconds() {
         Reply::json(200, json!({ "id": id }))
     });
     let scratch = Scratch::new();
-    let config = scratch.write(
-        "herald.toml",
-        &format!(
-            r#"
-[channels.sms]
-plugin = "{plugin}"
-allowed_hosts = ["{origin}"]
-rate = "5/s"
-[channels.sms.settings]
-url = "{url}"
-secret = "s3cret-for-signing"
-
-[[rules]]
-id = "welcome"
-trigger = {{ on = "created" }}
-channels = ["sms"]
-subject = "Welcome"
-text = "Hello {{{{ customer.name }}}}"
-"#,
-            plugin = plugin("webhook").display(),
-            origin = provider.origin(),
-            url = provider.url("/send"),
-        ),
-    );
+    let config = Config::new()
+        .channel(
+            "sms",
+            webhook(&provider, "/send", "s3cret-for-signing").set("rate", "5/s"),
+        )
+        .rule(welcome(&["sms"]).set("text", "Hello {{ customer.name }}"))
+        .write(&scratch);
     let timeline = scratch.write(
         "t.jsonl",
         &customers_at("2026-03-01T09:00:00Z", (0..50).map(|i| format!("c{i:02}"))),
     );
     let db = scratch.path("h.db");
-    let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-02")
-        .arg("--live")
-        .arg("--db")
-        .arg(&db));
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    simulate_into(&config, &timeline, MARCH_1, &db, &["--live"]);
 
     let rows = deliveries(&config, &db);
     assert_eq!(rows.len(), 50, "one attempt each, none lost: {rows:?}");
@@ -105,44 +92,18 @@ fn failover_moves_sends_to_the_backup_while_the_primary_fails() {
         Reply::json(200, json!({ "id": format!("b-{}", id.as_str().unwrap()) }))
     });
     let scratch = Scratch::new();
-    let config = scratch.write(
-        "herald.toml",
-        &format!(
-            r#"
-[retry]
-max_attempts = 6
-base = "1m"
-max = "1m"
-
-[channels.primary]
-plugin = "{plugin}"
-allowed_hosts = ["{a}"]
-failover = "backup"
-failover_after = 2
-failover_cooldown = "10m"
-[channels.primary.settings]
-url = "{a}/send"
-secret = "primary-secret"
-
-[channels.backup]
-plugin = "{plugin}"
-allowed_hosts = ["{b}"]
-[channels.backup.settings]
-url = "{b}/send"
-secret = "backup-secret"
-
-[[rules]]
-id = "welcome"
-trigger = {{ on = "created" }}
-channels = ["primary"]
-subject = "Welcome"
-text = "Hello"
-"#,
-            plugin = plugin("webhook").display(),
-            a = primary.origin(),
-            b = backup.origin(),
-        ),
-    );
+    let config = Config::new()
+        .retry(6, "1m", "1m")
+        .channel(
+            "primary",
+            webhook(&primary, "/send", "primary-secret")
+                .set("failover", "backup")
+                .set("failover_after", 2)
+                .set("failover_cooldown", "10m"),
+        )
+        .channel("backup", webhook(&backup, "/send", "backup-secret"))
+        .rule(welcome(&["primary"]))
+        .write(&scratch);
     let timeline = scratch.write(
         "t.jsonl",
         &[
@@ -153,11 +114,7 @@ text = "Hello"
         .join("\n"),
     );
     let db = scratch.path("h.db");
-    let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-02")
-        .arg("--live")
-        .arg("--db")
-        .arg(&db));
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    simulate_into(&config, &timeline, MARCH_1, &db, &["--live"]);
     let rows = deliveries(&config, &db);
     let of = |c: &str| -> Vec<(String, String, Value)> {
         rows.iter()
@@ -216,8 +173,6 @@ text = "Hello"
 
 #[test]
 fn bad_rate_and_failover_settings_are_refused_with_a_fix() {
-    let scratch = Scratch::new();
-    let timeline = scratch.write("t.jsonl", "");
     for (extra, expected) in [
         ("rate = \"5 per second\"", "e.g. \"10/s\""),
         (
@@ -231,37 +186,15 @@ fn bad_rate_and_failover_settings_are_refused_with_a_fix() {
         ("failover_after = 2", "need `failover = \"backup-channel\"`"),
         ("burst = 3", "`burst` needs a `rate`"),
     ] {
-        let config = scratch.write(
-            "herald.toml",
-            &format!(
-                r#"
-[channels.hook]
-plugin = "{plugin}"
-address = "email"
-{extra}
-[channels.hook.settings]
-url = "http://127.0.0.1:9/x"
-secret = "k"
-
-[channels.inbox]
-builtin = "inbox"
-
-[[rules]]
-id = "welcome"
-trigger = {{ on = "created" }}
-channels = ["hook"]
-subject = "Welcome"
-text = "Hello"
-"#,
-                plugin = plugin("webhook").display(),
-            ),
+        let stderr = refusal(
+            Config::new()
+                .channel(
+                    "hook",
+                    unreachable_hook().set("address", "email").line(extra),
+                )
+                .inbox()
+                .rule(welcome(&["hook"])),
         );
-        let stderr = expect_refusal(&mut simulate_cmd(
-            &config,
-            &timeline,
-            "2026-03-01",
-            "2026-03-02",
-        ));
         assert!(stderr.contains(expected), "{extra}: {stderr}");
         assert!(stderr.contains("[channels.hook]"), "{extra}: {stderr}");
     }
@@ -278,57 +211,23 @@ fn a_secret_echoed_by_the_provider_is_masked_everywhere() {
     });
     let scratch = Scratch::new();
     let secret_file = scratch.write("secret.txt", &format!("{SECRET}\n"));
-    let config = scratch.write(
-        "herald.toml",
-        &format!(
-            r#"
-[channels.hook]
-plugin = "{plugin}"
-allowed_hosts = ["{origin}"]
-[channels.hook.settings]
-url = "{url}"
-secret = {{ file = "{file}" }}
-
-[[rules]]
-id = "welcome"
-trigger = {{ on = "created" }}
-channels = ["hook"]
-subject = "Welcome"
-text = "Hello"
-"#,
-            plugin = plugin("webhook").display(),
-            origin = provider.origin(),
-            url = provider.url("/send"),
-            file = secret_file.display(),
-        ),
-    );
+    let config = Config::new()
+        .channel("hook", webhook(&provider, "/send", file(&secret_file)))
+        .rule(welcome(&["hook"]))
+        .write(&scratch);
     let timeline = scratch.write(
         "t.jsonl",
         &customers_at("2026-03-01T09:00:00Z", ["c1".to_string()].into_iter()),
     );
     let db = scratch.path("h.db");
-    let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-02")
-        .env("HERALD_LOG", "debug")
-        .args(["--live", "--db"])
-        .arg(&db));
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let [stdout, stderr] =
+        simulate_live_with(&config, &timeline, MARCH_1, &db, ("HERALD_LOG", "debug"));
     assert_eq!(provider.requests().len(), 1, "the request went out");
     let rows = deliveries(&config, &db);
     let error = rows[0]["error"].as_str().unwrap();
     assert!(error.contains("[redacted]"), "{error}");
-    let table = run(herald()
-        .args(["deliveries", "--config"])
-        .arg(&config)
-        .arg("--db")
-        .arg(&db));
-    for output in [
-        text(&out.stdout),
-        text(&out.stderr),
-        text(&table.stdout),
-        json!(rows).to_string(),
-    ] {
-        assert!(!output.contains(SECRET), "the secret leaked: {output}");
-    }
+    let [table, _] = deliveries_table(&config, &db);
+    assert_not_leaked(&[SECRET], &[stdout, stderr, table, json!(rows).to_string()]);
 }
 
 #[test]
@@ -337,105 +236,59 @@ fn the_sandbox_refuses_sockets_files_and_environment() {
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
     let scratch = Scratch::new();
-    let channel = |name: &str, mode: &str, allowed: &str| {
-        format!(
-            r#"
-[channels.{name}]
-plugin = "{plugin}"
-allowed_hosts = [{allowed}]
-[channels.{name}.settings]
-mode = "{mode}"
-address = "127.0.0.1:{port}"
-"#,
-            plugin = plugin("chaos").display(),
-        )
+    let channel = |mode: &str, allowed: &[&str]| {
+        Channel::plugin("chaos")
+            .allowed_hosts(allowed)
+            .setting("mode", mode)
+            .setting("address", format!("127.0.0.1:{port}"))
     };
-    let rule = |id: &str, ch: &str| {
-        format!(
-            r#"
-[[rules]]
-id = "{id}"
-trigger = {{ on = "created" }}
-channels = ["{ch}"]
-subject = "x"
-text = "x"
-"#
-        )
-    };
-    let config = scratch.write(
-        "herald.toml",
-        &[
-            channel("nosocket", "socket", "\"http://127.0.0.1:1\""),
-            channel("file", "file", ""),
-            channel("env", "env", ""),
-            rule("r-socket", "nosocket"),
-            rule("r-file", "file"),
-            rule("r-env", "env"),
-        ]
-        .concat(),
-    );
+    let rule = |id: &str, ch: &str| Rule::new(id, ON_CREATED, &[ch], "x", "x");
+    let config = Config::new()
+        .channel("nosocket", channel("socket", &["http://127.0.0.1:1"]))
+        .channel("file", channel("file", &[]))
+        .channel("env", channel("env", &[]))
+        .rule(rule("r-socket", "nosocket"))
+        .rule(rule("r-file", "file"))
+        .rule(rule("r-env", "env"))
+        .write(&scratch);
     let timeline = scratch.write(
         "t.jsonl",
         &customers_at("2026-03-01T09:00:00Z", ["c1".to_string()].into_iter()),
     );
     let db = scratch.path("h.db");
-    let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-02")
-        .env("HERALD_CANARY", "visible-to-plugins?")
-        .arg("--live")
-        .arg("--db")
-        .arg(&db));
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let canary = ("HERALD_CANARY", "visible-to-plugins?");
+    simulate_live_with(&config, &timeline, MARCH_1, &db, canary);
     let rows = deliveries(&config, &db);
-    let row = |rule: &str| rows.iter().find(|r| r["rule"] == rule).unwrap().clone();
-    let socket = row("r-socket");
-    assert_eq!(socket["status"], "failed", "{socket}");
-    assert!(
-        socket["error"].as_str().unwrap().contains("refused"),
-        "{socket}"
-    );
+    // The rule's attempt failed, and its error says why.
+    let failed_with = |rule: &str, reason: &str| {
+        let row = rows.iter().find(|r| r["rule"] == rule).unwrap();
+        assert_eq!(row["status"], "failed", "{row}");
+        let error = row["error"].as_str().unwrap();
+        assert!(error.contains(reason), "{row}");
+    };
+    failed_with("r-socket", "refused");
     assert!(
         listener.accept().is_err(),
         "nothing connected to the listener"
     );
-    let file = row("r-file");
-    assert_eq!(file["status"], "failed", "{file}");
-    assert!(
-        file["error"]
-            .as_str()
-            .unwrap()
-            .contains("/etc/passwd refused"),
-        "{file}"
-    );
-    let env = row("r-env");
-    assert_eq!(env["status"], "failed", "{env}");
-    assert!(
-        env["error"]
-            .as_str()
-            .unwrap()
-            .contains("environment is empty"),
-        "{env}"
-    );
+    failed_with("r-file", "/etc/passwd refused");
+    failed_with("r-env", "environment is empty");
 
     // Listed as tcp://host:port, the same connection is allowed.
     let scratch = Scratch::new();
-    let config = scratch.write(
-        "herald.toml",
-        &[
-            channel("socket", "socket", &format!("\"tcp://127.0.0.1:{port}\"")),
-            rule("r-socket", "socket"),
-        ]
-        .concat(),
-    );
+    let config = Config::new()
+        .channel(
+            "socket",
+            channel("socket", &[&format!("tcp://127.0.0.1:{port}")]),
+        )
+        .rule(rule("r-socket", "socket"))
+        .write(&scratch);
     let timeline = scratch.write(
         "t.jsonl",
         &customers_at("2026-03-01T09:00:00Z", ["c1".to_string()].into_iter()),
     );
     let db = scratch.path("h.db");
-    let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-02")
-        .arg("--live")
-        .arg("--db")
-        .arg(&db));
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    simulate_into(&config, &timeline, MARCH_1, &db, &["--live"]);
     let rows = deliveries(&config, &db);
     assert_eq!(rows[0]["status"], "delivered", "{:?}", rows);
     assert!(
@@ -447,29 +300,11 @@ text = "x"
 #[test]
 fn hooks_for_unknown_channels_and_plugins_without_callbacks_are_404() {
     let scratch = Scratch::new();
-    let config = scratch.write(
-        "herald.toml",
-        &format!(
-            r#"
-[channels.hook]
-plugin = "{plugin}"
-[channels.hook.settings]
-url = "http://127.0.0.1:9/x"
-secret = "k"
-
-[channels.inbox]
-builtin = "inbox"
-
-[[rules]]
-id = "welcome"
-trigger = {{ on = "created" }}
-channels = ["hook"]
-subject = "Welcome"
-text = "Hello"
-"#,
-            plugin = plugin("webhook").display(),
-        ),
-    );
+    let config = Config::new()
+        .channel("hook", unreachable_hook())
+        .inbox()
+        .rule(welcome(&["hook"]))
+        .write(&scratch);
     let db = scratch.path("h.db");
     let server = Server::start(&config, &db, &scratch, "serve.log");
     for (path, code) in [

@@ -27,6 +27,7 @@
 //! `HERALD_CHAOS_SEED=<u64>` replays a storm's kill schedule (the seed in use
 //! is printed).
 
+use crate::fakes::codec::hmac_sha256_hex;
 use crate::support::*;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -67,51 +68,13 @@ impl Rng {
     }
 }
 
-/// Like `support::http_text`, but a dead server is an `Err`, not a panic: the
-/// ingesting thread of the storm expects its server to be killed under it.
-fn try_http(method: &str, url: &str, token: &str, body: &str) -> std::io::Result<(u16, String)> {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").expect("http url");
-    let (host, path) = rest.split_once('/').expect("url with a path");
-    let mut stream = std::net::TcpStream::connect(host)?;
-    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
-    write!(
-        stream,
-        "{method} /{path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "cut-off response")
-    })?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "no status"))?;
-    // Axum answers JSON with a Content-Length, so the body is not chunked.
-    Ok((status, body.to_string()))
-}
-
 /// `PRAGMA integrity_check` of a database file, through the sqlx the host uses.
 fn integrity_check(db: &Path) -> String {
-    use sqlx::Connection;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
-            .await
-            .expect("open the database for the integrity check");
-        let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
-            .fetch_all(&mut conn)
-            .await
-            .expect("PRAGMA integrity_check");
-        rows.join("; ")
-    })
+    let (runtime, mut conn) = open_db(db);
+    let rows: Vec<String> = runtime
+        .block_on(sqlx::query_scalar("PRAGMA integrity_check").fetch_all(&mut conn))
+        .expect("PRAGMA integrity_check");
+    rows.join("; ")
 }
 
 /// Parse an RFC 3339 timestamp from `herald deliveries --json`.
@@ -177,7 +140,7 @@ fn storm_provider(ledger: Arc<Mutex<Ledger>>) -> FakeProvider {
             ledger.refused.push(format!("{} {}", req.method, req.path));
             return Reply::json(404, json!({"error": "no such endpoint"}));
         }
-        if signature != format!("sha256={}", hmac_hex(STORM_SECRET, &req.body)) {
+        if signature != format!("sha256={}", hmac_sha256_hex(STORM_SECRET, &req.body)) {
             ledger.refused.push(format!("bad signature {signature}"));
             return Reply::json(401, json!({"error": "bad signature"}));
         }
@@ -242,7 +205,15 @@ fn spawn_poster(
             let Some(batch) = batches.get(next) else {
                 return Ok(());
             };
-            match try_http("POST", &url, &token, batch) {
+            // A dead server is an `Err`, not a panic: this thread expects its
+            // server to be killed under it.
+            let answer = Request::post(&url)
+                .bearer(&token)
+                .json(batch)
+                .read_timeout(Duration::from_secs(120))
+                .try_send()
+                .map(|a| (a.status, a.text()));
+            match answer {
                 Ok((200, body)) => {
                     // An answer cut off by the kill is no confirmation: the
                     // batch is posted again after the restart (the final
@@ -304,38 +275,21 @@ fn sigkill_storm() {
     let ledger: Arc<Mutex<Ledger>> = Arc::default();
     let provider = storm_provider(ledger.clone());
     let scratch = Scratch::new();
-    let config = scratch.write(
-        "herald.toml",
-        &format!(
-            r#"
-[scheduler]
-tick = "100ms"
-lease = "2s"
-batch = 100
-
-[retry]
-max_attempts = 20
-base = "1s"
-max = "5s"
-
-[channels.hook]
-plugin = "{plugin}"
-allowed_hosts = ["{origin}"]
-timeout = "10s"
-settings = {{ url = "{url}", secret = "{STORM_SECRET}" }}
-
-[[rules]]
-id = "welcome"
-trigger = {{ on = "created" }}
-channels = ["hook"]
-subject = "Welcome {{{{ customer.name }}}}"
-text = "Hello {{{{ customer.name }}}}"
-"#,
-            plugin = plugin("webhook").display(),
-            origin = provider.origin(),
-            url = provider.url("/hook"),
-        ),
-    );
+    let config = Config::new()
+        .tick("100ms")
+        .set("scheduler", "lease", "2s")
+        .set("scheduler", "batch", 100)
+        .retry(20, "1s", "5s")
+        .channel(
+            "hook",
+            webhook(&provider, "/hook", STORM_SECRET).set("timeout", "10s"),
+        )
+        .rule(
+            welcome(&["hook"])
+                .set("subject", "Welcome {{ customer.name }}")
+                .set("text", "Hello {{ customer.name }}"),
+        )
+        .write(&scratch);
     let db = scratch.path("herald.db");
     let name_of = |i: usize| format!("客户 {i} Ünï");
     let customers: Vec<Value> = (0..n)
@@ -351,10 +305,9 @@ text = "Hello {{{{ customer.name }}}}"
     let distinct = || ledger.lock().unwrap().accepted.len();
     let started = Instant::now();
     let mut logs: Vec<std::path::PathBuf> = Vec::new();
-    let mut kills_mid_send = 0;
-
-    for (round, kill) in plan.iter().enumerate() {
-        let mut server = Server::start(&config, &db, &scratch, &format!("serve{round}.log"));
+    // Start herald on the database and a poster of the remaining batches.
+    let start = |log: &str, logs: &mut Vec<std::path::PathBuf>| {
+        let server = Server::start(&config, &db, &scratch, log);
         logs.push(server.stderr_log.clone());
         let poster = spawn_poster(
             server.base.clone(),
@@ -362,6 +315,12 @@ text = "Hello {{{{ customer.name }}}}"
             batches.clone(),
             posted.clone(),
         );
+        (server, poster)
+    };
+    let mut kills_mid_send = 0;
+
+    for (round, kill) in plan.iter().enumerate() {
+        let (mut server, poster) = start(&format!("serve{round}.log"), &mut logs);
         // Tight polls: the kill should land at the moment chosen.
         let reach = |threshold: usize, hang: bool| {
             {
@@ -417,14 +376,7 @@ text = "Hello {{{{ customer.name }}}}"
     }
 
     // The last start runs to completion.
-    let server = Server::start(&config, &db, &scratch, "serve-final.log");
-    logs.push(server.stderr_log.clone());
-    let poster = spawn_poster(
-        server.base.clone(),
-        server.token.clone(),
-        batches.clone(),
-        posted.clone(),
-    );
+    let (server, poster) = start("serve-final.log", &mut logs);
     let recorded = wait_for(scale(120, 900), || {
         if posted.load(Ordering::SeqCst) < batches.len() || distinct() < n {
             return None;
@@ -542,7 +494,7 @@ struct OutageState {
 fn outage_provider(outage: usize, state: Arc<Mutex<OutageState>>) -> FakeProvider {
     FakeProvider::start(move |req, _| {
         let signature = req.header("x-herald-signature").unwrap_or("");
-        if signature != format!("sha256={}", hmac_hex(OUTAGE_SECRET, &req.body)) {
+        if signature != format!("sha256={}", hmac_sha256_hex(OUTAGE_SECRET, &req.body)) {
             return Reply::json(401, json!({"error": "bad signature"}));
         }
         let key = req.header("idempotency-key").unwrap_or("").to_string();
@@ -602,36 +554,15 @@ fn outage_day(groups: &Groups, outage: usize, max_attempts: u32) -> OutageDay {
     let state: Arc<Mutex<OutageState>> = Arc::default();
     let provider = outage_provider(outage, state.clone());
     let scratch = Scratch::new();
-    let config = scratch.write(
-        "herald.toml",
-        &format!(
-            r#"
-[retry]
-max_attempts = {max_attempts}
-base = "{base}s"
-max = "{max}s"
-
-[channels.hook]
-plugin = "{plugin}"
-allowed_hosts = ["{origin}"]
-timeout = "{timeout}s"
-settings = {{ url = "{url}", secret = "{OUTAGE_SECRET}" }}
-
-[[rules]]
-id = "welcome"
-trigger = {{ on = "created" }}
-channels = ["hook"]
-subject = "Welcome {{{{ customer.name }}}}"
-text = "Hello"
-"#,
-            base = BASE.as_secs(),
-            max = MAX.as_secs(),
-            timeout = TIMEOUT.as_secs(),
-            plugin = plugin("webhook").display(),
-            origin = provider.origin(),
-            url = provider.url("/hook"),
-        ),
-    );
+    let seconds = |d: Duration| format!("{}s", d.as_secs());
+    let config = Config::new()
+        .retry(max_attempts, &seconds(BASE), &seconds(MAX))
+        .channel(
+            "hook",
+            webhook(&provider, "/hook", OUTAGE_SECRET).set("timeout", seconds(TIMEOUT)),
+        )
+        .rule(welcome(&["hook"]).set("subject", "Welcome {{ customer.name }}"))
+        .write(&scratch);
     let mut timeline = String::new();
     for (group, count) in [
         ("down", groups.down),
@@ -856,54 +787,25 @@ fn fault_of(i: usize) -> &'static str {
     ["trap", "loop", "oom"][(i / 100) % 3]
 }
 
-fn faults_config() -> String {
-    let chaos = plugin("chaos").display().to_string();
-    let mut config = format!(
-        r#"
-[retry]
-max_attempts = 2
-base = "1m"
-max = "1m"
-
-[attributes]
-fault = "string"
-
-[channels.ok]
-plugin = "{chaos}"
-settings = {{ mode = "ok" }}
-
-[channels.trap]
-plugin = "{chaos}"
-settings = {{ mode = "trap" }}
-
-[channels.loop]
-plugin = "{chaos}"
-settings = {{ mode = "loop" }}
-timeout = "1s"
-
-[channels.oom]
-plugin = "{chaos}"
-settings = {{ mode = "oom" }}
-memory = "32MiB"
-"#
-    );
+fn faults_config() -> Config {
+    let chaos = |mode: &str| Channel::plugin("chaos").setting("mode", mode);
+    let mut config = Config::new()
+        .retry(2, "1m", "1m")
+        .attribute("fault", "string")
+        .channel("ok", chaos("ok"))
+        .channel("trap", chaos("trap"))
+        .channel("loop", chaos("loop").set("timeout", "1s"))
+        .channel("oom", chaos("oom").set("memory", "32MiB"));
     for (rule, fault, channel) in [
         ("r-ok", "none", "ok"),
         ("r-trap", "trap", "trap"),
         ("r-loop", "loop", "loop"),
         ("r-oom", "oom", "oom"),
     ] {
-        config.push_str(&format!(
-            r#"
-[[rules]]
-id = "{rule}"
-trigger = {{ on = "created" }}
-when = "customer.fault == '{fault}'"
-channels = ["{channel}"]
-subject = "Hi {{{{ customer.name }}}}"
-text = "t"
-"#
-        ));
+        config = config.rule(
+            Rule::new(rule, ON_CREATED, &[channel], "Hi {{ customer.name }}", "t")
+                .set("when", format!("customer.fault == '{fault}'")),
+        );
     }
     config
 }
@@ -912,7 +814,7 @@ text = "t"
 /// delivery rows by occurrence and the wall time.
 fn faults_day(n: usize, fault: impl Fn(usize) -> &'static str) -> (Vec<Value>, Duration) {
     let scratch = Scratch::new();
-    let config = scratch.write("herald.toml", &faults_config());
+    let config = faults_config().write(&scratch);
     let mut timeline = String::new();
     for i in 0..n {
         timeline.push_str(
@@ -926,13 +828,7 @@ fn faults_day(n: usize, fault: impl Fn(usize) -> &'static str) -> (Vec<Value>, D
     let timeline = scratch.write("t.jsonl", &timeline);
     let db = scratch.path("h.db");
     let started = Instant::now();
-    let (attempts, stderr) = simulate(
-        &config,
-        &timeline,
-        "2026-03-01",
-        "2026-03-02",
-        &["--db", db.to_str().unwrap()],
-    );
+    let (attempts, stderr) = simulate(&config, &timeline, MARCH_1, &["--db", db.to_str().unwrap()]);
     let elapsed = started.elapsed();
     let rows = deliveries(&config, &db);
     assert_eq!(attempts.len(), rows.len(), "{stderr}");

@@ -22,41 +22,19 @@ fn killed_between_claim_and_record_the_reminder_is_still_delivered_once() {
         Reply::json(200, json!({"id": format!("msg-for-{key}")}))
     });
     let scratch = Scratch::new();
-    let config = scratch.write(
-        "herald.toml",
-        &format!(
-            r#"
-[scheduler]
-tick = "100ms"
-lease = "2s"
-
-[channels.hook]
-plugin = "{plugin}"
-allowed_hosts = ["{origin}"]
-timeout = "60s"
-settings = {{ url = "{url}", secret = "s3cret" }}
-
-[[rules]]
-id = "welcome"
-trigger = {{ on = "created" }}
-channels = ["hook"]
-subject = "Welcome {{{{ customer.name }}}}"
-text = "Hello"
-"#,
-            plugin = plugin("webhook").display(),
-            origin = provider.origin(),
-            url = provider.url("/hook"),
-        ),
-    );
+    let config = Config::new()
+        .tick("100ms")
+        .set("scheduler", "lease", "2s")
+        .channel(
+            "hook",
+            webhook(&provider, "/hook", "s3cret").set("timeout", "60s"),
+        )
+        .rule(welcome(&["hook"]).set("subject", "Welcome {{ customer.name }}"))
+        .write(&scratch);
     let db = scratch.path("herald.db");
 
     let mut first = Server::start(&config, &db, &scratch, "serve1.log");
-    let (status, body) = http_as(
-        &first.token,
-        "PUT",
-        &format!("{}/customers/k1", first.base),
-        Some(r#"{"name":"Kim"}"#),
-    );
+    let (status, body) = first.api("PUT", "/customers/k1", Some(r#"{"name":"Kim"}"#));
     assert_eq!(status, 200, "{body}");
     wait_for(30, || (provider.requests().len() == 1).then_some(()))
         .unwrap_or_else(|| panic!("the provider never saw the send; log: {}", first.log()));

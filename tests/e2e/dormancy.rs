@@ -7,45 +7,46 @@
 use crate::support::*;
 use serde_json::Value;
 
-const CONFIG: &str = r#"
-[channels.inbox]
-builtin = "inbox"
-
-[[rules]]
-id = "no-visit"
-trigger = { on = "inactive", kinds = ["visit"], for = "3d", since = "created" }
-channels = ["inbox"]
-subject = "Come and have a look"
-text = "Hello"
-
-[[rules]]
-id = "application-unfinished"
-trigger = { on = "inactive", kinds = ["application_finished"], for = "3d", since = "application_started" }
-channels = ["inbox"]
-subject = "Finish your application"
-text = "Hello"
-
-[[rules]]
-id = "credit-unused"
-trigger = { on = "inactive", kinds = ["loan"], for = "7d", since = "credit_granted" }
-channels = ["inbox"]
-subject = "Your credit is ready"
-text = "Hello"
-
-[[rules]]
-id = "repaid-no-new-loan"
-trigger = { on = "inactive", kinds = ["loan"], for = "30d", since = "loan_repaid" }
-channels = ["inbox"]
-subject = "Need another loan?"
-text = "Hello"
-
-[[rules]]
-id = "no-login"
-trigger = { on = "inactive", kinds = ["login"], for = "7d", repeat = "7d", max = 3 }
-channels = ["inbox"]
-subject = "We miss you"
-text = "Hello"
-"#;
+/// The five dormancy rules, all to the inbox.
+fn config() -> Config {
+    Config::new()
+        .inbox()
+        .rule(Rule::new(
+            "no-visit",
+            r#"{ on = "inactive", kinds = ["visit"], for = "3d", since = "created" }"#,
+            &["inbox"],
+            "Come and have a look",
+            "Hello",
+        ))
+        .rule(Rule::new(
+            "application-unfinished",
+            r#"{ on = "inactive", kinds = ["application_finished"], for = "3d", since = "application_started" }"#,
+            &["inbox"],
+            "Finish your application",
+            "Hello",
+        ))
+        .rule(Rule::new(
+            "credit-unused",
+            r#"{ on = "inactive", kinds = ["loan"], for = "7d", since = "credit_granted" }"#,
+            &["inbox"],
+            "Your credit is ready",
+            "Hello",
+        ))
+        .rule(Rule::new(
+            "repaid-no-new-loan",
+            r#"{ on = "inactive", kinds = ["loan"], for = "30d", since = "loan_repaid" }"#,
+            &["inbox"],
+            "Need another loan?",
+            "Hello",
+        ))
+        .rule(Rule::new(
+            "no-login",
+            r#"{ on = "inactive", kinds = ["login"], for = "7d", repeat = "7d", max = 3 }"#,
+            &["inbox"],
+            "We miss you",
+            "Hello",
+        ))
+}
 
 const TIMELINE: &str = r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"never-visits"}}
 {"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"visits"}}
@@ -81,13 +82,10 @@ fn sent(rows: &[Value], customer: &str, rule: &str) -> Vec<String> {
 #[test]
 fn the_four_dormancy_models_and_a_weekly_we_miss_you() {
     let scratch = Scratch::new();
-    let config = scratch.write("herald.toml", CONFIG);
+    let config = config().write(&scratch);
     let timeline = scratch.write("t.jsonl", TIMELINE);
     let db = scratch.path("h.db");
-    let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-05-01")
-        .arg("--db")
-        .arg(&db));
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    simulate_into(&config, &timeline, ("2026-03-01", "2026-05-01"), &db, &[]);
     let rows = deliveries(&config, &db);
 
     // Registered but no visit within 3 days of signing up.
@@ -149,8 +147,6 @@ fn the_four_dormancy_models_and_a_weekly_we_miss_you() {
 
 #[test]
 fn bad_inactive_triggers_are_refused_with_a_fix() {
-    let scratch = Scratch::new();
-    let timeline = scratch.write("t.jsonl", "");
     for (trigger, expected) in [
         (
             r#"{ on = "inactive", kinds = [], for = "7d" }"#,
@@ -170,18 +166,12 @@ fn bad_inactive_triggers_are_refused_with_a_fix() {
         ),
         (r#"{ on = "inactive", kinds = ["login"] }"#, "for"),
     ] {
-        let config = scratch.write(
-            "herald.toml",
-            &format!(
-                "[channels.inbox]\nbuiltin = \"inbox\"\n\n[[rules]]\nid = \"r\"\ntrigger = {trigger}\nchannels = [\"inbox\"]\nsubject = \"s\"\ntext = \"t\"\n"
-            ),
-        );
-        let stderr = expect_refusal(&mut simulate_cmd(
-            &config,
-            &timeline,
-            "2026-01-01",
-            "2026-01-02",
-        ));
+        let stderr =
+            refusal(
+                Config::new()
+                    .inbox()
+                    .rule(Rule::new("r", trigger, &["inbox"], "s", "t")),
+            );
         assert!(stderr.contains(expected), "{trigger}: {stderr}");
     }
 }

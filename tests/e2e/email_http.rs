@@ -7,8 +7,7 @@
 
 use crate::fakes::sendgrid::{message_id, FakeSendgrid, RETRY_AFTER_SECS};
 use crate::support::*;
-use serde_json::{json, Value};
-use std::path::Path;
+use serde_json::json;
 
 const API_KEY: &str = "SG.hx3Kq9TzRvu1-keep-this-out-of-logs.Qm7wP2aYd";
 const SUBJECT: &str = "【Acme】您的试用将于4天后结束";
@@ -25,39 +24,31 @@ const EVENTS_SIGNATURE: &str = "MEUCIC9D0polrwFXYwlYQsgvQ8TfXZt30ZEt4Z1fALo0c9fW
 
 fn config(scratch: &Scratch, sendgrid: &FakeSendgrid, api_key: &str) -> std::path::PathBuf {
     let key_file = scratch.write("sendgrid.key", api_key);
-    let toml = format!(
-        r#"
-[retry]
-max_attempts = 3
-base = "10m"
-max = "1h"
-
-[channels.email]
-plugin = "{plugin}"
-allowed_hosts = ["{origin}"]
-timeout = "5s"
-
-[channels.email.settings]
-api_key = {{ file = "{key_file}" }}
-from_email = "noreply@acme.example"
-from_name = "Acme 云"
-reply_to = "support@acme.example"
-api_base = "{origin}"
-webhook_public_key = "{WEBHOOK_PUBLIC_KEY}"
-
-[[rules]]
-id = "trial-ending"
-trigger = {{ on = "created" }}
-channels = ["email"]
-subject = "{SUBJECT}"
-text = "{{{{ customer.name or '您' }}}}，您好：您的试用将于4天后结束。"
-html = "<p>{{{{ customer.name or '您' }}}}，您好</p>"
-"#,
-        plugin = plugin("email-http").display(),
-        origin = sendgrid.origin(),
-        key_file = key_file.display(),
-    );
-    scratch.write("herald.toml", &toml)
+    Config::new()
+        .retry(3, "10m", "1h")
+        .channel(
+            "email",
+            Channel::plugin("email-http")
+                .allow(&sendgrid.origin())
+                .set("timeout", "5s")
+                .setting("api_key", file(&key_file))
+                .setting("from_email", "noreply@acme.example")
+                .setting("from_name", "Acme 云")
+                .setting("reply_to", "support@acme.example")
+                .setting("api_base", sendgrid.origin())
+                .setting("webhook_public_key", WEBHOOK_PUBLIC_KEY),
+        )
+        .rule(
+            Rule::new(
+                "trial-ending",
+                ON_CREATED,
+                &["email"],
+                SUBJECT,
+                "{{ customer.name or '您' }}，您好：您的试用将于4天后结束。",
+            )
+            .set("html", "<p>{{ customer.name or '您' }}，您好</p>"),
+        )
+        .write(&scratch)
 }
 
 const TIMELINE: &str = r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"lilei","name":"李雷","email":"lilei@example.com"}}
@@ -67,21 +58,8 @@ const TIMELINE: &str = r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":
 {"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"down","name":"Down","email":"down@example.com"}}
 "#;
 
-fn live(config: &Path, timeline: &Path, db: &Path) -> std::process::Output {
-    run(simulate_cmd(config, timeline, "2026-03-01", "2026-03-02")
-        .arg("--live")
-        .arg("--db")
-        .arg(db))
-}
-
-fn rows_of<'a>(rows: &'a [Value], customer: &str) -> Vec<&'a Value> {
-    rows.iter().filter(|r| r["customer"] == customer).collect()
-}
-
 fn seconds_after_nine(at: &str) -> i64 {
-    let at = chrono::DateTime::parse_from_rfc3339(at).unwrap();
-    let nine = chrono::DateTime::parse_from_rfc3339("2026-03-01T09:00:00Z").unwrap();
-    (at - nine).num_seconds()
+    seconds_between("2026-03-01T09:00:00Z", at)
 }
 
 #[test]
@@ -91,9 +69,8 @@ fn sendgrid_sends_every_field_and_maps_each_answer() {
     let config = config(&scratch, &sendgrid, API_KEY);
     let timeline = scratch.write("t.jsonl", TIMELINE);
     let db = scratch.path("h.db");
-    let out = live(&config, &timeline, &db);
+    let out = simulate_into(&config, &timeline, MARCH_1, &db, &["--live"]);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert!(out.status.success(), "{stderr}");
 
     // Every request carries the key and SendGrid's shape.
     let requests = sendgrid.requests();
@@ -168,11 +145,7 @@ fn sendgrid_sends_every_field_and_maps_each_answer() {
 
     // Outcomes in `herald deliveries`.
     let rows = deliveries(&config, &db);
-    let one = |c: &str| {
-        let r = rows_of(&rows, c);
-        assert_eq!(r.len(), 1, "{c}: {r:?}");
-        r[0].clone()
-    };
+    let one = |c: &str| only_row(&rows, c);
     let ok = one("lilei");
     assert_eq!(ok["status"], "delivered");
     assert_eq!(ok["provider"], "email-http");
@@ -191,7 +164,7 @@ fn sendgrid_sends_every_field_and_maps_each_answer() {
         "{err}"
     );
 
-    let slow = rows_of(&rows, "slow");
+    let slow = customer_rows(&rows, "slow");
     assert_eq!(slow.len(), 2, "{slow:?}");
     assert_eq!(slow[0]["status"], "failed");
     assert!(
@@ -209,35 +182,22 @@ fn sendgrid_sends_every_field_and_maps_each_answer() {
     assert_eq!(slow[1]["attempt"], 2);
     assert!(seconds_after_nine(slow[1]["at"].as_str().unwrap()) >= RETRY_AFTER_SECS as i64);
 
-    let down: Vec<&str> = rows_of(&rows, "down")
+    let down: Vec<&str> = customer_rows(&rows, "down")
         .iter()
         .map(|r| r["status"].as_str().unwrap())
         .collect();
     assert_eq!(down, ["failed", "failed", "dead"], "a 500 is retried");
-    assert!(rows_of(&rows, "down")[0]["error"]
+    assert!(customer_rows(&rows, "down")[0]["error"]
         .as_str()
         .unwrap()
         .contains("500"));
 
     // The API key appears nowhere.
-    let table = run(herald()
-        .args(["deliveries", "--config"])
-        .arg(&config)
-        .arg("--db")
-        .arg(&db));
-    for output in [
-        stdout,
-        stderr,
-        text(&table.stdout),
-        text(&table.stderr),
-        json!(rows).to_string(),
-    ] {
-        assert!(!output.contains(API_KEY), "the API key leaked: {output}");
-        assert!(
-            !output.contains("keep-this-out-of-logs"),
-            "part of the API key leaked"
-        );
-    }
+    let [table, table_err] = deliveries_table(&config, &db);
+    assert_not_leaked(
+        &[API_KEY, "keep-this-out-of-logs"],
+        &[stdout, stderr, table, table_err, json!(rows).to_string()],
+    );
 }
 
 #[test]
@@ -251,8 +211,7 @@ fn a_rejected_api_key_fails_at_once_and_names_the_setting() {
         r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"lilei","name":"李雷","email":"lilei@example.com"}}"#,
     );
     let db = scratch.path("h.db");
-    let out = live(&config, &timeline, &db);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = simulate_into(&config, &timeline, MARCH_1, &db, &["--live"]);
     let rows = deliveries(&config, &db);
     assert_eq!(rows.len(), 1, "a 401 is not retried: {rows:?}");
     assert_eq!(rows[0]["status"], "failed");
@@ -263,42 +222,20 @@ fn a_rejected_api_key_fails_at_once_and_names_the_setting() {
             && err.contains("invalid, expired, or revoked"),
         "{err}"
     );
-    for output in [
-        text(&out.stdout),
-        text(&out.stderr),
-        json!(rows).to_string(),
-    ] {
-        assert!(!output.contains(wrong), "the API key leaked: {output}");
-    }
+    assert_not_leaked(
+        &[wrong],
+        &[
+            text(&out.stdout),
+            text(&out.stderr),
+            json!(rows).to_string(),
+        ],
+    );
     assert_eq!(sendgrid.requests().len(), 1);
 }
 
 /// POST `body` to `url` with extra headers; the HTTP status.
 fn post(url: &str, headers: &[(&str, &str)], body: &str) -> u16 {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest
-        .split_once('/')
-        .map(|(h, p)| (h, format!("/{p}")))
-        .unwrap();
-    let mut stream = std::net::TcpStream::connect(host).unwrap();
-    let mut head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status")
+    Request::post(url).json(body).headers(headers).send().status
 }
 
 #[test]
@@ -313,8 +250,7 @@ fn signed_event_webhook_reports_delivered_and_bounced() {
 "#,
     );
     let db = scratch.path("h.db");
-    let out = live(&config, &timeline, &db);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    simulate_into(&config, &timeline, MARCH_1, &db, &["--live"]);
 
     let server = Server::start(&config, &db, &scratch, "serve.log");
     let hook = format!("{}/hooks/email", server.base);

@@ -128,50 +128,40 @@ impl Drop for SmtpServer {
     }
 }
 
-/// A channel section for the plugin pointed at `port`, allowed to reach `allowed_port`.
-fn channel(name: &str, port: u16, allowed_port: u16, extra_settings: &str) -> String {
-    format!(
-        r#"
-[channels.{name}]
-plugin = "{plugin}"
-allowed_hosts = ["tcp://127.0.0.1:{allowed_port}"]
-timeout = "10s"
-
-[channels.{name}.settings]
-host = "127.0.0.1"
-port = {port}
-from_email = "noreply@acme.example"
-from_name = "Acme 团队"
-reply_to = "help@acme.example"
-{extra_settings}
-"#,
-        plugin = plugin("email-smtp").display(),
-    )
+/// The plugin pointed at `port`, allowed to reach `allowed_port`.
+fn smtp(port: u16, allowed_port: u16) -> Channel {
+    Channel::plugin("email-smtp")
+        .allow(&format!("tcp://127.0.0.1:{allowed_port}"))
+        .set("timeout", "10s")
+        .setting("host", "127.0.0.1")
+        .setting("port", port)
+        .setting("from_email", "noreply@acme.example")
+        .setting("from_name", "Acme 团队")
+        .setting("reply_to", "help@acme.example")
 }
 
-const LOGIN: &str = r#"username = "herald@acme.example"
-password = { env = "TEST_SMTP_PASSWORD" }"#;
+/// [`smtp`] logging in as USER with the password from the environment.
+fn smtp_login(port: u16, allowed_port: u16) -> Channel {
+    smtp(port, allowed_port)
+        .setting("username", USER)
+        .setting("password", env("TEST_SMTP_PASSWORD"))
+}
 
-const RETRY: &str = r#"
-[retry]
-max_attempts = 3
-base = "10m"
-max = "1h"
-"#;
+/// Up to three attempts, 10 minutes apart at first.
+fn retrying() -> Config {
+    Config::new().retry(3, "10m", "1h")
+}
 
-/// A rule sending to `channels`; the subject, text and HTML carry Chinese.
-fn rule(id: &str, channels: &str) -> String {
-    format!(
-        r#"
-[[rules]]
-id = "{id}"
-trigger = {{ on = "created" }}
-channels = [{channels}]
-subject = "【Acme】您的试用将于4天后结束"
-text = "您好 {{{{ customer.name }}}}，\n您的试用将于4天后结束。\n.这一行以点开头\n"
-html = "<p>您好 {{{{ customer.name }}}}</p>"
-"#
+/// A rule sending through `channel`; the subject, text and HTML carry Chinese.
+fn rule(id: &str, channel: &str) -> Rule {
+    Rule::new(
+        id,
+        ON_CREATED,
+        &[channel],
+        "【Acme】您的试用将于4天后结束",
+        "您好 {{ customer.name }}，\n您的试用将于4天后结束。\n.这一行以点开头\n",
     )
+    .set("html", "<p>您好 {{ customer.name }}</p>")
 }
 
 fn live(
@@ -199,6 +189,14 @@ fn statuses(attempts: &[Attempt], customer: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+fn statuses_of_rule(attempts: &[Attempt], rule: &str) -> Vec<String> {
+    attempts
+        .iter()
+        .filter(|a| a.rule == rule)
+        .map(|a| a.status.clone())
+        .collect()
+}
+
 fn row<'a>(rows: &'a [Value], customer: &str, attempt: u64) -> &'a Value {
     rows.iter()
         .find(|r| r["customer"] == customer && r["attempt"] == attempt)
@@ -215,12 +213,10 @@ fn customer(id: &str, name: &str, email: &str) -> String {
 fn smtp_delivers_mime_that_python_parses_and_classifies_replies() {
     let scratch = Scratch::new();
     let server = SmtpServer::start(&scratch, "smtp", &[]);
-    let config = format!(
-        "{RETRY}{}{}",
-        channel("mail", server.port, server.port, LOGIN),
-        rule("trial-ending", r#""mail""#)
-    );
-    let config = scratch.write("herald.toml", &config);
+    let config = retrying()
+        .channel("mail", smtp_login(server.port, server.port))
+        .rule(rule("trial-ending", "mail"))
+        .write(&scratch);
     let timeline = scratch.write(
         "t.jsonl",
         &[
@@ -252,8 +248,7 @@ fn smtp_delivers_mime_that_python_parses_and_classifies_replies() {
     );
     assert_eq!(grey[1].1, "delivered");
     let retry_at = chrono::DateTime::parse_from_rfc3339(&grey[1].0).unwrap();
-    let first = chrono::DateTime::parse_from_rfc3339("2026-03-01T09:00:00Z").unwrap();
-    let gap = (retry_at - first).num_seconds();
+    let gap = seconds_between("2026-03-01T09:00:00Z", &grey[1].0);
     assert!((480..=720).contains(&gap), "retried after {gap}s, not ~10m");
 
     // What aiosmtpd received and Python's email package made of it.
@@ -395,9 +390,10 @@ fn smtp_delivers_mime_that_python_parses_and_classifies_replies() {
         "{gone}"
     );
     assert!(gone["retry_at"].is_null(), "a 550 is permanent: {gone}");
-    for output in [stdout, stderr, serde_json::json!(rows).to_string()] {
-        assert!(!output.contains(PASSWORD), "the password leaked: {output}");
-    }
+    assert_not_leaked(
+        &[PASSWORD],
+        &[stdout, stderr, serde_json::json!(rows).to_string()],
+    );
 }
 
 #[test]
@@ -406,30 +402,24 @@ fn smtp_wrong_password_fails_clearly_and_auth_login_works() {
     let server = SmtpServer::start(&scratch, "smtp", &[]);
     // `badpw` logs in with AUTH PLAIN and the wrong password; `login` uses
     // AUTH LOGIN with the right one (given inline, marked secret by the plugin).
-    let config = format!(
-        "{RETRY}{}{}{}{}",
-        channel("badpw", server.port, server.port, LOGIN),
-        channel(
+    let config = retrying()
+        .channel("badpw", smtp_login(server.port, server.port))
+        .channel(
             "login",
-            server.port,
-            server.port,
-            &format!("username = \"{USER}\"\npassword = \"{PASSWORD}\"\nauth = \"login\"\nhelo_name = \"login.acme.example\"")
-        ),
-        rule("via-plain", r#""badpw""#),
-        rule("via-login", r#""login""#),
-    );
-    let config = scratch.write("herald.toml", &config);
+            smtp(server.port, server.port)
+                .setting("username", USER)
+                .setting("password", PASSWORD)
+                .setting("auth", "login")
+                .setting("helo_name", "login.acme.example"),
+        )
+        .rule(rule("via-plain", "badpw"))
+        .rule(rule("via-login", "login"))
+        .write(&scratch);
     let timeline = scratch.write("t.jsonl", &customer("li-1", "李雷", "li@example.com"));
     let db = scratch.path("h.db");
     let (attempts, stdout, stderr) = live(&config, &timeline, &db, WRONG_PASSWORD);
 
-    let by_rule = |r: &str| -> Vec<String> {
-        attempts
-            .iter()
-            .filter(|a| a.rule == r)
-            .map(|a| a.status.clone())
-            .collect()
-    };
+    let by_rule = |r: &str| statuses_of_rule(&attempts, r);
     assert_eq!(by_rule("via-plain"), ["failed"], "535 is not retried");
     assert_eq!(
         by_rule("via-login"),
@@ -466,22 +456,17 @@ fn smtp_wrong_password_fails_clearly_and_auth_login_works() {
     assert_eq!(messages[0]["helo"], "login.acme.example");
     assert_eq!(messages[0]["login"], USER);
 
-    let table = run(herald()
-        .args(["deliveries", "--config"])
-        .arg(&config)
-        .arg("--db")
-        .arg(&db));
-    for output in [
-        stdout,
-        stderr,
-        text(&table.stdout),
-        text(&table.stderr),
-        serde_json::json!(rows).to_string(),
-    ] {
-        for secret in [PASSWORD, WRONG_PASSWORD] {
-            assert!(!output.contains(secret), "a password leaked: {output}");
-        }
-    }
+    let [table, table_err] = deliveries_table(&config, &db);
+    assert_not_leaked(
+        &[PASSWORD, WRONG_PASSWORD],
+        &[
+            stdout,
+            stderr,
+            table,
+            table_err,
+            serde_json::json!(rows).to_string(),
+        ],
+    );
 }
 
 #[test]
@@ -499,24 +484,16 @@ fn smtp_port_missing_from_allowed_hosts_is_refused_and_a_dead_relay_is_retried()
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let config = format!(
-        "{RETRY}{}{}{}{}",
-        channel("mail", server.port, other_port, LOGIN),
-        channel("down", dead_port, dead_port, LOGIN),
-        rule("trial-ending", r#""mail""#),
-        rule("via-down", r#""down""#),
-    );
-    let config = scratch.write("herald.toml", &config);
+    let config = retrying()
+        .channel("mail", smtp_login(server.port, other_port))
+        .channel("down", smtp_login(dead_port, dead_port))
+        .rule(rule("trial-ending", "mail"))
+        .rule(rule("via-down", "down"))
+        .write(&scratch);
     let timeline = scratch.write("t.jsonl", &customer("li-1", "李雷", "li@example.com"));
     let db = scratch.path("h.db");
     let (attempts, _, stderr) = live(&config, &timeline, &db, PASSWORD);
-    let by_rule = |r: &str| -> Vec<String> {
-        attempts
-            .iter()
-            .filter(|a| a.rule == r)
-            .map(|a| a.status.clone())
-            .collect()
-    };
+    let by_rule = |r: &str| statuses_of_rule(&attempts, r);
     assert_eq!(by_rule("trial-ending"), ["failed"], "not retried: {stderr}");
     assert_eq!(
         by_rule("via-down"),
@@ -551,14 +528,15 @@ fn smtp_port_missing_from_allowed_hosts_is_refused_and_a_dead_relay_is_retried()
 fn smtp_relay_demanding_starttls_fails_in_plain_words() {
     let scratch = Scratch::new();
     let server = SmtpServer::start(&scratch, "smtp", &["--require-starttls"]);
-    let config = format!(
-        "{RETRY}{}{}{}{}",
-        channel("open", server.port, server.port, "auth = \"none\""),
-        channel("authed", server.port, server.port, LOGIN),
-        rule("via-open", r#""open""#),
-        rule("via-authed", r#""authed""#),
-    );
-    let config = scratch.write("herald.toml", &config);
+    let config = retrying()
+        .channel(
+            "open",
+            smtp(server.port, server.port).setting("auth", "none"),
+        )
+        .channel("authed", smtp_login(server.port, server.port))
+        .rule(rule("via-open", "open"))
+        .rule(rule("via-authed", "authed"))
+        .write(&scratch);
     let timeline = scratch.write("t.jsonl", &customer("li-1", "李雷", "li@example.com"));
     let db = scratch.path("h.db");
     let (attempts, _, stderr) = live(&config, &timeline, &db, PASSWORD);

@@ -7,54 +7,48 @@
 use crate::support::*;
 use serde_json::Value;
 
-fn config() -> String {
-    format!(
-        r#"
-[channels.email]
-plugin = "{console}"
-address = "email"
-
-[channels.inbox]
-builtin = "inbox"
-
-[attributes]
-level = "string"
-
-[[rules]]
+fn config() -> Config {
+    Config::new()
+        .channel("email", Channel::plugin("console").set("address", "email"))
+        .inbox()
+        .attribute("level", "string")
+        .rule(
+            r#"
 id = "vip-welcome"
-trigger = {{ on = "updated", field = "level", to = "vip" }}
+trigger = { on = "updated", field = "level", to = "vip" }
 channels = ["email", "inbox"]
-subject = "Welcome to VIP, {{{{ customer.name }}}}"
+subject = "Welcome to VIP, {{ customer.name }}"
 text = "Your VIP benefits start today."
 
 [rules.locales."zh-CN"]
-subject = "欢迎成为VIP会员，{{{{ customer.name }}}}"
+subject = "欢迎成为VIP会员，{{ customer.name }}"
 text = "您的VIP权益今天开始生效。"
-
-[[rules]]
-id = "no-login"
-trigger = {{ on = "inactive", kinds = ["login"], for = "7d" }}
-channels = ["email"]
-subject = "We miss you"
-text = "Hello"
-
-[[rules]]
-id = "paid-survey"
-trigger = {{ on = "created" }}
-when = "customer.state == 'paid'"
-channels = ["inbox"]
-subject = "How are we doing?"
-text = "x"
-
-[[rules]]
-id = "renewal"
-trigger = {{ on = "event", kind = "renewed" }}
-channels = ["email"]
-subject = "Thanks for renewing {{{{ event.properties.plan }}}}"
-text = "x"
 "#,
-        console = plugin("console").display()
-    )
+        )
+        .rule(Rule::new(
+            "no-login",
+            r#"{ on = "inactive", kinds = ["login"], for = "7d" }"#,
+            &["email"],
+            "We miss you",
+            "Hello",
+        ))
+        .rule(
+            Rule::new(
+                "paid-survey",
+                ON_CREATED,
+                &["inbox"],
+                "How are we doing?",
+                "x",
+            )
+            .set("when", "customer.state == 'paid'"),
+        )
+        .rule(Rule::new(
+            "renewal",
+            &on_event("renewed"),
+            &["email"],
+            "Thanks for renewing {{ event.properties.plan }}",
+            "x",
+        ))
 }
 
 const TIMELINE: &str = r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"zh","name":"李雷","email":"li@example.com","locale":"zh-CN","attributes":{"level":"gold"}}}
@@ -82,13 +76,10 @@ fn cli(config: &std::path::Path, db: &std::path::Path, args: &[&str]) -> (bool, 
 #[test]
 fn locales_updated_values_preview_explain_and_imported_suppressions() {
     let scratch = Scratch::new();
-    let config = scratch.write("herald.toml", &config());
+    let config = config().write(&scratch);
     let timeline = scratch.write("t.jsonl", TIMELINE);
     let db = scratch.path("h.db");
-    let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-05")
-        .arg("--db")
-        .arg(&db));
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    simulate_into(&config, &timeline, ("2026-03-01", "2026-03-05"), &db, &[]);
     let rows = deliveries(&config, &db);
     let vip: Vec<(&str, &str)> = rows
         .iter()

@@ -12,6 +12,11 @@ use std::path::PathBuf;
 const PUBLIC: &str = "https://herald.example";
 const PERIOD: &str = "since=2026-03-01&until=2026-03-08";
 
+/// The welcome mail: two links in the text (the first before a full stop),
+/// two in the HTML (one with `&amp;`), and the unsubscribe link.
+const WELCOME_TEXT: &str = "Start here: https://shop.example/start?src=mail&x=1.\nHelp: https://help.example/faq\nStop: {{ unsubscribe_url }}";
+const WELCOME_HTML: &str = r#"<html><body><p>Hi {{ customer.name }}</p><p><a href="https://shop.example/start?src=mail&amp;x=1">Start</a> <a href='https://help.example/faq'>Help</a></p></body></html>"#;
+
 /// Four customers in two regions get `welcome` by mail (HTML with two
 /// links, a goal); c4's mail is rejected by the provider; c1 and c3 get
 /// `nudge` by SMS (text with one link); c1 buys within the goal window, c2
@@ -33,55 +38,36 @@ impl Scenario {
             }
         });
         let scratch = Scratch::new();
-        let config = scratch.write(
-            "herald.toml",
-            &format!(
-                r#"
-[server]
-public_url = "{PUBLIC}/"
-
-[tracking]
-clicks = true
-opens = true
-
-[channels.mail]
-plugin = "{plugin}"
-address = "email"
-allowed_hosts = ["{origin}"]
-[channels.mail.settings]
-url = "{mail}"
-secret = "k3y"
-
-[channels.sms]
-plugin = "{plugin}"
-address = "phone"
-allowed_hosts = ["{origin}"]
-[channels.sms.settings]
-url = "{sms}"
-secret = "k3y"
-
-[[rules]]
-id = "welcome"
-trigger = {{ on = "created" }}
-channels = ["mail"]
-subject = "Welcome, {{{{ customer.name }}}}"
-text = "Start here: https://shop.example/start?src=mail&x=1.\nHelp: https://help.example/faq\nStop: {{{{ unsubscribe_url }}}}"
-html = "<html><body><p>Hi {{{{ customer.name }}}}</p><p><a href=\"https://shop.example/start?src=mail&amp;x=1\">Start</a> <a href='https://help.example/faq'>Help</a></p></body></html>"
-goal = {{ event = "purchase", within = "3d" }}
-
-[[rules]]
-id = "nudge"
-trigger = {{ on = "event", kind = "nudge" }}
-channels = ["sms"]
-subject = "Nudge"
-text = "Your cart is waiting: https://shop.example/cart"
-"#,
-                plugin = plugin("webhook").display(),
-                origin = provider.origin(),
-                mail = provider.url("/mail"),
-                sms = provider.url("/sms"),
-            ),
-        );
+        let config = Config::new()
+            .public_url(&format!("{PUBLIC}/"))
+            .set("tracking", "clicks", true)
+            .set("tracking", "opens", true)
+            .channel(
+                "mail",
+                webhook(&provider, "/mail", "k3y").set("address", "email"),
+            )
+            .channel(
+                "sms",
+                webhook(&provider, "/sms", "k3y").set("address", "phone"),
+            )
+            .rule(
+                welcome(&["mail"])
+                    .set("subject", "Welcome, {{ customer.name }}")
+                    .set("text", WELCOME_TEXT)
+                    .set("html", WELCOME_HTML)
+                    .set(
+                        "goal",
+                        Raw(r#"{ event = "purchase", within = "3d" }"#.into()),
+                    ),
+            )
+            .rule(Rule::new(
+                "nudge",
+                &on_event("nudge"),
+                &["sms"],
+                "Nudge",
+                "Your cart is waiting: https://shop.example/cart",
+            ))
+            .write(&scratch);
         let customer = |id: &str, region: &str, email: &str| {
             json!({"at": "2026-03-02T09:00:00Z", "op": "upsert", "customer": {
                 "external_id": id, "name": format!("<b>{id}</b>"), "region": region,
@@ -110,11 +96,13 @@ text = "Your cart is waiting: https://shop.example/cart"
                 .join("\n"),
         );
         let db = scratch.path("herald.db");
-        let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-25")
-            .arg("--live")
-            .arg("--db")
-            .arg(&db));
-        assert!(out.status.success(), "{}", text(&out.stderr));
+        simulate_into(
+            &config,
+            &timeline,
+            ("2026-03-01", "2026-03-25"),
+            &db,
+            &["--live"],
+        );
         Scenario {
             scratch,
             provider,
@@ -156,25 +144,17 @@ text = "Your cart is waiting: https://shop.example/cart"
 
     /// `(kind, url)` of every stored hit, oldest first.
     fn hits(&self) -> Vec<(String, Option<String>, i64)> {
-        let db = self.db.clone();
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async move {
-                use sqlx::Row;
-                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-                    .await
-                    .expect("open the database");
-                let rows =
-                    sqlx::query("SELECT kind, url, delivery_id FROM tracking_events ORDER BY id")
-                        .fetch_all(&pool)
-                        .await
-                        .expect("read tracking_events");
-                rows.iter()
-                    .map(|r| (r.get(0), r.get(1), r.get(2)))
-                    .collect()
-            })
+        use sqlx::Row;
+        let (runtime, mut conn) = open_db(&self.db);
+        let rows = runtime
+            .block_on(
+                sqlx::query("SELECT kind, url, delivery_id FROM tracking_events ORDER BY id")
+                    .fetch_all(&mut conn),
+            )
+            .expect("read tracking_events");
+        rows.iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
     }
 }
 
@@ -196,57 +176,8 @@ fn tracked_links(body: &str) -> Vec<String> {
 
 /// A GET with extra headers: status, lowercase headers, body bytes.
 fn get(url: &str, headers: &[(&str, &str)]) -> (u16, HashMap<String, String>, Vec<u8>) {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").expect("http url");
-    let (host, path) = rest
-        .split_once('/')
-        .map(|(h, p)| (h, format!("/{p}")))
-        .unwrap_or((rest, "/".into()));
-    let mut stream = std::net::TcpStream::connect(host).expect("connect");
-    let extra: String = headers
-        .iter()
-        .map(|(k, v)| format!("{k}: {v}\r\n"))
-        .collect();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).expect("read");
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a head");
-    let head = String::from_utf8_lossy(&response[..split]).to_string();
-    let mut body = response[split + 4..].to_vec();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let headers: HashMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    if headers.get("transfer-encoding").map(String::as_str) == Some("chunked") {
-        let mut out = Vec::new();
-        let mut at = 0;
-        loop {
-            let line_end = at + body[at..].windows(2).position(|w| w == b"\r\n").unwrap();
-            let size =
-                usize::from_str_radix(String::from_utf8_lossy(&body[at..line_end]).trim(), 16)
-                    .unwrap();
-            if size == 0 {
-                break;
-            }
-            out.extend_from_slice(&body[line_end + 2..line_end + 2 + size]);
-            at = line_end + 2 + size + 2;
-        }
-        body = out;
-    }
-    (status, headers, body)
+    let answer = Request::get(url).headers(headers).send();
+    (answer.status, answer.headers, answer.body)
 }
 
 /// Follow a link as the customer's browser would reach this server.

@@ -12,9 +12,9 @@ fn rows_of<'a>(rows: &'a [Value], customer: &str, rule: &str) -> Vec<(&'a str, &
         .collect()
 }
 
-fn run_sim(config: &str, timeline: &str, until: &str) -> Vec<Value> {
+fn run_sim(config: Config, timeline: &str, until: &str) -> Vec<Value> {
     let scratch = Scratch::new();
-    let config = scratch.write("herald.toml", config);
+    let config = config.write(&scratch);
     let timeline = scratch.write("t.jsonl", timeline);
     let db = scratch.path("h.db");
     let out = run(simulate_cmd(&config, &timeline, "2026-01-01", until)
@@ -26,36 +26,30 @@ fn run_sim(config: &str, timeline: &str, until: &str) -> Vec<Value> {
 
 #[test]
 fn send_windows_defer_to_the_next_local_opening() {
-    let config = r#"
-[channels.inbox]
-builtin = "inbox"
-
-[strategy]
-send_windows = ["09:00-10:00"]
-
-[[rules]]
-id = "welcome"
-trigger = { on = "created" }
-channels = ["inbox"]
-subject = "Welcome"
-text = "Hello"
-
-[[rules]]
-id = "late-night"
-trigger = { on = "event", kind = "night" }
-send_windows = ["21:00-02:00"]
-channels = ["inbox"]
-subject = "Good evening"
-text = "Hello"
-
-[[rules]]
-id = "order-confirmation"
-trigger = { on = "event", kind = "order" }
-transactional = true
-channels = ["inbox"]
-subject = "Order received"
-text = "Thanks"
-"#;
+    let config = Config::new()
+        .inbox()
+        .lines("strategy", r#"send_windows = ["09:00-10:00"]"#)
+        .rule(welcome(&["inbox"]))
+        .rule(
+            Rule::new(
+                "late-night",
+                &on_event("night"),
+                &["inbox"],
+                "Good evening",
+                "Hello",
+            )
+            .set("send_windows", ["21:00-02:00"]),
+        )
+        .rule(
+            Rule::new(
+                "order-confirmation",
+                &on_event("order"),
+                &["inbox"],
+                "Order received",
+                "Thanks",
+            )
+            .set("transactional", true),
+        );
     let timeline = r#"{"at":"2026-03-08T01:00:00Z","op":"upsert","customer":{"external_id":"ny","timezone":"America/New_York"}}
 {"at":"2026-03-06T15:30:00Z","op":"upsert","customer":{"external_id":"ny-before","timezone":"America/New_York"}}
 {"at":"2026-01-10T12:00:00Z","op":"upsert","customer":{"external_id":"berlin","timezone":"Europe/Berlin"}}
@@ -113,36 +107,30 @@ text = "Thanks"
 
 #[test]
 fn frequency_caps_defer_or_drop_and_spare_transactional_rules() {
-    let config = r#"
-[channels.inbox]
-builtin = "inbox"
-
-[strategy]
-caps = [{ max = 2, per = "7d" }]
-
-[[rules]]
-id = "nudge"
-trigger = { on = "event", kind = "nudge" }
-channels = ["inbox"]
-subject = "Nudge"
-text = "Hello"
-
-[[rules]]
-id = "promo"
-trigger = { on = "event", kind = "promo" }
-on_cap = "drop"
-channels = ["inbox"]
-subject = "Promo"
-text = "Hello"
-
-[[rules]]
-id = "receipt"
-trigger = { on = "event", kind = "order" }
-transactional = true
-channels = ["inbox"]
-subject = "Receipt"
-text = "Thanks"
-"#;
+    let config = Config::new()
+        .inbox()
+        .lines("strategy", r#"caps = [{ max = 2, per = "7d" }]"#)
+        .rule(Rule::new(
+            "nudge",
+            &on_event("nudge"),
+            &["inbox"],
+            "Nudge",
+            "Hello",
+        ))
+        .rule(
+            Rule::new("promo", &on_event("promo"), &["inbox"], "Promo", "Hello")
+                .set("on_cap", "drop"),
+        )
+        .rule(
+            Rule::new(
+                "receipt",
+                &on_event("order"),
+                &["inbox"],
+                "Receipt",
+                "Thanks",
+            )
+            .set("transactional", true),
+        );
     let timeline = r#"{"at":"2026-02-01T08:00:00Z","op":"upsert","customer":{"external_id":"c1"}}
 {"at":"2026-02-02T08:00:00Z","op":"event","customer":"c1","kind":"nudge"}
 {"at":"2026-02-03T08:00:00Z","op":"event","customer":"c1","kind":"order"}
@@ -197,8 +185,6 @@ text = "Thanks"
 
 #[test]
 fn bad_windows_and_caps_are_refused_with_a_fix() {
-    let scratch = Scratch::new();
-    let timeline = scratch.write("t.jsonl", "");
     for (strategy, rule_extra, expected) in [
         ("send_windows = [\"9-10\"]", "", "HH:MM-HH:MM"),
         ("caps = [{ max = 0, per = \"7d\" }]", "", "max = 0"),
@@ -215,32 +201,12 @@ fn bad_windows_and_caps_are_refused_with_a_fix() {
         ("", "on_cap = \"ignore\"", "use \"defer\""),
         ("", "send_windows = [\"10:00-10:00\"]", "is empty"),
     ] {
-        let config = scratch.write(
-            "herald.toml",
-            &format!(
-                r#"
-[channels.inbox]
-builtin = "inbox"
-
-[strategy]
-{strategy}
-
-[[rules]]
-id = "r"
-trigger = {{ on = "created" }}
-channels = ["inbox"]
-subject = "s"
-text = "t"
-{rule_extra}
-"#
-            ),
+        let stderr = refusal(
+            Config::new()
+                .inbox()
+                .lines("strategy", strategy)
+                .rule(Rule::new("r", ON_CREATED, &["inbox"], "s", "t").line(rule_extra)),
         );
-        let stderr = expect_refusal(&mut simulate_cmd(
-            &config,
-            &timeline,
-            "2026-01-01",
-            "2026-01-02",
-        ));
         assert!(
             stderr.contains(expected),
             "{strategy}{rule_extra}: {stderr}"

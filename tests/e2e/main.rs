@@ -30,6 +30,7 @@ mod sms_aliyun;
 mod sms_twilio;
 mod strategy_change;
 mod targeting;
+mod triggers;
 mod unsubscribe;
 mod webhook;
 mod wechat;

@@ -9,99 +9,21 @@
 //! `null`, `required`, `properties`, `items`, `additionalProperties`,
 //! `minimum`/`maximum`). What schemathesis found once stays found.
 
+use crate::access::config;
 use crate::support::*;
 use serde_json::{json, Map, Value};
-use std::path::PathBuf;
 
-fn config(scratch: &Scratch) -> PathBuf {
-    scratch.write(
-        "herald.toml",
-        r#"
-[scheduler]
-tick = "100ms"
-
-[channels.inbox]
-builtin = "inbox"
-
-[[rules]]
-id = "ping"
-trigger = { on = "event", kind = "ping" }
-channels = ["inbox"]
-subject = "Pong for {{ customer.name }}"
-text = "Hello {{ customer.name }}"
-"#,
-    )
-}
-
-/// A response: status, lower-cased content type (without parameters) and body.
-struct Answer {
-    status: u16,
-    content_type: Option<String>,
-    body: String,
-}
-
-/// One raw HTTP/1.1 request (the support client drops the headers; the
-/// content type is part of what is checked here).
-fn call(base: &str, token: Option<&str>, method: &str, path: &str, body: Option<&str>) -> Answer {
-    use std::io::{Read, Write};
-    let host = base.strip_prefix("http://").expect("http base");
-    let mut stream = std::net::TcpStream::connect(host).expect("connect to herald");
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let content = body
-        .map(|b| {
-            format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                b.len()
-            )
-        })
-        .unwrap_or_else(|| "Content-Length: 0\r\n".into());
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}{content}Connection: close\r\n\r\n{}",
-        body.unwrap_or("")
-    )
-    .expect("write request");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read response");
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    let (head, rest) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let header = |name: &str| {
-        head.lines().skip(1).find_map(|line| {
-            let (n, v) = line.split_once(':')?;
-            n.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_ascii_lowercase())
-        })
-    };
-    let content_type =
-        header("content-type").map(|v| v.split(';').next().unwrap().trim().to_string());
-    let body = if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-        let mut out = String::new();
-        let mut rest = rest;
-        while let Some((size, after)) = rest.split_once("\r\n") {
-            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            if n == 0 || after.len() < n {
-                break;
-            }
-            out.push_str(&after[..n]);
-            rest = after[n..].strip_prefix("\r\n").unwrap_or(&after[n..]);
-        }
-        out
-    } else {
-        rest.to_string()
-    };
-    Answer {
-        status,
-        content_type,
-        body,
+/// One request, with the admin token or none; the answer's content type is
+/// part of what is checked here.
+fn call(base: &str, token: Option<&str>, method: &str, path: &str, body: Option<&str>) -> Response {
+    let mut request = Request::new(method, &format!("{base}{path}"));
+    if let Some(token) = token {
+        request = request.bearer(token);
     }
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    request.send()
 }
 
 /// Follow `{"$ref": "#/components/schemas/X"}` to X.
@@ -305,13 +227,14 @@ impl Operation<'_> {
     }
 
     /// Check one answer against the document; every problem is returned.
-    fn check(&self, spec: &Value, what: &str, answer: &Answer) -> Vec<String> {
+    fn check(&self, spec: &Value, what: &str, answer: &Response) -> Vec<String> {
         let name = format!("{} ({what})", self.name());
         let Some(documented) = self.op["responses"].get(answer.status.to_string()) else {
             let listed: Vec<&String> = self.op["responses"].as_object().unwrap().keys().collect();
             return vec![format!(
                 "{name}: status {} is not documented (documented: {listed:?}); body: {}",
-                answer.status, answer.body
+                answer.status,
+                answer.text()
             )];
         };
         let Some(content) = documented["content"].as_object() else {
@@ -320,11 +243,12 @@ impl Operation<'_> {
             } else {
                 vec![format!(
                     "{name}: {} is documented without a body, got {:?}",
-                    answer.status, answer.body
+                    answer.status,
+                    answer.text()
                 )]
             };
         };
-        let Some(actual) = &answer.content_type else {
+        let Some(actual) = &answer.content_type() else {
             return vec![format!("{name}: {} has no Content-Type", answer.status)];
         };
         let Some((_, media)) = content.iter().find(|(ty, _)| {
@@ -343,12 +267,12 @@ impl Operation<'_> {
         if actual != "application/json" {
             return vec![];
         }
-        let body: Value = match serde_json::from_str(&answer.body) {
+        let body: Value = match serde_json::from_slice(&answer.body) {
             Ok(v) => v,
             Err(e) => {
                 return vec![format!(
                     "{name}: the body is not JSON ({e}): {}",
-                    answer.body
+                    answer.text()
                 )]
             }
         };
@@ -438,7 +362,7 @@ fn exercise(
                 let schema = &op.op["requestBody"]["content"]["application/json"]["schema"];
                 sample(spec, "body", schema, ids).to_string()
             });
-        let mut check = |what: &str, expected: Option<u16>, answer: Answer| {
+        let mut check = |what: &str, expected: Option<u16>, answer: Response| {
             statuses.push(answer.status);
             if expected.is_some_and(|e| e != answer.status) {
                 problems.push(format!(
@@ -452,7 +376,7 @@ fn exercise(
                     "{} ({what}): server error {}: {}",
                     op.name(),
                     answer.status,
-                    answer.body
+                    answer.text()
                 ));
             }
             problems.extend(op.check(spec, what, &answer));

@@ -6,105 +6,50 @@
 
 use crate::support::*;
 
-fn config(plugin: &str) -> String {
-    format!(
-        r#"
-[retry]
-max_attempts = 1
-
-[channels.trap]
-plugin = "{plugin}"
-settings = {{ mode = "trap" }}
-
-[channels.loop]
-plugin = "{plugin}"
-settings = {{ mode = "loop" }}
-timeout = "1s"
-
-[channels.loop-wall]
-plugin = "{plugin}"
-settings = {{ mode = "loop" }}
-timeout = "300ms"
-cpu = "10s"
-
-[channels.oom]
-plugin = "{plugin}"
-settings = {{ mode = "oom" }}
-memory = "32MiB"
-
-[channels.forbidden]
-plugin = "{plugin}"
-settings = {{ mode = "forbidden-host", url = "http://127.0.0.1:9/steal" }}
-allowed_hosts = ["https://api.example.com"]
-
-[channels.ok]
-plugin = "{plugin}"
-settings = {{ mode = "ok" }}
-
-[[rules]]
-id = "r-trap"
-trigger = {{ on = "created" }}
-channels = ["trap"]
-subject = "s"
-text = "t"
-
-[[rules]]
-id = "r-loop"
-trigger = {{ on = "created", delay = "1m" }}
-channels = ["loop"]
-subject = "s"
-text = "t"
-
-[[rules]]
-id = "r-oom"
-trigger = {{ on = "created", delay = "2m" }}
-channels = ["oom"]
-subject = "s"
-text = "t"
-
-[[rules]]
-id = "r-forbidden"
-trigger = {{ on = "created", delay = "3m" }}
-channels = ["forbidden"]
-subject = "s"
-text = "t"
-
-[[rules]]
-id = "r-loop-wall"
-trigger = {{ on = "created", delay = "5m" }}
-channels = ["loop-wall"]
-subject = "s"
-text = "t"
-
-[[rules]]
-id = "r-ok"
-trigger = {{ on = "created", delay = "4m" }}
-channels = ["ok"]
-subject = "still here"
-text = "t"
-"#
-    )
+fn config() -> Config {
+    let chaos = |mode: &str| Channel::plugin("chaos").setting("mode", mode);
+    // One rule per channel, each due a minute or more after sign-up.
+    let rule = |id: &str, delay: &str, channel: &str, subject: &str| {
+        let trigger = match delay {
+            "" => ON_CREATED.to_string(),
+            delay => format!(r#"{{ on = "created", delay = "{delay}" }}"#),
+        };
+        Rule::new(id, &trigger, &[channel], subject, "t")
+    };
+    Config::new()
+        .max_attempts(1)
+        .channel("trap", chaos("trap"))
+        .channel("loop", chaos("loop").set("timeout", "1s"))
+        .channel(
+            "loop-wall",
+            chaos("loop").set("timeout", "300ms").set("cpu", "10s"),
+        )
+        .channel("oom", chaos("oom").set("memory", "32MiB"))
+        .channel(
+            "forbidden",
+            chaos("forbidden-host")
+                .setting("url", "http://127.0.0.1:9/steal")
+                .allow("https://api.example.com"),
+        )
+        .channel("ok", chaos("ok"))
+        .rule(rule("r-trap", "", "trap", "s"))
+        .rule(rule("r-loop", "1m", "loop", "s"))
+        .rule(rule("r-oom", "2m", "oom", "s"))
+        .rule(rule("r-forbidden", "3m", "forbidden", "s"))
+        .rule(rule("r-loop-wall", "5m", "loop-wall", "s"))
+        .rule(rule("r-ok", "4m", "ok", "still here"))
 }
 
 #[test]
 fn misbehaving_plugins_fail_only_their_own_send() {
     let scratch = Scratch::new();
-    let config = scratch.write(
-        "herald.toml",
-        &config(&plugin("chaos").display().to_string()),
-    );
+    let config = config().write(&scratch);
     let timeline = scratch.write(
         "t.jsonl",
         r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"c1","name":"C"}}"#,
     );
     let db = scratch.path("h.db");
-    let (attempts, stderr) = simulate(
-        &config,
-        &timeline,
-        "2026-03-01",
-        "2026-03-02",
-        &["--db", db.to_str().unwrap()],
-    );
+    let (attempts, stderr) = simulate(&config, &timeline, MARCH_1, &["--db", db.to_str().unwrap()]);
     let by_rule = |r: &str| {
         attempts
             .iter()
@@ -159,20 +104,11 @@ fn a_plugin_of_the_wrong_kind_or_version_is_refused_at_start() {
     let scratch = Scratch::new();
     // Not a component at all.
     let bogus = scratch.write("bogus.wasm", "definitely not wasm");
-    let config = scratch.write(
-        "herald.toml",
-        &format!(
-            "[channels.x]\nplugin = \"{}\"\n[[rules]]\nid = \"r\"\ntrigger = {{ on = \"created\" }}\nchannels = [\"x\"]\nsubject = \"s\"\ntext = \"t\"\n",
-            bogus.display()
-        ),
+    let stderr = refusal(
+        Config::new()
+            .channel("x", Channel::plugin_at(&bogus))
+            .rule(Rule::new("r", ON_CREATED, &["x"], "s", "t")),
     );
-    let timeline = scratch.write("t.jsonl", "");
-    let stderr = expect_refusal(&mut simulate_cmd(
-        &config,
-        &timeline,
-        "2026-03-01",
-        "2026-03-02",
-    ));
     assert!(
         stderr.contains("[channels.x]") && stderr.contains("not a valid WebAssembly component"),
         "{stderr}"

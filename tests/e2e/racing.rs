@@ -1,6 +1,7 @@
 //! Two schedulers on one database, ticking at the same moment: every
 //! occurrence is claimed by exactly one of them and delivered once.
 
+use crate::support::{welcome, Scratch};
 use herald::clock::VirtualClock;
 use herald::config::Config;
 use herald::customer::CustomerPatch;
@@ -9,25 +10,15 @@ use herald::plugin::http_policy::HttpMode;
 use herald::store::probe::{count, Count};
 use std::sync::Arc;
 
-const CONFIG: &str = r#"
-[scheduler]
-batch = 25
-
-[channels.inbox]
-builtin = "inbox"
-
-[[rules]]
-id = "welcome"
-trigger = { on = "created" }
-channels = ["inbox"]
-subject = "Welcome {{ customer.name }}"
-text = "Hello"
-"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_ticks_deliver_each_occurrence_once() {
-    let scratch = crate::support::Scratch::new();
-    let path = scratch.write("herald.toml", CONFIG);
+    let scratch = Scratch::new();
+    // (`Config` here is the host's; the test's builder goes by its path.)
+    let path = crate::support::Config::new()
+        .set("scheduler", "batch", 25)
+        .inbox()
+        .rule(welcome(&["inbox"]).set("subject", "Welcome {{ customer.name }}"))
+        .write(&scratch);
     let config = Config::load(&path).unwrap();
     let db = scratch.path("h.db");
     let start = chrono::DateTime::parse_from_rfc3339("2026-03-01T09:00:00Z")

@@ -405,7 +405,6 @@ fn the_lending_reactivation_example_does_what_its_readme_says() {
     plugin("cadence");
     let scratch = Scratch::new();
     let db = scratch.path("reactivation.db");
-    let started = std::time::Instant::now();
     let out = run(simulate_cmd(&config, &timeline, FROM, UNTIL)
         .arg("--db")
         .arg(&db)
@@ -414,11 +413,6 @@ fn the_lending_reactivation_example_does_what_its_readme_says() {
         .env("HERALD_LOG", "info"));
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "simulate failed: {stderr}");
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(5),
-        "four months of this example must simulate in seconds, took {:?}",
-        started.elapsed()
-    );
     assert!(
         stderr.contains("119 operation(s) applied, 0 refused"),
         "every timeline line is valid: {stderr}"

@@ -124,8 +124,7 @@ fn saas_trial_strategy_over_fourteen_months() {
     let (attempts, stderr) = simulate(
         &config,
         &timeline,
-        "2026-01-01",
-        "2027-03-01",
+        ("2026-01-01", "2027-03-01"),
         &["--db", db.to_str().unwrap()],
     );
     assert!(
@@ -188,17 +187,99 @@ fn saas_trial_strategy_over_fourteen_months() {
     assert!(messages[2]["text"].as_str().unwrap().contains("2026-08-31"));
 }
 
+/// Which rules the shipped sample timeline fires for which customers, worked
+/// out by hand from examples/saas-trial/herald.toml and timeline.jsonl
+/// (simulated 2026-01-01 to 2027-03-01, each pair exactly once):
+/// - all 36 customers sign up in trial: `trial-welcome`, and `trial-day7` a
+///   week later, while still in trial (those who pay do so on day 20;
+///   c012 is deleted on day 10, after its day-7 message);
+/// - the 12 who pay (c002 c005 c008 c011 c014 c017 c020 c023 c026 c029 c032
+///   c035) do so before their trial's last 4 days, so they get no further
+///   trial messages; c012 is deleted before; the other 23 get
+///   `trial-ending`, `trial-expired` and `trial-3months` (the trial ends
+///   moved for c003, c010, c024 and c031 move those, not their number);
+/// - `trial-yearly` falls before 2027-03-01 only for trials ending by
+///   2026-02-28: c001 c003 (moved to 02-24) c004 c006 c007 c009;
+/// - every payer gets `paid-confirm` for its payment event and
+///   `paid-month1`; `paid-ending` (a month before the term ends) for all
+///   but c026 and c032, whose terms end 2027-04-10 and 2027-04-28;
+///   `paid-expired` for the terms that end by 2027-03-01: c002 c005 c008
+///   c011 c017 c023 c029 c035; `paid-yearly` for none (the first would be
+///   2027-05-09).
+fn shipped_sample_expected() -> std::collections::BTreeMap<(String, String), usize> {
+    let all: Vec<String> = (1..=36).map(|i| format!("c{i:03}")).collect();
+    let paid = [
+        "c002", "c005", "c008", "c011", "c014", "c017", "c020", "c023", "c026", "c029", "c032",
+        "c035",
+    ];
+    let stayed_in_trial: Vec<&str> = all
+        .iter()
+        .map(String::as_str)
+        .filter(|c| !paid.contains(c) && *c != "c012")
+        .collect();
+    assert_eq!(stayed_in_trial.len(), 23);
+    let everyone: Vec<&str> = all.iter().map(String::as_str).collect();
+    let fired: &[(&str, &[&str])] = &[
+        ("trial-welcome", &everyone),
+        ("trial-day7", &everyone),
+        ("trial-ending", &stayed_in_trial),
+        ("trial-expired", &stayed_in_trial),
+        ("trial-3months", &stayed_in_trial),
+        (
+            "trial-yearly",
+            &["c001", "c003", "c004", "c006", "c007", "c009"],
+        ),
+        ("paid-confirm", &paid),
+        ("paid-month1", &paid),
+        (
+            "paid-ending",
+            &[
+                "c002", "c005", "c008", "c011", "c014", "c017", "c020", "c023", "c029", "c035",
+            ],
+        ),
+        (
+            "paid-expired",
+            &[
+                "c002", "c005", "c008", "c011", "c017", "c023", "c029", "c035",
+            ],
+        ),
+    ];
+    fired
+        .iter()
+        .flat_map(|(rule, customers)| {
+            customers
+                .iter()
+                .map(move |c| ((c.to_string(), rule.to_string()), 1))
+        })
+        .collect()
+}
+
 #[test]
 fn shipped_sample_timeline_runs_clean() {
     let root = repo_root();
     let (attempts, stderr) = simulate(
         &root.join("examples/saas-trial/herald.toml"),
         &root.join("examples/saas-trial/timeline.jsonl"),
-        "2026-01-01",
-        "2027-03-01",
+        ("2026-01-01", "2027-03-01"),
         &[],
     );
     assert!(attempts.len() > 100, "{stderr}");
     assert!(attempts.iter().all(|a| a.status == "delivered"));
     assert!(stderr.contains("0 refused"), "{stderr}");
+    let mut fired: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    for a in &attempts {
+        *fired
+            .entry((a.customer.clone(), a.rule.clone()))
+            .or_default() += 1;
+    }
+    let want = shipped_sample_expected();
+    let missing: Vec<_> = want.keys().filter(|k| !fired.contains_key(*k)).collect();
+    let unexpected: Vec<_> = fired
+        .iter()
+        .filter(|(k, n)| want.get(*k) != Some(*n))
+        .collect();
+    assert!(
+        missing.is_empty() && unexpected.is_empty(),
+        "rules that did not fire: {missing:?}\nfired but not expected (or more than once): {unexpected:?}"
+    );
 }

@@ -7,52 +7,42 @@
 use crate::support::*;
 use serde_json::Value;
 
-fn config() -> String {
-    format!(
-        r#"
-[channels.push]
-plugin = "{console}"
-
-[channels.sms]
-plugin = "{console}"
-address = "phone"
-
-[channels.email]
-plugin = "{console}"
-address = "email"
-
-[channels.calls]
-builtin = "task"
-
-[[rules]]
-id = "win-back"
-trigger = {{ on = "event", kind = "membership_expired" }}
-when = "customer.state != 'renewed'"
-goal = {{ event = "login", within = "3d" }}
-channels = ["push"]
-subject = "Your membership has ended"
-text = "Come back, {{{{ customer.name }}}}"
-
-[[rules.steps]]
-after = "3d"
-channels = ["sms"]
-subject = "Membership"
-text = "{{{{ customer.name }}}}, renew today and keep your points"
-
-[[rules.steps]]
-after = "3d"
-channels = ["email"]
-subject = "We kept your points"
-text = "Dear {{{{ customer.name }}}}, your points are waiting"
-
-[[rules.steps]]
-after = "3d"
-channels = ["calls"]
-subject = "Call about renewal"
-text = "{{{{ customer.name }}}} ignored push, SMS and email after the membership ended"
-"#,
-        console = plugin("console").display()
-    )
+fn config() -> Config {
+    let console = || Channel::plugin("console");
+    Config::new()
+        .channel("push", console())
+        .channel("sms", console().set("address", "phone"))
+        .channel("email", console().set("address", "email"))
+        .channel("calls", Channel::builtin("task"))
+        .rule(
+            Rule::new(
+                "win-back",
+                &on_event("membership_expired"),
+                &["push"],
+                "Your membership has ended",
+                "Come back, {{ customer.name }}",
+            )
+            .set("when", "customer.state != 'renewed'")
+            .set("goal", Raw(r#"{ event = "login", within = "3d" }"#.into()))
+            .step(
+                "3d",
+                &["sms"],
+                "Membership",
+                "{{ customer.name }}, renew today and keep your points",
+            )
+            .step(
+                "3d",
+                &["email"],
+                "We kept your points",
+                "Dear {{ customer.name }}, your points are waiting",
+            )
+            .step(
+                "3d",
+                &["calls"],
+                "Call about renewal",
+                "{{ customer.name }} ignored push, SMS and email after the membership ended",
+            ),
+        )
 }
 
 const TIMELINE: &str = r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"silent","name":"Silent Sam","phone":"+8613800000001","email":"s@example.com","state":"expired"}}
@@ -88,44 +78,34 @@ fn row(at: &str, channel: &str, status: &str) -> (String, String, String) {
 #[test]
 fn a_sequence_escalates_until_its_goal_or_exit() {
     let scratch = Scratch::new();
-    let config = scratch.write("herald.toml", &config());
+    let config = config().write(&scratch);
     let timeline = scratch.write("t.jsonl", TIMELINE);
     let db = scratch.path("h.db");
-    let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-04-01")
-        .arg("--db")
-        .arg(&db));
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    simulate_into(&config, &timeline, ("2026-03-01", "2026-04-01"), &db, &[]);
     let rows = deliveries(&config, &db);
 
-    assert_eq!(
-        steps(&rows, "silent"),
-        [
-            row("2026-03-02T09:00:00Z", "push", "delivered"),
-            row("2026-03-05T09:00:00Z", "sms", "delivered"),
-            row("2026-03-08T09:00:00Z", "email", "delivered"),
-            row("2026-03-11T09:00:00Z", "calls", "delivered"),
-        ]
-    );
+    // The whole sequence, every step 3 days after the one before; each
+    // customer gets the first `n` of it.
+    let sequence = [
+        ("2026-03-02T09:00:00Z", "push"),
+        ("2026-03-05T09:00:00Z", "sms"),
+        ("2026-03-08T09:00:00Z", "email"),
+        ("2026-03-11T09:00:00Z", "calls"),
+    ];
+    let first = |n: usize| -> Vec<(String, String, String)> {
+        sequence[..n]
+            .iter()
+            .map(|(at, channel)| row(at, channel, "delivered"))
+            .collect()
+    };
+    assert_eq!(steps(&rows, "silent"), first(4));
     // Logged in within 3 days of the push: the goal ends the sequence.
-    assert_eq!(
-        steps(&rows, "comes-back"),
-        [row("2026-03-02T09:00:00Z", "push", "delivered")]
-    );
+    assert_eq!(steps(&rows, "comes-back"), first(1));
     // Logged in a day after the email: no phone call.
-    assert_eq!(
-        steps(&rows, "late-login"),
-        [
-            row("2026-03-02T09:00:00Z", "push", "delivered"),
-            row("2026-03-05T09:00:00Z", "sms", "delivered"),
-            row("2026-03-08T09:00:00Z", "email", "delivered"),
-        ]
-    );
+    assert_eq!(steps(&rows, "late-login"), first(3));
     // Renewed before the SMS was due: the renewal (a write that makes the
     // condition false) cancels the rest of the sequence at once.
-    assert_eq!(
-        steps(&rows, "renews"),
-        [row("2026-03-02T09:00:00Z", "push", "delivered")]
-    );
+    assert_eq!(steps(&rows, "renews"), first(1));
     // Each step has its own text.
     let sms = rows
         .iter()
@@ -199,13 +179,10 @@ fn a_sequence_escalates_until_its_goal_or_exit() {
 #[test]
 fn steps_have_their_own_translations() {
     let scratch = Scratch::new();
-    let config = scratch.write(
-        "herald.toml",
-        r#"
-[channels.inbox]
-builtin = "inbox"
-
-[[rules]]
+    let config = Config::new()
+        .inbox()
+        .rule(
+            r#"
 id = "nudge"
 trigger = { on = "created" }
 channels = ["inbox"]
@@ -226,17 +203,15 @@ text = "x"
 subject = "还在吗？"
 text = "x"
 "#,
-    );
+        )
+        .write(&scratch);
     let timeline = scratch.write(
         "t.jsonl",
         r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"zh","locale":"zh-CN"}}
 {"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"en","locale":"en"}}"#,
     );
     let db = scratch.path("h.db");
-    let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-05")
-        .arg("--db")
-        .arg(&db));
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    simulate_into(&config, &timeline, ("2026-03-01", "2026-03-05"), &db, &[]);
     let subjects: Vec<(String, String)> = deliveries(&config, &db)
         .iter()
         .map(|r| {

@@ -9,7 +9,7 @@
 //! reports, SmsUp `退订` / `TD` suppresses, the callback token guards both).
 
 use crate::fakes::aliyun::{self, Clock, FakeAliyun, ACCESS_KEY_ID, SIGN_NAME, TEMPLATE};
-use crate::fakes::twilio::form_get;
+use crate::fakes::codec::{base64, form_get, hmac_sha1};
 use crate::support::*;
 use chrono::TimeZone;
 use serde_json::{json, Value};
@@ -18,60 +18,58 @@ const SECRET: &str = "q7VfH3kLw9XzR2mN8bT4cY6pJ1sD5gA0";
 const TEXT: &str = "您好，李雷：您的试用将于4天后结束";
 const CALLBACK_TOKEN: &str = "cbTok3n0fTheAliyunPush";
 
-fn config(fake: &FakeAliyun, secret: &str, extra: &str) -> String {
-    format!(
-        r#"
-[scheduler]
-tick = "100ms"
-
-[retry]
-max_attempts = 3
-base = "1m"
-max = "6h"
-
-[channels.sms]
-plugin = "{plugin}"
-allowed_hosts = ["{origin}"]
-timeout = "5s"
-
-[channels.sms.settings]
-access_key_id = "{ACCESS_KEY_ID}"
-access_key_secret = {secret}
-sign_name = "{SIGN_NAME}"
-template_code = "{TEMPLATE}"
-endpoint = "{endpoint}"
-{extra}
-
-[channels.inbox]
-builtin = "inbox"
-
-[[rules]]
-id = "trial-ending"
-trigger = {{ on = "created" }}
-channels = ["sms", "inbox"]
-subject = "Your trial ends in 4 days"
-text = "您好，{{{{ customer.name }}}}：您的试用将于4天后结束"
-fields = {{ name = "{{{{ customer.name }}}}", days = "4" }}
-
-[[rules]]
-id = "notice"
-trigger = {{ on = "event", kind = "notice" }}
-channels = ["sms", "inbox"]
-subject = "Notice"
-text = "您好，{{{{ customer.name }}}}：您的试用将于4天后结束"
-fields = {{ template_code = "{content}" }}
-"#,
-        plugin = plugin("sms-aliyun").display(),
-        origin = fake.provider.origin(),
-        endpoint = fake.endpoint(),
-        content = aliyun::CONTENT_TEMPLATE,
-    )
+/// The sms-aliyun channel against `fake` (secret and more settings given by
+/// the test), the inbox behind it, and two rules.
+fn config(fake: &FakeAliyun, sms: Channel) -> Config {
+    Config::new()
+        .tick("100ms")
+        .retry(3, "1m", "6h")
+        .channel(
+            "sms",
+            sms.allow(&fake.provider.origin())
+                .set("timeout", "5s")
+                .setting("access_key_id", ACCESS_KEY_ID)
+                .setting("sign_name", SIGN_NAME)
+                .setting("template_code", TEMPLATE)
+                .setting("endpoint", fake.endpoint()),
+        )
+        .inbox()
+        .rule(
+            Rule::new(
+                "trial-ending",
+                ON_CREATED,
+                &["sms", "inbox"],
+                "Your trial ends in 4 days",
+                TEXT_TEMPLATE,
+            )
+            .set(
+                "fields",
+                Raw(r#"{ name = "{{ customer.name }}", days = "4" }"#.into()),
+            ),
+        )
+        .rule(
+            Rule::new(
+                "notice",
+                &on_event("notice"),
+                &["sms", "inbox"],
+                "Notice",
+                TEXT_TEMPLATE,
+            )
+            .set(
+                "fields",
+                Raw(format!(
+                    r#"{{ template_code = "{}" }}"#,
+                    aliyun::CONTENT_TEMPLATE
+                )),
+            ),
+        )
 }
 
-fn upsert(id: &str, name: &str, phone: &str) -> String {
-    json!({"at": "2026-03-01T09:00:00Z", "op": "upsert",
-           "customer": {"external_id": id, "name": name, "phone": phone}})
-    .to_string()
+const TEXT_TEMPLATE: &str = "您好，{{ customer.name }}：您的试用将于4天后结束";
+
+/// The plugin with its secret from the environment.
+fn secret_from_env() -> Channel {
+    Channel::plugin("sms-aliyun").setting("access_key_secret", env("TEST_ALIYUN_SECRET"))
 }
 
 fn rows_of<'a>(rows: &'a [Value], customer: &str, rule: &str) -> Vec<&'a Value> {
@@ -94,31 +92,24 @@ fn simulation_window() -> Clock {
 fn aliyun_sends_and_classifies_every_answer() {
     let fake = FakeAliyun::start(SECRET, simulation_window());
     let scratch = Scratch::new();
-    let config = scratch.write(
-        "herald.toml",
-        &config(&fake, r#"{ env = "TEST_ALIYUN_SECRET" }"#, ""),
+    let config = config(&fake, secret_from_env()).write(&scratch);
+    let timeline = scratch.write(
+        "t.jsonl",
+        &[
+            with_phone("ok", "李雷", "+86 138 0013 8000"),
+            with_phone("illegal", "I", aliyun::ILLEGAL),
+            with_phone("blacklisted", "B", aliyun::BLACKLISTED),
+            with_phone("limited", "L", aliyun::LIMITED),
+            with_phone("syserr", "S", aliyun::SYSTEM_ERROR),
+            with_phone("unavailable", "U", aliyun::UNAVAILABLE),
+            json!({"at": "2026-03-01T10:00:00Z", "op": "event", "customer": "ok", "kind": "notice"})
+                .to_string(),
+        ]
+        .join("\n"),
     );
-    let timeline = [
-        upsert("ok", "李雷", "+86 138 0013 8000"),
-        upsert("illegal", "I", aliyun::ILLEGAL),
-        upsert("blacklisted", "B", aliyun::BLACKLISTED),
-        upsert("limited", "L", aliyun::LIMITED),
-        upsert("syserr", "S", aliyun::SYSTEM_ERROR),
-        upsert("unavailable", "U", aliyun::UNAVAILABLE),
-        json!({"at": "2026-03-01T10:00:00Z", "op": "event", "customer": "ok", "kind": "notice"})
-            .to_string(),
-    ]
-    .join("\n");
-    let timeline = scratch.write("t.jsonl", &timeline);
     let db = scratch.path("h.db");
-    let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-02")
-        .env("TEST_ALIYUN_SECRET", SECRET)
-        .arg("--live")
-        .arg("--db")
-        .arg(&db));
-    let stdout = text(&out.stdout);
-    let stderr = text(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let secret = ("TEST_ALIYUN_SECRET", SECRET);
+    let [stdout, stderr] = simulate_live_with(&config, &timeline, MARCH_1, &db, secret);
 
     // Every parameter of the good request, as the provider decoded it.
     let ok = fake.requests_to("13800138000");
@@ -166,7 +157,7 @@ fn aliyun_sends_and_classifies_every_answer() {
     assert_eq!(param, json!({"name": "李雷", "days": "4"}));
     assert!(!get("OutId").is_empty());
     // The signature is over exactly these parameters.
-    let expected = crate::fakes::twilio::base64(&crate::fakes::twilio::hmac_sha1(
+    let expected = base64(&hmac_sha1(
         format!("{SECRET}&").as_bytes(),
         aliyun::string_to_sign("GET", p).as_bytes(),
     ));
@@ -243,20 +234,11 @@ fn aliyun_sends_and_classifies_every_answer() {
     let wait = (at(&limited[0]["retry_at"]) - at(&limited[0]["at"])).num_seconds();
     assert!((3600..=3600 * 2).contains(&wait), "{wait}");
 
-    let table = run(herald()
-        .args(["deliveries", "--config"])
-        .arg(&config)
-        .arg("--db")
-        .arg(&db));
-    for output in [
-        stdout,
-        stderr,
-        text(&table.stdout),
-        text(&table.stderr),
-        json!(rows).to_string(),
-    ] {
-        assert!(!output.contains(SECRET), "the secret leaked: {output}");
-    }
+    let [table, table_err] = deliveries_table(&config, &db);
+    assert_not_leaked(
+        &[SECRET],
+        &[stdout, stderr, table, table_err, json!(rows).to_string()],
+    );
 }
 
 #[test]
@@ -264,39 +246,18 @@ fn aliyun_wrong_secret_fails_with_a_fix_it_message() {
     let fake = FakeAliyun::start(SECRET, simulation_window());
     let scratch = Scratch::new();
     let wrong = "WrongSecretWrongSecretWrongSecret";
-    let config = scratch.write(
-        "herald.toml",
-        &config(&fake, r#"{ env = "TEST_ALIYUN_SECRET" }"#, ""),
-    );
-    let timeline = scratch.write("t.jsonl", &upsert("ok", "李雷", "13800138000"));
+    let config = config(&fake, secret_from_env()).write(&scratch);
+    let timeline = scratch.write("t.jsonl", &with_phone("ok", "李雷", "13800138000"));
     let db = scratch.path("h.db");
-    let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-02")
-        .env("TEST_ALIYUN_SECRET", wrong)
-        .arg("--live")
-        .arg("--db")
-        .arg(&db));
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let secret = ("TEST_ALIYUN_SECRET", wrong);
+    let [stdout, stderr] = simulate_live_with(&config, &timeline, MARCH_1, &db, secret);
     let rows = deliveries(&config, &db);
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!(rows[0]["status"], "failed");
-    assert!(rows[0]["retry_at"].is_null());
-    let error = rows[0]["error"].as_str().unwrap();
+    let error = only_failure(&rows);
     assert!(
         error.contains("SignatureDoesNotMatch") && error.contains("access_key_secret"),
         "{error}"
     );
-    for output in [
-        text(&out.stdout),
-        text(&out.stderr),
-        json!(rows).to_string(),
-    ] {
-        assert!(!output.contains(wrong), "the secret leaked: {output}");
-    }
-}
-
-fn row_for<'a>(rows: &'a [Value], customer: &str, rule: &str) -> Option<&'a Value> {
-    rows.iter()
-        .find(|r| r["customer"] == customer && r["rule"] == rule)
+    assert_not_leaked(&[wrong], &[stdout, stderr, json!(rows).to_string()]);
 }
 
 #[test]
@@ -305,52 +266,19 @@ fn aliyun_pushes_report_and_unsubscribe_through_serve() {
     let scratch = Scratch::new();
     let secret_file = scratch.write("aliyun-secret", SECRET);
     let token_file = scratch.write("aliyun-token", CALLBACK_TOKEN);
-    let config = scratch.write(
-        "herald.toml",
-        &config(
-            &fake,
-            &format!(r#"{{ file = "{}" }}"#, secret_file.display()),
-            &format!(
-                r#"callback_token = {{ file = "{}" }}"#,
-                token_file.display()
-            ),
-        ),
-    );
+    let sms = Channel::plugin("sms-aliyun")
+        .setting("access_key_secret", file(&secret_file))
+        .setting("callback_token", file(&token_file));
+    let config = config(&fake, sms).write(&scratch);
     let db = scratch.path("h.db");
     let server = Server::start(&config, &db, &scratch, "serve.log");
     let base = server.base.clone();
-    for (id, phone) in [
+    let customers = [
         ("amy", "+8613800138000"),
         ("bo", "+86 139 0013 9000"),
         ("cy", "13700137000"),
-    ] {
-        let (status, body) = http_as(
-            &server.token,
-            "POST",
-            &format!("{base}/customers"),
-            Some(&json!({"external_id": id, "name": id, "phone": phone}).to_string()),
-        );
-        assert_eq!(status, 200, "{body}");
-    }
-    let biz = |rows: &[Value], customer: &str| {
-        row_for(rows, customer, "trial-ending")
-            .filter(|r| r["status"] == "delivered")
-            .and_then(|r| r["provider_message_id"].as_str())
-            .map(str::to_string)
-    };
-    let rows = wait_for(20, || {
-        let rows = deliveries(&config, &db);
-        ["amy", "bo", "cy"]
-            .iter()
-            .all(|c| biz(&rows, c).is_some())
-            .then_some(rows)
-    })
-    .unwrap_or_else(|| panic!("the welcome SMS were not sent: {}", server.log()));
-    let (amy, bo, cy) = (
-        biz(&rows, "amy").unwrap(),
-        biz(&rows, "bo").unwrap(),
-        biz(&rows, "cy").unwrap(),
-    );
+    ];
+    let [amy, bo, cy] = server.sign_up_phones(&config, &db, &customers, "trial-ending");
     let report = |phone: &str, biz_id: &str, success: bool, code: &str, msg: &str| {
         json!({"phone_number": phone, "send_time": "2026-11-23 17:00:00",
                "report_time": "2026-11-23 17:00:05", "success": success,
@@ -413,23 +341,7 @@ fn aliyun_pushes_report_and_unsubscribe_through_serve() {
     let (status, body) = http("POST", &hook, Some(&up));
     assert_eq!((status, body), (200, json!({"code": 0, "msg": "成功"})));
 
-    for id in ["amy", "bo", "cy"] {
-        let (status, body) = http_as(
-            &server.token,
-            "POST",
-            &format!("{base}/events"),
-            Some(&json!({"customer": id, "kind": "notice"}).to_string()),
-        );
-        assert_eq!(status, 201, "{body}");
-    }
-    let rows = wait_for(20, || {
-        let rows = deliveries(&config, &db);
-        ["amy", "bo", "cy"]
-            .iter()
-            .all(|c| row_for(&rows, c, "notice").is_some())
-            .then_some(rows)
-    })
-    .unwrap_or_else(|| panic!("the notices were not sent: {}", server.log()));
+    let rows = server.events_delivered(&config, &db, &["amy", "bo", "cy"], "notice", "notice");
     let notice = |c: &str| {
         let r = row_for(&rows, c, "notice").unwrap();
         (r["channel"].clone(), r["status"].clone())

@@ -7,6 +7,7 @@
 //! callbacks update reports, bad signatures are refused, an inbound STOP
 //! moves the customer's next reminder to the next channel).
 
+use crate::fakes::codec::{base64, form_encode, form_get};
 use crate::fakes::twilio::{self, FakeTwilio, ACCOUNT_SID, FROM};
 use crate::support::*;
 use serde_json::{json, Value};
@@ -15,51 +16,29 @@ const TOKEN: &str = "9f8e7d6c5b4a39281706f5e4d3c2b1a0";
 const PUBLIC_URL: &str = "https://herald.example.com";
 const TEXT: &str = "您好，李雷：您的试用将于4天后结束";
 
-fn config(fake: &FakeTwilio, auth_token: &str, extra_rules: &str) -> String {
-    format!(
-        r#"
-[scheduler]
-tick = "100ms"
-
-[retry]
-max_attempts = 3
-base = "1m"
-max = "6h"
-
-[server]
-public_url = "{PUBLIC_URL}"
-
-[channels.sms]
-plugin = "{plugin}"
-allowed_hosts = ["{origin}"]
-timeout = "5s"
-
-[channels.sms.settings]
-account_sid = "{ACCOUNT_SID}"
-auth_token = {auth_token}
-from = "{FROM}"
-api_base = "{origin}"
-
-[channels.inbox]
-builtin = "inbox"
-
-[[rules]]
-id = "trial-ending"
-trigger = {{ on = "created" }}
-channels = ["sms", "inbox"]
-subject = "Your trial ends in 4 days"
-text = "您好，{{{{ customer.name }}}}：您的试用将于4天后结束"
-{extra_rules}
-"#,
-        plugin = plugin("sms-twilio").display(),
-        origin = fake.api_base(),
-    )
-}
-
-fn upsert(id: &str, name: &str, phone: &str) -> String {
-    json!({"at": "2026-03-01T09:00:00Z", "op": "upsert",
-           "customer": {"external_id": id, "name": name, "phone": phone}})
-    .to_string()
+fn config(fake: &FakeTwilio, auth_token: Raw) -> Config {
+    Config::new()
+        .tick("100ms")
+        .retry(3, "1m", "6h")
+        .public_url(PUBLIC_URL)
+        .channel(
+            "sms",
+            Channel::plugin("sms-twilio")
+                .allow(&fake.api_base())
+                .set("timeout", "5s")
+                .setting("account_sid", ACCOUNT_SID)
+                .setting("auth_token", auth_token)
+                .setting("from", FROM)
+                .setting("api_base", fake.api_base()),
+        )
+        .inbox()
+        .rule(Rule::new(
+            "trial-ending",
+            ON_CREATED,
+            &["sms", "inbox"],
+            "Your trial ends in 4 days",
+            "您好，{{ customer.name }}：您的试用将于4天后结束",
+        ))
 }
 
 fn rows_of<'a>(rows: &'a [Value], customer: &str) -> Vec<&'a Value> {
@@ -72,29 +51,22 @@ fn rows_of<'a>(rows: &'a [Value], customer: &str) -> Vec<&'a Value> {
 fn twilio_sends_and_classifies_every_answer() {
     let fake = FakeTwilio::start(TOKEN);
     let scratch = Scratch::new();
-    let config = scratch.write(
-        "herald.toml",
-        &config(&fake, r#"{ env = "TEST_TWILIO_TOKEN" }"#, ""),
+    let config = config(&fake, env("TEST_TWILIO_TOKEN")).write(&scratch);
+    let timeline = scratch.write(
+        "t.jsonl",
+        &[
+            with_phone("ok", "李雷", "+86 138 0013 8000"),
+            with_phone("invalid", "I", twilio::INVALID),
+            with_phone("landline", "L", twilio::NOT_MOBILE),
+            with_phone("stopped", "S", twilio::UNSUBSCRIBED),
+            with_phone("throttled", "T", twilio::THROTTLED),
+            with_phone("broken", "B", twilio::BROKEN),
+        ]
+        .join("\n"),
     );
-    let timeline = [
-        upsert("ok", "李雷", "+86 138 0013 8000"),
-        upsert("invalid", "I", twilio::INVALID),
-        upsert("landline", "L", twilio::NOT_MOBILE),
-        upsert("stopped", "S", twilio::UNSUBSCRIBED),
-        upsert("throttled", "T", twilio::THROTTLED),
-        upsert("broken", "B", twilio::BROKEN),
-    ]
-    .join("\n");
-    let timeline = scratch.write("t.jsonl", &timeline);
     let db = scratch.path("h.db");
-    let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-02")
-        .env("TEST_TWILIO_TOKEN", TOKEN)
-        .arg("--live")
-        .arg("--db")
-        .arg(&db));
-    let stdout = text(&out.stdout);
-    let stderr = text(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let secret = ("TEST_TWILIO_TOKEN", TOKEN);
+    let [stdout, stderr] = simulate_live_with(&config, &timeline, MARCH_1, &db, secret);
 
     // What Twilio saw for the good message: every field.
     let ok = fake.requests_to("+8613800138000");
@@ -109,7 +81,7 @@ fn twilio_sends_and_classifies_every_answer() {
         req.header("authorization").unwrap(),
         format!(
             "Basic {}",
-            twilio::base64(format!("{ACCOUNT_SID}:{TOKEN}").as_bytes())
+            base64(format!("{ACCOUNT_SID}:{TOKEN}").as_bytes())
         )
     );
     assert_eq!(
@@ -118,15 +90,15 @@ fn twilio_sends_and_classifies_every_answer() {
     );
     let names: Vec<&str> = form.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(names, ["To", "From", "Body", "StatusCallback"]);
-    assert_eq!(twilio::form_get(form, "To"), Some("+8613800138000"));
-    assert_eq!(twilio::form_get(form, "From"), Some(FROM));
+    assert_eq!(form_get(form, "To"), Some("+8613800138000"));
+    assert_eq!(form_get(form, "From"), Some(FROM));
     assert_eq!(
-        twilio::form_get(form, "Body").unwrap().as_bytes(),
+        form_get(form, "Body").unwrap().as_bytes(),
         TEXT.as_bytes(),
         "the Chinese body round-trips byte for byte"
     );
     assert_eq!(
-        twilio::form_get(form, "StatusCallback"),
+        form_get(form, "StatusCallback"),
         Some("https://herald.example.com/hooks/sms")
     );
     assert!(!req
@@ -205,20 +177,11 @@ fn twilio_sends_and_classifies_every_answer() {
     assert_eq!(fake.requests_to(twilio::BROKEN).len(), 3);
 
     // The auth token is printed nowhere.
-    let table = run(herald()
-        .args(["deliveries", "--config"])
-        .arg(&config)
-        .arg("--db")
-        .arg(&db));
-    for output in [
-        stdout,
-        stderr,
-        text(&table.stdout),
-        text(&table.stderr),
-        json!(rows).to_string(),
-    ] {
-        assert!(!output.contains(TOKEN), "the auth token leaked: {output}");
-    }
+    let [table, table_err] = deliveries_table(&config, &db);
+    assert_not_leaked(
+        &[TOKEN],
+        &[stdout, stderr, table, table_err, json!(rows).to_string()],
+    );
 }
 
 #[test]
@@ -226,73 +189,35 @@ fn twilio_wrong_credentials_fail_with_a_fix_it_message() {
     let fake = FakeTwilio::start(TOKEN);
     let scratch = Scratch::new();
     let wrong = "00000000000000000000000000000bad";
-    let config = scratch.write(
-        "herald.toml",
-        &config(&fake, r#"{ env = "TEST_TWILIO_TOKEN" }"#, ""),
-    );
-    let timeline = scratch.write("t.jsonl", &upsert("ok", "李雷", "+8613800138000"));
+    let config = config(&fake, env("TEST_TWILIO_TOKEN")).write(&scratch);
+    let timeline = scratch.write("t.jsonl", &with_phone("ok", "李雷", "+8613800138000"));
     let db = scratch.path("h.db");
-    let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-02")
-        .env("TEST_TWILIO_TOKEN", wrong)
-        .arg("--live")
-        .arg("--db")
-        .arg(&db));
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let secret = ("TEST_TWILIO_TOKEN", wrong);
+    let [stdout, stderr] = simulate_live_with(&config, &timeline, MARCH_1, &db, secret);
     let rows = deliveries(&config, &db);
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!(rows[0]["status"], "failed");
-    assert!(rows[0]["retry_at"].is_null());
-    let error = rows[0]["error"].as_str().unwrap();
+    let error = only_failure(&rows);
     assert!(
         error.contains("20003") && error.contains("account_sid") && error.contains("auth_token"),
         "{error}"
     );
-    for output in [
-        text(&out.stdout),
-        text(&out.stderr),
-        json!(rows).to_string(),
-    ] {
-        assert!(!output.contains(wrong), "the auth token leaked: {output}");
-    }
+    assert_not_leaked(&[wrong], &[stdout, stderr, json!(rows).to_string()]);
 }
 
-/// POSTs a form body to `url` (on `herald serve`); returns status,
-/// content type and body.
+/// POSTs a form body to `url` (on `herald serve`) as Twilio does; returns
+/// status, content type and body.
 fn post_form(url: &str, signature: Option<&str>, body: &str) -> (u16, String, String) {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").expect("http url");
-    let (host, path) = rest
-        .split_once('/')
-        .map(|(h, p)| (h, format!("/{p}")))
-        .unwrap_or((rest, "/".into()));
-    let mut stream = std::net::TcpStream::connect(host).expect("connect to herald");
-    let signature = signature
-        .map(|s| format!("X-Twilio-Signature: {s}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\nUser-Agent: TwilioProxy/1.1\r\n{signature}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("write request");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).expect("read response");
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let content_type = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-type:")
-                .map(|v| v.trim().to_string())
-        })
-        .unwrap_or_default();
-    (status, content_type, body.to_string())
+    let mut request = Request::post(url)
+        .body("application/x-www-form-urlencoded", body)
+        .header("User-Agent", "TwilioProxy/1.1");
+    if let Some(signature) = signature {
+        request = request.header("X-Twilio-Signature", signature);
+    }
+    let answer = request.send();
+    let content_type = answer
+        .header("content-type")
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    (answer.status, content_type, answer.text())
 }
 
 /// Posts a Twilio webhook with these params, signed with `token`.
@@ -302,13 +227,8 @@ fn webhook(base: &str, token: Option<&str>, params: &[(&str, &str)]) -> (u16, St
     post_form(
         &format!("{base}/hooks/sms"),
         signature.as_deref(),
-        &twilio::form_encode(params),
+        &form_encode(params),
     )
-}
-
-fn row_for<'a>(rows: &'a [Value], customer: &str, rule: &str) -> Option<&'a Value> {
-    rows.iter()
-        .find(|r| r["customer"] == customer && r["rule"] == rule)
 }
 
 #[test]
@@ -316,57 +236,24 @@ fn twilio_callbacks_report_refuse_forgeries_and_honour_stop() {
     let fake = FakeTwilio::start(TOKEN);
     let scratch = Scratch::new();
     let token_file = scratch.write("twilio-token", &format!("{TOKEN}\n"));
-    let ping_rule = r#"
-[[rules]]
-id = "ping"
-trigger = { on = "event", kind = "ping" }
-channels = ["sms", "inbox"]
-subject = "Ping"
-text = "Ping {{ customer.name }}"
-"#;
-    let config = scratch.write(
-        "herald.toml",
-        &config(
-            &fake,
-            &format!(r#"{{ file = "{}" }}"#, token_file.display()),
-            ping_rule,
-        ),
-    );
+    let config = config(&fake, file(&token_file))
+        .rule(Rule::new(
+            "ping",
+            &on_event("ping"),
+            &["sms", "inbox"],
+            "Ping",
+            "Ping {{ customer.name }}",
+        ))
+        .write(&scratch);
     let db = scratch.path("h.db");
     let server = Server::start(&config, &db, &scratch, "serve.log");
     let base = server.base.clone();
-    for (id, phone) in [
+    let customers = [
         ("amy", "+14155550100"),
         ("bo", "+14155550101"),
         ("cy", "+14155550102"),
-    ] {
-        let (status, body) = http_as(
-            &server.token,
-            "POST",
-            &format!("{base}/customers"),
-            Some(&json!({"external_id": id, "name": id, "phone": phone}).to_string()),
-        );
-        assert_eq!(status, 200, "{body}");
-    }
-    let sid = |rows: &[Value], customer: &str| {
-        row_for(rows, customer, "trial-ending")
-            .filter(|r| r["status"] == "delivered")
-            .and_then(|r| r["provider_message_id"].as_str())
-            .map(str::to_string)
-    };
-    let rows = wait_for(20, || {
-        let rows = deliveries(&config, &db);
-        ["amy", "bo", "cy"]
-            .iter()
-            .all(|c| sid(&rows, c).is_some())
-            .then_some(rows)
-    })
-    .unwrap_or_else(|| panic!("the welcome SMS were not sent: {}", server.log()));
-    let (amy, bo, cy) = (
-        sid(&rows, "amy").unwrap(),
-        sid(&rows, "bo").unwrap(),
-        sid(&rows, "cy").unwrap(),
-    );
+    ];
+    let [amy, bo, cy] = server.sign_up_phones(&config, &db, &customers, "trial-ending");
 
     // A signed "delivered" status callback.
     let (status, content_type, body) = webhook(
@@ -423,7 +310,7 @@ text = "Ping {{ customer.name }}"
     let (status, _, body) = post_form(
         &format!("{base}/hooks/sms"),
         Some(&signature),
-        &twilio::form_encode(&forged),
+        &form_encode(&forged),
     );
     assert_eq!(status, 403, "a tampered callback is refused: {body}");
 
@@ -462,21 +349,7 @@ text = "Ping {{ customer.name }}"
     assert_eq!(status, 200, "{body}");
 
     // The next reminder: Amy still gets SMS, Cy goes to the inbox.
-    for id in ["amy", "cy"] {
-        let (status, body) = http_as(
-            &server.token,
-            "POST",
-            &format!("{base}/events"),
-            Some(&json!({"customer": id, "kind": "ping"}).to_string()),
-        );
-        assert_eq!(status, 201, "{body}");
-    }
-    let rows = wait_for(20, || {
-        let rows = deliveries(&config, &db);
-        (row_for(&rows, "amy", "ping").is_some() && row_for(&rows, "cy", "ping").is_some())
-            .then_some(rows)
-    })
-    .unwrap_or_else(|| panic!("the pings were not sent: {}", server.log()));
+    let rows = server.events_delivered(&config, &db, &["amy", "cy"], "ping", "ping");
     let ping = |c: &str| {
         let r = row_for(&rows, c, "ping").unwrap();
         (r["channel"].clone(), r["status"].clone())

@@ -23,24 +23,19 @@ fn sent(rows: &[Value], customer: &str, rule: &str) -> Vec<(String, String, Stri
 #[test]
 fn cadence_alerts_at_the_first_missed_interval() {
     let scratch = Scratch::new();
-    let config = scratch.write(
-        "herald.toml",
-        &format!(
-            r#"
-[channels.inbox]
-builtin = "inbox"
-
-[[rules]]
-id = "cadence-break"
-trigger = {{ on = "inactive", kinds = ["purchase"], for = "1d" }}
-targeting = {{ plugin = "{cadence}", settings = {{ kind = "purchase" }} }}
-channels = ["inbox"]
-subject = "Time to restock? You usually order every {{{{ target.usual_interval_days }}}} days ({{{{ target.days_overdue }}}} days overdue)"
-text = "Hello"
-"#,
-            cadence = plugin("cadence").display()
-        ),
-    );
+    let config = Config::new()
+        .inbox()
+        .rule(
+            Rule::new(
+                "cadence-break",
+                r#"{ on = "inactive", kinds = ["purchase"], for = "1d" }"#,
+                &["inbox"],
+                "Time to restock? You usually order every {{ target.usual_interval_days }} days ({{ target.days_overdue }} days overdue)",
+                "Hello",
+            )
+            .set("targeting", targeting("cadence", r#"settings = { kind = "purchase" }"#)),
+        )
+        .write(&scratch);
     // Every two months for eight months (Jan 5, Mar 5, May 5, Jul 5, Sep 5),
     // then nothing. Gaps: 59, 61, 61, 62 days: the median is 61 days, so with
     // the default 20% tolerance the alert is due 61 × 1.2 = 73.2 days after
@@ -70,10 +65,7 @@ text = "Hello"
     timeline.sort_by_key(|line| line[7..31].to_string());
     let timeline = scratch.write("t.jsonl", &timeline.join("\n"));
     let db = scratch.path("h.db");
-    let out = run(simulate_cmd(&config, &timeline, "2026-01-01", "2027-01-01")
-        .arg("--db")
-        .arg(&db));
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    simulate_into(&config, &timeline, ("2026-01-01", "2027-01-01"), &db, &[]);
     let rows = deliveries(&config, &db);
     let bimonthly = sent(&rows, "bimonthly", "cadence-break");
     let delivered: Vec<_> = bimonthly.iter().filter(|r| r.1 == "delivered").collect();
@@ -132,32 +124,22 @@ text = "Hello"
 fn a_plugin_that_burns_its_fuel_or_memory_is_skipped_with_the_reason() {
     let scratch = Scratch::new();
     let rule = |id: &str, mode: &str, extra: &str| {
-        format!(
-            r#"
-[[rules]]
-id = "{id}"
-trigger = {{ on = "created" }}
-targeting = {{ plugin = "{greedy}", settings = {{ mode = "{mode}" }}{extra} }}
-channels = ["inbox"]
-subject = "{id} {{{{ target.checked }}}}"
-text = "x"
-"#,
-            greedy = plugin("greedy").display()
-        )
+        let subject = format!("{id} {{{{ target.checked }}}}");
+        let greedy = targeting(
+            "greedy",
+            &format!(r#"settings = {{ mode = "{mode}" }}{extra}"#),
+        );
+        Rule::new(id, ON_CREATED, &["inbox"], &subject, "x").set("targeting", greedy)
     };
-    let config = scratch.write(
-        "herald.toml",
-        &[
-            "[channels.inbox]\nbuiltin = \"inbox\"\n".to_string(),
-            rule("spin", "spin", ", fuel = 2000000, timeout = \"10s\""),
-            rule("alloc", "alloc", ", memory = \"16MiB\""),
-            rule("trap", "trap", ""),
-            rule("skip", "skip", ""),
-            rule("defer", "defer", ""),
-            rule("ok", "ok", ""),
-        ]
-        .concat(),
-    );
+    let config = Config::new()
+        .inbox()
+        .rule(rule("spin", "spin", ", fuel = 2000000, timeout = \"10s\""))
+        .rule(rule("alloc", "alloc", ", memory = \"16MiB\""))
+        .rule(rule("trap", "trap", ""))
+        .rule(rule("skip", "skip", ""))
+        .rule(rule("defer", "defer", ""))
+        .rule(rule("ok", "ok", ""))
+        .write(&scratch);
     let timeline = scratch.write(
         "t.jsonl",
         r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"c1"}}"#,
@@ -203,32 +185,12 @@ text = "x"
 
 #[test]
 fn a_channel_plugin_named_as_targeting_is_refused() {
-    let scratch = Scratch::new();
-    let config = scratch.write(
-        "herald.toml",
-        &format!(
-            r#"
-[channels.inbox]
-builtin = "inbox"
-
-[[rules]]
-id = "r"
-trigger = {{ on = "created" }}
-targeting = {{ plugin = "{console}" }}
-channels = ["inbox"]
-subject = "{{{{ target.x }}}}"
-text = "x"
-"#,
-            console = plugin("console").display()
+    let stderr = refusal(
+        Config::new().inbox().rule(
+            Rule::new("r", ON_CREATED, &["inbox"], "{{ target.x }}", "x")
+                .set("targeting", targeting("console", "")),
         ),
     );
-    let timeline = scratch.write("t.jsonl", "");
-    let stderr = expect_refusal(&mut simulate_cmd(
-        &config,
-        &timeline,
-        "2026-01-01",
-        "2026-01-02",
-    ));
     assert!(
         stderr.contains("is a channel plugin; rule `r` needs a targeting plugin"),
         "{stderr}"

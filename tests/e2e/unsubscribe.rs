@@ -10,53 +10,28 @@ use serde_json::json;
 fn a_signed_link_unsubscribes_from_that_channel_only() {
     let provider = FakeProvider::start(|_, _| Reply::json(200, json!({"id": "m1"})));
     let scratch = Scratch::new();
-    let config = scratch.write(
-        "herald.toml",
-        &format!(
-            r#"
-[server]
-public_url = "https://herald.example/"
-
-[channels.mail]
-plugin = "{plugin}"
-address = "email"
-allowed_hosts = ["{origin}"]
-[channels.mail.settings]
-url = "{url}"
-secret = "k3y"
-
-[channels.inbox]
-builtin = "inbox"
-
-[[rules]]
-id = "welcome"
-trigger = {{ on = "created" }}
-channels = ["mail", "inbox"]
-subject = "Welcome"
-text = "Hello. Unsubscribe: {{{{ unsubscribe_url }}}}"
-
-[[rules]]
-id = "nudge"
-trigger = {{ on = "event", kind = "nudge" }}
-channels = ["mail", "inbox"]
-subject = "Nudge"
-text = "Still there?"
-"#,
-            plugin = plugin("webhook").display(),
-            origin = provider.origin(),
-            url = provider.url("/mail"),
-        ),
-    );
+    let config = Config::new()
+        .public_url("https://herald.example/")
+        .channel(
+            "mail",
+            webhook(&provider, "/mail", "k3y").set("address", "email"),
+        )
+        .inbox()
+        .rule(welcome(&["mail", "inbox"]).set("text", "Hello. Unsubscribe: {{ unsubscribe_url }}"))
+        .rule(Rule::new(
+            "nudge",
+            &on_event("nudge"),
+            &["mail", "inbox"],
+            "Nudge",
+            "Still there?",
+        ))
+        .write(&scratch);
     let timeline = scratch.write(
         "t.jsonl",
         r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"张 3","email":"z@example.com"}}"#,
     );
     let db = scratch.path("h.db");
-    let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-02")
-        .arg("--live")
-        .arg("--db")
-        .arg(&db));
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    simulate_into(&config, &timeline, MARCH_1, &db, &["--live"]);
     let sent = provider.requests();
     assert_eq!(sent.len(), 1);
     let body = sent[0].json()["text"].as_str().unwrap().to_string();
@@ -112,10 +87,9 @@ text = "Still there?"
     assert_eq!(rows[0]["source"], "unsubscribe");
 
     // The next reminder skips the mail channel and lands in the inbox.
-    let (status, body) = http_as(
-        &server.token,
+    let (status, body) = server.api(
         "POST",
-        &format!("{}/events", server.base),
+        "/events",
         Some(&json!({"customer": "张 3", "kind": "nudge"}).to_string()),
     );
     assert!(status < 300, "{status} {body}");

@@ -2,46 +2,31 @@
 //! signature: delivered, retried after a 500, failed at once on a 400, and
 //! the secret never printed.
 
+use crate::fakes::codec::hmac_sha256_hex;
 use crate::support::*;
 use serde_json::json;
 
 const SECRET: &str = "whsec-3f9a7c0e-do-not-print";
 
-fn config(provider: &FakeProvider, max_attempts: u32) -> String {
-    format!(
-        r#"
-[retry]
-max_attempts = {max_attempts}
-base = "10m"
-max = "1h"
-
-[channels.hook]
-plugin = "{plugin}"
-allowed_hosts = ["{origin}"]
-timeout = "5s"
-
-[channels.hook.settings]
-url = "{url}"
-secret = {{ env = "TEST_HOOK_SECRET" }}
-
-[[rules]]
-id = "welcome"
-trigger = {{ on = "created" }}
-channels = ["hook"]
-subject = "Welcome, {{{{ customer.name }}}}"
-text = "Hello {{{{ customer.name }}}}, 欢迎!"
-html = "<p>Hello {{{{ customer.name }}}}</p>"
-"#,
-        plugin = plugin("webhook").display(),
-        origin = provider.origin(),
-        url = provider.url("/hook"),
-    )
+fn config(provider: &FakeProvider, max_attempts: u32) -> Config {
+    Config::new()
+        .retry(max_attempts, "10m", "1h")
+        .channel(
+            "hook",
+            webhook(provider, "/hook", env("TEST_HOOK_SECRET")).set("timeout", "5s"),
+        )
+        .rule(
+            welcome(&["hook"])
+                .set("subject", "Welcome, {{ customer.name }}")
+                .set("text", "Hello {{ customer.name }}, 欢迎!")
+                .set("html", "<p>Hello {{ customer.name }}</p>"),
+        )
 }
 
 fn provider() -> FakeProvider {
     FakeProvider::start(|req, earlier| {
         let signature = req.header("x-herald-signature").unwrap_or("");
-        if signature != format!("sha256={}", hmac_hex(SECRET, &req.body)) {
+        if signature != format!("sha256={}", hmac_sha256_hex(SECRET, &req.body)) {
             return Reply::json(401, json!({"error": "bad signature"}));
         }
         let body = req.json();
@@ -84,7 +69,7 @@ const TIMELINE: &str = r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":
 fn webhook_signs_retries_and_classifies() {
     let provider = provider();
     let scratch = Scratch::new();
-    let config = scratch.write("herald.toml", &config(&provider, 3));
+    let config = config(&provider, 3).write(&scratch);
     let timeline = scratch.write("t.jsonl", TIMELINE);
     let db = scratch.path("h.db");
     let out = run(live(&config, &timeline, "2026-03-02").arg("--db").arg(&db));
@@ -116,9 +101,7 @@ fn webhook_signs_retries_and_classifies() {
     );
     assert_eq!(flaky[1].1, "delivered");
     // Retried after the configured 10 minutes, ±20% jitter.
-    let retry_at = chrono::DateTime::parse_from_rfc3339(&flaky[1].0).unwrap();
-    let first = chrono::DateTime::parse_from_rfc3339("2026-03-01T09:00:00Z").unwrap();
-    let gap = (retry_at - first).num_seconds();
+    let gap = seconds_between("2026-03-01T09:00:00Z", &flaky[1].0);
     assert!((480..=720).contains(&gap), "retry after {gap}s");
 
     // What the provider saw: every request signed, one idempotency key per occurrence.
@@ -179,27 +162,18 @@ fn webhook_signs_retries_and_classifies() {
     let delivered = rows.iter().find(|r| r["customer"] == "ok-1").unwrap();
     assert_eq!(delivered["provider_message_id"], "msg-ok-1");
     assert_eq!(delivered["provider"], "webhook");
-    let table = run(herald()
-        .args(["deliveries", "--config"])
-        .arg(&config)
-        .arg("--db")
-        .arg(&db));
-    for output in [
-        stdout,
-        stderr,
-        text(&table.stdout),
-        text(&table.stderr),
-        json!(rows).to_string(),
-    ] {
-        assert!(!output.contains(SECRET), "the secret leaked: {output}");
-    }
+    let [table, table_err] = deliveries_table(&config, &db);
+    assert_not_leaked(
+        &[SECRET],
+        &[stdout, stderr, table, table_err, json!(rows).to_string()],
+    );
 }
 
 #[test]
 fn retries_stop_at_max_attempts_and_the_reminder_is_dead() {
     let provider = FakeProvider::start(|_, _| Reply::json(503, json!({"error": "maintenance"})));
     let scratch = Scratch::new();
-    let config = scratch.write("herald.toml", &config(&provider, 3));
+    let config = config(&provider, 3).write(&scratch);
     let timeline = scratch.write(
         "t.jsonl",
         r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"c1","name":"C"}}"#,
@@ -218,7 +192,7 @@ fn retries_stop_at_max_attempts_and_the_reminder_is_dead() {
 fn a_missing_secret_stops_herald_with_a_clear_error() {
     let provider = provider();
     let scratch = Scratch::new();
-    let config = scratch.write("herald.toml", &config(&provider, 3));
+    let config = config(&provider, 3).write(&scratch);
     let timeline = scratch.write("t.jsonl", "");
     let stderr = expect_refusal(
         simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-02").env_remove("TEST_HOOK_SECRET"),

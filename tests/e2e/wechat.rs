@@ -11,7 +11,7 @@
 use crate::fakes::wechat::{access_token_of, job_finish_xml, push_query, FakeWechat};
 use crate::support::*;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 const APP_ID: &str = "wx8f3a2b1c0d9e7f65";
 const APP_SECRET: &str = "5c1d9e0f7a3b4c2d8e6f0a1b2c3d4e5f";
@@ -21,65 +21,47 @@ const SUBJECT: &str = "【Acme】您的试用将于4天后结束";
 
 fn config(scratch: &Scratch, fake: &FakeWechat, secret: &str) -> PathBuf {
     let secret_file = scratch.write("wechat.secret", secret);
-    let toml = format!(
-        r#"
-# One send at a time: the token cache is then exact. (With sends in
-# parallel the plugin's single-flight token fetch is best-effort, as its
-# README says: the host's key-value store has no compare-and-set.)
-[scheduler]
-concurrency = 1
-
-[retry]
-max_attempts = 3
-base = "10m"
-max = "1h"
-
-[channels.wechat]
-plugin = "{plugin}"
-allowed_hosts = ["{origin}"]
-timeout = "5s"
-
-[channels.wechat.settings]
-app_id = "{APP_ID}"
-app_secret = {{ file = "{secret_file}" }}
-template_id = "{TEMPLATE}"
-api_base = "{origin}"
-url = "https://acme.example/billing"
-callback_token = "{CALLBACK_TOKEN}"
-
-[channels.inbox]
-builtin = "inbox"
-
-[[rules]]
-id = "trial-ending"
-trigger = {{ on = "created" }}
-channels = ["wechat", "inbox"]
-subject = "{SUBJECT}"
-text = "{{{{ customer.name }}}}，您好：您的试用将于4天后结束。"
-fields = {{ first = "{SUBJECT}", keyword1 = "{{{{ customer.name }}}}", keyword2 = "2026-03-05", remark = "点击续费，保留您的数据" }}
-"#,
-        plugin = plugin("wechat-template").display(),
-        origin = fake.origin(),
-        secret_file = secret_file.display(),
-    );
-    scratch.write("herald.toml", &toml)
+    Config::new()
+        // One send at a time: the token cache is then exact. (With sends in
+        // parallel the plugin's single-flight token fetch is best-effort, as
+        // its README says: the host's key-value store has no compare-and-set.)
+        .set("scheduler", "concurrency", 1)
+        .retry(3, "10m", "1h")
+        .channel(
+            "wechat",
+            Channel::plugin("wechat-template")
+                .allow(&fake.origin())
+                .set("timeout", "5s")
+                .setting("app_id", APP_ID)
+                .setting("app_secret", file(&secret_file))
+                .setting("template_id", TEMPLATE)
+                .setting("api_base", fake.origin())
+                .setting("url", "https://acme.example/billing")
+                .setting("callback_token", CALLBACK_TOKEN),
+        )
+        .inbox()
+        .rule(
+            Rule::new(
+                "trial-ending",
+                ON_CREATED,
+                &["wechat", "inbox"],
+                SUBJECT,
+                "{{ customer.name }}，您好：您的试用将于4天后结束。",
+            )
+            .set(
+                "fields",
+                Raw(format!(
+                    r#"{{ first = "{SUBJECT}", keyword1 = "{{{{ customer.name }}}}", keyword2 = "2026-03-05", remark = "点击续费，保留您的数据" }}"#
+                )),
+            ),
+        )
+        .write(&scratch)
 }
 
 fn customer(at: &str, id: &str, name: &str, openid: &str) -> String {
     json!({"at": at, "op": "upsert", "customer": {"external_id": id, "name": name, "wechat_openid": openid}})
         .to_string()
         + "\n"
-}
-
-fn live(config: &Path, timeline: &Path, db: &Path) -> std::process::Output {
-    run(simulate_cmd(config, timeline, "2026-03-01", "2026-03-02")
-        .arg("--live")
-        .arg("--db")
-        .arg(db))
-}
-
-fn rows_of<'a>(rows: &'a [Value], customer: &str) -> Vec<&'a Value> {
-    rows.iter().filter(|r| r["customer"] == customer).collect()
 }
 
 /// "token" for a token fetch, the openid for a template send.
@@ -109,9 +91,8 @@ fn wechat_sends_templates_caches_the_token_and_maps_errcodes() {
     .concat();
     let timeline = scratch.write("t.jsonl", &timeline);
     let db = scratch.path("h.db");
-    let out = live(&config, &timeline, &db);
+    let out = simulate_into(&config, &timeline, MARCH_1, &db, &["--live"]);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert!(out.status.success(), "{stderr}");
 
     // One token for the five sends at 09:00, a new one at 11:30 and another
     // for the 45009 retry after midnight Beijing time.
@@ -186,11 +167,7 @@ fn wechat_sends_templates_caches_the_token_and_maps_errcodes() {
 
     // Outcomes.
     let rows = deliveries(&config, &db);
-    let one = |c: &str| {
-        let r = rows_of(&rows, c);
-        assert_eq!(r.len(), 1, "{c}: {r:?}");
-        r[0].clone()
-    };
+    let one = |c: &str| only_row(&rows, c);
     let ok = one("lilei");
     assert_eq!(ok["status"], "delivered");
     assert_eq!(ok["channel"], "wechat");
@@ -206,7 +183,7 @@ fn wechat_sends_templates_caches_the_token_and_maps_errcodes() {
     assert_eq!(one("hanmeimei")["status"], "delivered");
     assert_eq!(one("late")["status"], "delivered");
 
-    let gone = rows_of(&rows, "gone");
+    let gone = customer_rows(&rows, "gone");
     assert_eq!(gone.len(), 2, "suppressed, then the inbox: {gone:?}");
     assert_eq!(gone[0]["status"], "suppressed");
     assert_eq!(gone[0]["channel"], "wechat");
@@ -227,7 +204,7 @@ fn wechat_sends_templates_caches_the_token_and_maps_errcodes() {
         "{err}"
     );
 
-    let busy = rows_of(&rows, "busy");
+    let busy = customer_rows(&rows, "busy");
     assert_eq!(busy.len(), 2, "{busy:?}");
     assert_eq!(busy[0]["status"], "failed");
     assert!(busy[0]["error"].as_str().unwrap().contains("45009"));
@@ -241,29 +218,14 @@ fn wechat_sends_templates_caches_the_token_and_maps_errcodes() {
     assert_eq!(busy[1]["attempt"], 2);
 
     // Neither the secret nor any access token is printed.
-    let table = run(herald()
-        .args(["deliveries", "--config"])
-        .arg(&config)
-        .arg("--db")
-        .arg(&db));
-    for output in [
-        stdout,
-        stderr,
-        text(&table.stdout),
-        text(&table.stderr),
-        json!(rows).to_string(),
-    ] {
-        assert!(
-            !output.contains(APP_SECRET),
-            "the app secret leaked: {output}"
-        );
-        for t in &tokens {
-            assert!(
-                !output.contains(t.as_str()),
-                "an access token leaked: {output}"
-            );
-        }
-    }
+    let [table, table_err] = deliveries_table(&config, &db);
+    let secrets: Vec<&str> = std::iter::once(APP_SECRET)
+        .chain(tokens.iter().map(String::as_str))
+        .collect();
+    assert_not_leaked(
+        &secrets,
+        &[stdout, stderr, table, table_err, json!(rows).to_string()],
+    );
 }
 
 #[test]
@@ -281,8 +243,7 @@ fn an_invalidated_token_is_refreshed_once_within_the_send() {
     .concat();
     let timeline = scratch.write("t.jsonl", &timeline);
     let db = scratch.path("h.db");
-    let out = live(&config, &timeline, &db);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    simulate_into(&config, &timeline, MARCH_1, &db, &["--live"]);
 
     let kinds: Vec<String> = fake.requests().iter().map(kind).collect();
     assert_eq!(
@@ -301,7 +262,7 @@ fn an_invalidated_token_is_refreshed_once_within_the_send() {
     );
 
     let rows = deliveries(&config, &db);
-    let rotated = rows_of(&rows, "rotated");
+    let rotated = customer_rows(&rows, "rotated");
     assert_eq!(rotated.len(), 1, "{rotated:?}");
     assert_eq!(rotated[0]["status"], "delivered");
     assert_eq!(rotated[0]["attempt"], 1);
@@ -324,8 +285,7 @@ fn a_wrong_app_secret_fails_permanently_and_is_never_printed() {
         ),
     );
     let db = scratch.path("h.db");
-    let out = live(&config, &timeline, &db);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = simulate_into(&config, &timeline, MARCH_1, &db, &["--live"]);
     let rows = deliveries(&config, &db);
     let wechat: Vec<&Value> = rows.iter().filter(|r| r["channel"] == "wechat").collect();
     assert_eq!(wechat.len(), 1, "not retried: {rows:?}");
@@ -336,42 +296,20 @@ fn a_wrong_app_secret_fails_permanently_and_is_never_printed() {
         "{err}"
     );
     assert!(fake.sends().is_empty());
-    for output in [
-        text(&out.stdout),
-        text(&out.stderr),
-        json!(rows).to_string(),
-    ] {
-        assert!(!output.contains(wrong), "the app secret leaked: {output}");
-    }
+    assert_not_leaked(
+        &[wrong],
+        &[
+            text(&out.stdout),
+            text(&out.stderr),
+            json!(rows).to_string(),
+        ],
+    );
 }
 
 /// POST an XML push to `url`; the HTTP status and body.
 fn post_xml(url: &str, body: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest
-        .split_once('/')
-        .map(|(h, p)| (h, format!("/{p}")))
-        .unwrap();
-    let mut stream = std::net::TcpStream::connect(host).unwrap();
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or("");
-    (status, body.to_string())
+    let answer = Request::post(url).body("text/xml", body).send();
+    (answer.status, answer.text())
 }
 
 #[test]
@@ -396,11 +334,10 @@ fn signed_job_finish_pushes_become_reports() {
     .concat();
     let timeline = scratch.write("t.jsonl", &timeline);
     let db = scratch.path("h.db");
-    let out = live(&config, &timeline, &db);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    simulate_into(&config, &timeline, MARCH_1, &db, &["--live"]);
     let rows = deliveries(&config, &db);
     let msgid = |c: &str| {
-        rows_of(&rows, c)[0]["provider_message_id"]
+        customer_rows(&rows, c)[0]["provider_message_id"]
             .as_str()
             .unwrap()
             .to_string()
@@ -427,8 +364,8 @@ fn signed_job_finish_pushes_become_reports() {
         rows.iter().all(|r| !r["report"].is_null()).then_some(rows)
     })
     .unwrap_or_else(|| panic!("no reports recorded; log: {}", server.log()));
-    assert_eq!(rows_of(&rows, "lilei")[0]["report"], "delivered");
-    let b = rows_of(&rows, "blocker")[0];
+    assert_eq!(customer_rows(&rows, "lilei")[0]["report"], "delivered");
+    let b = customer_rows(&rows, "blocker")[0];
     assert_eq!(b["report"], "undelivered");
     assert_eq!(b["report_reason"], "user block");
     assert!(!server.log().contains(APP_SECRET));

@@ -10,7 +10,7 @@
 
 #![allow(dead_code)]
 
-use super::twilio::{base64, form_decode, form_get, hmac_sha1};
+use super::codec::{base64, form_decode, form_get, hmac_sha1, percent_encode, query_of};
 use crate::support::{FakeProvider, Received, Reply};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{json, Value};
@@ -94,23 +94,8 @@ fn params_of(req: &Received) -> Vec<(String, String)> {
     if req.method == "POST" {
         form_decode(&req.body)
     } else {
-        let query = req.path.split_once('?').map(|(_, q)| q).unwrap_or("");
-        form_decode(query.as_bytes())
+        query_of(&req.path)
     }
-}
-
-/// RFC 3986 percent-encoding (unreserved kept, space `%20`).
-pub fn percent_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 /// The string Alibaba Cloud signs for these parameters (all but `Signature`).

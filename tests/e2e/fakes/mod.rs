@@ -1,6 +1,7 @@
 //! Fake vendor providers: real servers on loopback that check what the real
 //! provider checks and answer with its real error codes.
 pub mod aliyun;
+pub mod codec;
 pub mod twilio;
 
 pub mod sendgrid;

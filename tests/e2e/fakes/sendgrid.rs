@@ -11,9 +11,9 @@
 
 #![allow(dead_code)]
 
+use super::codec::sha256_hex;
 use crate::support::{FakeProvider, Received, Reply};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 /// The `Retry-After` the fake sends with its 429.
 pub const RETRY_AFTER_SECS: u64 = 7200;
@@ -27,7 +27,7 @@ pub struct FakeSendgrid {
 /// like SendGrid's, and the same for every send to that address so a test
 /// can write (and sign) an event for it in advance.
 pub fn message_id(email: &str) -> String {
-    hex::encode(Sha256::digest(email.as_bytes()))[..22].to_string()
+    sha256_hex(email.as_bytes())[..22].to_string()
 }
 
 fn error(status: u16, message: &str, field: Option<&str>, help: Option<&str>) -> Reply {

@@ -10,11 +10,11 @@
 //! - `rotate…` → on its first send every issued token is invalidated
 //!   first (as when another server fetched a new one), so it gets 40001.
 //!
-//! It also signs `TEMPLATESENDJOBFINISH` pushes (`push_query`), with a small
-//! SHA-1 of its own because the test crate has no sha1 dependency.
+//! It also signs `TEMPLATESENDJOBFINISH` pushes (`push_query`).
 
 #![allow(dead_code)]
 
+use super::codec::{form_get, query_of, sha1};
 use crate::support::{FakeProvider, Received, Reply};
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -42,16 +42,6 @@ fn errcode(code: i64, msg: &str) -> Reply {
     )
 }
 
-/// The decoded query string of a request path.
-fn query(path: &str) -> Vec<(String, String)> {
-    let q = path.split_once('?').map(|(_, q)| q).unwrap_or("");
-    serde_urlencoded::from_str(q).unwrap_or_default()
-}
-
-fn param<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
-    q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
-}
-
 impl FakeWechat {
     /// Starts the fake for one app; `templates` are the template ids it knows.
     pub fn start(app_id: &str, app_secret: &str, templates: &[&str]) -> FakeWechat {
@@ -63,18 +53,18 @@ impl FakeWechat {
         let templates: HashSet<String> = templates.iter().map(|t| t.to_string()).collect();
         let shared = state.clone();
         let provider = FakeProvider::start(move |req: &Received, earlier: &[Received]| {
-            let q = query(&req.path);
+            let q = query_of(&req.path);
             let path = req.path.split('?').next().unwrap_or("");
             let mut st = shared.lock().unwrap();
             match (req.method.as_str(), path) {
                 ("GET", "/cgi-bin/token") => {
-                    if param(&q, "grant_type") != Some("client_credential") {
+                    if form_get(&q, "grant_type") != Some("client_credential") {
                         return errcode(40002, "invalid grant_type");
                     }
-                    if param(&q, "appid") != Some(app_id.as_str()) {
+                    if form_get(&q, "appid") != Some(app_id.as_str()) {
                         return errcode(40013, "invalid appid");
                     }
-                    match param(&q, "secret") {
+                    match form_get(&q, "secret") {
                         None | Some("") => return errcode(41004, "appsecret missing"),
                         Some(s) if s != app_secret => {
                             return errcode(
@@ -93,7 +83,7 @@ impl FakeWechat {
                     Reply::json(200, json!({"access_token": token, "expires_in": 7200}))
                 }
                 ("POST", "/cgi-bin/message/template/send") => {
-                    let Some(token) = param(&q, "access_token").filter(|t| !t.is_empty()) else {
+                    let Some(token) = form_get(&q, "access_token").filter(|t| !t.is_empty()) else {
                         return errcode(41001, "access_token missing");
                     };
                     let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
@@ -179,7 +169,7 @@ impl FakeWechat {
 
 /// The `access_token` query parameter of a request.
 pub fn access_token_of(req: &Received) -> String {
-    param(&query(&req.path), "access_token")
+    form_get(&query_of(&req.path), "access_token")
         .unwrap_or("")
         .to_string()
 }
@@ -204,27 +194,4 @@ pub fn job_finish_xml(openid: &str, msgid: &str, status: &str) -> String {
          <MsgID>{msgid}</MsgID>\
          <Status><![CDATA[{status}]]></Status></xml>"
     )
-}
-
-/// SHA-1 of `data`, for push signatures.
-pub fn sha1(data: &[u8]) -> [u8; 20] {
-    super::twilio::sha1(data)
-}
-
-#[test]
-fn sha1_matches_the_standard_vectors() {
-    assert_eq!(
-        hex::encode(sha1(b"abc")),
-        "a9993e364706816aba3e25717850c26c9cd0d89d"
-    );
-    assert_eq!(
-        hex::encode(sha1(b"")),
-        "da39a3ee5e6b4b0d3255bfef95601890afd80709"
-    );
-    assert_eq!(
-        hex::encode(sha1(
-            b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"
-        )),
-        "84983e441c3bd26ebaae4aa1f95129e5e54670f1"
-    );
 }

@@ -1,8 +1,17 @@
 //! Shared helpers: locating the binary and plugins, scratch directories,
-//! running commands, parsing `simulate` output, and a scriptable fake HTTP
-//! provider on loopback.
+//! running commands, parsing `simulate` output, a scriptable fake HTTP
+//! provider on loopback, `herald serve` as a child process, the config
+//! builder ([`config`]) and the one HTTP client ([`http`]).
 
 #![allow(dead_code)]
+
+pub mod config;
+pub mod http;
+
+pub use config::{
+    env, file, on_event, targeting, webhook, welcome, Channel, Config, Raw, Rule, ON_CREATED,
+};
+pub use http::{http, http_as, http_text, Request, Response};
 
 use serde_json::Value;
 use std::collections::HashMap;
@@ -122,12 +131,12 @@ pub fn parse_attempts(stdout: &str) -> Vec<Attempt> {
         .collect()
 }
 
-/// Run `herald simulate` and return its attempts; panics with stderr on failure.
+/// Run `herald simulate` from `from` until `until` and return its attempts;
+/// panics with stderr on failure.
 pub fn simulate(
     config: &Path,
     timeline: &Path,
-    from: &str,
-    until: &str,
+    (from, until): (&str, &str),
     extra: &[&str],
 ) -> (Vec<Attempt>, String) {
     let out = run(herald()
@@ -150,6 +159,63 @@ pub fn simulate_cmd(config: &Path, timeline: &Path, from: &str, until: &str) -> 
         .arg("--timeline")
         .arg(timeline);
     cmd
+}
+
+/// The day most tests simulate: 2026-03-01.
+pub const MARCH_1: (&str, &str) = ("2026-03-01", "2026-03-02");
+
+/// Run `herald simulate` from `from` until `until` into the database `db`,
+/// with more arguments (`--live`, ...); panics with its stderr when it fails.
+pub fn simulate_into(
+    config: &Path,
+    timeline: &Path,
+    (from, until): (&str, &str),
+    db: &Path,
+    extra: &[&str],
+) -> Output {
+    let out = run(simulate_cmd(config, timeline, from, until)
+        .arg("--db")
+        .arg(db)
+        .args(extra));
+    assert!(
+        out.status.success(),
+        "simulate failed: {}",
+        text(&out.stderr)
+    );
+    out
+}
+
+/// `herald simulate --live` from `from` until `until` into `db` with one more environment
+/// variable (a secret the config names, a log level); panics with its
+/// stderr when it fails. Its stdout and stderr.
+pub fn simulate_live_with(
+    config: &Path,
+    timeline: &Path,
+    (from, until): (&str, &str),
+    db: &Path,
+    (name, value): (&str, &str),
+) -> [String; 2] {
+    let out = run(simulate_cmd(config, timeline, from, until)
+        .env(name, value)
+        .args(["--live", "--db"])
+        .arg(db));
+    let [stdout, stderr] = [text(&out.stdout), text(&out.stderr)];
+    assert!(out.status.success(), "simulate failed: {stderr}");
+    [stdout, stderr]
+}
+
+/// Write `config` and start `herald simulate` on it with an empty
+/// timeline: it must refuse before doing anything. Its stderr.
+pub fn refusal(config: Config) -> String {
+    let scratch = Scratch::new();
+    let config = config.write(&scratch);
+    let timeline = scratch.write("t.jsonl", "");
+    expect_refusal(&mut simulate_cmd(
+        &config,
+        &timeline,
+        "2026-01-01",
+        "2026-01-02",
+    ))
 }
 
 /// Run a simulate command that must fail before doing anything; returns its stderr.
@@ -180,6 +246,83 @@ pub fn deliveries(config: &Path, db: &Path) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).expect("json line"))
         .collect()
+}
+
+/// A timeline line: `id` signs up on 2026-03-01 at 09:00 with a name and
+/// a phone number.
+pub fn with_phone(id: &str, name: &str, phone: &str) -> String {
+    serde_json::json!({"at": "2026-03-01T09:00:00Z", "op": "upsert",
+           "customer": {"external_id": id, "name": name, "phone": phone}})
+    .to_string()
+}
+
+/// `herald deliveries` as the table a person reads: stdout and stderr.
+pub fn deliveries_table(config: &Path, db: &Path) -> [String; 2] {
+    let out = run(herald()
+        .args(["deliveries", "--config"])
+        .arg(config)
+        .arg("--db")
+        .arg(db));
+    [text(&out.stdout), text(&out.stderr)]
+}
+
+/// The delivery rows of `customer`, in the order given.
+pub fn customer_rows<'a>(rows: &'a [Value], customer: &str) -> Vec<&'a Value> {
+    rows.iter().filter(|r| r["customer"] == customer).collect()
+}
+
+/// The one delivery row of `customer` (there must be exactly one).
+pub fn only_row(rows: &[Value], customer: &str) -> Value {
+    let mine = customer_rows(rows, customer);
+    assert_eq!(mine.len(), 1, "{customer}: {mine:?}");
+    mine[0].clone()
+}
+
+/// The error of the only delivery row, a failure that is not retried.
+pub fn only_failure(rows: &[Value]) -> String {
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["status"], "failed");
+    assert!(rows[0]["retry_at"].is_null());
+    rows[0]["error"].as_str().unwrap().to_string()
+}
+
+/// The first delivery row of `rule` for `customer`.
+pub fn row_for<'a>(rows: &'a [Value], customer: &str, rule: &str) -> Option<&'a Value> {
+    rows.iter()
+        .find(|r| r["customer"] == customer && r["rule"] == rule)
+}
+
+/// Fail if any of `secrets` is in any of `outputs`.
+pub fn assert_not_leaked(secrets: &[&str], outputs: &[String]) {
+    for output in outputs {
+        for secret in secrets {
+            assert!(!output.contains(secret), "a secret leaked: {output}");
+        }
+    }
+}
+
+/// Seconds from one RFC 3339 instant to another.
+pub fn seconds_between(from: &str, to: &str) -> i64 {
+    let at =
+        |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap_or_else(|e| panic!("{t}: {e}"));
+    (at(to) - at(from)).num_seconds()
+}
+
+/// A connection to a test database, for what no herald command shows,
+/// and the runtime to drive it.
+pub fn open_db(db: &Path) -> (tokio::runtime::Runtime, sqlx::SqliteConnection) {
+    use sqlx::Connection;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let conn = runtime
+        .block_on(sqlx::SqliteConnection::connect(&format!(
+            "sqlite://{}",
+            db.display()
+        )))
+        .expect("open the database");
+    (runtime, conn)
 }
 
 /// A request the fake provider received.
@@ -213,10 +356,15 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(status: u16, body: Value) -> Reply {
+        Reply::json_text(status, body.to_string())
+    }
+
+    /// A JSON answer whose body is already text.
+    pub fn json_text(status: u16, body: String) -> Reply {
         Reply {
             status,
             headers: vec![("content-type".into(), "application/json".into())],
-            body: body.to_string(),
+            body,
             delay: std::time::Duration::ZERO,
         }
     }
@@ -308,14 +456,6 @@ impl FakeProvider {
     }
 }
 
-/// HMAC-SHA256 of `body` with `secret`, as lowercase hex.
-pub fn hmac_hex(secret: &str, body: &[u8]) -> String {
-    use hmac::{Hmac, Mac};
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
-}
-
 /// Wait up to `seconds` for `check` to return Some.
 pub fn wait_for<T>(seconds: u64, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
@@ -399,9 +539,70 @@ impl Server {
         }
     }
 
+    /// The URL of `path` (with its query) on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
     /// Call the API at `path` with the admin token.
     pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-        http_as(&self.token, method, &format!("{}{path}", self.base), body)
+        http_as(&self.token, method, &self.url(path), body)
+    }
+
+    /// Sign up each `(external_id, phone)` through the API (named by its
+    /// id) and wait until `rule` is delivered to all of them; the provider
+    /// message id of each, in order.
+    pub fn sign_up_phones<const N: usize>(
+        &self,
+        config: &Path,
+        db: &Path,
+        customers: &[(&str, &str); N],
+        rule: &str,
+    ) -> [String; N] {
+        for (id, phone) in customers {
+            let customer = serde_json::json!({"external_id": id, "name": id, "phone": phone});
+            let (status, body) = self.api("POST", "/customers", Some(&customer.to_string()));
+            assert_eq!(status, 200, "{body}");
+        }
+        let id_of = |rows: &[Value], customer: &str| {
+            row_for(rows, customer, rule)
+                .filter(|r| r["status"] == "delivered")
+                .and_then(|r| r["provider_message_id"].as_str())
+                .map(str::to_string)
+        };
+        let ids = wait_for(20, || {
+            let rows = deliveries(config, db);
+            customers
+                .iter()
+                .map(|(c, _)| id_of(&rows, c))
+                .collect::<Option<Vec<String>>>()
+        });
+        let ids =
+            ids.unwrap_or_else(|| panic!("`{rule}` was not sent to everyone: {}", self.log()));
+        ids.try_into().expect("one id per customer")
+    }
+
+    /// Post an event of `kind` for each customer, then wait until `rule`
+    /// has a delivery row for each; all the rows then.
+    pub fn events_delivered(
+        &self,
+        config: &Path,
+        db: &Path,
+        customers: &[&str],
+        kind: &str,
+        rule: &str,
+    ) -> Vec<Value> {
+        for id in customers {
+            let event = serde_json::json!({"customer": id, "kind": kind});
+            let (status, body) = self.api("POST", "/events", Some(&event.to_string()));
+            assert_eq!(status, 201, "{body}");
+        }
+        wait_for(20, || {
+            let rows = deliveries(config, db);
+            let all = customers.iter().all(|c| row_for(&rows, c, rule).is_some());
+            all.then_some(rows)
+        })
+        .unwrap_or_else(|| panic!("`{rule}` was not sent to everyone: {}", self.log()))
     }
 
     pub fn log(&self) -> String {
@@ -414,85 +615,4 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A tiny blocking HTTP/1.1 client for talking to `herald serve`.
-pub fn http(method: &str, url: &str, body: Option<&str>) -> (u16, Value) {
-    let (status, body) = http_text(method, url, body);
-    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
-}
-
-/// Like [`http`], with `Authorization: Bearer <token>`.
-pub fn http_as(token: &str, method: &str, url: &str, body: Option<&str>) -> (u16, Value) {
-    let (status, body) = http_request(
-        method,
-        url,
-        &[("Authorization", &format!("Bearer {token}"))],
-        body,
-    );
-    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
-}
-
-/// Like [`http`], returning the body as text.
-pub fn http_text(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
-    http_request(method, url, &[], body)
-}
-
-/// One request with extra headers; the status and the body as text.
-pub fn http_request(
-    method: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-) -> (u16, String) {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").expect("http url");
-    let (host, path) = rest
-        .split_once('/')
-        .map(|(h, p)| (h, format!("/{p}")))
-        .unwrap_or((rest, "/".into()));
-    let mut stream = std::net::TcpStream::connect(host).expect("connect to herald");
-    let body = body.unwrap_or("");
-    let extra: String = headers
-        .iter()
-        .map(|(name, value)| format!("{name}: {value}\r\n"))
-        .collect();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("write request");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).expect("read response");
-    let response = String::from_utf8_lossy(&response);
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    (status, body)
-}
-
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = &after[n + 2..];
-    }
-    out
 }
