@@ -795,7 +795,9 @@ fn faults_config() -> Config {
         .channel("ok", chaos("ok"))
         .channel("trap", chaos("trap"))
         .channel("loop", chaos("loop").set("timeout", "1s"))
-        .channel("oom", chaos("oom").set("memory", "32MiB"));
+        // Its memory cap must end it, not the run-time budget: allocating
+        // 32 MiB can take longer than the default 50 ms on a loaded machine.
+        .channel("oom", chaos("oom").set("memory", "32MiB").set("cpu", "5s"));
     for (rule, fault, channel) in [
         ("r-ok", "none", "ok"),
         ("r-trap", "trap", "trap"),

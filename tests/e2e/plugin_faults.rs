@@ -24,7 +24,9 @@ fn config() -> Config {
             "loop-wall",
             chaos("loop").set("timeout", "300ms").set("cpu", "10s"),
         )
-        .channel("oom", chaos("oom").set("memory", "32MiB"))
+        // The memory cap must end it, not the run-time budget, which a
+        // loaded machine can spend on allocating 32 MiB.
+        .channel("oom", chaos("oom").set("memory", "32MiB").set("cpu", "5s"))
         .channel(
             "forbidden",
             chaos("forbidden-host")
