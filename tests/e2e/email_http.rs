@@ -48,7 +48,7 @@ fn config(scratch: &Scratch, sendgrid: &FakeSendgrid, api_key: &str) -> std::pat
             )
             .set("html", "<p>{{ customer.name or '您' }}，您好</p>"),
         )
-        .write(&scratch)
+        .write(scratch)
 }
 
 const TIMELINE: &str = r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"lilei","name":"李雷","email":"lilei@example.com"}}

@@ -21,7 +21,7 @@ fn deployment(provider: &FakeProvider) -> Config {
         .max_attempts(1)
         .channel(
             "hook",
-            webhook(&provider, "/hook", env("OPS_HOOK_SECRET")).set("timeout", "10s"),
+            webhook(provider, "/hook", env("OPS_HOOK_SECRET")).set("timeout", "10s"),
         )
         .rule(welcome(&["hook"]).set("subject", "Welcome {{ customer.name }}"))
 }

@@ -55,7 +55,7 @@ fn config(scratch: &Scratch, fake: &FakeWechat, secret: &str) -> PathBuf {
                 )),
             ),
         )
-        .write(&scratch)
+        .write(scratch)
 }
 
 fn customer(at: &str, id: &str, name: &str, openid: &str) -> String {
