@@ -54,15 +54,52 @@ impl Clock for VirtualClock {
 /// A shared clock handle.
 pub type SharedClock = Arc<dyn Clock>;
 
+/// The first year of the instants and dates Herald accepts from outside.
+pub const EARLIEST_YEAR: i32 = 1900;
+/// The last year of the instants and dates Herald accepts from outside.
+/// With strategy durations bounded to [`crate::span::MAX_YEARS`], every
+/// later calendar or clock computation stays far inside chrono's range.
+pub const LATEST_YEAR: i32 = 9999;
+
+/// `at` itself when its year lies in the accepted range, else an error
+/// saying so (`what` names the value, e.g. "`at`").
+pub fn in_range(at: DateTime<Utc>, what: &str) -> Result<DateTime<Utc>, String> {
+    match accepted_year(at.date_naive()) {
+        true => Ok(at),
+        false => Err(out_of_range(what, &at.to_rfc3339())),
+    }
+}
+
+/// `date` itself when its year lies in the accepted range, else an error.
+pub fn date_in_range(date: NaiveDate, what: &str) -> Result<NaiveDate, String> {
+    match accepted_year(date) {
+        true => Ok(date),
+        false => Err(out_of_range(what, &date.to_string())),
+    }
+}
+
+fn accepted_year(date: NaiveDate) -> bool {
+    use chrono::Datelike;
+    (EARLIEST_YEAR..=LATEST_YEAR).contains(&date.year())
+}
+
+fn out_of_range(what: &str, value: &str) -> String {
+    format!(
+        "{what} = `{value}` is outside the years {EARLIEST_YEAR}–{LATEST_YEAR} that Herald accepts"
+    )
+}
+
 /// Parse an instant as commands take it (`--from`, `--at`, report bounds):
-/// `YYYY-MM-DD` (UTC midnight) or RFC 3339.
+/// `YYYY-MM-DD` (UTC midnight) or RFC 3339, in the accepted years.
 pub fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(d) = NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
+        let d = date_in_range(d, "the date")?;
         return Ok(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc());
     }
-    DateTime::parse_from_rfc3339(text.trim())
+    let at = DateTime::parse_from_rfc3339(text.trim())
         .map(|d| d.with_timezone(&Utc))
-        .map_err(|_| format!("`{text}` is neither YYYY-MM-DD nor an RFC 3339 timestamp"))
+        .map_err(|_| format!("`{text}` is neither YYYY-MM-DD nor an RFC 3339 timestamp"))?;
+    in_range(at, "the instant")
 }
 
 #[cfg(test)]
@@ -85,5 +122,15 @@ mod tests {
             "2026-01-02T00:00:00+00:00"
         );
         assert!(parse_instant("tomorrow").is_err());
+        assert!(parse_instant("+262142-12-31T23:59:59Z").is_err());
+        for far in [
+            "0000-01-01T00:00:00Z",
+            "1899-12-31",
+            "1899-12-31T23:59:59-01:00",
+        ] {
+            let e = parse_instant(far).unwrap_err();
+            assert!(e.contains("1900–9999"), "{far}: {e}");
+        }
+        assert!(parse_instant("9999-12-31T23:59:59Z").is_ok());
     }
 }

@@ -199,6 +199,9 @@ impl CustomerPatch {
         if external_id.is_empty() {
             return Err(PatchError("external_id must not be empty".into()));
         }
+        if let Some(at) = self.created_at {
+            crate::clock::in_range(at, "created_at").map_err(PatchError)?;
+        }
         let mut c = match existing {
             Some(c) => c.clone(),
             None => {
@@ -305,6 +308,9 @@ fn changes(before: &Customer, after: &Customer) -> Vec<String> {
     changed
 }
 
+const DATE_WORDS: &str = "a date (YYYY-MM-DD, years 1900–9999)";
+const DATETIME_WORDS: &str = "a timestamp (RFC 3339, years 1900–9999)";
+
 /// Check and normalise a value against its declared type.
 pub fn coerce(key: &str, value: &Value, ty: AttributeType) -> Result<Value, PatchError> {
     let bad = |what: &str| {
@@ -339,12 +345,12 @@ pub fn coerce(key: &str, value: &Value, ty: AttributeType) -> Result<Value, Patc
         AttributeType::Date => match value.as_str().and_then(parse_date_or_datetime) {
             Some(DateOrTime::Date(d)) => Ok(Value::String(d.format("%Y-%m-%d").to_string())),
             Some(DateOrTime::Time(t)) => Ok(Value::String(t.to_rfc3339())),
-            None => bad("a date (YYYY-MM-DD)"),
+            None => bad(DATE_WORDS),
         },
         AttributeType::Datetime => match value.as_str().and_then(parse_date_or_datetime) {
             Some(DateOrTime::Time(t)) => Ok(Value::String(t.to_rfc3339())),
             Some(DateOrTime::Date(d)) => Ok(Value::String(format!("{}", d.format("%Y-%m-%d")))),
-            None => bad("a timestamp (RFC 3339)"),
+            None => bad(DATETIME_WORDS),
         },
     }
 }
@@ -378,15 +384,19 @@ impl DateOrTime {
     }
 }
 
-/// Parse `YYYY-MM-DD` or RFC 3339.
+/// Parse `YYYY-MM-DD` or RFC 3339, in the years Herald accepts
+/// ([`crate::clock::in_range`]); anything else is not a date.
 pub fn parse_date_or_datetime(text: &str) -> Option<DateOrTime> {
     let t = text.trim();
     if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
-        return Some(DateOrTime::Date(d));
+        return crate::clock::date_in_range(d, "")
+            .ok()
+            .map(DateOrTime::Date);
     }
     DateTime::parse_from_rfc3339(t)
         .ok()
-        .map(|dt| DateOrTime::Time(dt.with_timezone(&Utc)))
+        .and_then(|dt| crate::clock::in_range(dt.with_timezone(&Utc), "").ok())
+        .map(DateOrTime::Time)
 }
 
 /// Infer the type of an undeclared text value (CSV cells): ISO dates and

@@ -89,8 +89,8 @@ fn parse_line(raw: &str) -> Result<(DateTime<Utc>, Op), String> {
         serde_json::from_str(raw).map_err(|e| format!("not a JSON object: {e}"))?;
     let at = match value.remove("at") {
         Some(Value::String(s)) => DateTime::parse_from_rfc3339(&s)
-            .map_err(|_| format!("`at` = `{s}` is not an RFC 3339 timestamp"))?
-            .with_timezone(&Utc),
+            .map_err(|_| format!("`at` = `{s}` is not an RFC 3339 timestamp"))
+            .and_then(|at| crate::clock::in_range(at.with_timezone(&Utc), "`at`"))?,
         _ => return Err("missing `at` (an RFC 3339 timestamp)".into()),
     };
     let op = match value.remove("op") {

@@ -18,6 +18,7 @@ mod email_smtp;
 mod explain;
 mod funnel;
 mod guards;
+mod hardening;
 mod openapi;
 mod operators;
 mod plugin_cli;

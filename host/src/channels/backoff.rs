@@ -1,6 +1,9 @@
 //! The retry backoff: exponential from the policy's base, capped at its
 //! max, with a ±20% jitter derived from the occurrence key (so a replay is
-//! identical), never shorter than the provider's `Retry-After`.
+//! identical), never shorter than the provider's `Retry-After` — up to a
+//! day (or the policy's `max`, if longer): a provider's hint is outside
+//! input, and an absurd one must not park a reminder for ever or push its
+//! retry time off the calendar.
 
 use crate::config::RetryPolicy;
 use sha2::{Digest, Sha256};
@@ -24,10 +27,13 @@ pub fn backoff(
         .mul_f64(0.8 + 0.4 * frac)
         .min(policy.max.max(policy.base));
     match retry_after {
-        Some(hint) => jittered.max(hint),
+        Some(hint) => jittered.max(hint.min(LONGEST_RETRY_AFTER.max(policy.max))),
         None => jittered,
     }
 }
+
+/// The longest `Retry-After` honoured (unless the policy's `max` is longer).
+pub const LONGEST_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 #[cfg(test)]
 mod tests {
@@ -56,5 +62,12 @@ mod tests {
             Duration::from_secs(3600)
         );
         assert_eq!(backoff(&p, 2, "k", None), backoff(&p, 2, "k", None));
+        let absurd = Some(Duration::from_millis(u64::MAX));
+        assert_eq!(backoff(&p, 1, "k", absurd), LONGEST_RETRY_AFTER);
+        let patient = RetryPolicy {
+            max: Duration::from_secs(3 * 24 * 3600),
+            ..p
+        };
+        assert_eq!(backoff(&patient, 1, "k", absurd), patient.max);
     }
 }

@@ -210,7 +210,14 @@ impl Herald {
                 results.push(Err(WriteError::NotFound(input.customer.clone())));
                 continue;
             };
-            let at = input.at.unwrap_or(now);
+            let at = match input.at.map(|at| crate::clock::in_range(at, "`at`")) {
+                None => now,
+                Some(Ok(at)) => at,
+                Some(Err(e)) => {
+                    results.push(Err(WriteError::Invalid(format!("event: {e}"))));
+                    continue;
+                }
+            };
             let Some(event) = events::insert(
                 &mut tx,
                 customer.id,

@@ -144,7 +144,8 @@ impl Planner<'_> {
     fn instant_occurrence(&self, rule: &Rule) -> Option<PlannedOccurrence> {
         match (&rule.trigger, self.change) {
             (Trigger::Created { delay }, Change::Created) => {
-                Some(self.instant(rule, "created", self.now + *delay, None))
+                let due = due_after(rule, self.now, *delay)?;
+                Some(self.instant(rule, "created", due, None))
             }
             (Trigger::Updated { field, to, delay }, Change::Updated(changed)) => {
                 let relevant = match field {
@@ -157,11 +158,13 @@ impl Planner<'_> {
                     None => !changed.is_empty(),
                 };
                 let tag = format!("updated:{}", self.customer.updated_at.timestamp_millis());
-                relevant.then(|| self.instant(rule, &tag, self.now + *delay, None))
+                let due = due_after(rule, self.now, *delay).filter(|_| relevant)?;
+                Some(self.instant(rule, &tag, due, None))
             }
             (Trigger::Event { kind, delay }, Change::Event(event)) if &event.kind == kind => {
                 let tag = format!("event:{}", event.id);
-                Some(self.instant(rule, &tag, event.at + *delay, self.event_ctx.cloned()))
+                let due = due_after(rule, event.at, *delay)?;
+                Some(self.instant(rule, &tag, due, self.event_ctx.cloned()))
             }
             _ => None,
         }
@@ -216,7 +219,9 @@ impl Planner<'_> {
         {
             return;
         }
-        let occ = inactive_occurrence(rule, trigger, self.customer, since, 0);
+        let Some(occ) = inactive_occurrence(rule, trigger, self.customer, since, 0) else {
+            return;
+        };
         out.cancels
             .push(self.cancel(rule, Some(&occ.key), "active again"));
         out.upserts.push(occ);
@@ -311,23 +316,40 @@ pub fn next_date_occurrence(
     }))
 }
 
-/// The `n`-th reminder (from 0) of a dormant spell counted from `since`.
+/// The `n`-th reminder (from 0) of a dormant spell counted from `since`;
+/// none when that instant is past the calendar's end (a stored instant
+/// from before instants were bounded).
 pub fn inactive_occurrence(
     rule: &Rule,
     trigger: &InactiveTrigger,
     customer: &Customer,
     since: DateTime<Utc>,
     n: u32,
-) -> PlannedOccurrence {
-    let repeats = trigger.repeat.unwrap_or_else(Duration::zero) * n as i32;
-    PlannedOccurrence {
+) -> Option<PlannedOccurrence> {
+    let repeats = trigger
+        .repeat
+        .unwrap_or_else(Duration::zero)
+        .checked_mul(i32::try_from(n).ok()?)?;
+    let due_at = due_after(rule, since, trigger.idle).and_then(|d| due_after(rule, d, repeats))?;
+    Some(PlannedOccurrence {
         customer_id: customer.id,
         rule_id: rule.id.clone(),
         key: keys::inactive(customer.id, &rule.id, since, n),
-        due_at: since + trigger.idle + repeats,
+        due_at,
         anchor: Some(since.to_rfc3339()),
         context: Some(json!({"inactive": {"since": since.to_rfc3339(), "n": n}})),
+    })
+}
+
+/// `from + delay`, or none (with a warning naming the rule) when that is
+/// past the end of the calendar: the occurrence is not planned, and
+/// nothing panics.
+pub fn due_after(rule: &Rule, from: DateTime<Utc>, delay: Duration) -> Option<DateTime<Utc>> {
+    let due = from.checked_add_signed(delay);
+    if due.is_none() {
+        tracing::warn!(rule = %rule.id, %from, "not planned: {from} plus the rule's delay is past the end of the calendar");
     }
+    due
 }
 
 #[cfg(test)]

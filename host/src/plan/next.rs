@@ -36,8 +36,9 @@ pub fn after_fired(
     let step = step_of(row.context.as_ref());
     if continue_sequence && customer.deleted_at.is_none() {
         if let Some(following) = rule.steps.get(step) {
-            out.plan
-                .push(next_step(row, step + 1, now + following.after));
+            if let Some(due) = super::first::due_after(rule, now, following.after) {
+                out.plan.push(next_step(row, step + 1, due));
+            }
         }
     }
     if step > 0 || customer.deleted_at.is_some() {
@@ -98,7 +99,11 @@ fn next_occurrence(
         Trigger::Inactive(trigger) => Ok(next_of_spell(rule, trigger, customer, row)),
         Trigger::Date(_) => {
             let condition = holds(strategy, rule, customer, now, None);
-            let not_before = (row.occurs_at + Duration::milliseconds(1)).max(now);
+            let Some(after_last) = row.occurs_at.checked_add_signed(Duration::milliseconds(1))
+            else {
+                return Ok(None);
+            };
+            let not_before = after_last.max(now);
             next_date_occurrence(rule, customer, condition, not_before)
         }
         _ => Ok(None),
@@ -121,9 +126,12 @@ fn next_of_spell(
     let n = spell
         .and_then(|s| s.get("n"))
         .and_then(Value::as_u64)
-        .unwrap_or(0) as u32;
-    (trigger.repeat.is_some() && n + 1 < trigger.max)
-        .then(|| inactive_occurrence(rule, trigger, customer, since, n + 1))
+        .unwrap_or(0);
+    let next = u32::try_from(n).ok()?.checked_add(1)?;
+    if trigger.repeat.is_none() || next >= trigger.max {
+        return None;
+    }
+    inactive_occurrence(rule, trigger, customer, since, next)
 }
 
 #[cfg(test)]

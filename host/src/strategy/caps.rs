@@ -55,7 +55,9 @@ pub fn check<'a>(
         if cap.channel.as_deref().is_some_and(|c| c != channel) {
             continue;
         }
-        let since = now - cap.per;
+        let since = now
+            .checked_sub_signed(cap.per)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
         let mut counted: Vec<DateTime<Utc>> = history
             .iter()
             .filter(|s| s.at > since && s.at <= now)
@@ -67,7 +69,9 @@ pub fn check<'a>(
         }
         counted.sort();
         // The send may go once enough of the counted ones have aged out.
-        let free_at = counted[counted.len() - cap.max as usize] + cap.per;
+        let free_at = counted[counted.len() - cap.max as usize]
+            .checked_add_signed(cap.per)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         if worst.is_none_or(|(_, t)| free_at > t) {
             worst = Some((cap, free_at));
         }

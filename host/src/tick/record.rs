@@ -355,7 +355,12 @@ impl<'w> Book<'w> {
             return Ok(true);
         }
         let delay = backoff(&channel.retry, attempt as u32, &row.key, retry_after);
-        let retry_at = self.now + Duration::from_std(delay)?;
+        // The delay is bounded by `backoff`; were it ever off the calendar,
+        // the reminder would retry at the next tick rather than stop the tick.
+        let retry_at = Duration::from_std(delay)
+            .ok()
+            .and_then(|d| self.now.checked_add_signed(d))
+            .unwrap_or(self.now);
         entry.delivery.error = Some(reason.to_string());
         entry.delivery.retry_at = Some(retry_at);
         self.release(

@@ -1,0 +1,177 @@
+//! Outside inputs that must not stop delivery: a provider's absurd
+//! `Retry-After`, instants at the ends of the calendar in events, customers
+//! and date attributes. Each came from a review of the code.
+
+use crate::support::*;
+use serde_json::json;
+
+/// A webhook receiver that answers 503 with `Retry-After: 10000000000000`
+/// (317,000 years) for one customer used to panic the tick, so another
+/// customer's inbox reminder an hour later was never sent. Now the hint is
+/// honoured up to a day and everything else goes on.
+#[test]
+fn an_absurd_retry_after_waits_a_day_and_stops_nothing() {
+    let provider = FakeProvider::start(|req, _| {
+        if req.json()["recipient"]["customer_id"] == "huge" {
+            let mut reply = Reply::json(503, json!({"error": "come back much later"}));
+            reply
+                .headers
+                .push(("Retry-After".into(), "10000000000000".into()));
+            return reply;
+        }
+        Reply::json(200, json!({"id": "ok"}))
+    });
+    let scratch = Scratch::new();
+    let config = Config::new()
+        .retry(5, "10m", "1h")
+        .inbox()
+        .channel("hook", webhook(&provider, "/hook", "s3cret"))
+        .rule(welcome(&["hook"]))
+        .rule(Rule::new(
+            "checkin",
+            r#"{ on = "created", delay = "1h" }"#,
+            &["inbox"],
+            "How is it going?",
+            "Tell us.",
+        ))
+        .write(&scratch);
+    let timeline = scratch.write(
+        "t.jsonl",
+        r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"huge","name":"H"}}
+{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"calm","name":"C"}}
+"#,
+    );
+    let db = scratch.path("h.db");
+    let out = run(
+        simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-02T08:00:00Z")
+            .arg("--live")
+            .arg("--db")
+            .arg(&db),
+    );
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let attempts = parse_attempts(&text(&out.stdout));
+    let calm_checkin = attempts
+        .iter()
+        .find(|a| a.customer == "calm" && a.rule == "checkin")
+        .unwrap_or_else(|| panic!("the other customer's reminder was sent: {attempts:?}"));
+    assert_eq!(calm_checkin.status, "delivered");
+    assert_eq!(calm_checkin.at, "2026-03-01T10:00:00Z");
+    let rows = deliveries(&config, &db);
+    let huge = row_for(&rows, "huge", "welcome").expect("huge's attempt recorded");
+    assert_eq!(huge["status"], "failed", "{huge}");
+    assert_eq!(
+        huge["retry_at"], "2026-03-02T09:00:00Z",
+        "the provider's hint is honoured up to a day: {huge}"
+    );
+}
+
+/// A serve with a date attribute, for the API tests of instants.
+fn serve(scratch: &Scratch) -> (std::path::PathBuf, std::path::PathBuf, Server) {
+    let config = Config::new()
+        .tick("100ms")
+        .inbox()
+        .attribute("renews_on", "date")
+        .rule(welcome(&["inbox"]))
+        .rule(Rule::new(
+            "thanks",
+            &on_event("purchase"),
+            &["inbox"],
+            "Thanks",
+            "Enjoy it.",
+        ))
+        .write(scratch);
+    let db = scratch.path("h.db");
+    let server = Server::start(&config, &db, scratch, "serve.log");
+    (config, db, server)
+}
+
+/// Instants at the ends of the calendar are refused at the edge with a 422
+/// that names the accepted years; nothing is written, and the server goes
+/// on answering and sending.
+#[test]
+fn instants_outside_the_calendar_are_refused_at_the_edge() {
+    let scratch = Scratch::new();
+    let (config, db, server) = serve(&scratch);
+    let (status, _) = server.api(
+        "POST",
+        "/customers",
+        Some(r#"{"external_id":"c1","name":"C"}"#),
+    );
+    assert_eq!(status, 200);
+    for at in [
+        "+262142-12-31T23:59:59Z",
+        "-262143-01-01T00:00:00Z",
+        "0000-01-01T00:00:00Z",
+    ] {
+        let body = json!({"customer": "c1", "kind": "purchase", "at": at}).to_string();
+        let (status, answer) = server.api("POST", "/events", Some(&body));
+        if status == 400 {
+            // serde itself could not read it as an instant: still a clear refusal.
+            assert!(answer.to_string().contains("at"), "{at}: {answer}");
+            continue;
+        }
+        assert_eq!(status, 422, "{at}: {answer}");
+        assert!(answer.to_string().contains("1900–9999"), "{at}: {answer}");
+    }
+    let refusals = [
+        json!({"external_id": "c2", "created_at": "0000-01-01T00:00:00Z"}),
+        json!({"external_id": "c3", "attributes": {"renews_on": "0001-01-01"}}),
+        json!({"external_id": "c4", "attributes": {"renews_on": "1899-12-31T00:00:00Z"}}),
+    ];
+    for body in refusals {
+        let (status, answer) = server.api("POST", "/customers", Some(&body.to_string()));
+        assert_eq!(status, 422, "{body}: {answer}");
+        assert!(answer.to_string().contains("1900–9999"), "{body}: {answer}");
+    }
+    // Nothing of the refused writes is stored, and delivery goes on.
+    let body = json!({"customer": "c1", "kind": "purchase", "at": "2026-03-01T09:00:00Z"});
+    let (status, answer) = server.api("POST", "/events", Some(&body.to_string()));
+    assert_eq!(status, 201, "{answer}");
+    let thanks = wait_for(30, || {
+        let rows = deliveries(&config, &db);
+        row_for(&rows, "c1", "thanks").cloned()
+    });
+    assert!(thanks.is_some(), "the good event is still delivered");
+    let rows = deliveries(&config, &db);
+    assert!(
+        ["c2", "c3", "c4"]
+            .iter()
+            .all(|c| customer_rows(&rows, c).is_empty()),
+        "refused customers were not stored: {rows:?}"
+    );
+    let (status, _) = server.api("GET", "/customers/c2", None);
+    assert_eq!(status, 404);
+}
+
+/// The same bounds hold for a simulate timeline and for the command line.
+#[test]
+fn timelines_and_commands_refuse_instants_outside_the_calendar() {
+    let scratch = Scratch::new();
+    let config = Config::new()
+        .inbox()
+        .rule(welcome(&["inbox"]))
+        .write(&scratch);
+    let timeline = scratch.write(
+        "t.jsonl",
+        r#"{"at":"0000-01-01T00:00:00Z","op":"upsert","customer":{"external_id":"c1"}}"#,
+    );
+    let stderr = expect_refusal(&mut simulate_cmd(
+        &config,
+        &timeline,
+        "2026-03-01",
+        "2026-03-02",
+    ));
+    assert!(
+        stderr.contains("t.jsonl:1:") && stderr.contains("1900–9999"),
+        "{stderr}"
+    );
+    let empty = scratch.write("empty.jsonl", "");
+    let stderr = expect_refusal(&mut simulate_cmd(
+        &config,
+        &empty,
+        "2026-03-01",
+        "0000-01-01T00:00:00Z",
+    ));
+    assert!(stderr.contains("1900–9999"), "{stderr}");
+}
