@@ -2,6 +2,7 @@
 //! `Retry-After`, instants at the ends of the calendar in events, customers
 //! and date attributes. Each came from a review of the code.
 
+use crate::fakes::wechat::FakeWechat;
 use crate::support::*;
 use serde_json::json;
 
@@ -174,4 +175,56 @@ fn timelines_and_commands_refuse_instants_outside_the_calendar() {
         "0000-01-01T00:00:00Z",
     ));
     assert!(stderr.contains("1900–9999"), "{stderr}");
+}
+
+/// A token endpoint answering `expires_in: 18446744073709551615` used to
+/// overflow the key-value store's expiry and panic the send. The plugin's
+/// cache keeps the token a year at most, and both customers get their
+/// message with one token fetch.
+#[test]
+fn an_absurd_token_lifetime_is_cached_a_year_at_most() {
+    let (app, secret, template) = ("wx0123456789abcdef", "s3cret-app", "tmpl-1");
+    let fake = FakeWechat::start_with_expiry(app, secret, &[template], u64::MAX);
+    let scratch = Scratch::new();
+    let config = Config::new()
+        .set("scheduler", "concurrency", 1)
+        .retry(2, "10m", "1h")
+        .channel(
+            "wechat",
+            Channel::plugin("wechat-template")
+                .allow(&fake.origin())
+                .set("timeout", "5s")
+                .setting("app_id", app)
+                .setting("app_secret", secret)
+                .setting("template_id", template)
+                .setting("api_base", fake.origin()),
+        )
+        .rule(welcome(&["wechat"]).set("fields", Raw("{ first = \"Hi\" }".into())))
+        .write(&scratch);
+    let mut timeline = String::new();
+    for (id, at) in [("a", "2026-03-01T09:00:00Z"), ("b", "2026-03-01T10:00:00Z")] {
+        timeline += &json!({"at": at, "op": "upsert", "customer": {"external_id": id, "wechat_openid": format!("o-{id}")}}).to_string();
+        timeline += "\n";
+    }
+    let timeline = scratch.write("t.jsonl", &timeline);
+    let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-02").arg("--live"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let statuses: Vec<(String, String)> = parse_attempts(&text(&out.stdout))
+        .into_iter()
+        .map(|a| (a.customer, a.status))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("a".into(), "delivered".into()),
+            ("b".into(), "delivered".into())
+        ]
+    );
+    let fetches = fake
+        .provider
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/cgi-bin/token"))
+        .count();
+    assert_eq!(fetches, 1, "the token is cached");
 }

@@ -12,6 +12,47 @@ use std::sync::{Arc, Mutex};
 
 /// The largest value a plugin may store.
 pub const MAX_VALUE: usize = 64 * 1024;
+/// The longest key, in bytes.
+pub const MAX_KEY: usize = 256;
+/// The most live keys one channel's plugin may hold.
+pub const MAX_KEYS: u64 = 1_000;
+/// The most bytes (keys and values) one channel's plugin may hold.
+pub const MAX_TOTAL: u64 = 4 * 1024 * 1024;
+/// The longest time to live; a longer one (a provider's absurd
+/// `expires_in`) is shortened to this.
+pub const MAX_TTL_SECONDS: u64 = 366 * 24 * 3600;
+
+/// When a value written at `now` with `ttl_seconds` expires: at most
+/// [`MAX_TTL_SECONDS`] later, so no TTL can push it off the calendar.
+pub fn expiry(now: DateTime<Utc>, ttl_seconds: u64) -> DateTime<Utc> {
+    let seconds = ttl_seconds.min(MAX_TTL_SECONDS) as i64;
+    now.checked_add_signed(chrono::Duration::seconds(seconds))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// Refuse a write that breaks a quota, saying which and by how much.
+fn check_quota(key: &str, value: &[u8], (keys, bytes): (u64, u64)) -> Result<()> {
+    if key.len() > MAX_KEY {
+        bail!(
+            "key-value key is {} bytes; the limit is {MAX_KEY}",
+            key.len()
+        );
+    }
+    if value.len() > MAX_VALUE {
+        bail!(
+            "key-value value for `{key}` is {} bytes; the limit is {MAX_VALUE}",
+            value.len()
+        );
+    }
+    if keys >= MAX_KEYS {
+        bail!("this channel's plugin already holds {keys} keys; the limit is {MAX_KEYS} (delete some, or give them a TTL)");
+    }
+    let after = bytes + (key.len() + value.len()) as u64;
+    if after > MAX_TOTAL {
+        bail!("writing `{key}` would bring this channel's key-value store to {after} bytes; the limit is {MAX_TOTAL}");
+    }
+    Ok(())
+}
 
 /// An in-memory key-value store: (namespace, key) → (value, expiry in Unix ms).
 pub type MemoryKv = Arc<Mutex<HashMap<(String, String), (Vec<u8>, Option<i64>)>>>;
@@ -56,22 +97,27 @@ impl KvBackend {
         ttl_seconds: Option<u64>,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        if value.len() > MAX_VALUE {
-            bail!(
-                "key-value value for `{key}` is {} bytes; the limit is {MAX_VALUE}",
-                value.len()
-            );
-        }
+        let expires = ttl_seconds.map(|s| expiry(now, s));
         match self {
             KvBackend::Store(store) => {
-                crate::store::kv::set(store, namespace, key, &value, ttl_seconds, now).await
+                let usage = crate::store::kv::usage_besides(store, namespace, key, now).await?;
+                check_quota(key, &value, usage)?;
+                crate::store::kv::set(store, namespace, key, &value, expires).await
             }
             KvBackend::Memory(map) => {
-                let expires =
-                    ttl_seconds.map(|s| now.timestamp_millis() + (s.min(1 << 40) as i64) * 1000);
-                map.lock()
-                    .map_err(|_| anyhow::anyhow!("the key-value map is poisoned"))?
-                    .insert((namespace.to_string(), key.to_string()), (value, expires));
+                let mut map = map
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("the key-value map is poisoned"))?;
+                let live = |exp: &Option<i64>| exp.is_none_or(|e| e > now.timestamp_millis());
+                let usage = map
+                    .iter()
+                    .filter(|((ns, k), (_, exp))| ns == namespace && k != key && live(exp))
+                    .fold((0, 0), |(n, b), ((_, k), (v, _))| {
+                        (n + 1, b + (k.len() + v.len()) as u64)
+                    });
+                check_quota(key, &value, usage)?;
+                let expires = expires.map(|e| e.timestamp_millis());
+                map.insert((namespace.to_string(), key.to_string()), (value, expires));
                 Ok(())
             }
         }
@@ -144,6 +190,51 @@ mod tests {
             .to_string();
         assert!(err.contains("the limit is 65536"), "{err}");
         assert_eq!(kv.get("sms", "big", t(1)).await.unwrap(), None);
+
+        // A provider's absurd `expires_in` keeps the value a year at most, and panics nothing.
+        kv.set("sms", "forever", b"t".to_vec(), Some(u64::MAX), t(1))
+            .await
+            .unwrap();
+        let year = MAX_TTL_SECONDS as i64;
+        assert!(kv.get("sms", "forever", t(year)).await.unwrap().is_some());
+        assert!(kv
+            .get("sms", "forever", t(year + 1))
+            .await
+            .unwrap()
+            .is_none());
+
+        // Quotas: key length, key count and total bytes per channel.
+        let long_key = "k".repeat(MAX_KEY + 1);
+        let err = kv
+            .set("q", &long_key, vec![], None, t(1))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("the limit is 256"), "{err}");
+        for i in 0..MAX_KEYS {
+            kv.set("q", &format!("k{i}"), vec![], None, t(1))
+                .await
+                .unwrap();
+        }
+        kv.set("q", "k0", b"rewrite".to_vec(), None, t(1))
+            .await
+            .expect("rewriting a held key is not a new key");
+        let err = kv
+            .set("q", "one-more", vec![], None, t(1))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("the limit is 1000"), "{err}");
+        kv.set("other", "k", vec![], None, t(1))
+            .await
+            .expect("quotas are per channel");
+        let chunk = vec![0u8; MAX_VALUE];
+        let fits = (MAX_TOTAL / (MAX_VALUE as u64 + 2)) as usize;
+        for i in 0..fits {
+            kv.set("big", &format!("{i:02}"), chunk.clone(), None, t(1))
+                .await
+                .unwrap();
+        }
+        let err = kv.set("big", "last", chunk, None, t(1)).await.unwrap_err();
+        assert!(err.to_string().contains("the limit is 4194304"), "{err}");
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 use super::to_millis;
 use super::Store;
 use anyhow::Result;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 /// Read a live value.
@@ -25,17 +25,14 @@ pub async fn get(
     Ok(row.map(|r| r.get(0)))
 }
 
-/// Write a value, optionally expiring `ttl_seconds` after `now`.
+/// Write a value, expiring at `expires_at` if given.
 pub async fn set(
     store: &Store,
     namespace: &str,
     key: &str,
     value: &[u8],
-    ttl_seconds: Option<u64>,
-    now: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
 ) -> Result<()> {
-    let expires = ttl_seconds
-        .map(|s| to_millis(now + Duration::seconds(s.min(i64::MAX as u64 / 1000) as i64)));
     sqlx::query(
         "INSERT INTO plugin_kv (namespace, key, value, expires_at) VALUES (?, ?, ?, ?)
          ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
@@ -43,10 +40,30 @@ pub async fn set(
     .bind(namespace)
     .bind(key)
     .bind(value)
-    .bind(expires)
+    .bind(expires_at.map(to_millis))
     .execute(&store.pool)
     .await?;
     Ok(())
+}
+
+/// How many live keys `namespace` holds besides `key`, and their bytes
+/// (keys and values): what a quota weighs a write of `key` against.
+pub async fn usage_besides(
+    store: &Store,
+    namespace: &str,
+    key: &str,
+    now: DateTime<Utc>,
+) -> Result<(u64, u64)> {
+    let row = sqlx::query(
+        "SELECT COUNT(*), COALESCE(SUM(LENGTH(key) + LENGTH(value)), 0) FROM plugin_kv
+         WHERE namespace = ? AND key <> ? AND (expires_at IS NULL OR expires_at > ?)",
+    )
+    .bind(namespace)
+    .bind(key)
+    .bind(to_millis(now))
+    .fetch_one(&store.pool)
+    .await?;
+    Ok((row.get::<i64, _>(0) as u64, row.get::<i64, _>(1) as u64))
 }
 
 /// Remove a value.

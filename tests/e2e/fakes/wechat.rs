@@ -45,6 +45,16 @@ fn errcode(code: i64, msg: &str) -> Reply {
 impl FakeWechat {
     /// Starts the fake for one app; `templates` are the template ids it knows.
     pub fn start(app_id: &str, app_secret: &str, templates: &[&str]) -> FakeWechat {
+        FakeWechat::start_with_expiry(app_id, app_secret, templates, 7200)
+    }
+
+    /// [`FakeWechat::start`] issuing tokens valid for `expires_in` seconds.
+    pub fn start_with_expiry(
+        app_id: &str,
+        app_secret: &str,
+        templates: &[&str],
+        expires_in: u64,
+    ) -> FakeWechat {
         let state: Arc<Mutex<State>> = Arc::new(Mutex::new(State {
             next_msgid: 200_228_332,
             ..State::default()
@@ -80,7 +90,10 @@ impl FakeWechat {
                         st.issued
                     );
                     st.valid.insert(token.clone());
-                    Reply::json(200, json!({"access_token": token, "expires_in": 7200}))
+                    Reply::json(
+                        200,
+                        json!({"access_token": token, "expires_in": expires_in}),
+                    )
                 }
                 ("POST", "/cgi-bin/message/template/send") => {
                     let Some(token) = form_get(&q, "access_token").filter(|t| !t.is_empty()) else {
