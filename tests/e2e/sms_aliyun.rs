@@ -354,3 +354,118 @@ fn aliyun_pushes_report_and_unsubscribe_through_serve() {
     assert_eq!(fake.requests_to("13800138000").len(), 2);
     assert!(!server.log().contains(SECRET), "the secret leaked");
 }
+
+/// An SmsUp push: `content` from `phone`.
+fn reply_push(phone: &str, content: &str) -> String {
+    json!([{"phone_number": phone, "send_time": "2026-11-23 17:01:00", "content": content,
+            "sign_name": SIGN_NAME, "dest_code": "1234", "sequence_id": 1_234_569}])
+    .to_string()
+}
+
+/// (customer, source) of every suppression on the `sms` channel, sorted.
+fn sms_suppressions(server: &Server) -> Vec<(String, String)> {
+    let (status, list) = server.api("GET", "/suppressions", None);
+    assert_eq!(status, 200, "{list}");
+    let mut out: Vec<(String, String)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["channel"] == "sms")
+        .map(|s| {
+            (
+                s["customer"].as_str().unwrap().into(),
+                s["source"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Without a `callback_token` anyone who found the hook URL could forge a
+/// TD (suppressing any number) or a 订阅 (lifting any opt-out): `herald
+/// check` warns and every push is refused. With one, a reply speaks for
+/// every customer with that number, and 订阅 lifts only what a reply
+/// suppressed, never an operator's (or a link's, or an import's) opt-out.
+#[test]
+fn aliyun_replies_need_the_token_and_resubscribe_only_undoes_a_reply() {
+    let fake = FakeAliyun::start(SECRET, Clock::Wall);
+    let scratch = Scratch::new();
+    let secret_file = scratch.write("aliyun-secret", SECRET);
+    let open = config(
+        &fake,
+        Channel::plugin("sms-aliyun").setting("access_key_secret", file(&secret_file)),
+    )
+    .write_as(&scratch, "open.toml");
+    let out = run(herald().args(["check", "--config"]).arg(&open));
+    let checked = text(&out.stdout) + &text(&out.stderr);
+    assert!(out.status.success(), "a warning alone passes: {checked}");
+    assert!(
+        checked.contains("callback_token") && checked.contains("/hooks/sms"),
+        "{checked}"
+    );
+    let db = scratch.path("open.db");
+    let server = Server::start(&open, &db, &scratch, "open.log");
+    let (status, _) = server.api(
+        "POST",
+        "/customers",
+        Some(r#"{"external_id":"amy","phone":"+8613800138000"}"#),
+    );
+    assert_eq!(status, 200);
+    let (status, _) = http(
+        "POST",
+        &server.url("/hooks/sms"),
+        Some(&reply_push("13800138000", "TD")),
+    );
+    assert_eq!(status, 403, "a push without a configured token is refused");
+    assert_eq!(sms_suppressions(&server), []);
+    drop(server);
+
+    let token_file = scratch.write("aliyun-token", CALLBACK_TOKEN);
+    let guarded = config(
+        &fake,
+        Channel::plugin("sms-aliyun")
+            .setting("access_key_secret", file(&secret_file))
+            .setting("callback_token", file(&token_file)),
+    )
+    .write_as(&scratch, "guarded.toml");
+    let db = scratch.path("guarded.db");
+    let server = Server::start(&guarded, &db, &scratch, "guarded.log");
+    for (id, phone) in [
+        ("amy", "+8613800138000"),
+        ("amy-work", "+86 138 0013 8000"),
+        ("lin", "+8613700137000"),
+    ] {
+        let body = json!({"external_id": id, "phone": phone}).to_string();
+        assert_eq!(server.api("POST", "/customers", Some(&body)).0, 200);
+    }
+    let body =
+        json!({"customer": "lin", "channel": "sms", "reason": "asked the call centre"}).to_string();
+    assert_eq!(server.api("POST", "/suppressions", Some(&body)).0, 201);
+    let hook = server.url(&format!("/hooks/sms?token={CALLBACK_TOKEN}"));
+    let reply = |phone: &str, content: &str| {
+        let (status, body) = http("POST", &hook, Some(&reply_push(phone, content)));
+        assert_eq!(status, 200, "{body}");
+    };
+    // 取消订单 ("cancel the order") is not an opt-out; TD from a shared number covers both.
+    reply("13800138000", "取消订单");
+    assert_eq!(
+        sms_suppressions(&server),
+        [("lin".to_string(), "api".to_string())]
+    );
+    reply("13800138000", "TD");
+    let both = [
+        ("amy".to_string(), "reply".to_string()),
+        ("amy-work".to_string(), "reply".to_string()),
+        ("lin".to_string(), "api".to_string()),
+    ];
+    assert_eq!(sms_suppressions(&server), both);
+    // 订阅 from Lin does not undo the operator's suppression; from Amy it undoes her TD.
+    reply("13700137000", "订阅");
+    assert_eq!(sms_suppressions(&server), both);
+    reply("13800138000", "订阅");
+    assert_eq!(
+        sms_suppressions(&server),
+        [("lin".to_string(), "api".to_string())]
+    );
+}

@@ -234,6 +234,13 @@ fn check_declared_settings(
             )));
         }
     }
+    let takes_pushes = info.settings.iter().any(|s| s.key == "callback_token");
+    if takes_pushes && !section.settings.contains_key("callback_token") {
+        found.push(Finding::warning(format!(
+            "channel `{name}` has no `callback_token`, so plugin `{}` refuses every push to /hooks/{name} (delivery reports, opt-out replies); set one under [channels.{name}.settings] and give it to the provider",
+            info.name,
+        )));
+    }
     for key in section.settings.keys() {
         if !info.settings.iter().any(|s| &s.key == key) {
             let known: Vec<&str> = info.settings.iter().map(|s| s.key.as_str()).collect();

@@ -40,8 +40,10 @@ pub enum ReplyIntent {
     Other,
 }
 
-/// Classify a reply by its first word, ignoring case, punctuation and a
-/// leading "回复"/"reply" ("回复TD退订" counts as TD).
+/// Classify a reply, ignoring case, punctuation and a leading
+/// "回复"/"reply": its first word is a keyword ("STOP", "unsubscribe me"),
+/// or the whole reply is keywords run together ("TD退订"). A reply that
+/// merely contains one ("取消订单", cancel the order) is neither.
 pub fn reply_intent(text: &str) -> ReplyIntent {
     let cleaned: String = text
         .trim()
@@ -51,17 +53,31 @@ pub fn reply_intent(text: &str) -> ReplyIntent {
         .collect();
     let upper = cleaned.trim().to_uppercase();
     let first = upper.split_whitespace().next().unwrap_or("");
-    if OPT_OUT.contains(&first) || OPT_OUT.iter().any(|k| !k.is_ascii() && upper.contains(k)) {
+    if OPT_OUT.contains(&first) || only_keywords(&upper, OPT_OUT) {
         return ReplyIntent::OptOut;
     }
-    // "TD退订" and the like: a Latin keyword run into a Chinese one.
-    if upper.starts_with("TD") && upper.chars().skip(2).all(|c| !c.is_ascii_alphanumeric()) {
-        return ReplyIntent::OptOut;
-    }
-    if OPT_IN.contains(&first) {
+    if OPT_IN.contains(&first) || only_keywords(&upper, OPT_IN) {
         return ReplyIntent::OptIn;
     }
     ReplyIntent::Other
+}
+
+/// True when `text` (without spaces) is one or more of `words` and
+/// nothing else.
+fn only_keywords(text: &str, words: &[&str]) -> bool {
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let mut rest = compact.as_str();
+    while !rest.is_empty() {
+        let longest = words
+            .iter()
+            .filter(|w| rest.starts_with(*w))
+            .max_by_key(|w| w.len());
+        match longest {
+            Some(word) => rest = &rest[word.len()..],
+            None => return false,
+        }
+    }
+    !compact.is_empty()
 }
 
 /// What a callback did, for the log and the tests.
@@ -112,28 +128,39 @@ impl Herald {
                     if intent == ReplyIntent::Other {
                         continue;
                     }
-                    let Some(customer_id) =
-                        customer_by_address(&mut tx, address, &reply.sender).await?
-                    else {
+                    // A number (or address) shared by several customers
+                    // speaks for all of them.
+                    let customer_ids =
+                        customers_by_address(&mut tx, address, &reply.sender).await?;
+                    if customer_ids.is_empty() {
                         applied.unknown_senders += 1;
-                        continue;
-                    };
-                    if intent == ReplyIntent::OptOut {
-                        let reason = format!("replied \"{}\"", reply.text.trim());
-                        if suppressions::add(
+                    }
+                    for customer_id in customer_ids {
+                        if intent == ReplyIntent::OptOut {
+                            let reason = format!("replied \"{}\"", reply.text.trim());
+                            let source = suppressions::source::REPLY;
+                            if suppressions::add(
+                                &mut tx,
+                                customer_id,
+                                channel,
+                                &reason,
+                                source,
+                                now,
+                            )
+                            .await?
+                            {
+                                applied.suppressed += 1;
+                            }
+                        } else if suppressions::remove_from_source(
                             &mut tx,
                             customer_id,
                             channel,
-                            &reason,
                             suppressions::source::REPLY,
-                            now,
                         )
                         .await?
                         {
-                            applied.suppressed += 1;
+                            applied.resubscribed += 1;
                         }
-                    } else if suppressions::remove(&mut tx, customer_id, channel).await? {
-                        applied.resubscribed += 1;
                     }
                 }
             }
@@ -143,26 +170,26 @@ impl Herald {
     }
 }
 
-/// The live customer with this address, matching phone numbers with or
+/// The live customers with this address, matching phone numbers with or
 /// without spaces, dashes and brackets.
-async fn customer_by_address(tx: &mut Tx, kind: AddressKind, address: &str) -> Result<Option<i64>> {
+async fn customers_by_address(tx: &mut Tx, kind: AddressKind, address: &str) -> Result<Vec<i64>> {
     let exact = match kind {
         AddressKind::Email => Address::Email(address),
         AddressKind::Phone => Address::Phone(address),
         AddressKind::Wechat => Address::Wechat(address),
-        AddressKind::None => return Ok(None),
+        AddressKind::None => return Ok(Vec::new()),
     };
-    if let Some(id) = customers::id_by_address(tx, exact).await? {
-        return Ok(Some(id));
+    let mut ids = customers::ids_by_address(tx, exact).await?;
+    if kind == AddressKind::Phone {
+        let digits: String = address
+            .chars()
+            .filter(|c| c.is_ascii_digit() || *c == '+')
+            .collect();
+        ids.extend(customers::ids_by_phone_digits(tx, &digits).await?);
+        ids.sort_unstable();
+        ids.dedup();
     }
-    if kind != AddressKind::Phone {
-        return Ok(None);
-    }
-    let digits: String = address
-        .chars()
-        .filter(|c| c.is_ascii_digit() || *c == '+')
-        .collect();
-    customers::id_by_phone_digits(tx, &digits).await
+    Ok(ids)
 }
 
 #[cfg(test)]
@@ -185,10 +212,19 @@ mod tests {
         ] {
             assert_eq!(reply_intent(text), ReplyIntent::OptOut, "{text}");
         }
-        for text in ["START", "unstop", "Yes"] {
+        for text in ["START", "unstop", "Yes", "订阅"] {
             assert_eq!(reply_intent(text), ReplyIntent::OptIn, "{text}");
         }
-        for text in ["thanks!", "stopping by later", "what is TDX", "好的", ""] {
+        for text in [
+            "thanks!",
+            "stopping by later",
+            "what is TDX",
+            "好的",
+            "",
+            "取消订单",
+            "我不想取消",
+            "可以取消吗",
+        ] {
             assert_eq!(reply_intent(text), ReplyIntent::Other, "{text}");
         }
     }

@@ -61,24 +61,29 @@ pub async fn import_csv(herald: &Herald, input: impl Read) -> Result<ImportRepor
                 .push((line, format!("channel `{channel}` is not configured")));
             continue;
         }
-        let customer_id = match key.1 {
+        // An address covers every customer who has it.
+        let customer_ids = match key.1 {
             None => customers::by_external_id(&mut tx, &who)
                 .await?
-                .map(|c| c.id),
+                .map(|c| c.id)
+                .into_iter()
+                .collect(),
             Some(AddressKind::Email) => {
-                customers::id_by_address(&mut tx, Address::Email(&who)).await?
+                customers::ids_by_address(&mut tx, Address::Email(&who)).await?
             }
-            Some(_) => customers::id_by_address(&mut tx, Address::Phone(&who)).await?,
+            Some(_) => customers::ids_by_address(&mut tx, Address::Phone(&who)).await?,
         };
-        let Some(customer_id) = customer_id else {
+        if customer_ids.is_empty() {
             report.failed.push((line, format!("no customer `{who}`")));
             continue;
-        };
+        }
         let reason = reason_col
             .and_then(|c| record.get(c))
             .filter(|r| !r.is_empty())
             .unwrap_or("imported suppression list");
-        suppressions::add(&mut tx, customer_id, &channel, reason, source::IMPORT, now).await?;
+        for customer_id in customer_ids {
+            suppressions::add(&mut tx, customer_id, &channel, reason, source::IMPORT, now).await?;
+        }
         report.imported += 1;
     }
     tx.commit().await?;

@@ -242,32 +242,33 @@ pub enum Address<'a> {
     Wechat(&'a str),
 }
 
-/// The first live customer (lowest id) with exactly this address.
-pub async fn id_by_address(tx: &mut Tx, address: Address<'_>) -> Result<Option<i64>> {
+/// Every live customer with exactly this address, in id order (two
+/// customers may share a number or an inbox).
+pub async fn ids_by_address(tx: &mut Tx, address: Address<'_>) -> Result<Vec<i64>> {
     let (column, value) = match address {
         Address::Email(v) => ("email", v),
         Address::Phone(v) => ("phone", v),
         Address::Wechat(v) => ("wechat_openid", v),
     };
-    let row = sqlx::query(&format!(
-        "SELECT id FROM customers WHERE {column} = ? AND deleted_at IS NULL ORDER BY id LIMIT 1"
+    let rows = sqlx::query(&format!(
+        "SELECT id FROM customers WHERE {column} = ? AND deleted_at IS NULL ORDER BY id"
     ))
     .bind(value.trim())
-    .fetch_optional(tx.conn())
+    .fetch_all(tx.conn())
     .await?;
-    Ok(row.map(|r| r.get(0)))
+    Ok(rows.into_iter().map(|r| r.get(0)).collect())
 }
 
-/// The first live customer whose phone number, without spaces, dashes,
-/// brackets and dots, is `digits` (a `+` and digits).
-pub async fn id_by_phone_digits(tx: &mut Tx, digits: &str) -> Result<Option<i64>> {
-    let row = sqlx::query(
+/// Every live customer whose phone number, without spaces, dashes,
+/// brackets and dots, is `digits` (a `+` and digits), in id order.
+pub async fn ids_by_phone_digits(tx: &mut Tx, digits: &str) -> Result<Vec<i64>> {
+    let rows = sqlx::query(
         "SELECT id FROM customers
          WHERE replace(replace(replace(replace(replace(phone, ' ', ''), '-', ''), '(', ''), ')', ''), '.', '') = ?
-           AND deleted_at IS NULL ORDER BY id LIMIT 1",
+           AND deleted_at IS NULL ORDER BY id",
     )
     .bind(digits)
-    .fetch_optional(tx.conn())
+    .fetch_all(tx.conn())
     .await?;
-    Ok(row.map(|r| r.get(0)))
+    Ok(rows.into_iter().map(|r| r.get(0)).collect())
 }

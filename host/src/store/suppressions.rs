@@ -70,6 +70,26 @@ pub async fn remove(tx: &mut Tx, customer_id: i64, channel: &str) -> Result<bool
     Ok(done.rows_affected() > 0)
 }
 
+/// Lift the customer's suppression on `channel` only if it came from
+/// `source`: a START reply undoes a STOP reply, never an unsubscribe link,
+/// an operator's suppression or an imported list.
+pub async fn remove_from_source(
+    tx: &mut Tx,
+    customer_id: i64,
+    channel: &str,
+    source: &str,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "DELETE FROM suppressions WHERE customer_id = ? AND channel = ? AND source = ?",
+    )
+    .bind(customer_id)
+    .bind(channel)
+    .bind(source)
+    .execute(tx.conn())
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
 /// The suppressed channels of each of `ids` that has any.
 pub async fn for_customers(tx: &mut Tx, ids: &[i64]) -> Result<HashMap<i64, HashSet<String>>> {
     let mut out: HashMap<i64, HashSet<String>> = HashMap::new();

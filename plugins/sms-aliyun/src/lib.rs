@@ -8,7 +8,7 @@
 //! rule's `fields`, the phone number form Alibaba Cloud expects, the mapping
 //! of its `Code`s onto a receipt or a retryable / permanent error, and the
 //! parsing of `SmsReport` (delivery reports) and `SmsUp` (replies such as
-//! TD / 退订) pushes, guarded by an optional `callback_token`.
+//! TD / 退订) pushes, taken only with the channel's `callback_token`.
 
 use base64::Engine as _;
 use herald_pdk::http::{Request, Response};
@@ -47,7 +47,7 @@ impl Guest for Aliyun {
                 SettingSpec::optional("template_code", "Approved template code (SMS_xxxxxxxx); a rule field `template_code` overrides it"),
                 SettingSpec::optional("endpoint", "API endpoint (default https://dysmsapi.aliyuncs.com/; dysmsapi.ap-southeast-1.aliyuncs.com for international); must be in allowed_hosts"),
                 SettingSpec::optional("region_id", "RegionId parameter (default cn-hangzhou)"),
-                SettingSpec::optional("callback_token", "When set, pushes must call the hook URL with ?token=<this value>; otherwise they are refused").secret(),
+                SettingSpec::optional("callback_token", "Pushes (delivery reports, TD/退订 replies) must call the hook URL with ?token=<this value>; without it every push is refused").secret(),
             ],
         }
     }
@@ -113,19 +113,24 @@ impl Guest for Aliyun {
         request: CallbackRequest,
     ) -> Result<CallbackResult, CallbackError> {
         let settings = Settings::new(&settings);
-        if let Some(expected) = settings.optional("callback_token") {
-            match form::get(&request.query(), "token") {
-                Some(given) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => {}
-                Some(_) => {
-                    return Err(CallbackError::Unauthorized(
-                        "the `token` query parameter does not match the channel's callback_token".into(),
-                    ))
-                }
-                None => {
-                    return Err(CallbackError::Unauthorized(
-                        "missing `token` query parameter: configure the push URL at Alibaba Cloud as .../hooks/CHANNEL?token=<callback_token>".into(),
-                    ))
-                }
+        // Without a token anyone who finds the hook URL could forge a TD
+        // (suppressing any number) or a 订阅 (lifting an opt-out): refuse.
+        let Some(expected) = settings.optional("callback_token") else {
+            return Err(CallbackError::Unauthorized(
+                "pushes are refused: this channel has no callback_token; set one under [channels.NAME.settings] and configure the push URL at Alibaba Cloud as .../hooks/CHANNEL?token=<callback_token>".into(),
+            ));
+        };
+        match form::get(&request.query(), "token") {
+            Some(given) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => {}
+            Some(_) => {
+                return Err(CallbackError::Unauthorized(
+                    "the `token` query parameter does not match the channel's callback_token".into(),
+                ))
+            }
+            None => {
+                return Err(CallbackError::Unauthorized(
+                    "missing `token` query parameter: configure the push URL at Alibaba Cloud as .../hooks/CHANNEL?token=<callback_token>".into(),
+                ))
             }
         }
         let events = parse_push(&request.body)?;
@@ -621,7 +626,7 @@ mod tests {
     }
 
     #[test]
-    fn pushes_need_the_callback_token_when_one_is_set() {
+    fn pushes_need_the_callback_token() {
         let report = r#"[{"phone_number":"13800138000","success":true,"err_code":"DELIVERED","biz_id":"12345^0"}]"#;
         let push = |url: &str| callback("POST", url).with_body(report);
         let token = settings(&[("callback_token", "s3cret")]);
@@ -644,8 +649,18 @@ mod tests {
                 Err(CallbackError::Unauthorized(_))
             ));
         }
-        // Without a callback_token every push is taken.
-        assert!(Aliyun::handle_callback(Vec::new(), push("https://h.example/hooks/sms")).is_ok());
+        // Without a callback_token every push is refused, saying what to set.
+        for url in [
+            "https://h.example/hooks/sms",
+            "https://h.example/hooks/sms?token=",
+        ] {
+            match Aliyun::handle_callback(Vec::new(), push(url)) {
+                Err(CallbackError::Unauthorized(why)) => {
+                    assert!(why.contains("callback_token"), "{why}")
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+        }
     }
 
     #[test]
