@@ -19,6 +19,7 @@ struct Metrics {
     sends: IntCounterVec,
     plugin_seconds: HistogramVec,
     reloads: IntCounterVec,
+    restarts: IntCounterVec,
     backlog: IntGauge,
     lag: Gauge,
 }
@@ -52,6 +53,14 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["result"],
     )
     .expect("valid metric");
+    let restarts = IntCounterVec::new(
+        Opts::new(
+            "herald_task_restarts_total",
+            "Background tasks (scheduler, event-writer) that panicked and were started again",
+        ),
+        &["task"],
+    )
+    .expect("valid metric");
     let backlog = IntGauge::new(
         "herald_due_backlog",
         "Reminders due now and not yet claimed (read from the schedule at scrape time)",
@@ -66,6 +75,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         Box::new(sends.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(plugin_seconds.clone()),
         Box::new(reloads.clone()),
+        Box::new(restarts.clone()),
         Box::new(backlog.clone()),
         Box::new(lag.clone()),
     ] {
@@ -76,6 +86,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         sends,
         plugin_seconds,
         reloads,
+        restarts,
         backlog,
         lag,
     }
@@ -104,6 +115,11 @@ pub fn plugin_call(histogram: &prometheus::Histogram, elapsed: Duration) {
 /// Count a reload (`ok` or `refused`).
 pub fn reload(result: &str) {
     METRICS.reloads.with_label_values(&[result]).inc();
+}
+
+/// Count a background task's restart after a panic.
+pub fn task_restart(task: &str) {
+    METRICS.restarts.with_label_values(&[task]).inc();
 }
 
 /// The due backlog and how late its oldest reminder is (seconds), as the

@@ -226,8 +226,14 @@ pub fn router(live: Arc<Live>) -> Router {
         .with_state(live)
 }
 
-async fn health() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// `ok`, or `recovered` with what panicked when a background task had to
+/// be started again since the process started.
+async fn health(axum::extract::State(live): axum::extract::State<Arc<Live>>) -> Json<Value> {
+    let restarts = live.restarts.snapshot();
+    if restarts.is_empty() {
+        return Json(json!({"status": "ok"}));
+    }
+    Json(json!({"status": "recovered", "restarts": restarts}))
 }
 
 /// The request body, or a JSON error saying why it could not be read (for

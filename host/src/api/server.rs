@@ -3,6 +3,7 @@
 //! router until SIGINT/SIGTERM, then stop claiming and let sends in flight
 //! finish before returning.
 
+use crate::live::supervise::{supervise, Backoff};
 use crate::live::{reload, scheduler, Live};
 use anyhow::{Context, Result};
 use std::sync::Arc;
@@ -20,7 +21,13 @@ pub async fn run(live: Arc<Live>, listen: &str) -> Result<()> {
     // A line on stdout that scripts and tests can wait for.
     println!("listening on http://{addr}");
     let (stop_tx, stop_rx) = watch::channel(false);
-    let scheduler = tokio::spawn(scheduler::run(live.clone(), stop_rx.clone()));
+    let (scheduler_live, scheduler_stop) = (live.clone(), stop_rx.clone());
+    let scheduler = tokio::spawn(supervise(
+        Arc::downgrade(&live),
+        "scheduler",
+        Backoff::SERVE,
+        move || scheduler::run(scheduler_live.clone(), scheduler_stop.clone()),
+    ));
     let mut server_stop = stop_rx.clone();
     let server =
         axum::serve(listener, super::router(live.clone())).with_graceful_shutdown(async move {
@@ -45,6 +52,8 @@ pub async fn run(live: Arc<Live>, listen: &str) -> Result<()> {
     };
     let (server_result, _) = tokio::join!(server, signals);
     server_result.context("the HTTP server failed")?;
-    scheduler.await.context("the scheduler task panicked")?;
+    scheduler
+        .await
+        .context("the scheduler's supervisor panicked")?;
     Ok(())
 }

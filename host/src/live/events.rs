@@ -6,9 +6,10 @@
 //! ([`crate::engine::Herald::record_events`]); each request still gets its
 //! own answer. No delay is added: a lone event is written at once.
 
+use super::supervise::{supervise, Backoff};
 use super::Live;
 use crate::engine::{EventInput, WriteError};
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use tokio::sync::{mpsc, oneshot};
 
 /// The most events written in one transaction.
@@ -30,9 +31,15 @@ pub struct EventWriter {
 
 impl EventWriter {
     /// Start the writer task for `live` (it ends when `live` is dropped).
+    /// The task is supervised: after a panic (whose batch's posters get an
+    /// error) a new one takes over the same queue.
     pub fn start(live: Weak<Live>) -> EventWriter {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(write_batches(live, rx));
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let writer_live = live.clone();
+        tokio::spawn(supervise(live, "event-writer", Backoff::SERVE, move || {
+            write_batches(writer_live.clone(), rx.clone())
+        }));
         EventWriter { queue }
     }
 
@@ -58,7 +65,8 @@ impl EventWriter {
     }
 }
 
-async fn write_batches(live: Weak<Live>, mut rx: mpsc::Receiver<Pending>) {
+async fn write_batches(live: Weak<Live>, rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Pending>>>) {
+    let mut rx = rx.lock().await;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let Some(live) = live.upgrade() else { return };

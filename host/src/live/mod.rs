@@ -3,12 +3,14 @@
 //! ask it on every request and every tick, so a reload ([`reload`]) swaps in
 //! a new strategy and new plugins between two ticks while sends already in
 //! flight finish on the deployment that started them. Posted events are
-//! written in shared transactions by one writer task ([`events`]). May not
-//! import the HTTP edge.
+//! written in shared transactions by one writer task ([`events`]). Both
+//! tasks are restarted if they panic ([`supervise`]). May not import the
+//! HTTP edge.
 
 pub mod events;
 pub mod reload;
 pub mod scheduler;
+pub mod supervise;
 
 use crate::engine::Herald;
 use std::path::{Path, PathBuf};
@@ -23,6 +25,8 @@ pub struct Live {
     pub(crate) reloading: tokio::sync::Mutex<()>,
     /// The group-commit writer for posted events, started on first use.
     events: std::sync::OnceLock<events::EventWriter>,
+    /// The background tasks that panicked and were started again.
+    pub restarts: supervise::Restarts,
 }
 
 impl Live {
@@ -33,6 +37,7 @@ impl Live {
             source: std::sync::OnceLock::new(),
             reloading: tokio::sync::Mutex::new(()),
             events: std::sync::OnceLock::new(),
+            restarts: supervise::Restarts::default(),
         })
     }
 
