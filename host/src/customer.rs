@@ -161,6 +161,21 @@ pub struct CustomerPatch {
     pub attributes: Map<String, Value>,
 }
 
+/// The largest values a customer write may carry (bytes of UTF-8; an
+/// attribute value as JSON text).
+pub mod limits {
+    /// `external_id`.
+    pub const ID: usize = 256;
+    /// Each core text field (name, email, phone, ...).
+    pub const FIELD: usize = 1024;
+    /// An attribute's name.
+    pub const ATTRIBUTE_NAME: usize = 128;
+    /// An attribute's value.
+    pub const ATTRIBUTE_VALUE: usize = 4096;
+    /// Attributes in one write.
+    pub const ATTRIBUTES: usize = 256;
+}
+
 /// Distinguish an absent field (`None`) from an explicit `null` (`Some(None)`).
 fn patch_field<'de, D>(deserializer: D) -> Result<Option<Option<String>>, D::Error>
 where
@@ -199,6 +214,7 @@ impl CustomerPatch {
         if external_id.is_empty() {
             return Err(PatchError("external_id must not be empty".into()));
         }
+        self.check_sizes()?;
         if let Some(at) = self.created_at {
             crate::clock::in_range(at, "created_at").map_err(PatchError)?;
         }
@@ -222,6 +238,52 @@ impl CustomerPatch {
             customer: c,
             changed,
         })
+    }
+
+    /// Refuse a field, attribute name or value longer than Herald stores,
+    /// or more attributes than it keeps, saying which and the limit.
+    fn check_sizes(&self) -> Result<(), PatchError> {
+        let long = |what: &str, len: usize, max: usize| {
+            Err(PatchError(format!(
+                "{what} is {len} bytes; the limit is {max}"
+            )))
+        };
+        if self.external_id.len() > limits::ID {
+            return long("external_id", self.external_id.len(), limits::ID);
+        }
+        let fields = [
+            ("name", &self.name),
+            ("email", &self.email),
+            ("phone", &self.phone),
+            ("wechat_openid", &self.wechat_openid),
+            ("region", &self.region),
+            ("locale", &self.locale),
+            ("state", &self.state),
+        ];
+        for (name, value) in fields {
+            if let Some(Some(v)) = value {
+                if v.len() > limits::FIELD {
+                    return long(name, v.len(), limits::FIELD);
+                }
+            }
+        }
+        if self.attributes.len() > limits::ATTRIBUTES {
+            return Err(PatchError(format!(
+                "{} attributes in one write; the limit is {}",
+                self.attributes.len(),
+                limits::ATTRIBUTES
+            )));
+        }
+        for (key, value) in &self.attributes {
+            if key.len() > limits::ATTRIBUTE_NAME {
+                return long("an attribute name", key.len(), limits::ATTRIBUTE_NAME);
+            }
+            let len = value.to_string().len();
+            if len > limits::ATTRIBUTE_VALUE {
+                return long(&format!("attribute `{key}`"), len, limits::ATTRIBUTE_VALUE);
+            }
+        }
+        Ok(())
     }
 
     /// The patch's core fields on `c`: named fields replace (blank or `null`
@@ -321,6 +383,13 @@ pub fn coerce(key: &str, value: &Value, ty: AttributeType) -> Result<Value, Patc
     match ty {
         AttributeType::String => match value {
             Value::String(_) => Ok(value.clone()),
+            // A whole number past 2^53 arrives already rounded to a float:
+            // storing it would change its digits.
+            Value::Number(n) if n.is_f64() && n.as_f64().is_some_and(|f| f.abs() >= 9_007_199_254_740_992.0) => {
+                Err(PatchError(format!(
+                    "attribute `{key}` is declared as a string but got the number {value}, too long to keep every digit; send it as a JSON string"
+                )))
+            }
             Value::Number(n) => Ok(Value::String(n.to_string())),
             Value::Bool(b) => Ok(Value::String(b.to_string())),
             _ => bad("a string"),
@@ -433,6 +502,33 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn oversized_values_and_lossy_numbers_are_refused_with_the_limit() {
+        let schema: AttributeSchema = [("code".to_string(), AttributeType::String)].into();
+        let refused = |body: serde_json::Value| -> String {
+            let patch: CustomerPatch = serde_json::from_value(body).unwrap();
+            patch.merge(None, &schema, "UTC", now()).unwrap_err().0
+        };
+        let name = "x".repeat(limits::FIELD + 1);
+        let e = refused(serde_json::json!({"external_id": "c1", "name": name}));
+        assert!(e.contains("name is 1025 bytes; the limit is 1024"), "{e}");
+        let e = refused(serde_json::json!({"external_id": "i".repeat(300)}));
+        assert!(e.contains("external_id"), "{e}");
+        let e = refused(
+            serde_json::json!({"external_id": "c1", "attributes": {"note": "n".repeat(5000)}}),
+        );
+        assert!(e.contains("attribute `note`"), "{e}");
+        let digits: serde_json::Value = serde_json::from_str("12345678901234567890123").unwrap();
+        let e = refused(serde_json::json!({"external_id": "c1", "attributes": {"code": digits}}));
+        assert!(e.contains("send it as a JSON string"), "{e}");
+        let fine: CustomerPatch = serde_json::from_value(
+            serde_json::json!({"external_id": "c1", "attributes": {"code": 1234567}}),
+        )
+        .unwrap();
+        let merged = fine.merge(None, &schema, "UTC", now()).unwrap();
+        assert_eq!(merged.customer.attributes["code"], "1234567");
     }
 
     #[test]

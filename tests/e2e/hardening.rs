@@ -125,6 +125,22 @@ fn instants_outside_the_calendar_are_refused_at_the_edge() {
         assert_eq!(status, 422, "{body}: {answer}");
         assert!(answer.to_string().contains("1900–9999"), "{body}: {answer}");
     }
+    // Sizes and lossy numbers: a 422 naming the limit, not a stored megabyte.
+    let too_big = [
+        (
+            json!({"external_id": "c5", "name": "x".repeat(100_000)}),
+            "the limit is 1024",
+        ),
+        (
+            json!({"external_id": "c6", "attributes": {"note": "n".repeat(5000)}}),
+            "the limit is 4096",
+        ),
+    ];
+    for (body, says) in too_big {
+        let (status, answer) = server.api("POST", "/customers", Some(&body.to_string()));
+        assert_eq!(status, 422, "{answer}");
+        assert!(answer.to_string().contains(says), "{answer}");
+    }
     // Nothing of the refused writes is stored, and delivery goes on.
     let body = json!({"customer": "c1", "kind": "purchase", "at": "2026-03-01T09:00:00Z"});
     let (status, answer) = server.api("POST", "/events", Some(&body.to_string()));
@@ -136,7 +152,7 @@ fn instants_outside_the_calendar_are_refused_at_the_edge() {
     assert!(thanks.is_some(), "the good event is still delivered");
     let rows = deliveries(&config, &db);
     assert!(
-        ["c2", "c3", "c4"]
+        ["c2", "c3", "c4", "c5", "c6"]
             .iter()
             .all(|c| customer_rows(&rows, c).is_empty()),
         "refused customers were not stored: {rows:?}"
@@ -227,4 +243,62 @@ fn an_absurd_token_lifetime_is_cached_a_year_at_most() {
         .filter(|r| r.path.starts_with("/cgi-bin/token"))
         .count();
     assert_eq!(fetches, 1, "the token is cached");
+}
+
+/// A feeding system's ingest token may not bring back a customer an
+/// operator deleted, and one given `--region` writes only that region.
+#[test]
+fn ingest_tokens_never_revive_and_keep_to_their_regions() {
+    let scratch = Scratch::new();
+    let (config, db, server) = serve(&scratch);
+    let feed = create_token(&config, &db, "ingest", &[]);
+    let north_feed = create_token(&config, &db, "ingest", &["north"]);
+    let post = |token: &str, body: serde_json::Value| {
+        http_as(
+            token,
+            "POST",
+            &server.url("/customers"),
+            Some(&body.to_string()),
+        )
+    };
+    assert_eq!(
+        post(&feed, json!({"external_id": "gone", "region": "south"})).0,
+        200
+    );
+    assert_eq!(server.api("DELETE", "/customers/gone", None).0, 204);
+    let (status, answer) = post(&feed, json!({"external_id": "gone", "name": "Back"}));
+    assert_eq!(status, 422, "{answer}");
+    assert!(answer.to_string().contains("was deleted"), "{answer}");
+    assert_eq!(
+        server.api("GET", "/customers/gone", None).0,
+        404,
+        "still deleted"
+    );
+    // An admin may bring them back.
+    assert_eq!(
+        server
+            .api("POST", "/customers", Some(r#"{"external_id":"gone"}"#))
+            .0,
+        200
+    );
+
+    assert_eq!(
+        post(&feed, json!({"external_id": "s1", "region": "south"})).0,
+        200
+    );
+    assert_eq!(
+        post(&north_feed, json!({"external_id": "n1", "region": "north"})).0,
+        200
+    );
+    let (status, _) = post(&north_feed, json!({"external_id": "s1", "name": "Hijack"}));
+    assert_eq!(status, 404, "another region's customer is not there for it");
+    let (status, _) = post(&north_feed, json!({"external_id": "s2", "region": "south"}));
+    assert_eq!(status, 422, "nor may it create one elsewhere");
+    let event = json!({"customer": "s1", "kind": "purchase"}).to_string();
+    assert_eq!(
+        http_as(&north_feed, "POST", &server.url("/events"), Some(&event)).0,
+        404
+    );
+    let (_, s1) = server.api("GET", "/customers/s1", None);
+    assert_eq!(s1["name"], serde_json::Value::Null, "unchanged: {s1}");
 }

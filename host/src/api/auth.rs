@@ -52,6 +52,7 @@ impl Caller {
     pub fn region_scope(&self) -> Option<&[String]> {
         match self.role {
             Role::Staff => Some(&self.regions),
+            Role::Ingest if !self.regions.is_empty() => Some(&self.regions),
             Role::Admin | Role::Ingest => None,
         }
     }

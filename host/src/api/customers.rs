@@ -6,7 +6,7 @@ use super::auth::Caller;
 use super::Current;
 use super::{body_of, parse_body, visible_customer, ApiError, ErrorBody, OneOrMany};
 use crate::customer::{Customer, CustomerPatch};
-use crate::engine::{Herald, UpsertOutcome, WriteError};
+use crate::engine::{Deleted, Herald, UpsertOutcome, WriteError};
 use crate::live::Live;
 use crate::store::customers::{self, CustomerFilter};
 use crate::store::tokens::Role;
@@ -190,7 +190,12 @@ async fn upsert_one(
     caller: &Caller,
     patch: &CustomerPatch,
 ) -> Result<UpsertOutcome, WriteError> {
-    h.upsert_customer_in(patch, caller.region_scope()).await
+    let deleted = match caller.role {
+        Role::Ingest => Deleted::Refuse,
+        Role::Admin | Role::Staff => Deleted::Revive,
+    };
+    h.upsert_customer_as(patch, caller.region_scope(), deleted)
+        .await
 }
 
 /// What the caller gets back for an upsert: ingest tokens, which may not

@@ -243,10 +243,12 @@ pub enum TokenAction {
         #[command(flatten)]
         config: ConfigArgs,
         /// admin (head office, every region), staff (only --region's
-        /// customers) or ingest (may only post customers and events).
+        /// customers) or ingest (may only post customers and events, of
+        /// --region's customers if given; never revives a deleted one).
         #[arg(long)]
         role: herald::store::tokens::Role,
-        /// A region a staff token may see (repeat for several).
+        /// A region a staff token may see, or an ingest token may write
+        /// (repeat for several).
         #[arg(long = "region")]
         regions: Vec<String>,
         /// A label for listings.

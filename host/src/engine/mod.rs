@@ -10,7 +10,7 @@ pub mod callbacks;
 pub(crate) mod testing;
 pub mod writes;
 
-pub use writes::{in_scope, EventInput, RegionScope, UpsertOutcome, WriteError};
+pub use writes::{in_scope, Deleted, EventInput, RegionScope, UpsertOutcome, WriteError};
 
 use crate::channels::Channels;
 use crate::clock::SharedClock;

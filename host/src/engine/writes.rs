@@ -39,6 +39,15 @@ pub enum WriteError {
     Internal(#[from] anyhow::Error),
 }
 
+/// What an upsert naming a deleted customer does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    /// Create them again (admin and staff writes, imports, simulations).
+    Revive,
+    /// Refuse the write (a feeding system's ingest token).
+    Refuse,
+}
+
 /// An event to record.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -88,6 +97,18 @@ impl Herald {
         patch: &CustomerPatch,
         scope: RegionScope<'_>,
     ) -> Result<UpsertOutcome, WriteError> {
+        self.upsert_customer_as(patch, scope, Deleted::Revive).await
+    }
+
+    /// [`Herald::upsert_customer_in`], saying what a write naming a
+    /// deleted customer does: a feeding system (an ingest token) may not
+    /// bring back someone an operator deleted.
+    pub async fn upsert_customer_as(
+        &self,
+        patch: &CustomerPatch,
+        scope: RegionScope<'_>,
+        deleted: Deleted,
+    ) -> Result<UpsertOutcome, WriteError> {
         let now = self.clock.now();
         let mut tx = self.store.write().await?;
         let existing = customers::by_external_id(&mut tx, patch.external_id.trim()).await?;
@@ -96,6 +117,12 @@ impl Herald {
             .is_some_and(|c| !in_scope(scope, c.region.as_deref()))
         {
             return Err(WriteError::NotFound(patch.external_id.trim().to_string()));
+        }
+        if deleted == Deleted::Refuse && existing.as_ref().is_some_and(|c| c.deleted_at.is_some()) {
+            return Err(WriteError::Invalid(format!(
+                "customer `{}` was deleted; an ingest token cannot bring them back (an admin or staff token can)",
+                patch.external_id.trim()
+            )));
         }
         let live = existing.as_ref().filter(|c| c.deleted_at.is_none());
         let merged = patch

@@ -16,7 +16,8 @@ pub enum Role {
     Admin,
     /// Branch staff: read and change customers of their regions only.
     Staff,
-    /// A feeding system: may only post customers and events.
+    /// A feeding system: may only post customers and events (of its
+    /// regions, if it was given any), and never revives a deleted customer.
     Ingest,
 }
 
@@ -54,7 +55,8 @@ pub struct TokenInfo {
     pub prefix: String,
     /// What it may do.
     pub role: Role,
-    /// For staff: the regions it sees.
+    /// For staff: the regions it sees; for ingest: the regions it may
+    /// write (none: every region).
     pub regions: Vec<String>,
     /// A label.
     pub name: Option<String>,
@@ -77,9 +79,8 @@ pub fn validate(role: Role, regions: &[String]) -> Result<()> {
         Role::Staff if regions.is_empty() => {
             bail!("a staff token needs at least one --region (the regions whose customers it may see)")
         }
-        Role::Admin | Role::Ingest if !regions.is_empty() => bail!(
-            "--region applies to staff tokens only; an {} token is not limited to regions",
-            role.as_str()
+        Role::Admin if !regions.is_empty() => bail!(
+            "--region applies to staff and ingest tokens; an admin token is not limited to regions"
         ),
         _ => {}
     }
