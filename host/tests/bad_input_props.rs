@@ -184,6 +184,9 @@ enum Defect {
     EndsAt(&'static str),
     Visits(&'static str),
     InvalidUtf8,
+    /// A note cell (an undeclared attribute) of this many characters, past
+    /// the 4 KiB an attribute value may hold.
+    TooLong(usize),
 }
 
 impl Defect {
@@ -198,6 +201,7 @@ impl Defect {
             Defect::EndsAt(_) => "ends_at",
             Defect::Visits(_) => "visits",
             Defect::InvalidUtf8 => "utf-8",
+            Defect::TooLong(_) => "the limit is 4096",
         }
     }
 }
@@ -221,7 +225,8 @@ fn text_cell() -> impl Strategy<Value = String> {
         6 => "\\PC{0,24}",
         3 => "[a-z ,\"\\n\\r\t王芳]{0,24}",
         1 => "[a-z\\x00 ]{0,8}",
-        1 => (1usize..4, "[a-z王]").prop_map(|(k, c)| c.repeat(k * 12_000)),
+        // Long cells, within the 1 KiB a name and the 4 KiB a note may hold.
+        1 => (1usize..4, "[a-z王]").prop_map(|(k, c)| c.repeat(k * 110)),
     ]
 }
 
@@ -244,6 +249,7 @@ fn defect() -> impl Strategy<Value = Defect> {
         select(vec!["soon", "2026-02-31", "next tuesday", "31.12.2026"]).prop_map(Defect::EndsAt),
         select(vec!["many", "12abc", "1,5", "0x10"]).prop_map(Defect::Visits),
         Just(Defect::InvalidUtf8),
+        (4_095usize..40_000).prop_map(Defect::TooLong),
     ]
 }
 
@@ -342,6 +348,7 @@ impl CsvRow {
             Some(Defect::EndsAt(v)) => fields[5] = v.as_bytes().to_vec(),
             Some(Defect::Visits(v)) => fields[6] = v.as_bytes().to_vec(),
             Some(Defect::InvalidUtf8) => fields[1] = b"bad \xff\xfe name".to_vec(),
+            Some(Defect::TooLong(n)) => fields[7] = "n".repeat(*n).into_bytes(),
         }
         for (i, field) in fields.iter().enumerate() {
             if i > 0 {
