@@ -536,7 +536,10 @@ fn tokens_are_stored_hashed_listed_without_secret_and_revocable() {
             .arg("--db")
             .arg(&db),
     );
-    assert!(refused.contains("admin token is not limited to regions"), "{refused}");
+    assert!(
+        refused.contains("admin token is not limited to regions"),
+        "{refused}"
+    );
     let refused = expect_refusal(
         herald()
             .args(["token", "create", "--role", "root", "--config"])
