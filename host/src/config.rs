@@ -55,6 +55,10 @@ pub struct DatabaseSection {
     /// Path of the SQLite file, relative to the config file.
     #[serde(default = "default_db_path")]
     pub path: String,
+    /// A database URL instead of `path`: `postgres://USER:PASSWORD@HOST/DB`
+    /// for PostgreSQL (several nodes on one database), or `sqlite://PATH`.
+    #[serde(default)]
+    pub url: Option<String>,
 }
 
 fn default_db_path() -> String {
@@ -65,6 +69,7 @@ impl Default for DatabaseSection {
     fn default() -> Self {
         Self {
             path: default_db_path(),
+            url: None,
         }
     }
 }
@@ -552,6 +557,25 @@ pub struct Config {
 }
 
 impl Config {
+    /// Where the database is: `[database] url` if given (a `postgres://`
+    /// or `sqlite://` URL), else `[database] path` relative to this file.
+    pub fn database(&self) -> Result<crate::database::Location> {
+        let base = self.path.parent().unwrap_or(Path::new(""));
+        match &self.file.database.url {
+            Some(url) if self.file.database.path != default_db_path() => anyhow::bail!(
+                "[database] has both `url` ({}) and `path`; keep one",
+                crate::database::Location::parse(url, base)
+                    .map(|l| l.to_string())
+                    .unwrap_or_default()
+            ),
+            Some(url) => crate::database::Location::parse(url, base)
+                .with_context(|| format!("[database] url in {}", self.path.display())),
+            None => Ok(crate::database::Location::Embedded(
+                self.resolve(&self.file.database.path),
+            )),
+        }
+    }
+
     /// Read and parse a config file. Unknown keys and malformed values are
     /// errors that name the file, line and key.
     pub fn load(path: &Path) -> Result<Config> {

@@ -28,6 +28,7 @@ pub mod check;
 pub mod clock;
 pub mod config;
 pub mod customer;
+pub mod database;
 pub mod engine;
 pub mod explain;
 pub mod funnel;

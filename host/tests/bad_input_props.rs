@@ -127,7 +127,7 @@ impl Deployment {
             .block_on(Herald::open(
                 &config,
                 OpenOptions {
-                    db: Some(&db),
+                    db: Some(herald::store::Location::Embedded(db.clone())),
                     clock,
                     http_mode: HttpMode::Live,
                 },

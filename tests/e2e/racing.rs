@@ -28,7 +28,7 @@ async fn racing_ticks_deliver_each_occurrence_once() {
         Herald::open(
             &config,
             OpenOptions {
-                db: Some(&db),
+                db: Some(herald::store::Location::Embedded(db.clone())),
                 clock: Arc::new(VirtualClock::new(start)),
                 http_mode: HttpMode::Live,
             },

@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use herald::store::probe::{self, Count};
+use herald::store::Location;
 use herald::store::Store;
 use http_body_util::{BodyExt, Full};
 
@@ -145,7 +146,7 @@ pub async fn api_bench(rate: u64, seconds: u64, now: DateTime<Utc>) -> Result<()
     create_db(&config, &db, now).await?;
     populate(&db, CUSTOMERS, now).await?;
     let token = {
-        let store = Store::open(&db).await?;
+        let store = Store::open(&Location::Embedded(db.clone())).await?;
         let (token, _) = herald::store::tokens::create(
             &store,
             herald::store::tokens::Role::Ingest,
@@ -197,7 +198,7 @@ pub async fn api_bench(rate: u64, seconds: u64, now: DateTime<Utc>) -> Result<()
 
     // Let the scheduler finish the reminders the events planned, then stop it.
     let deadline = Instant::now() + Duration::from_secs(120);
-    let store = Store::open(&db).await?;
+    let store = Store::open(&Location::Embedded(db.clone())).await?;
     while probe::count(&store, Count::PendingOf("on-payment")).await? > 0
         && Instant::now() < deadline
     {

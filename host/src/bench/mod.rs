@@ -36,6 +36,7 @@ use herald::plugin::bindings::types::Setting;
 use herald::plugin::http_policy::{AllowList, HttpMode};
 use herald::plugin::{KvBackend, Limits, PluginServices, Runtime, SendOutcome, DEFAULT_MEMORY};
 use herald::store::probe::{self, Count};
+use herald::store::Location;
 use herald::store::{customers, planning, Store};
 use herald::strategy::{date_anchor, Trigger};
 use std::collections::HashMap;
@@ -578,7 +579,7 @@ impl TickBench {
         let herald = Herald::open(
             &config,
             OpenOptions {
-                db: Some(&db_path),
+                db: Some(Location::Embedded(db_path.clone())),
                 clock: Arc::new(VirtualClock::new(t0)),
                 http_mode: HttpMode::Live,
             },
@@ -618,8 +619,13 @@ impl TickBench {
         check_seed(&self.herald, customers, due, self.planned_at).await?;
         // The same starting state for the SQLite floor (run after the tick).
         let floor_db = self.scratch.path().join("floor.db");
-        std::fs::copy(self.store().path(), &floor_db)
-            .context("cannot copy the database for the floor")?;
+        std::fs::copy(
+            self.store()
+                .sqlite_path()
+                .context("the tick bench runs on SQLite")?,
+            &floor_db,
+        )
+        .context("cannot copy the database for the floor")?;
         let seeded_due = probe::count(self.store(), Count::DueBy(self.t0)).await?;
         if seeded_due != due as i64 {
             eprintln!("error=the seed has {seeded_due} due rows; expected {due}");

@@ -9,6 +9,7 @@
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
 use herald::store::probe::{self, Count};
+use herald::store::Location;
 use herald::store::Store;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -219,7 +220,7 @@ pub async fn create_db(config: &Path, db: &Path, now: DateTime<Utc>) -> Result<(
     let herald = herald::engine::Herald::open(
         &config,
         herald::engine::OpenOptions {
-            db: Some(db),
+            db: Some(Location::Embedded(db.to_path_buf())),
             clock: std::sync::Arc::new(herald::clock::VirtualClock::new(now)),
             http_mode: herald::plugin::http_policy::HttpMode::Live,
         },
@@ -233,7 +234,7 @@ pub async fn create_db(config: &Path, db: &Path, now: DateTime<Utc>) -> Result<(
 /// and their planned reminders ([`probe::seed_paid_and_trial`]); returns
 /// how many are due at `now`.
 pub async fn populate(db: &Path, customers: u64, now: DateTime<Utc>) -> Result<u64> {
-    let store = Store::open(db).await?;
+    let store = Store::open(&Location::Embedded(db.to_path_buf())).await?;
     let due = probe::seed_paid_and_trial(&store, customers, now).await?;
     probe::settle(&store).await?;
     probe::close(&store).await;
@@ -242,7 +243,7 @@ pub async fn populate(db: &Path, customers: u64, now: DateTime<Utc>) -> Result<u
 
 /// Count `what` in the database at `db` (which another process may be writing).
 pub async fn count(db: &Path, what: Count<'_>) -> Result<i64> {
-    let store = Store::open(db).await?;
+    let store = Store::open(&Location::Embedded(db.to_path_buf())).await?;
     let n = probe::count(&store, what).await?;
     probe::close(&store).await;
     Ok(n)

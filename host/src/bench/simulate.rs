@@ -182,7 +182,7 @@ pub async fn simulate_bench(plugins_dir: &Path, customers: u64) -> Result<()> {
     let herald = Herald::open(
         &config,
         OpenOptions {
-            db: Some(&db),
+            db: Some(herald::store::Location::Embedded(db.clone())),
             clock: Arc::new(clock.clone()),
             http_mode: HttpMode::Sink(sink),
         },

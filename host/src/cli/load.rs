@@ -9,28 +9,29 @@ use herald::clock::VirtualClock;
 use herald::config::Config;
 use herald::engine::{Herald, OpenOptions};
 use herald::plugin::http_policy::HttpMode;
-use herald::store::Store;
-use std::path::PathBuf;
+use herald::store::{Location, Store};
 use std::sync::{Arc, Mutex};
 
-/// The config's database, or `--db`'s.
-pub fn database_path(args: &ConfigArgs, config: &Config) -> PathBuf {
-    args.db
-        .clone()
-        .unwrap_or_else(|| config.resolve(&config.file.database.path))
+/// `--db`'s database, or the config's.
+pub fn database_location(args: &ConfigArgs, config: &Config) -> Result<Location> {
+    match &args.db {
+        Some(location) => Ok(location.clone()),
+        None => config.database(),
+    }
 }
 
-/// Open an existing database for the listing commands; they never create one.
+/// Open an existing database for the listing commands; they never create
+/// a SQLite file.
 pub async fn existing_store(args: &ConfigArgs) -> Result<Store> {
     let config = Config::load(&args.config)?;
-    let path = database_path(args, &config);
-    if !path.exists() {
+    let location = database_location(args, &config)?;
+    if let Some(path) = location.sqlite_path().filter(|p| !p.exists()) {
         anyhow::bail!(
             "no database at {}: nothing has run with this config yet (start `herald serve` or `herald import`), or pass --db",
             path.display()
         );
     }
-    Store::open(&path).await
+    Store::open(&location).await
 }
 
 /// Open an existing deployment for a read-only look at `at` (default now);
@@ -45,7 +46,7 @@ pub async fn deployment_at(
     let herald = Herald::open(
         &config,
         OpenOptions {
-            db: args.db.as_deref(),
+            db: args.db.clone(),
             clock: Arc::new(VirtualClock::new(now)),
             http_mode: HttpMode::Sink(Arc::new(Mutex::new(Vec::new()))),
         },

@@ -15,6 +15,7 @@ mod token;
 
 use clap::{Args, Parser, Subcommand};
 use herald::clock::parse_instant;
+use herald::store::Location;
 use std::path::PathBuf;
 
 pub use run::run;
@@ -38,9 +39,10 @@ pub struct ConfigArgs {
     /// The deployment file.
     #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
     pub config: PathBuf,
-    /// Use this database instead of the one the config names.
-    #[arg(long, env = "HERALD_DB")]
-    pub db: Option<PathBuf>,
+    /// Use this database instead of the one the config names: a SQLite
+    /// file path or a postgres:// URL.
+    #[arg(long, env = "HERALD_DB", value_parser = parse_location)]
+    pub db: Option<Location>,
 }
 
 /// Every `herald` command.
@@ -270,4 +272,9 @@ pub enum TokenAction {
         /// The id from `herald token list`.
         id: i64,
     },
+}
+
+/// `--db`: a path relative to the working directory, or a URL.
+fn parse_location(text: &str) -> Result<Location, String> {
+    Location::parse(text, std::path::Path::new("")).map_err(|e| format!("{e:#}"))
 }

@@ -20,7 +20,7 @@ pub async fn serve(args: ConfigArgs, listen: Option<String>) -> Result<ExitCode>
         Herald::load(
             &config,
             OpenOptions {
-                db: args.db.as_deref(),
+                db: args.db.clone(),
                 clock,
                 http_mode: HttpMode::Live,
             },

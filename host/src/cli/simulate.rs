@@ -8,6 +8,7 @@ use herald::clock::VirtualClock;
 use herald::config::Config;
 use herald::engine::{Herald, OpenOptions};
 use herald::plugin::http_policy::HttpMode;
+use herald::store::Location;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,13 +31,13 @@ pub async fn simulate(
     let db = args
         .db
         .clone()
-        .unwrap_or_else(|| scratch.path().join("simulate.db"));
+        .unwrap_or_else(|| Location::Embedded(scratch.path().join("simulate.db")));
     let clock = VirtualClock::new(from);
     let sink = Arc::new(Mutex::new(Vec::new()));
     let herald = Herald::open(
         &config,
         OpenOptions {
-            db: Some(&db),
+            db: Some(db),
             clock: Arc::new(clock.clone()),
             http_mode: if live {
                 HttpMode::Live

@@ -2,7 +2,7 @@
 //! usually made before the first `serve`, so the database is created here
 //! when it does not exist yet.
 
-use super::load::database_path;
+use super::load::database_location;
 use super::print::{left, right, Column, Printer, Table};
 use super::TokenAction;
 use anyhow::Result;
@@ -47,7 +47,7 @@ pub async fn token(action: TokenAction) -> Result<ExitCode> {
         | TokenAction::Revoke { config, .. } => config,
     };
     let config = Config::load(&args.config)?;
-    let store = Store::open(&database_path(args, &config)).await?;
+    let store = Store::open(&database_location(args, &config)?).await?;
     let now = chrono::Utc::now();
     match action {
         TokenAction::Create {

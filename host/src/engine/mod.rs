@@ -20,10 +20,9 @@ use crate::plugin::http_policy::HttpMode;
 use crate::plugin::{KvBackend, PluginServices, Runtime};
 use crate::render::links::Links;
 use crate::render::tracking::Tracker;
-use crate::store::{customers, meta, Store};
+use crate::store::{customers, meta, Location, Store};
 use crate::strategy::Strategy;
 use anyhow::{anyhow, Context, Result};
-use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -71,9 +70,9 @@ fn fingerprint(config: &Config) -> String {
 }
 
 /// Options for opening a deployment.
-pub struct OpenOptions<'a> {
-    /// Override of the config's database path.
-    pub db: Option<&'a Path>,
+pub struct OpenOptions {
+    /// Override of the config's database.
+    pub db: Option<Location>,
     /// The clock.
     pub clock: SharedClock,
     /// Live network or recording sink.
@@ -83,7 +82,7 @@ pub struct OpenOptions<'a> {
 impl Herald {
     /// Open a deployment: database, plugins, strategy. Every configuration
     /// problem is reported before anything runs.
-    pub async fn open(config: &Config, options: OpenOptions<'_>) -> Result<Herald> {
+    pub async fn open(config: &Config, options: OpenOptions) -> Result<Herald> {
         let herald = Self::load(config, options).await?;
         herald.replan_if_strategy_changed().await?;
         Ok(herald)
@@ -93,7 +92,7 @@ impl Herald {
     /// customer: `herald serve` starts listening first and its scheduler does
     /// that walk ([`Herald::replan_if_strategy_changed`]) before its first
     /// tick, so a large customer base does not keep the API down at start.
-    pub async fn load(config: &Config, options: OpenOptions<'_>) -> Result<Herald> {
+    pub async fn load(config: &Config, options: OpenOptions) -> Result<Herald> {
         let channel_names = Channels::names(config);
         Strategy::compile(config, &channel_names).map_err(|e| {
             anyhow!(
@@ -102,11 +101,11 @@ impl Herald {
             )
         })?;
         config.scheduler()?;
-        let db_path = match options.db {
-            Some(p) => p.to_path_buf(),
-            None => config.resolve(&config.file.database.path),
+        let location = match options.db {
+            Some(location) => location,
+            None => config.database()?,
         };
-        let store = Store::open(&db_path).await?;
+        let store = Store::open(&location).await?;
         Self::load_on(config, store, options.clock, options.http_mode).await
     }
 

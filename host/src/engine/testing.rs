@@ -35,7 +35,7 @@ pub async fn deployment(config: &str, now: DateTime<Utc>) -> TestDeployment {
     let herald = Herald::open(
         &config,
         OpenOptions {
-            db: Some(&db),
+            db: Some(crate::store::Location::Embedded(db)),
             clock: Arc::new(clock.clone()),
             http_mode: HttpMode::Sink(Arc::new(Mutex::new(Vec::new()))),
         },

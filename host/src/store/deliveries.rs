@@ -1,11 +1,15 @@
 //! The `deliveries` table: one row per attempt at an occurrence, saying which
 //! channel and provider carried it and how it ended.
 
+use super::backend::on;
+use super::Fields;
 use super::{from_millis, raw, to_millis};
 use super::{json_list, Store, Tx};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use serde_json::{json, Value};
+use sqlx::PgConnection;
 use sqlx::Row;
 
 /// How an attempt ended.
@@ -105,6 +109,39 @@ pub(super) fn insert_many(conn: raw::Conn<'_>, items: &[NewDelivery<'_>]) -> Res
     Ok(())
 }
 
+/// [`insert_many`] on PostgreSQL, in one statement.
+pub(super) async fn insert_many_pg(
+    conn: &mut PgConnection,
+    items: &[NewDelivery<'_>],
+) -> Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let rows = items
+        .iter()
+        .map(|d| {
+            json!({"s": d.schedule_id, "c": d.customer_id, "r": d.rule_id, "ch": d.channel,
+                   "p": d.provider, "a": d.attempt, "st": d.status.as_str(),
+                   "pm": d.provider_message_id, "e": d.error, "sub": d.subject,
+                   "retry": d.retry_at.map(to_millis), "at": to_millis(d.at),
+                   "ms": d.duration_ms, "fo": d.failover_from})
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO deliveries (schedule_id, customer_id, rule_id, channel, provider, attempt, status,
+                                 provider_message_id, error, subject, retry_at, at, duration_ms, failover_from)
+         SELECT (v->>'s')::bigint, (v->>'c')::bigint, v->>'r', v->>'ch', v->>'p', (v->>'a')::bigint,
+                v->>'st', v->>'pm', v->>'e', v->>'sub', (v->>'retry')::bigint, (v->>'at')::bigint,
+                (v->>'ms')::bigint, v->>'fo'
+         FROM json_array_elements($1::json) AS v",
+    )
+    .bind(Value::Array(rows).to_string())
+    .execute(conn)
+    .await
+    .context("cannot record the attempts")?;
+    Ok(())
+}
+
 /// A recorded attempt, for listings.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeliveryRow {
@@ -169,45 +206,50 @@ const LIST_COLUMNS: &str =
 const LIST_FROM: &str = "FROM deliveries d JOIN customers c ON c.id = d.customer_id JOIN schedule s ON s.id = d.schedule_id
             LEFT JOIN goals g ON g.delivery_id = d.id";
 
-fn delivery_from_row(r: &sqlx::sqlite::SqliteRow) -> DeliveryRow {
+fn delivery_from_row<R: Fields>(r: &R) -> DeliveryRow
+where
+    usize: sqlx::ColumnIndex<R>,
+{
     DeliveryRow {
-        id: r.get(0),
-        at: from_millis(r.get(1)),
-        customer: r.get(2),
-        rule: r.get(3),
-        channel: r.get(4),
-        provider: r.get(5),
-        attempt: r.get(6),
-        status: r.get(7),
-        provider_message_id: r.get(8),
-        error: r.get(9),
-        subject: r.get(10),
-        retry_at: r.get::<Option<i64>, _>(11).map(from_millis),
-        occurrence_key: r.get(12),
-        failover_from: r.get(13),
-        report: r.get(14),
-        report_reason: r.get(15),
-        goal: r.get(16),
-        goal_at: r.get::<Option<i64>, _>(17).map(from_millis),
+        id: r.int(0),
+        at: from_millis(r.int(1)),
+        customer: r.text(2),
+        rule: r.text(3),
+        channel: r.opt_text(4),
+        provider: r.opt_text(5),
+        attempt: r.int(6),
+        status: r.text(7),
+        provider_message_id: r.opt_text(8),
+        error: r.opt_text(9),
+        subject: r.opt_text(10),
+        retry_at: r.opt_int(11).map(from_millis),
+        occurrence_key: r.text(12),
+        failover_from: r.opt_text(13),
+        report: r.opt_text(14),
+        report_reason: r.opt_text(15),
+        goal: r.opt_text(16),
+        goal_at: r.opt_int(17).map(from_millis),
     }
 }
 
 /// Recorded attempts, oldest first.
 pub async fn list(store: &Store, filter: &DeliveryFilter) -> Result<Vec<DeliveryRow>> {
-    let rows = sqlx::query(&format!(
+    on!(store.pool(), |db, d| {
+        let rows = sqlx::query(&d.sql(&format!(
         "SELECT * FROM (
             SELECT {LIST_COLUMNS} {LIST_FROM}
             WHERE (?1 IS NULL OR c.external_id = ?1) AND (?2 IS NULL OR d.status = ?2) AND (?3 IS NULL OR d.rule_id = ?3)
             ORDER BY d.at DESC, d.id DESC LIMIT ?4
-         ) ORDER BY at, id"
-    ))
+         ) AS latest ORDER BY at, id"
+    )))
     .bind(&filter.customer)
     .bind(&filter.status)
     .bind(&filter.rule)
     .bind(if filter.limit > 0 { filter.limit } else { i64::MAX })
-    .fetch_all(&store.pool)
+    .fetch_all(db)
     .await?;
-    Ok(rows.iter().map(delivery_from_row).collect())
+        Ok(rows.iter().map(delivery_from_row).collect())
+    })
 }
 
 /// Filters for [`page`] (the API's listing).
@@ -235,27 +277,29 @@ pub struct DeliveryQuery {
 
 /// Recorded attempts in id order, for paging through with `after_id`.
 pub async fn page(store: &Store, q: &DeliveryQuery) -> Result<Vec<DeliveryRow>> {
-    let scope = q.scope.as_ref().map(serde_json::to_string).transpose()?;
-    let rows = sqlx::query(&format!(
-        "SELECT {LIST_COLUMNS} {LIST_FROM}
+    on!(store.pool(), |db, d| {
+        let scope = q.scope.as_ref().map(serde_json::to_string).transpose()?;
+        let rows = sqlx::query(&d.sql(&format!(
+            "SELECT {LIST_COLUMNS} {LIST_FROM}
          WHERE d.id > ?1 AND (?2 IS NULL OR c.external_id = ?2) AND (?3 IS NULL OR d.status = ?3)
            AND (?4 IS NULL OR d.rule_id = ?4) AND (?5 IS NULL OR d.channel = ?5)
            AND (?6 IS NULL OR d.at >= ?6) AND (?7 IS NULL OR d.at < ?7)
            AND (?8 IS NULL OR c.region IN (SELECT value FROM json_each(?8)))
          ORDER BY d.id LIMIT ?9"
-    ))
-    .bind(q.after_id)
-    .bind(&q.customer)
-    .bind(&q.status)
-    .bind(&q.rule)
-    .bind(&q.channel)
-    .bind(q.since.map(to_millis))
-    .bind(q.until.map(to_millis))
-    .bind(scope)
-    .bind(q.limit)
-    .fetch_all(&store.pool)
-    .await?;
-    Ok(rows.iter().map(delivery_from_row).collect())
+        )))
+        .bind(q.after_id)
+        .bind(&q.customer)
+        .bind(&q.status)
+        .bind(&q.rule)
+        .bind(&q.channel)
+        .bind(q.since.map(to_millis))
+        .bind(q.until.map(to_millis))
+        .bind(scope)
+        .bind(q.limit)
+        .fetch_all(db)
+        .await?;
+        Ok(rows.iter().map(delivery_from_row).collect())
+    })
 }
 
 /// Record a provider's delivery report against the delivery it names (by
@@ -269,22 +313,24 @@ pub async fn apply_report(
     reason: Option<&str>,
     at: DateTime<Utc>,
 ) -> Result<u64> {
-    let done = sqlx::query(
-        "UPDATE deliveries SET report = ?, report_reason = ?, report_at = ?
+    on!(tx.conn(), |db, d| {
+        let done = sqlx::query(&d.sql(
+            "UPDATE deliveries SET report = ?, report_reason = ?, report_at = ?
          WHERE channel = ? AND provider_message_id = ? AND status = 'delivered'",
-    )
-    .bind(if delivered {
-        "delivered"
-    } else {
-        "undelivered"
+        ))
+        .bind(if delivered {
+            "delivered"
+        } else {
+            "undelivered"
+        })
+        .bind(reason)
+        .bind(to_millis(at))
+        .bind(channel)
+        .bind(provider_message_id)
+        .execute(&mut *db)
+        .await?;
+        Ok(done.rows_affected())
     })
-    .bind(reason)
-    .bind(to_millis(at))
-    .bind(channel)
-    .bind(provider_message_id)
-    .execute(tx.conn())
-    .await?;
-    Ok(done.rows_affected())
 }
 
 /// Reminders delivered to each of `ids` since `since` (rule, channel, time),
@@ -294,27 +340,29 @@ pub async fn recent_sends(
     ids: &[i64],
     since: DateTime<Utc>,
 ) -> Result<std::collections::HashMap<i64, Vec<(String, String, DateTime<Utc>)>>> {
-    let mut out: std::collections::HashMap<i64, Vec<(String, String, DateTime<Utc>)>> =
-        std::collections::HashMap::new();
-    if ids.is_empty() {
-        return Ok(out);
-    }
-    let rows = sqlx::query(
-        "SELECT customer_id, rule_id, channel, at FROM deliveries
-         WHERE customer_id IN (SELECT value FROM json_each(?)) AND at > ? AND status = 'delivered'",
-    )
-    .bind(json_list(ids)?)
-    .bind(to_millis(since))
-    .fetch_all(tx.conn())
-    .await?;
-    for r in rows {
-        out.entry(r.get(0)).or_default().push((
-            r.get(1),
-            r.get::<Option<String>, _>(2).unwrap_or_default(),
-            from_millis(r.get(3)),
-        ));
-    }
-    Ok(out)
+    on!(tx.conn(), |db, d| {
+        let mut out: std::collections::HashMap<i64, Vec<(String, String, DateTime<Utc>)>> =
+            std::collections::HashMap::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let rows = sqlx::query(&d.sql(
+            "SELECT customer_id, rule_id, channel, at FROM deliveries
+         WHERE customer_id IN (SELECT CAST(value AS BIGINT) FROM json_each(?)) AND at > ? AND status = 'delivered'",
+        ))
+        .bind(json_list(ids)?)
+        .bind(to_millis(since))
+        .fetch_all(&mut *db)
+        .await?;
+        for r in rows {
+            out.entry(r.get(0)).or_default().push((
+                r.get(1),
+                r.get::<Option<String>, _>(2).unwrap_or_default(),
+                from_millis(r.get(3)),
+            ));
+        }
+        Ok(out)
+    })
 }
 
 #[cfg(test)]

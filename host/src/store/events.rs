@@ -1,5 +1,7 @@
 //! The `events` table: what customers did (a payment, a login, a visit).
 
+use super::backend::on;
+use super::Fields;
 use super::Tx;
 use super::{from_millis, to_millis};
 use anyhow::Result;
@@ -34,37 +36,39 @@ pub async fn insert(
     event_id: Option<&str>,
     recorded_at: DateTime<Utc>,
 ) -> Result<Option<EventRecord>> {
-    let row = sqlx::query(
-        "INSERT INTO events (customer_id, kind, at, properties, event_id, recorded_at)
+    on!(tx.conn(), |db, d| {
+        let row = sqlx::query(&d.sql(
+            "INSERT INTO events (customer_id, kind, at, properties, event_id, recorded_at)
          VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING RETURNING id",
-    )
-    .bind(customer_id)
-    .bind(kind)
-    .bind(to_millis(at))
-    .bind(serde_json::to_string(properties)?)
-    .bind(event_id)
-    .bind(to_millis(recorded_at))
-    .fetch_optional(tx.conn())
-    .await?;
-    Ok(row.map(|r| EventRecord {
-        id: r.get(0),
-        customer_id,
-        kind: kind.to_string(),
-        at,
-        properties: properties.clone(),
-    }))
+        ))
+        .bind(customer_id)
+        .bind(kind)
+        .bind(to_millis(at))
+        .bind(serde_json::to_string(properties)?)
+        .bind(event_id)
+        .bind(to_millis(recorded_at))
+        .fetch_optional(&mut *db)
+        .await?;
+        Ok(row.map(|r| EventRecord {
+            id: r.get(0),
+            customer_id,
+            kind: kind.to_string(),
+            at,
+            properties: properties.clone(),
+        }))
+    })
 }
 
 /// The customer's most recent events, oldest first.
 pub async fn recent(tx: &mut Tx, customer_id: i64, limit: i64) -> Result<Vec<EventRecord>> {
-    let rows = sqlx::query(
-        "SELECT id, kind, at, properties FROM events WHERE customer_id = ? ORDER BY at DESC, id DESC LIMIT ?",
-    )
+    on!(tx.conn(), |db, d| {
+        let rows = sqlx::query(&d.sql("SELECT id, kind, at, properties FROM events WHERE customer_id = ? ORDER BY at DESC, id DESC LIMIT ?"))
     .bind(customer_id)
     .bind(limit)
-    .fetch_all(tx.conn())
+    .fetch_all(&mut *db)
     .await?;
-    oldest_first(&rows, customer_id)
+        oldest_first(&rows, customer_id)
+    })
 }
 
 /// When the customer last did any of `kinds` (`None`: never).
@@ -73,14 +77,14 @@ pub async fn latest_at(
     customer_id: i64,
     kinds: &[String],
 ) -> Result<Option<DateTime<Utc>>> {
-    let row = sqlx::query(
-        "SELECT MAX(at) FROM events WHERE customer_id = ? AND kind IN (SELECT value FROM json_each(?))",
-    )
+    on!(tx.conn(), |db, d| {
+        let row = sqlx::query(&d.sql("SELECT MAX(at) FROM events WHERE customer_id = ? AND kind IN (SELECT value FROM json_each(?))"))
     .bind(customer_id)
     .bind(serde_json::to_string(kinds)?)
-    .fetch_one(tx.conn())
+    .fetch_one(&mut *db)
     .await?;
-    Ok(row.get::<Option<i64>, _>(0).map(from_millis))
+        Ok(row.get::<Option<i64>, _>(0).map(from_millis))
+    })
 }
 
 /// The customer's events at or after `from` (of `kinds`, when given),
@@ -92,32 +96,35 @@ pub async fn since(
     kinds: Option<&[String]>,
     limit: i64,
 ) -> Result<Vec<EventRecord>> {
-    let rows = sqlx::query(
-        "SELECT id, kind, at, properties FROM events
+    on!(tx.conn(), |db, d| {
+        let rows = sqlx::query(&d.sql("SELECT id, kind, at, properties FROM events
          WHERE customer_id = ? AND at >= ? AND (? IS NULL OR kind IN (SELECT value FROM json_each(?)))
-         ORDER BY at DESC, id DESC LIMIT ?",
-    )
+         ORDER BY at DESC, id DESC LIMIT ?"))
     .bind(customer_id)
     .bind(to_millis(from))
     .bind(kinds.map(|_| 1))
     .bind(kinds.map(serde_json::to_string).transpose()?)
     .bind(limit)
-    .fetch_all(tx.conn())
+    .fetch_all(&mut *db)
     .await?;
-    oldest_first(&rows, customer_id)
+        oldest_first(&rows, customer_id)
+    })
 }
 
 /// Rows selected newest first (`id, kind, at, properties`), as records oldest first.
-fn oldest_first(rows: &[sqlx::sqlite::SqliteRow], customer_id: i64) -> Result<Vec<EventRecord>> {
+fn oldest_first<R: Fields>(rows: &[R], customer_id: i64) -> Result<Vec<EventRecord>>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+{
     let mut out = rows
         .iter()
         .map(|r| {
-            let props: String = r.get("properties");
+            let props = r.text("properties");
             Ok(EventRecord {
-                id: r.get("id"),
+                id: r.int("id"),
                 customer_id,
-                kind: r.get("kind"),
-                at: from_millis(r.get("at")),
+                kind: r.text("kind"),
+                at: from_millis(r.int("at")),
                 properties: serde_json::from_str(&props)?,
             })
         })

@@ -2,6 +2,7 @@
 //! attempt of a period with its first open, first click and goal. The
 //! counting itself is [`crate::funnel`]'s.
 
+use super::backend::on;
 use super::{from_millis, to_millis, Store};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
@@ -45,22 +46,24 @@ pub async fn planned_by_rule(
     until: DateTime<Utc>,
     regions: Option<&[String]>,
 ) -> Result<Vec<(String, u64)>> {
-    let rows = sqlx::query(
-        "SELECT s.rule_id, COUNT(*) FROM schedule s JOIN customers c ON c.id = s.customer_id
+    on!(store.pool(), |db, d| {
+        let rows = sqlx::query(&d.sql(
+            "SELECT s.rule_id, COUNT(*) FROM schedule s JOIN customers c ON c.id = s.customer_id
          WHERE s.occurs_at >= ?1 AND s.occurs_at < ?2 AND s.status != 'canceled'
            AND (?3 IS NULL OR c.region IN (SELECT value FROM json_each(?3)))
          GROUP BY s.rule_id",
-    )
-    .bind(to_millis(since))
-    .bind(to_millis(until))
-    .bind(regions_json(regions)?)
-    .fetch_all(&store.pool)
-    .await
-    .context("cannot count the planned reminders")?;
-    Ok(rows
-        .iter()
-        .map(|r| (r.get(0), r.get::<i64, _>(1).max(0) as u64))
-        .collect())
+        ))
+        .bind(to_millis(since))
+        .bind(to_millis(until))
+        .bind(regions_json(regions)?)
+        .fetch_all(db)
+        .await
+        .context("cannot count the planned reminders")?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get::<i64, _>(1).max(0) as u64))
+            .collect())
+    })
 }
 
 /// The attempts on a channel in `[since, until)` (sent or held back), in
@@ -71,8 +74,8 @@ pub async fn attempts(
     until: DateTime<Utc>,
     regions: Option<&[String]>,
 ) -> Result<Vec<Attempt>> {
-    let rows = sqlx::query(
-        "SELECT d.schedule_id, d.rule_id, d.channel, d.status, d.retry_at, d.report, d.at,
+    on!(store.pool(), |db, d| {
+        let rows = sqlx::query(&d.sql("SELECT d.schedule_id, d.rule_id, d.channel, d.status, d.retry_at, d.report, d.at,
                 (SELECT MIN(t.at) FROM tracking_events t WHERE t.delivery_id = d.id AND t.kind = 'open'),
                 (SELECT MIN(t.at) FROM tracking_events t WHERE t.delivery_id = d.id AND t.kind = 'click'),
                 EXISTS (SELECT 1 FROM goals g WHERE g.delivery_id = d.id)
@@ -80,27 +83,27 @@ pub async fn attempts(
          WHERE d.at >= ?1 AND d.at < ?2 AND d.channel IS NOT NULL
            AND d.status IN ('delivered', 'failed', 'dead', 'suppressed', 'deferred')
            AND (?3 IS NULL OR c.region IN (SELECT value FROM json_each(?3)))
-         ORDER BY d.at, d.id",
-    )
+         ORDER BY d.at, d.id"))
     .bind(to_millis(since))
     .bind(to_millis(until))
     .bind(regions_json(regions)?)
-    .fetch_all(&store.pool)
+    .fetch_all(db)
     .await
     .context("cannot read the deliveries of the period")?;
-    Ok(rows
-        .iter()
-        .map(|r| Attempt {
-            schedule_id: r.get(0),
-            rule: r.get(1),
-            channel: r.get(2),
-            status: r.get(3),
-            retried: r.get::<Option<i64>, _>(4).is_some(),
-            report: r.get(5),
-            at: from_millis(r.get(6)),
-            first_open: r.get::<Option<i64>, _>(7).map(from_millis),
-            first_click: r.get::<Option<i64>, _>(8).map(from_millis),
-            converted: r.get(9),
-        })
-        .collect())
+        Ok(rows
+            .iter()
+            .map(|r| Attempt {
+                schedule_id: r.get(0),
+                rule: r.get(1),
+                channel: r.get(2),
+                status: r.get(3),
+                retried: r.get::<Option<i64>, _>(4).is_some(),
+                report: r.get(5),
+                at: from_millis(r.get(6)),
+                first_open: r.get::<Option<i64>, _>(7).map(from_millis),
+                first_click: r.get::<Option<i64>, _>(8).map(from_millis),
+                converted: r.get(9),
+            })
+            .collect())
+    })
 }

@@ -1,10 +1,13 @@
 //! The `inbox` table: in-app messages, the built-in `inbox` channel's output.
 
+use super::backend::on;
 use super::Store;
 use super::{from_millis, raw, to_millis};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use serde_json::{json, Value};
+use sqlx::PgConnection;
 use sqlx::Row;
 
 /// An in-app message.
@@ -71,26 +74,56 @@ pub(super) fn deliver_many(
     Ok(())
 }
 
+/// [`deliver_many`] on PostgreSQL, in one statement.
+pub(super) async fn deliver_many_pg(
+    conn: &mut PgConnection,
+    items: &[NewMessage<'_>],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let rows = items
+        .iter()
+        .map(|m| {
+            json!({"c": m.customer_id, "k": m.occurrence_key, "r": m.rule, "s": m.subject,
+                   "t": m.text, "h": m.html})
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO inbox (customer_id, occurrence_key, rule_id, subject, text, html, created_at)
+         SELECT (v->>'c')::bigint, v->>'k', v->>'r', v->>'s', v->>'t', v->>'h', $1
+         FROM json_array_elements($2::json) AS v
+         ON CONFLICT (occurrence_key) DO NOTHING",
+    )
+    .bind(to_millis(now))
+    .bind(Value::Array(rows).to_string())
+    .execute(conn)
+    .await
+    .context("cannot put the messages in the inboxes")?;
+    Ok(())
+}
+
 /// A customer's messages, oldest first.
 pub async fn list(store: &Store, customer_id: i64) -> Result<Vec<InboxMessage>> {
-    let rows = sqlx::query(
-        "SELECT id, rule_id, subject, text, html, created_at, read_at FROM inbox WHERE customer_id = ? ORDER BY created_at, id",
-    )
+    on!(store.pool(), |db, d| {
+        let rows = sqlx::query(&d.sql("SELECT id, rule_id, subject, text, html, created_at, read_at FROM inbox WHERE customer_id = ? ORDER BY created_at, id"))
     .bind(customer_id)
-    .fetch_all(&store.pool)
+    .fetch_all(db)
     .await?;
-    Ok(rows
-        .iter()
-        .map(|r| InboxMessage {
-            id: r.get(0),
-            rule: r.get(1),
-            subject: r.get(2),
-            text: r.get(3),
-            html: r.get(4),
-            created_at: from_millis(r.get(5)),
-            read_at: r.get::<Option<i64>, _>(6).map(from_millis),
-        })
-        .collect())
+        Ok(rows
+            .iter()
+            .map(|r| InboxMessage {
+                id: r.get(0),
+                rule: r.get(1),
+                subject: r.get(2),
+                text: r.get(3),
+                html: r.get(4),
+                created_at: from_millis(r.get(5)),
+                read_at: r.get::<Option<i64>, _>(6).map(from_millis),
+            })
+            .collect())
+    })
 }
 
 /// Mark one of a customer's messages read (the first time only); false when
@@ -101,13 +134,15 @@ pub async fn mark_read(
     message_id: i64,
     now: DateTime<Utc>,
 ) -> Result<bool> {
-    let found = sqlx::query(
-        "UPDATE inbox SET read_at = COALESCE(read_at, ?) WHERE id = ? AND customer_id = ?",
-    )
-    .bind(to_millis(now))
-    .bind(message_id)
-    .bind(customer_id)
-    .execute(&store.pool)
-    .await?;
-    Ok(found.rows_affected() == 1)
+    on!(store.pool(), |db, d| {
+        let found = sqlx::query(&d.sql(
+            "UPDATE inbox SET read_at = COALESCE(read_at, ?) WHERE id = ? AND customer_id = ?",
+        ))
+        .bind(to_millis(now))
+        .bind(message_id)
+        .bind(customer_id)
+        .execute(db)
+        .await?;
+        Ok(found.rows_affected() == 1)
+    })
 }

@@ -1,6 +1,7 @@
 //! The `plugin_kv` table: each plugin's small key-value store (tokens,
 //! cursors), namespaced by channel so no plugin reads another's keys.
 
+use super::backend::on;
 use super::to_millis;
 use super::Store;
 use anyhow::Result;
@@ -14,15 +15,15 @@ pub async fn get(
     key: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<Vec<u8>>> {
-    let row = sqlx::query(
-        "SELECT value FROM plugin_kv WHERE namespace = ? AND key = ? AND (expires_at IS NULL OR expires_at > ?)",
-    )
+    on!(store.pool(), |db, d| {
+        let row = sqlx::query(&d.sql("SELECT value FROM plugin_kv WHERE namespace = ? AND key = ? AND (expires_at IS NULL OR expires_at > ?)"))
     .bind(namespace)
     .bind(key)
     .bind(to_millis(now))
-    .fetch_optional(&store.pool)
+    .fetch_optional(db)
     .await?;
-    Ok(row.map(|r| r.get(0)))
+        Ok(row.map(|r| r.get(0)))
+    })
 }
 
 /// Write a value, expiring at `expires_at` if given.
@@ -33,17 +34,17 @@ pub async fn set(
     value: &[u8],
     expires_at: Option<DateTime<Utc>>,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO plugin_kv (namespace, key, value, expires_at) VALUES (?, ?, ?, ?)
-         ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
-    )
+    on!(store.pool(), |db, d| {
+        sqlx::query(&d.sql("INSERT INTO plugin_kv (namespace, key, value, expires_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"))
     .bind(namespace)
     .bind(key)
     .bind(value)
     .bind(expires_at.map(to_millis))
-    .execute(&store.pool)
+    .execute(db)
     .await?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// How many live keys `namespace` holds besides `key`, and their bytes
@@ -54,24 +55,28 @@ pub async fn usage_besides(
     key: &str,
     now: DateTime<Utc>,
 ) -> Result<(u64, u64)> {
-    let row = sqlx::query(
-        "SELECT COUNT(*), COALESCE(SUM(LENGTH(key) + LENGTH(value)), 0) FROM plugin_kv
+    on!(store.pool(), |db, d| {
+        let row = sqlx::query(&d.sql(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(key) + LENGTH(value)), 0) FROM plugin_kv
          WHERE namespace = ? AND key <> ? AND (expires_at IS NULL OR expires_at > ?)",
-    )
-    .bind(namespace)
-    .bind(key)
-    .bind(to_millis(now))
-    .fetch_one(&store.pool)
-    .await?;
-    Ok((row.get::<i64, _>(0) as u64, row.get::<i64, _>(1) as u64))
+        ))
+        .bind(namespace)
+        .bind(key)
+        .bind(to_millis(now))
+        .fetch_one(db)
+        .await?;
+        Ok((row.get::<i64, _>(0) as u64, row.get::<i64, _>(1) as u64))
+    })
 }
 
 /// Remove a value.
 pub async fn delete(store: &Store, namespace: &str, key: &str) -> Result<()> {
-    sqlx::query("DELETE FROM plugin_kv WHERE namespace = ? AND key = ?")
-        .bind(namespace)
-        .bind(key)
-        .execute(&store.pool)
-        .await?;
-    Ok(())
+    on!(store.pool(), |db, d| {
+        sqlx::query(&d.sql("DELETE FROM plugin_kv WHERE namespace = ? AND key = ?"))
+            .bind(namespace)
+            .bind(key)
+            .execute(db)
+            .await?;
+        Ok(())
+    })
 }

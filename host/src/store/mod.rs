@@ -6,11 +6,14 @@
 //! deliveries). Times are stored as Unix milliseconds; every function takes
 //! the time it needs from its caller.
 //!
-//! Today the one backend is SQLite (WAL mode, through sqlx, with the tick's
-//! hot writes on SQLite's C API in [`tick`]). A second backend is a second
-//! implementation behind these types and functions; nothing outside this
-//! folder names a driver type. May not import anything of the engine: only
-//! the records it stores ([`crate::customer`]).
+//! Two backends sit behind these types ([`backend`]): SQLite, the embedded
+//! default (WAL mode, through sqlx, with the tick's hot writes on SQLite's
+//! C API in [`tick`]), and PostgreSQL for a fleet of nodes, chosen by the
+//! database's [`Location`]. A function whose SQL both databases read alike
+//! writes it once (`?` placeholders, translated for PostgreSQL); where they
+//! differ, the function says both. Nothing outside this folder names a
+//! driver type. May not import anything of the engine: only the records it
+//! stores ([`crate::customer`]).
 
 pub mod customers;
 pub mod deliveries;
@@ -31,122 +34,14 @@ pub mod tick;
 pub mod tokens;
 pub mod tracking;
 
+mod backend;
+
+pub use crate::database::Location;
+pub(crate) use backend::{Dialect, Fields, On};
+pub use backend::{Store, Tx};
+
 use anyhow::{Context, Result};
 use chrono::{DateTime, TimeZone, Utc};
-use sqlx::pool::PoolConnection;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
-use std::time::Duration;
-
-/// The migrations in `migrations/`, embedded at build time.
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
-
-/// A handle to the database, cheap to clone and shared by every task.
-#[derive(Clone, Debug)]
-pub struct Store {
-    pool: SqlitePool,
-    path: PathBuf,
-}
-
-/// One unit of work on one connection: a write transaction
-/// ([`Store::write`], committed with [`Tx::commit`], rolled back when dropped)
-/// or a read session ([`Store::read`]).
-pub struct Tx {
-    conn: Conn,
-}
-
-enum Conn {
-    Write(Transaction<'static, Sqlite>),
-    Read(PoolConnection<Sqlite>),
-}
-
-impl Tx {
-    /// The connection the store's statements run on.
-    fn conn(&mut self) -> &mut SqliteConnection {
-        match &mut self.conn {
-            Conn::Write(tx) => tx,
-            Conn::Read(conn) => conn,
-        }
-    }
-
-    /// Make the transaction's writes durable (a read session just ends).
-    pub async fn commit(self) -> Result<()> {
-        match self.conn {
-            Conn::Write(tx) => tx.commit().await.context("cannot commit"),
-            Conn::Read(_) => Ok(()),
-        }
-    }
-}
-
-impl Store {
-    /// Open (creating if needed) the database at `path` and run migrations.
-    pub async fn open(path: &Path) -> Result<Store> {
-        if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).with_context(|| {
-                    format!("cannot create database directory {}", dir.display())
-                })?;
-            }
-        }
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
-            .with_context(|| format!("bad database path {}", path.display()))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(30))
-            .foreign_keys(true)
-            // A tick touches many pages of the schedule, deliveries and
-            // customers tables; the default 2 MB page cache made a quarter of
-            // a large tick's time re-reading pages (see docs/performance.md).
-            .pragma("cache_size", "-65536");
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await
-            .with_context(|| format!("cannot open database {}", path.display()))?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .with_context(|| format!("cannot migrate database {}", path.display()))?;
-        Ok(Store {
-            pool,
-            path: path.to_path_buf(),
-        })
-    }
-
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Start a transaction that will write. It takes SQLite's write lock at
-    /// once (`BEGIN IMMEDIATE`), so a transaction that reads and then writes
-    /// waits its turn instead of failing when another writer got there first.
-    pub async fn write(&self) -> Result<Tx> {
-        let tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .context("cannot start a write transaction")?;
-        Ok(Tx {
-            conn: Conn::Write(tx),
-        })
-    }
-
-    /// A session for reads that need not see one snapshot.
-    pub async fn read(&self) -> Result<Tx> {
-        let conn = self
-            .pool
-            .acquire()
-            .await
-            .context("cannot get a database connection")?;
-        Ok(Tx {
-            conn: Conn::Read(conn),
-        })
-    }
-}
 
 /// A UTC instant as stored.
 fn to_millis(t: DateTime<Utc>) -> i64 {
@@ -173,7 +68,7 @@ pub(crate) mod testing {
     /// the returned guard).
     pub async fn scratch() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("test.db"))
+        let store = Store::open(&super::Location::Embedded(dir.path().join("test.db")))
             .await
             .expect("open scratch store");
         (dir, store)

@@ -4,8 +4,9 @@
 //! Reading and writing in batches keeps planning cheap on a networked
 //! database and when the whole base is planned again.
 
+use super::backend::on;
 use super::schedule::{self, Cancel, PlannedOccurrence, ScheduledRow};
-use super::{from_millis, json_list, raw, to_millis, Tx};
+use super::{from_millis, json_list, to_millis, Tx};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -131,23 +132,26 @@ pub async fn facts_of_many(
     for row in schedule::pending_of_many(tx, ids).await? {
         out.entry(row.customer_id).or_default().pending.push(row);
     }
-    if !kinds.is_empty() {
-        let rows = sqlx::query(
+    if kinds.is_empty() {
+        return Ok(out);
+    }
+    on!(tx.conn(), |db, d| {
+        let rows = sqlx::query(&d.sql(
             "SELECT customer_id, kind, MAX(at) FROM events
-             WHERE customer_id IN (SELECT value FROM json_each(?1))
+             WHERE customer_id IN (SELECT CAST(value AS BIGINT) FROM json_each(?1))
                AND kind IN (SELECT value FROM json_each(?2))
              GROUP BY customer_id, kind",
-        )
+        ))
         .bind(json_list(ids)?)
         .bind(json_list(kinds)?)
-        .fetch_all(tx.conn())
+        .fetch_all(&mut *db)
         .await
         .context("cannot read the customers' latest events")?;
         for r in rows {
             let facts = out.entry(r.get(0)).or_default();
             facts.latest.insert(r.get(1), from_millis(r.get(2)));
         }
-    }
+    });
     Ok(out)
 }
 
@@ -156,49 +160,45 @@ async fn open_delivery(
     customer_id: i64,
     goal: &GoalWindow<'_>,
 ) -> Result<Option<i64>> {
-    let row = sqlx::query(
-        "SELECT d.id FROM deliveries d
+    on!(tx.conn(), |db, d| {
+        let row = sqlx::query(&d.sql("SELECT d.id FROM deliveries d
          WHERE d.customer_id = ? AND d.rule_id = ? AND d.status = 'delivered' AND d.at BETWEEN ? AND ?
            AND NOT EXISTS (SELECT 1 FROM goals g WHERE g.delivery_id = d.id)
-         ORDER BY d.at DESC, d.id DESC LIMIT 1",
-    )
+         ORDER BY d.at DESC, d.id DESC LIMIT 1"))
     .bind(customer_id)
     .bind(goal.rule_id)
     .bind(to_millis(goal.from))
     .bind(to_millis(goal.to))
-    .fetch_optional(tx.conn())
+    .fetch_optional(&mut *db)
     .await
     .context("cannot look for the delivery a goal is credited to")?;
-    Ok(row.map(|r| r.get(0)))
+        Ok(row.map(|r| r.get(0)))
+    })
 }
 
 /// Write planning's changes inside the caller's write transaction.
 pub async fn apply(tx: &mut Tx, changes: &Changes, now: DateTime<Utc>) -> Result<()> {
-    for g in &changes.goals {
-        sqlx::query(
-            "INSERT INTO goals (customer_id, rule_id, delivery_id, event_id, event_kind, reached_at)
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (delivery_id) DO NOTHING",
-        )
-        .bind(g.customer_id)
-        .bind(&g.rule_id)
-        .bind(g.delivery_id)
-        .bind(g.event_id)
-        .bind(&g.event_kind)
-        .bind(to_millis(g.at))
-        .execute(tx.conn())
-        .await
-        .context("cannot record a reached goal")?;
-    }
+    on!(tx.conn(), |db, d| {
+        for g in &changes.goals {
+            sqlx::query(&d.sql(
+                "INSERT INTO goals (customer_id, rule_id, delivery_id, event_id, event_kind, reached_at)
+                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (delivery_id) DO NOTHING",
+            ))
+            .bind(g.customer_id)
+            .bind(&g.rule_id)
+            .bind(g.delivery_id)
+            .bind(g.event_id)
+            .bind(&g.event_kind)
+            .bind(to_millis(g.at))
+            .execute(&mut *db)
+            .await
+            .context("cannot record a reached goal")?;
+        }
+    });
     for c in &changes.marked_cancels {
         schedule::cancel_marked(tx, c.customer_id, &c.rule_id, c.marker, &c.reason, now).await?;
     }
-    if !changes.upserts.is_empty() {
-        let mut handle = tx.conn().lock_handle().await?;
-        // SAFETY: the locked handle keeps the connection open and ours until
-        // it drops, after the raw statement is finalized.
-        let conn = unsafe { raw::Conn::new(handle.as_raw_handle()) };
-        raw::blocking(|| schedule::upsert_many(conn, &changes.upserts, now))?;
-    }
+    schedule::upsert_batch(tx, &changes.upserts, now).await?;
     schedule::cancel_rules_many(tx, &changes.cancels, now).await?;
     Ok(())
 }

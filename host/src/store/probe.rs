@@ -52,7 +52,7 @@ pub async fn seed_renewals(
     planned_at: DateTime<Utc>,
     rule: &str,
 ) -> Result<()> {
-    let mut conn = bulk_connection(store.path()).await?;
+    let mut conn = bulk_connection(store.sqlite_file()?).await?;
     let mut tx = Connection::begin(&mut conn).await?;
     sqlx::query(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
@@ -82,7 +82,7 @@ pub async fn seed_renewals(
 /// `trial-ended`). Paid customers whose id is a multiple of 100 have their
 /// renewal reminder due a day before `now`. Returns how many are due.
 pub async fn seed_paid_and_trial(store: &Store, customers: u64, now: DateTime<Utc>) -> Result<u64> {
-    let mut conn = bulk_connection(store.path()).await?;
+    let mut conn = bulk_connection(store.sqlite_file()?).await?;
     let today = now.format("%Y-%m-%d").to_string();
     let created = now - ChronoDuration::days(400);
     let mut tx = Connection::begin(&mut conn).await?;
@@ -152,9 +152,9 @@ async fn plan_date_rule(
 /// Refresh the query planner's statistics and fold the WAL into the file,
 /// as a long-running deployment's database would be.
 pub async fn settle(store: &Store) -> Result<()> {
-    sqlx::query("ANALYZE").execute(&store.pool).await?;
+    sqlx::query("ANALYZE").execute(store.sqlite_pool()?).await?;
     sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(&store.pool)
+        .execute(store.sqlite_pool()?)
         .await?;
     Ok(())
 }
@@ -234,7 +234,7 @@ pub async fn count(store: &Store, what: Count<'_>) -> Result<i64> {
         None => query,
     };
     Ok(query
-        .fetch_one(&store.pool)
+        .fetch_one(store.sqlite_pool()?)
         .await
         .with_context(|| format!("cannot count {what:?}"))?
         .get(0))
@@ -249,7 +249,7 @@ enum Bind<'a> {
 pub async fn event_ids(store: &Store, prefix: &str) -> Result<HashSet<String>> {
     let rows = sqlx::query("SELECT event_id FROM events WHERE event_id LIKE ? || '%'")
         .bind(prefix)
-        .fetch_all(&store.pool)
+        .fetch_all(store.sqlite_pool()?)
         .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
@@ -277,7 +277,7 @@ pub struct ClaimCounters {
 /// read-only connection of its own, with SQLite's per-statement counters.
 pub async fn claim_select(store: &Store, now: DateTime<Utc>, limit: i64) -> Result<ClaimCounters> {
     let mut probe: SqliteConnection = SqliteConnectOptions::new()
-        .filename(store.path())
+        .filename(store.sqlite_file()?)
         .read_only(true)
         .connect()
         .await?;
@@ -360,8 +360,8 @@ fn run_claim_select(db: *mut ffi::sqlite3, now_ms: i64, limit: i64) -> Result<Cl
 pub async fn claim_update_counters(store: &Store) -> Result<Option<(i64, i64, i64)>> {
     let mut total = None;
     let mut conns = Vec::new();
-    for _ in 0..store.pool.size() {
-        conns.push(store.pool.acquire().await?);
+    for _ in 0..store.sqlite_pool()?.size() {
+        conns.push(store.sqlite_pool()?.acquire().await?);
     }
     for conn in &mut conns {
         let mut handle = conn.lock_handle().await?;
@@ -462,8 +462,8 @@ pub async fn stop_profile(store: &Store) -> Result<Vec<(String, u64, u64)>> {
 async fn set_profile(store: &Store, on: bool) -> Result<usize> {
     // Open all the connections the pool may use, so every one is traced.
     let mut conns = Vec::new();
-    for _ in 0..store.pool.options().get_max_connections() {
-        conns.push(store.pool.acquire().await?);
+    for _ in 0..store.sqlite_pool()?.options().get_max_connections() {
+        conns.push(store.sqlite_pool()?.acquire().await?);
     }
     for conn in &mut conns {
         let mut handle = conn.lock_handle().await?;
@@ -491,5 +491,5 @@ async fn set_profile(store: &Store, on: bool) -> Result<usize> {
 /// Close the store's connections (the bench hands the file to another
 /// process, or removes it).
 pub async fn close(store: &Store) {
-    store.pool.close().await;
+    store.close().await;
 }

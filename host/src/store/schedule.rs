@@ -1,11 +1,14 @@
 //! The `schedule` table: planned reminder occurrences, claimed by the tick
 //! under a lease, and finished as done, skipped, canceled, failed or dead.
 
-use super::{from_millis, raw, to_millis, Store, Tx};
+use super::backend::on;
+use super::Fields;
+use super::{from_millis, raw, to_millis, On, Store, Tx};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use sqlx::Row;
+use sqlx::{PgConnection, Row};
+use std::collections::HashMap;
 
 /// An occurrence the planner wants to exist.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,21 +58,24 @@ pub struct ScheduledRow {
 
 const COLUMNS: &str = "id, customer_id, rule_id, occurrence_key, occurs_at, due_at, status, attempts, claim_token, anchor, context, last_error";
 
-fn from_row(r: &sqlx::sqlite::SqliteRow) -> ScheduledRow {
-    let context: Option<String> = r.get("context");
+fn from_row<R: Fields>(r: &R) -> ScheduledRow
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+{
+    let context = r.opt_text("context");
     ScheduledRow {
-        id: r.get("id"),
-        customer_id: r.get("customer_id"),
-        rule_id: r.get("rule_id"),
-        key: r.get("occurrence_key"),
-        occurs_at: from_millis(r.get("occurs_at")),
-        due_at: from_millis(r.get("due_at")),
-        status: r.get("status"),
-        attempts: r.get("attempts"),
-        claim_token: r.get("claim_token"),
-        anchor: r.get("anchor"),
+        id: r.int("id"),
+        customer_id: r.int("customer_id"),
+        rule_id: r.text("rule_id"),
+        key: r.text("occurrence_key"),
+        occurs_at: from_millis(r.int("occurs_at")),
+        due_at: from_millis(r.int("due_at")),
+        status: r.text("status"),
+        attempts: r.int("attempts"),
+        claim_token: r.opt_text("claim_token"),
+        anchor: r.opt_text("anchor"),
         context: context.and_then(|c| serde_json::from_str(&c).ok()),
-        last_error: r.get("last_error"),
+        last_error: r.opt_text("last_error"),
     }
 }
 
@@ -77,20 +83,19 @@ fn from_row(r: &sqlx::sqlite::SqliteRow) -> ScheduledRow {
 /// row with the same key is updated; a row already done, claimed, failed or
 /// dead is left alone, so the same occurrence is never sent twice.
 pub async fn upsert(tx: &mut Tx, occ: &PlannedOccurrence, now: DateTime<Utc>) -> Result<()> {
-    let context = occ
-        .context
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()?;
-    sqlx::query(
-        "INSERT INTO schedule (customer_id, rule_id, occurrence_key, occurs_at, due_at, status, anchor, context, created_at, updated_at)
+    on!(tx.conn(), |db, d| {
+        let context = occ
+            .context
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()?;
+        sqlx::query(&d.sql("INSERT INTO schedule (customer_id, rule_id, occurrence_key, occurs_at, due_at, status, anchor, context, created_at, updated_at)
          VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)
          ON CONFLICT (occurrence_key) DO UPDATE SET
             occurs_at = excluded.occurs_at, due_at = excluded.due_at, status = 'pending',
             anchor = excluded.anchor, context = excluded.context, last_error = NULL,
             updated_at = excluded.updated_at
-         WHERE schedule.status IN ('pending', 'canceled') AND schedule.claim_token IS NULL",
-    )
+         WHERE schedule.status IN ('pending', 'canceled') AND schedule.claim_token IS NULL"))
     .bind(occ.customer_id)
     .bind(&occ.rule_id)
     .bind(&occ.key)
@@ -100,9 +105,10 @@ pub async fn upsert(tx: &mut Tx, occ: &PlannedOccurrence, now: DateTime<Utc>) ->
     .bind(context)
     .bind(to_millis(now))
     .bind(to_millis(now))
-    .execute(tx.conn())
+    .execute(&mut *db)
     .await?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Cancel the customer's unclaimed pending occurrences of a rule, except `keep`.
@@ -114,19 +120,21 @@ pub async fn cancel_rule(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<u64> {
-    let done = sqlx::query(
-        "UPDATE schedule SET status = 'canceled', last_error = ?, updated_at = ?
+    on!(tx.conn(), |db, d| {
+        let done = sqlx::query(&d.sql(
+            "UPDATE schedule SET status = 'canceled', last_error = ?, updated_at = ?
          WHERE customer_id = ? AND rule_id = ? AND status = 'pending' AND claim_token IS NULL
            AND occurrence_key != ?",
-    )
-    .bind(reason)
-    .bind(to_millis(now))
-    .bind(customer_id)
-    .bind(rule_id)
-    .bind(keep.unwrap_or(""))
-    .execute(tx.conn())
-    .await?;
-    Ok(done.rows_affected())
+        ))
+        .bind(reason)
+        .bind(to_millis(now))
+        .bind(customer_id)
+        .bind(rule_id)
+        .bind(keep.unwrap_or(""))
+        .execute(&mut *db)
+        .await?;
+        Ok(done.rows_affected())
+    })
 }
 
 /// Cancel the customer's unclaimed pending occurrences of a rule whose key
@@ -139,45 +147,51 @@ pub async fn cancel_marked(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<u64> {
-    let done = sqlx::query(
-        "UPDATE schedule SET status = 'canceled', last_error = ?, updated_at = ?
+    on!(tx.conn(), |db, d| {
+        let done = sqlx::query(&d.sql(
+            "UPDATE schedule SET status = 'canceled', last_error = ?, updated_at = ?
          WHERE customer_id = ? AND rule_id = ? AND status = 'pending' AND claim_token IS NULL
            AND instr(occurrence_key, ?) > 0",
-    )
-    .bind(reason)
-    .bind(to_millis(now))
-    .bind(customer_id)
-    .bind(rule_id)
-    .bind(marker)
-    .execute(tx.conn())
-    .await?;
-    Ok(done.rows_affected())
+        ))
+        .bind(reason)
+        .bind(to_millis(now))
+        .bind(customer_id)
+        .bind(rule_id)
+        .bind(marker)
+        .execute(&mut *db)
+        .await?;
+        Ok(done.rows_affected())
+    })
 }
 
 /// The pending occurrences (claimed or not) of each of `ids`, by customer,
 /// earliest first.
 pub async fn pending_of_many(tx: &mut Tx, ids: &[i64]) -> Result<Vec<ScheduledRow>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM schedule
-         WHERE customer_id IN (SELECT value FROM json_each(?)) AND status = 'pending'
+    on!(tx.conn(), |db, d| {
+        let rows = sqlx::query(&d.sql(&format!(
+            "SELECT {COLUMNS} FROM schedule
+         WHERE customer_id IN (SELECT CAST(value AS BIGINT) FROM json_each(?)) AND status = 'pending'
          ORDER BY customer_id, occurs_at, id"
-    ))
-    .bind(super::json_list(ids)?)
-    .fetch_all(tx.conn())
-    .await
-    .context("cannot read the customers' pending reminders")?;
-    Ok(rows.iter().map(from_row).collect())
+        )))
+        .bind(super::json_list(ids)?)
+        .fetch_all(&mut *db)
+        .await
+        .context("cannot read the customers' pending reminders")?;
+        Ok(rows.iter().map(from_row).collect())
+    })
 }
 
 /// Every occurrence of the customer, most recently changed first.
 pub async fn all_for(tx: &mut Tx, customer_id: i64) -> Result<Vec<ScheduledRow>> {
-    let rows = sqlx::query(&format!(
+    on!(tx.conn(), |db, d| {
+        let rows = sqlx::query(&d.sql(&format!(
         "SELECT {COLUMNS} FROM schedule WHERE customer_id = ? ORDER BY updated_at DESC, id DESC"
-    ))
-    .bind(customer_id)
-    .fetch_all(tx.conn())
-    .await?;
-    Ok(rows.iter().map(from_row).collect())
+    )))
+        .bind(customer_id)
+        .fetch_all(&mut *db)
+        .await?;
+        Ok(rows.iter().map(from_row).collect())
+    })
 }
 
 /// A claimed row as [`claim_due`] reads it back: the [`COLUMNS`] in order.
@@ -200,7 +214,7 @@ type ClaimedTuple = (
 /// time moves to `lease_until` and they carry `token`. Reads only due rows,
 /// through the partial index on pending due times.
 ///
-/// The claiming `UPDATE` (one statement, as cheap as before when nothing is
+/// On SQLite: the claiming `UPDATE` (one statement, as cheap as before when nothing is
 /// due), then the claimed rows read back as one JSON array: they are the
 /// pending rows due at `lease_until` with this token, found through the
 /// same index, and nobody else writes them while the lease holds (a row
@@ -208,7 +222,8 @@ type ClaimedTuple = (
 /// not read back, and is that process's to send). Reading
 /// them as one value rather than as a `RETURNING` row set matters for large
 /// batches: the driver hands rows over one by one between threads, which
-/// cost more than SQLite's own work per row (see docs/performance.md).
+/// cost more than SQLite's own work per row (see docs/performance.md). On
+/// PostgreSQL, see [`claim_on_postgres`].
 pub async fn claim_due(
     store: &Store,
     now: DateTime<Utc>,
@@ -216,17 +231,71 @@ pub async fn claim_due(
     batch: u32,
     token: &str,
 ) -> Result<Vec<ScheduledRow>> {
+    let claim = Claim {
+        now: to_millis(now),
+        lease_until: to_millis(lease_until),
+        batch: i64::from(batch),
+        token,
+    };
+    let mut claimed = match store.pool() {
+        On::Sqlite(pool) => claim_on_sqlite(pool, &claim).await?,
+        On::Postgres(pool) => claim_on_postgres(pool, &claim).await?,
+    };
+    claimed.sort_by_key(|r| (r.occurs_at, r.id));
+    Ok(claimed)
+}
+
+/// What one claim asks for, in stored units.
+struct Claim<'a> {
+    now: i64,
+    lease_until: i64,
+    batch: i64,
+    token: &'a str,
+}
+
+/// PostgreSQL: the due rows are picked `FOR UPDATE SKIP LOCKED` in a
+/// materialized CTE, so two nodes claiming at once each take rows the other
+/// did not lock (never the same row twice, never more than `batch`: without
+/// `MATERIALIZED` the planner may run the subquery once per row), and the
+/// claimed rows come back with `RETURNING`.
+async fn claim_on_postgres(pool: &sqlx::PgPool, claim: &Claim<'_>) -> Result<Vec<ScheduledRow>> {
+    let returning = COLUMNS
+        .split(", ")
+        .map(|c| format!("s.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows = sqlx::query(&format!(
+        "WITH due AS MATERIALIZED (
+             SELECT id FROM schedule WHERE status = 'pending' AND due_at <= $1
+             ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+         UPDATE schedule AS s SET due_at = $3, claim_token = $4, claimed_at = $1, updated_at = $1
+         FROM due WHERE s.id = due.id
+         RETURNING {returning}"
+    ))
+    .bind(claim.now)
+    .bind(claim.batch)
+    .bind(claim.lease_until)
+    .bind(claim.token)
+    .fetch_all(pool)
+    .await
+    .context("cannot claim due reminders")?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// SQLite (one writer at a time): the claiming `UPDATE`, then the claimed
+/// rows read back as one JSON array.
+async fn claim_on_sqlite(pool: &sqlx::SqlitePool, claim: &Claim<'_>) -> Result<Vec<ScheduledRow>> {
     let claimed = sqlx::query(
         "UPDATE schedule SET due_at = ?, claim_token = ?, claimed_at = ?, updated_at = ?
          WHERE id IN (SELECT id FROM schedule WHERE status = 'pending' AND due_at <= ? ORDER BY due_at LIMIT ?)",
     )
-    .bind(to_millis(lease_until))
-    .bind(token)
-    .bind(to_millis(now))
-    .bind(to_millis(now))
-    .bind(to_millis(now))
-    .bind(batch as i64)
-    .execute(&store.pool)
+    .bind(claim.lease_until)
+    .bind(claim.token)
+    .bind(claim.now)
+    .bind(claim.now)
+    .bind(claim.now)
+    .bind(claim.batch)
+    .execute(pool)
     .await?
     .rows_affected();
     if claimed == 0 {
@@ -236,9 +305,9 @@ pub async fn claim_due(
         "SELECT json_group_array(json_array({COLUMNS})) FROM schedule
          WHERE status = 'pending' AND due_at = ? AND claim_token = ?"
     ))
-    .bind(to_millis(lease_until))
-    .bind(token)
-    .fetch_one(&store.pool)
+    .bind(claim.lease_until)
+    .bind(claim.token)
+    .fetch_one(pool)
     .await?
     .get(0);
     let tuples: Vec<ClaimedTuple> = serde_json::from_str(&json)
@@ -250,50 +319,49 @@ pub async fn claim_due(
             "some claims expired before they were read back; another process may have taken them"
         );
     }
-    let mut claimed: Vec<ScheduledRow> = tuples
-        .into_iter()
-        .map(
-            |(
-                id,
-                customer_id,
-                rule_id,
-                key,
-                occurs_at,
-                due_at,
-                status,
-                attempts,
-                claim_token,
-                anchor,
-                context,
-                last_error,
-            )| {
-                ScheduledRow {
-                    id,
-                    customer_id,
-                    rule_id,
-                    key,
-                    occurs_at: from_millis(occurs_at),
-                    due_at: from_millis(due_at),
-                    status,
-                    attempts,
-                    claim_token,
-                    anchor,
-                    context: context.and_then(|c| serde_json::from_str(&c).ok()),
-                    last_error,
-                }
-            },
-        )
-        .collect();
-    claimed.sort_by_key(|r| (r.occurs_at, r.id));
-    Ok(claimed)
+    Ok(tuples.into_iter().map(from_tuple).collect())
+}
+
+fn from_tuple(
+    (
+        id,
+        customer_id,
+        rule_id,
+        key,
+        occurs_at,
+        due_at,
+        status,
+        attempts,
+        claim_token,
+        anchor,
+        context,
+        last_error,
+    ): ClaimedTuple,
+) -> ScheduledRow {
+    ScheduledRow {
+        id,
+        customer_id,
+        rule_id,
+        key,
+        occurs_at: from_millis(occurs_at),
+        due_at: from_millis(due_at),
+        status,
+        attempts,
+        claim_token,
+        anchor,
+        context: context.and_then(|c| serde_json::from_str(&c).ok()),
+        last_error,
+    }
 }
 
 /// The earliest due time among pending occurrences.
 pub async fn next_due_at(store: &Store) -> Result<Option<DateTime<Utc>>> {
-    let row = sqlx::query("SELECT MIN(due_at) FROM schedule WHERE status = 'pending'")
-        .fetch_one(&store.pool)
-        .await?;
-    Ok(row.get::<Option<i64>, _>(0).map(from_millis))
+    on!(store.pool(), |db, d| {
+        let row = sqlx::query(&d.sql("SELECT MIN(due_at) FROM schedule WHERE status = 'pending'"))
+            .fetch_one(db)
+            .await?;
+        Ok(row.get::<Option<i64>, _>(0).map(from_millis))
+    })
 }
 
 /// How a claimed occurrence leaves this tick (see [`release_many`]).
@@ -382,6 +450,107 @@ pub(super) fn upsert_many(
     Ok(())
 }
 
+/// [`upsert`] for many occurrences, in order, in the caller's write
+/// transaction: through SQLite's C API, or one statement on PostgreSQL.
+pub async fn upsert_batch(
+    tx: &mut Tx,
+    occs: &[PlannedOccurrence],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if occs.is_empty() {
+        return Ok(());
+    }
+    match tx.conn() {
+        On::Sqlite(conn) => {
+            let mut handle = conn.lock_handle().await?;
+            // SAFETY: the locked handle keeps the connection open and ours
+            // until it drops, after the raw statement is finalized.
+            let conn = unsafe { raw::Conn::new(handle.as_raw_handle()) };
+            raw::blocking(|| upsert_many(conn, occs, now))
+        }
+        On::Postgres(conn) => upsert_many_pg(conn, occs, now).await,
+    }
+}
+
+/// [`release_many`] on PostgreSQL, in one statement: each only if it still
+/// carries its claim token. Returns how many were released.
+pub(super) async fn release_many_pg(
+    conn: &mut PgConnection,
+    items: &[Release],
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    if items.is_empty() {
+        return Ok(0);
+    }
+    let rows = items
+        .iter()
+        .map(|r| {
+            json!({"id": r.id, "token": r.token, "status": r.status, "error": r.error,
+                   "due": r.due_at.map(to_millis), "attempted": i64::from(r.attempted)})
+        })
+        .collect();
+    let done = sqlx::query(
+        "UPDATE schedule AS s SET status = j.status, last_error = j.error,
+                due_at = COALESCE(j.due, s.due_at), attempts = s.attempts + j.attempted,
+                claim_token = NULL, updated_at = $1
+         FROM (SELECT (v->>'id')::bigint AS id, v->>'token' AS token, v->>'status' AS status,
+                      v->>'error' AS error, (v->>'due')::bigint AS due,
+                      (v->>'attempted')::bigint AS attempted
+               FROM json_array_elements($2::json) AS v) AS j
+         WHERE s.id = j.id AND s.claim_token = j.token",
+    )
+    .bind(to_millis(now))
+    .bind(Value::Array(rows).to_string())
+    .execute(conn)
+    .await
+    .context("cannot release the claimed reminders")?;
+    Ok(done.rows_affected())
+}
+
+/// [`upsert`] for many occurrences in one statement. A
+/// key planned twice in one batch keeps its last plan (PostgreSQL refuses
+/// to update one row twice in a statement).
+pub(super) async fn upsert_many_pg(
+    conn: &mut PgConnection,
+    occs: &[PlannedOccurrence],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if occs.is_empty() {
+        return Ok(());
+    }
+    let mut last: HashMap<&str, usize> = HashMap::with_capacity(occs.len());
+    for (i, o) in occs.iter().enumerate() {
+        last.insert(o.key.as_str(), i);
+    }
+    let rows = occs
+        .iter()
+        .enumerate()
+        .filter(|(i, o)| last.get(o.key.as_str()) == Some(i))
+        .map(|(_, o)| {
+            json!({"c": o.customer_id, "r": o.rule_id, "k": o.key, "due": to_millis(o.due_at),
+                   "anchor": o.anchor, "context": o.context.as_ref().map(Value::to_string)})
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO schedule (customer_id, rule_id, occurrence_key, occurs_at, due_at, status,
+                               anchor, context, created_at, updated_at)
+         SELECT (v->>'c')::bigint, v->>'r', v->>'k', (v->>'due')::bigint, (v->>'due')::bigint,
+                'pending', v->>'anchor', v->>'context', $1, $1
+         FROM json_array_elements($2::json) AS v
+         ON CONFLICT (occurrence_key) DO UPDATE SET
+            occurs_at = excluded.occurs_at, due_at = excluded.due_at, status = 'pending',
+            anchor = excluded.anchor, context = excluded.context, last_error = NULL,
+            updated_at = excluded.updated_at
+         WHERE schedule.status IN ('pending', 'canceled') AND schedule.claim_token IS NULL",
+    )
+    .bind(to_millis(now))
+    .bind(Value::Array(rows).to_string())
+    .execute(conn)
+    .await
+    .context("cannot plan the occurrences")?;
+    Ok(())
+}
+
 /// Pending occurrences of one customer's rule to cancel, all but `keep`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cancel {
@@ -397,24 +566,31 @@ pub struct Cancel {
 
 /// [`cancel_rule`] for many customers and rules in one statement.
 pub async fn cancel_rules_many(tx: &mut Tx, items: &[Cancel], now: DateTime<Utc>) -> Result<u64> {
-    if items.is_empty() {
-        return Ok(0);
-    }
-    let rows: Vec<Value> = items
+    on!(tx.conn(), |db, d| {
+        if items.is_empty() {
+            return Ok(0);
+        }
+        let rows: Vec<Value> = items
         .iter()
         .map(|c| json!({"c": c.customer_id, "r": c.rule_id, "k": c.keep.as_deref().unwrap_or(""), "why": c.reason}))
         .collect();
-    let done = sqlx::query(
-        "UPDATE schedule SET status = 'canceled', last_error = j.why, updated_at = ?
-         FROM (SELECT value->>'c' AS c, value->>'r' AS r, value->>'k' AS k, value->>'why' AS why FROM json_each(?)) AS j
-         WHERE schedule.customer_id = j.c AND schedule.rule_id = j.r AND schedule.status = 'pending'
-           AND schedule.claim_token IS NULL AND schedule.occurrence_key != j.k",
-    )
+        let done = sqlx::query(&d.sql(d.pick(
+            "UPDATE schedule SET status = 'canceled', last_error = j.why, updated_at = ?
+             FROM (SELECT value->>'c' AS c, value->>'r' AS r, value->>'k' AS k, value->>'why' AS why FROM json_each(?)) AS j
+             WHERE schedule.customer_id = j.c AND schedule.rule_id = j.r AND schedule.status = 'pending'
+               AND schedule.claim_token IS NULL AND schedule.occurrence_key != j.k",
+            "UPDATE schedule SET status = 'canceled', last_error = j.why, updated_at = ?
+             FROM (SELECT (v->>'c')::bigint AS c, v->>'r' AS r, v->>'k' AS k, v->>'why' AS why
+                   FROM json_array_elements(?::json) AS v) AS j
+             WHERE schedule.customer_id = j.c AND schedule.rule_id = j.r AND schedule.status = 'pending'
+               AND schedule.claim_token IS NULL AND schedule.occurrence_key != j.k",
+        )))
     .bind(to_millis(now))
     .bind(serde_json::to_string(&rows)?)
-    .execute(tx.conn())
+    .execute(&mut *db)
     .await?;
-    Ok(done.rows_affected())
+        Ok(done.rows_affected())
+    })
 }
 
 /// Reminders due at `now` and not yet claimed: how many, and the due time of
@@ -423,13 +599,15 @@ pub async fn due_backlog(
     store: &Store,
     now: DateTime<Utc>,
 ) -> Result<(i64, Option<DateTime<Utc>>)> {
-    let row = sqlx::query(
-        "SELECT COUNT(*), MIN(due_at) FROM schedule WHERE status = 'pending' AND due_at <= ?",
-    )
-    .bind(to_millis(now))
-    .fetch_one(&store.pool)
-    .await?;
-    Ok((row.get(0), row.get::<Option<i64>, _>(1).map(from_millis)))
+    on!(store.pool(), |db, d| {
+        let row = sqlx::query(&d.sql(
+            "SELECT COUNT(*), MIN(due_at) FROM schedule WHERE status = 'pending' AND due_at <= ?",
+        ))
+        .bind(to_millis(now))
+        .fetch_one(db)
+        .await?;
+        Ok((row.get(0), row.get::<Option<i64>, _>(1).map(from_millis)))
+    })
 }
 
 #[cfg(test)]

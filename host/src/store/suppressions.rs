@@ -2,6 +2,7 @@
 //! customer gets nothing more on that channel; the rule falls back to its
 //! next channel.
 
+use super::backend::on;
 use super::{from_millis, to_millis};
 use super::{json_list, Store, Tx};
 use anyhow::Result;
@@ -46,28 +47,33 @@ pub async fn add(
     source: &str,
     now: DateTime<Utc>,
 ) -> Result<bool> {
-    let done = sqlx::query(
-        "INSERT INTO suppressions (customer_id, channel, reason, source, created_at)
+    on!(tx.conn(), |db, d| {
+        let done = sqlx::query(&d.sql(
+            "INSERT INTO suppressions (customer_id, channel, reason, source, created_at)
          VALUES (?, ?, ?, ?, ?) ON CONFLICT (customer_id, channel) DO NOTHING",
-    )
-    .bind(customer_id)
-    .bind(channel)
-    .bind(reason)
-    .bind(source)
-    .bind(to_millis(now))
-    .execute(tx.conn())
-    .await?;
-    Ok(done.rows_affected() > 0)
+        ))
+        .bind(customer_id)
+        .bind(channel)
+        .bind(reason)
+        .bind(source)
+        .bind(to_millis(now))
+        .execute(&mut *db)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    })
 }
 
 /// Lift the suppression of `customer_id` on `channel` (a START reply).
 pub async fn remove(tx: &mut Tx, customer_id: i64, channel: &str) -> Result<bool> {
-    let done = sqlx::query("DELETE FROM suppressions WHERE customer_id = ? AND channel = ?")
-        .bind(customer_id)
-        .bind(channel)
-        .execute(tx.conn())
-        .await?;
-    Ok(done.rows_affected() > 0)
+    on!(tx.conn(), |db, d| {
+        let done =
+            sqlx::query(&d.sql("DELETE FROM suppressions WHERE customer_id = ? AND channel = ?"))
+                .bind(customer_id)
+                .bind(channel)
+                .execute(&mut *db)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    })
 }
 
 /// Lift the customer's suppression on `channel` only if it came from
@@ -79,34 +85,38 @@ pub async fn remove_from_source(
     channel: &str,
     source: &str,
 ) -> Result<bool> {
-    let done = sqlx::query(
-        "DELETE FROM suppressions WHERE customer_id = ? AND channel = ? AND source = ?",
-    )
-    .bind(customer_id)
-    .bind(channel)
-    .bind(source)
-    .execute(tx.conn())
-    .await?;
-    Ok(done.rows_affected() > 0)
+    on!(tx.conn(), |db, d| {
+        let done = sqlx::query(
+            &d.sql("DELETE FROM suppressions WHERE customer_id = ? AND channel = ? AND source = ?"),
+        )
+        .bind(customer_id)
+        .bind(channel)
+        .bind(source)
+        .execute(&mut *db)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    })
 }
 
 /// The suppressed channels of each of `ids` that has any.
 pub async fn for_customers(tx: &mut Tx, ids: &[i64]) -> Result<HashMap<i64, HashSet<String>>> {
-    let mut out: HashMap<i64, HashSet<String>> = HashMap::new();
-    if ids.is_empty() {
-        return Ok(out);
-    }
-    let rows = sqlx::query(
-        "SELECT customer_id, channel FROM suppressions
-         WHERE customer_id IN (SELECT value FROM json_each(?))",
-    )
-    .bind(json_list(ids)?)
-    .fetch_all(tx.conn())
-    .await?;
-    for r in rows {
-        out.entry(r.get(0)).or_default().insert(r.get(1));
-    }
-    Ok(out)
+    on!(tx.conn(), |db, d| {
+        let mut out: HashMap<i64, HashSet<String>> = HashMap::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let rows = sqlx::query(&d.sql(
+            "SELECT customer_id, channel FROM suppressions
+         WHERE customer_id IN (SELECT CAST(value AS BIGINT) FROM json_each(?))",
+        ))
+        .bind(json_list(ids)?)
+        .fetch_all(&mut *db)
+        .await?;
+        for r in rows {
+            out.entry(r.get(0)).or_default().insert(r.get(1));
+        }
+        Ok(out)
+    })
 }
 
 /// A suppression, for listings.
@@ -131,26 +141,28 @@ pub async fn list(
     customer: Option<&str>,
     scope: Option<&[String]>,
 ) -> Result<Vec<Suppression>> {
-    let scope = scope.map(serde_json::to_string).transpose()?;
-    let rows = sqlx::query(
-        "SELECT c.external_id, s.channel, s.reason, s.source, s.created_at
+    on!(store.pool(), |db, d| {
+        let scope = scope.map(serde_json::to_string).transpose()?;
+        let rows = sqlx::query(&d.sql(
+            "SELECT c.external_id, s.channel, s.reason, s.source, s.created_at
          FROM suppressions s JOIN customers c ON c.id = s.customer_id
          WHERE (?1 IS NULL OR c.external_id = ?1)
            AND (?2 IS NULL OR c.region IN (SELECT value FROM json_each(?2)))
          ORDER BY s.created_at, c.external_id, s.channel",
-    )
-    .bind(customer)
-    .bind(scope)
-    .fetch_all(&store.pool)
-    .await?;
-    Ok(rows
-        .iter()
-        .map(|r| Suppression {
-            customer: r.get(0),
-            channel: r.get(1),
-            reason: r.get(2),
-            source: r.get(3),
-            at: from_millis(r.get(4)),
-        })
-        .collect())
+        ))
+        .bind(customer)
+        .bind(scope)
+        .fetch_all(db)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Suppression {
+                customer: r.get(0),
+                channel: r.get(1),
+                reason: r.get(2),
+                source: r.get(3),
+                at: from_millis(r.get(4)),
+            })
+            .collect())
+    })
 }

@@ -1,6 +1,7 @@
 //! The `tasks` table: the call list the built-in `task` channel fills — a
 //! customer for staff to phone, with the reminder's title and reason.
 
+use super::backend::on;
 use super::{from_millis, to_millis};
 use super::{Store, Tx};
 use anyhow::Result;
@@ -26,24 +27,30 @@ pub struct NewTask<'a> {
 
 /// Put many tasks on the list in one statement; repeats are ignored.
 pub async fn add_many(tx: &mut Tx, items: &[NewTask<'_>], now: DateTime<Utc>) -> Result<()> {
-    if items.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<Value> = items
+    on!(tx.conn(), |db, d| {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<Value> = items
         .iter()
         .map(|t| json!({"c": t.customer_id, "k": t.occurrence_key, "r": t.rule, "t": t.title, "why": t.reason}))
         .collect();
-    sqlx::query(
-        "INSERT INTO tasks (customer_id, occurrence_key, rule_id, title, reason, created_at)
-         SELECT value->>'c', value->>'k', value->>'r', value->>'t', value->>'why', ?
-         FROM json_each(?) WHERE true
-         ON CONFLICT (occurrence_key) DO NOTHING",
-    )
-    .bind(to_millis(now))
-    .bind(serde_json::to_string(&rows)?)
-    .execute(tx.conn())
-    .await?;
-    Ok(())
+        sqlx::query(&d.sql(d.pick(
+            "INSERT INTO tasks (customer_id, occurrence_key, rule_id, title, reason, created_at)
+             SELECT value->>'c', value->>'k', value->>'r', value->>'t', value->>'why', ?
+             FROM json_each(?) WHERE true
+             ON CONFLICT (occurrence_key) DO NOTHING",
+            "INSERT INTO tasks (customer_id, occurrence_key, rule_id, title, reason, created_at)
+             SELECT (v->>'c')::bigint, v->>'k', v->>'r', v->>'t', v->>'why', ?
+             FROM json_array_elements(?::json) AS v
+             ON CONFLICT (occurrence_key) DO NOTHING",
+        )))
+        .bind(to_millis(now))
+        .bind(serde_json::to_string(&rows)?)
+        .execute(&mut *db)
+        .await?;
+        Ok(())
+    })
 }
 
 /// A task on the call list.
@@ -71,36 +78,39 @@ pub struct Task {
 
 /// Open tasks (or all with `include_done`), oldest first.
 pub async fn list(store: &Store, include_done: bool) -> Result<Vec<Task>> {
-    let rows = sqlx::query(
-        "SELECT t.id, c.external_id, c.name, c.phone, t.rule_id, t.title, t.reason, t.created_at, t.done_at
+    on!(store.pool(), |db, d| {
+        let rows = sqlx::query(&d.sql("SELECT t.id, c.external_id, c.name, c.phone, t.rule_id, t.title, t.reason, t.created_at, t.done_at
          FROM tasks t JOIN customers c ON c.id = t.customer_id
-         WHERE ? OR t.done_at IS NULL ORDER BY t.created_at, t.id",
-    )
+         WHERE ? OR t.done_at IS NULL ORDER BY t.created_at, t.id"))
     .bind(include_done)
-    .fetch_all(&store.pool)
+    .fetch_all(db)
     .await?;
-    Ok(rows
-        .iter()
-        .map(|r| Task {
-            id: r.get(0),
-            customer: r.get(1),
-            name: r.get(2),
-            phone: r.get(3),
-            rule: r.get(4),
-            title: r.get(5),
-            reason: r.get(6),
-            created_at: from_millis(r.get(7)),
-            done_at: r.get::<Option<i64>, _>(8).map(from_millis),
-        })
-        .collect())
+        Ok(rows
+            .iter()
+            .map(|r| Task {
+                id: r.get(0),
+                customer: r.get(1),
+                name: r.get(2),
+                phone: r.get(3),
+                rule: r.get(4),
+                title: r.get(5),
+                reason: r.get(6),
+                created_at: from_millis(r.get(7)),
+                done_at: r.get::<Option<i64>, _>(8).map(from_millis),
+            })
+            .collect())
+    })
 }
 
 /// Mark a task done; false when there is no such open task.
 pub async fn mark_done(store: &Store, id: i64, now: DateTime<Utc>) -> Result<bool> {
-    let done = sqlx::query("UPDATE tasks SET done_at = ? WHERE id = ? AND done_at IS NULL")
-        .bind(to_millis(now))
-        .bind(id)
-        .execute(&store.pool)
-        .await?;
-    Ok(done.rows_affected() > 0)
+    on!(store.pool(), |db, d| {
+        let done =
+            sqlx::query(&d.sql("UPDATE tasks SET done_at = ? WHERE id = ? AND done_at IS NULL"))
+                .bind(to_millis(now))
+                .bind(id)
+                .execute(db)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    })
 }

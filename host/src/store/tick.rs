@@ -1,16 +1,17 @@
 //! What one tick writes when its sends are done, in one transaction: claim
 //! releases, delivery rows, inbox messages, staff tasks, next occurrences,
-//! cancellations and suppressions. The bulk goes straight through SQLite's
-//! C API on the transaction's own connection ([`super::raw`]): per row, the
-//! driver's hand-over between threads cost more than the b-tree work (see
-//! docs/performance.md).
+//! cancellations and suppressions. On SQLite the bulk goes straight through
+//! its C API on the transaction's own connection ([`super::raw`]): per row,
+//! the driver's hand-over between threads cost more than the b-tree work
+//! (see docs/performance.md). On PostgreSQL each table's rows are one
+//! statement.
 
 use super::deliveries::{self, NewDelivery};
 use super::inbox::{self, NewMessage};
 use super::schedule::{self, Cancel, PlannedOccurrence, Release};
 use super::suppressions::{self, NewSuppression};
 use super::tasks::{self, NewTask};
-use super::{raw, Store};
+use super::{raw, On, Store, Tx};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 
@@ -45,20 +46,9 @@ pub async fn record(store: &Store, writes: &mut TickWrites<'_>, now: DateTime<Ut
     writes.next.sort_by_key(|o| o.customer_id);
     writes.cancels.sort_by_key(|c| c.customer_id);
     let mut tx = store.write().await?;
-    let released = {
-        let mut handle = tx.conn().lock_handle().await?;
-        // SAFETY: the locked handle keeps the connection open and ours
-        // until it drops, after the raw statements are finalized.
-        let conn = unsafe { raw::Conn::new(handle.as_raw_handle()) };
-        raw::blocking(|| -> Result<u64> {
-            let released = schedule::release_many(conn, &writes.releases, now)?;
-            deliveries::insert_many(conn, &writes.deliveries)?;
-            inbox::deliver_many(conn, &writes.messages, now)?;
-            schedule::upsert_many(conn, &writes.next, now)?;
-            Ok(released)
-        })
-        .context("cannot record the tick")?
-    };
+    let released = bulk(&mut tx, writes, now)
+        .await
+        .context("cannot record the tick")?;
     tasks::add_many(&mut tx, &writes.tasks, now).await?;
     schedule::cancel_rules_many(&mut tx, &writes.cancels, now).await?;
     for s in &writes.suppressions {
@@ -66,4 +56,31 @@ pub async fn record(store: &Store, writes: &mut TickWrites<'_>, now: DateTime<Ut
     }
     tx.commit().await?;
     Ok(released)
+}
+
+/// The per-row writes: through SQLite's C API, or as one statement per
+/// table on PostgreSQL (the rows travel as one JSON array).
+async fn bulk(tx: &mut Tx, writes: &TickWrites<'_>, now: DateTime<Utc>) -> Result<u64> {
+    match tx.conn() {
+        On::Sqlite(conn) => {
+            let mut handle = conn.lock_handle().await?;
+            // SAFETY: the locked handle keeps the connection open and ours
+            // until it drops, after the raw statements are finalized.
+            let conn = unsafe { raw::Conn::new(handle.as_raw_handle()) };
+            raw::blocking(|| -> Result<u64> {
+                let released = schedule::release_many(conn, &writes.releases, now)?;
+                deliveries::insert_many(conn, &writes.deliveries)?;
+                inbox::deliver_many(conn, &writes.messages, now)?;
+                schedule::upsert_many(conn, &writes.next, now)?;
+                Ok(released)
+            })
+        }
+        On::Postgres(conn) => {
+            let released = schedule::release_many_pg(conn, &writes.releases, now).await?;
+            deliveries::insert_many_pg(conn, &writes.deliveries).await?;
+            inbox::deliver_many_pg(conn, &writes.messages, now).await?;
+            schedule::upsert_many_pg(conn, &writes.next, now).await?;
+            Ok(released)
+        }
+    }
 }

@@ -1,12 +1,13 @@
 //! API bearer tokens: creation (the token is returned once, only its SHA-256
 //! is stored), lookup by presented token, listing and revocation.
 
+use super::backend::on;
+use super::Fields;
 use super::Store;
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -98,80 +99,91 @@ pub async fn create(
     name: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(String, TokenInfo)> {
-    validate(role, regions)?;
-    let mut secret = [0u8; 24];
-    getrandom::getrandom(&mut secret)
-        .map_err(|e| anyhow::anyhow!("cannot read random bytes for a token: {e}"))?;
-    let token = format!("{TOKEN_PREFIX}{}", hex::encode(secret));
-    let prefix: String = token.chars().take(TOKEN_PREFIX.len() + 6).collect();
-    let regions_json = serde_json::to_string(regions)?;
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO api_tokens (hash, prefix, role, regions, name, created_at)
+    on!(store.pool(), |db, d| {
+        validate(role, regions)?;
+        let mut secret = [0u8; 24];
+        getrandom::getrandom(&mut secret)
+            .map_err(|e| anyhow::anyhow!("cannot read random bytes for a token: {e}"))?;
+        let token = format!("{TOKEN_PREFIX}{}", hex::encode(secret));
+        let prefix: String = token.chars().take(TOKEN_PREFIX.len() + 6).collect();
+        let regions_json = serde_json::to_string(regions)?;
+        let id: i64 = sqlx::query_scalar(&d.sql(
+            "INSERT INTO api_tokens (hash, prefix, role, regions, name, created_at)
          VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-    )
-    .bind(hash(&token))
-    .bind(&prefix)
-    .bind(role.as_str())
-    .bind(&regions_json)
-    .bind(name)
-    .bind(super::to_millis(now))
-    .fetch_one(&store.pool)
-    .await
-    .context("cannot store the token")?;
-    Ok((
-        token,
-        TokenInfo {
-            id,
-            prefix,
-            role,
-            regions: regions.to_vec(),
-            name: name.map(str::to_string),
-            created_at: now,
-            revoked_at: None,
-        },
-    ))
+        ))
+        .bind(hash(&token))
+        .bind(&prefix)
+        .bind(role.as_str())
+        .bind(&regions_json)
+        .bind(name)
+        .bind(super::to_millis(now))
+        .fetch_one(db)
+        .await
+        .context("cannot store the token")?;
+        Ok((
+            token,
+            TokenInfo {
+                id,
+                prefix,
+                role,
+                regions: regions.to_vec(),
+                name: name.map(str::to_string),
+                created_at: now,
+                revoked_at: None,
+            },
+        ))
+    })
 }
 
-fn info(row: &sqlx::sqlite::SqliteRow) -> Result<TokenInfo> {
-    let role: String = row.get("role");
-    let regions: String = row.get("regions");
+fn info<R: Fields>(row: &R) -> Result<TokenInfo>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+{
+    let role = row.text("role");
+    let regions = row.text("regions");
     Ok(TokenInfo {
-        id: row.get("id"),
-        prefix: row.get("prefix"),
+        id: row.int("id"),
+        prefix: row.text("prefix"),
         role: role.parse().map_err(anyhow::Error::msg)?,
         regions: serde_json::from_str(&regions).context("stored token regions are not JSON")?,
-        name: row.get("name"),
-        created_at: super::from_millis(row.get("created_at")),
-        revoked_at: row
-            .get::<Option<i64>, _>("revoked_at")
-            .map(super::from_millis),
+        name: row.opt_text("name"),
+        created_at: super::from_millis(row.int("created_at")),
+        revoked_at: row.opt_int("revoked_at").map(super::from_millis),
     })
 }
 
 /// The live (not revoked) token matching `token`, if any.
 pub async fn find(store: &Store, token: &str) -> Result<Option<TokenInfo>> {
-    let row = sqlx::query("SELECT * FROM api_tokens WHERE hash = ? AND revoked_at IS NULL")
-        .bind(hash(token))
-        .fetch_optional(&store.pool)
-        .await?;
-    row.as_ref().map(info).transpose()
+    on!(store.pool(), |db, d| {
+        let row =
+            sqlx::query(&d.sql("SELECT * FROM api_tokens WHERE hash = ? AND revoked_at IS NULL"))
+                .bind(hash(token))
+                .fetch_optional(db)
+                .await?;
+        row.as_ref().map(info).transpose()
+    })
 }
 
 /// Every token, newest first.
 pub async fn list(store: &Store) -> Result<Vec<TokenInfo>> {
-    let rows = sqlx::query("SELECT * FROM api_tokens ORDER BY id DESC")
-        .fetch_all(&store.pool)
-        .await?;
-    rows.iter().map(info).collect()
+    on!(store.pool(), |db, d| {
+        let rows = sqlx::query(&d.sql("SELECT * FROM api_tokens ORDER BY id DESC"))
+            .fetch_all(db)
+            .await?;
+        rows.iter().map(info).collect()
+    })
 }
 
 /// Revoke a token by id; false when there is no such live token.
 pub async fn revoke(store: &Store, id: i64, now: DateTime<Utc>) -> Result<bool> {
-    let done =
-        sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-            .bind(super::to_millis(now))
-            .bind(id)
-            .execute(&store.pool)
-            .await?;
-    Ok(done.rows_affected() == 1)
+    on!(store.pool(), |db, d| {
+        let done = sqlx::query(
+            &d.sql("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"),
+        )
+        .bind(super::to_millis(now))
+        .bind(id)
+        .execute(db)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    })
 }
