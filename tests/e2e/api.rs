@@ -54,7 +54,7 @@ fn inbox_subjects(config: &std::path::Path, db: &std::path::Path, customer: &str
 fn api_writes_plan_reminders_and_bad_input_changes_nothing() {
     let scratch = Scratch::new();
     let config = config(&scratch);
-    let db = scratch.path("h.db");
+    let db = scratch.db("h.db");
     let server = Server::start(&config, &db, &scratch, "serve.log");
 
     assert_eq!(http("GET", &server.url("/health"), None).0, 200);
@@ -147,7 +147,7 @@ fn api_writes_plan_reminders_and_bad_input_changes_nothing() {
 fn concurrent_event_posts_are_each_answered_for_themselves() {
     let scratch = Scratch::new();
     let config = config(&scratch);
-    let db = scratch.path("h.db");
+    let db = scratch.db("h.db");
     let server = Server::start(&config, &db, &scratch, "serve.log");
     for id in ["c0", "c1", "c2", "c3"] {
         let (status, body) = server.api(

@@ -47,7 +47,7 @@ fn rate_limit_spreads_fifty_sends_over_ten_virtual_seconds() {
         "t.jsonl",
         &customers_at("2026-03-01T09:00:00Z", (0..50).map(|i| format!("c{i:02}"))),
     );
-    let db = scratch.path("h.db");
+    let db = scratch.db("h.db");
     simulate_into(&config, &timeline, MARCH_1, &db, &["--live"]);
 
     let rows = deliveries(&config, &db);
@@ -113,7 +113,7 @@ fn failover_moves_sends_to_the_backup_while_the_primary_fails() {
         ]
         .join("\n"),
     );
-    let db = scratch.path("h.db");
+    let db = scratch.db("h.db");
     simulate_into(&config, &timeline, MARCH_1, &db, &["--live"]);
     let rows = deliveries(&config, &db);
     let of = |c: &str| -> Vec<(String, String, Value)> {
@@ -219,7 +219,7 @@ fn a_secret_echoed_by_the_provider_is_masked_everywhere() {
         "t.jsonl",
         &customers_at("2026-03-01T09:00:00Z", ["c1".to_string()].into_iter()),
     );
-    let db = scratch.path("h.db");
+    let db = scratch.db("h.db");
     let [stdout, stderr] =
         simulate_live_with(&config, &timeline, MARCH_1, &db, ("HERALD_LOG", "debug"));
     assert_eq!(provider.requests().len(), 1, "the request went out");
@@ -255,7 +255,7 @@ fn the_sandbox_refuses_sockets_files_and_environment() {
         "t.jsonl",
         &customers_at("2026-03-01T09:00:00Z", ["c1".to_string()].into_iter()),
     );
-    let db = scratch.path("h.db");
+    let db = scratch.db("h.db");
     let canary = ("HERALD_CANARY", "visible-to-plugins?");
     simulate_live_with(&config, &timeline, MARCH_1, &db, canary);
     let rows = deliveries(&config, &db);
@@ -287,7 +287,7 @@ fn the_sandbox_refuses_sockets_files_and_environment() {
         "t.jsonl",
         &customers_at("2026-03-01T09:00:00Z", ["c1".to_string()].into_iter()),
     );
-    let db = scratch.path("h.db");
+    let db = scratch.db("h.db");
     simulate_into(&config, &timeline, MARCH_1, &db, &["--live"]);
     let rows = deliveries(&config, &db);
     assert_eq!(rows[0]["status"], "delivered", "{:?}", rows);
@@ -305,7 +305,7 @@ fn hooks_for_unknown_channels_and_plugins_without_callbacks_are_404() {
         .inbox()
         .rule(welcome(&["hook"]))
         .write(&scratch);
-    let db = scratch.path("h.db");
+    let db = scratch.db("h.db");
     let server = Server::start(&config, &db, &scratch, "serve.log");
     for (path, code) in [
         ("/hooks/nope", "unknown_channel"),

@@ -290,7 +290,7 @@ fn sigkill_storm() {
                 .set("text", "Hello {{ customer.name }}"),
         )
         .write(&scratch);
-    let db = scratch.path("herald.db");
+    let db = scratch.db("herald.db");
     let name_of = |i: usize| format!("客户 {i} Ünï");
     let customers: Vec<Value> = (0..n)
         .map(|i| json!({"external_id": format!("c{i:05}"), "name": name_of(i)}))
@@ -454,7 +454,10 @@ fn sigkill_storm() {
             "{key}: the recorded id is the one the provider issued"
         );
     }
-    assert_eq!(integrity_check(&db), "ok");
+    if !on_postgres() {
+        // SQLite's file survived the kills; PostgreSQL's own recovery is its business.
+        assert_eq!(integrity_check(&db), "ok");
+    }
     for log in &logs {
         let log = std::fs::read_to_string(log).unwrap_or_default();
         assert!(!log.contains("panicked"), "herald panicked: {log}");
@@ -580,7 +583,7 @@ fn outage_day(groups: &Groups, outage: usize, max_attempts: u32) -> OutageDay {
         }
     }
     let timeline = scratch.write("t.jsonl", &timeline);
-    let db = scratch.path("h.db");
+    let db = scratch.db("h.db");
     let out = run(simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-03")
         .arg("--live")
         .arg("--db")
@@ -828,7 +831,7 @@ fn faults_day(n: usize, fault: impl Fn(usize) -> &'static str) -> (Vec<Value>, D
         timeline.push('\n');
     }
     let timeline = scratch.write("t.jsonl", &timeline);
-    let db = scratch.path("h.db");
+    let db = scratch.db("h.db");
     let started = Instant::now();
     let (attempts, stderr) = simulate(&config, &timeline, MARCH_1, &["--db", db.to_str().unwrap()]);
     let elapsed = started.elapsed();

@@ -31,7 +31,7 @@ fn killed_between_claim_and_record_the_reminder_is_still_delivered_once() {
         )
         .rule(welcome(&["hook"]).set("subject", "Welcome {{ customer.name }}"))
         .write(&scratch);
-    let db = scratch.path("herald.db");
+    let db = scratch.db("herald.db");
 
     let mut first = Server::start(&config, &db, &scratch, "serve1.log");
     let (status, body) = first.api("PUT", "/customers/k1", Some(r#"{"name":"Kim"}"#));

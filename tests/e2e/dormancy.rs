@@ -84,7 +84,7 @@ fn the_four_dormancy_models_and_a_weekly_we_miss_you() {
     let scratch = Scratch::new();
     let config = config().write(&scratch);
     let timeline = scratch.write("t.jsonl", TIMELINE);
-    let db = scratch.path("h.db");
+    let db = scratch.db("h.db");
     simulate_into(&config, &timeline, ("2026-03-01", "2026-05-01"), &db, &[]);
     let rows = deliveries(&config, &db);
 

@@ -78,7 +78,7 @@ fn locales_updated_values_preview_explain_and_imported_suppressions() {
     let scratch = Scratch::new();
     let config = config().write(&scratch);
     let timeline = scratch.write("t.jsonl", TIMELINE);
-    let db = scratch.path("h.db");
+    let db = scratch.db("h.db");
     simulate_into(&config, &timeline, ("2026-03-01", "2026-03-05"), &db, &[]);
     let rows = deliveries(&config, &db);
     let vip: Vec<(&str, &str)> = rows

@@ -16,7 +16,7 @@ fn run_sim(config: Config, timeline: &str, until: &str) -> Vec<Value> {
     let scratch = Scratch::new();
     let config = config.write(&scratch);
     let timeline = scratch.write("t.jsonl", timeline);
-    let db = scratch.path("h.db");
+    let db = scratch.db("h.db");
     let out = run(simulate_cmd(&config, &timeline, "2026-01-01", until)
         .arg("--db")
         .arg(&db));

@@ -42,7 +42,7 @@ fn an_absurd_retry_after_waits_a_day_and_stops_nothing() {
 {"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"calm","name":"C"}}
 "#,
     );
-    let db = scratch.path("h.db");
+    let db = scratch.db("h.db");
     let out = run(
         simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-02T08:00:00Z")
             .arg("--live")
@@ -82,7 +82,7 @@ fn serve(scratch: &Scratch) -> (std::path::PathBuf, std::path::PathBuf, Server) 
             "Enjoy it.",
         ))
         .write(scratch);
-    let db = scratch.path("h.db");
+    let db = scratch.db("h.db");
     let server = Server::start(&config, &db, scratch, "serve.log");
     (config, db, server)
 }

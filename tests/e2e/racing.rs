@@ -20,7 +20,7 @@ async fn racing_ticks_deliver_each_occurrence_once() {
         .rule(welcome(&["inbox"]).set("subject", "Welcome {{ customer.name }}"))
         .write(&scratch);
     let config = Config::load(&path).unwrap();
-    let db = scratch.path("h.db");
+    let db = scratch.db("h.db");
     let start = chrono::DateTime::parse_from_rfc3339("2026-03-01T09:00:00Z")
         .unwrap()
         .to_utc();
@@ -28,7 +28,10 @@ async fn racing_ticks_deliver_each_occurrence_once() {
         Herald::open(
             &config,
             OpenOptions {
-                db: Some(herald::store::Location::Embedded(db.clone())),
+                db: Some(
+                    herald::store::Location::parse(&db.to_string_lossy(), std::path::Path::new(""))
+                        .unwrap(),
+                ),
                 clock: Arc::new(VirtualClock::new(start)),
                 http_mode: HttpMode::Live,
             },
@@ -69,4 +72,79 @@ async fn racing_ticks_deliver_each_occurrence_once() {
     let inbox = count(&a.store, Count::InboxMessages).await.unwrap();
     let delivered = count(&a.store, Count::Delivered(None)).await.unwrap();
     assert_eq!((inbox, delivered), (400, 400));
+}
+
+/// Four claimers, each with its own connection pool (as four nodes have),
+/// claim small batches of 1,000 due reminders at the same time until none
+/// is left: every row is claimed by exactly one of them, and none is left
+/// behind. On PostgreSQL this is `FOR UPDATE SKIP LOCKED`'s job (a plain
+/// `UPDATE ... WHERE id IN (SELECT ... LIMIT n)` lets two sessions take the
+/// same rows); on SQLite, its single writer's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_claimers_never_share_a_row_and_leave_none() {
+    use herald::store::{schedule, Location, Store};
+    let scratch = Scratch::new();
+    let path = crate::support::Config::new()
+        .inbox()
+        .rule(welcome(&["inbox"]))
+        .write(&scratch);
+    let config = Config::load(&path).unwrap();
+    let db = scratch.db("h.db");
+    let location = Location::parse(&db.to_string_lossy(), std::path::Path::new("")).unwrap();
+    let start = chrono::DateTime::parse_from_rfc3339("2026-03-01T09:00:00Z")
+        .unwrap()
+        .to_utc();
+    let herald = Herald::open(
+        &config,
+        OpenOptions {
+            db: Some(location.clone()),
+            clock: Arc::new(VirtualClock::new(start)),
+            http_mode: HttpMode::Live,
+        },
+    )
+    .await
+    .unwrap();
+    for i in 0..1000 {
+        let patch: CustomerPatch =
+            serde_json::from_value(serde_json::json!({"external_id": format!("c{i}")})).unwrap();
+        herald.upsert_customer(&patch).await.unwrap();
+    }
+    let lease = start + chrono::Duration::minutes(5);
+    let mut claimers = Vec::new();
+    for n in 0..4 {
+        let store = Store::open(&location).await.unwrap();
+        claimers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for round in 0.. {
+                // Unique per claim, as each tick's is.
+                let token = format!("claimer-{n}-{round}");
+                let rows = schedule::claim_due(&store, start, lease, 7, &token)
+                    .await
+                    .unwrap();
+                if rows.is_empty() {
+                    return mine;
+                }
+                assert!(rows.len() <= 7, "a claim takes at most its batch");
+                mine.extend(rows.into_iter().map(|r| r.id));
+            }
+            unreachable!()
+        }));
+    }
+    let mut all = Vec::new();
+    let mut per_claimer = Vec::new();
+    for c in claimers {
+        let mine = c.await.unwrap();
+        per_claimer.push(mine.len());
+        all.extend(mine);
+    }
+    let claimed = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(
+        all.len(),
+        claimed,
+        "a row was claimed twice: {per_claimer:?}"
+    );
+    assert_eq!(claimed, 1000, "every due row was claimed: {per_claimer:?}");
+    assert_eq!(count(&herald.store, Count::DueBy(start)).await.unwrap(), 0);
 }

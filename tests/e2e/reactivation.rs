@@ -404,7 +404,7 @@ fn the_lending_reactivation_example_does_what_its_readme_says() {
     plugin("console");
     plugin("cadence");
     let scratch = Scratch::new();
-    let db = scratch.path("reactivation.db");
+    let db = scratch.db("reactivation.db");
     let out = run(simulate_cmd(&config, &timeline, FROM, UNTIL)
         .arg("--db")
         .arg(&db)

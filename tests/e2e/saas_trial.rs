@@ -119,7 +119,7 @@ fn expected() -> BTreeSet<(String, String, String, String)> {
 fn saas_trial_strategy_over_fourteen_months() {
     let scratch = Scratch::new();
     let timeline = scratch.write("timeline.jsonl", TIMELINE.trim_start());
-    let db = scratch.path("sim.db");
+    let db = scratch.db("sim.db");
     let config = repo_root().join("examples/saas-trial/herald.toml");
     let (attempts, stderr) = simulate(
         &config,

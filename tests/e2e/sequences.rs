@@ -80,7 +80,7 @@ fn a_sequence_escalates_until_its_goal_or_exit() {
     let scratch = Scratch::new();
     let config = config().write(&scratch);
     let timeline = scratch.write("t.jsonl", TIMELINE);
-    let db = scratch.path("h.db");
+    let db = scratch.db("h.db");
     simulate_into(&config, &timeline, ("2026-03-01", "2026-04-01"), &db, &[]);
     let rows = deliveries(&config, &db);
 
@@ -210,7 +210,7 @@ text = "x"
         r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"zh","locale":"zh-CN"}}
 {"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"en","locale":"en"}}"#,
     );
-    let db = scratch.path("h.db");
+    let db = scratch.db("h.db");
     simulate_into(&config, &timeline, ("2026-03-01", "2026-03-05"), &db, &[]);
     let subjects: Vec<(String, String)> = deliveries(&config, &db)
         .iter()

@@ -27,7 +27,7 @@ fn after() -> Config {
 /// directory, the database in it, and the attempts.
 fn first_day(renews_at: &str, until: &str) -> (Scratch, std::path::PathBuf, Vec<Attempt>) {
     let scratch = Scratch::new();
-    let db = scratch.path("h.db");
+    let db = scratch.db("h.db");
     let v1 = before().write_as(&scratch, "v1.toml");
     let timeline = scratch.write(
         "t.jsonl",
@@ -62,16 +62,11 @@ fn an_added_date_rule_is_planned_for_existing_customers() {
 /// The `occurs_at` of customer `k`'s planned `renewal`, read straight from
 /// the database (any herald command would plan the change itself).
 fn planned_renewal(db: &std::path::Path) -> Option<i64> {
-    let (runtime, mut conn) = open_db(db);
-    runtime
-        .block_on(
-            sqlx::query_scalar(
-                "SELECT s.occurs_at FROM schedule s JOIN customers c ON c.id = s.customer_id
-             WHERE c.external_id = 'k' AND s.rule_id = 'renewal'",
-            )
-            .fetch_optional(&mut conn),
-        )
-        .expect("query the schedule")
+    query_i64(
+        db,
+        "SELECT s.occurs_at FROM schedule s JOIN customers c ON c.id = s.customer_id
+         WHERE c.external_id = 'k' AND s.rule_id = 'renewal'",
+    )
 }
 
 #[test]

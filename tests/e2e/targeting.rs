@@ -64,7 +64,7 @@ fn cadence_alerts_at_the_first_missed_interval() {
     // A timeline is in time order.
     timeline.sort_by_key(|line| line[7..31].to_string());
     let timeline = scratch.write("t.jsonl", &timeline.join("\n"));
-    let db = scratch.path("h.db");
+    let db = scratch.db("h.db");
     simulate_into(&config, &timeline, ("2026-01-01", "2027-01-01"), &db, &[]);
     let rows = deliveries(&config, &db);
     let bimonthly = sent(&rows, "bimonthly", "cadence-break");
@@ -144,7 +144,7 @@ fn a_plugin_that_burns_its_fuel_or_memory_is_skipped_with_the_reason() {
         "t.jsonl",
         r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"c1"}}"#,
     );
-    let db = scratch.path("h.db");
+    let db = scratch.db("h.db");
     let out = run(
         simulate_cmd(&config, &timeline, "2026-03-01", "2026-03-01T09:30:00Z")
             .arg("--db")

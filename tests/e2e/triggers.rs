@@ -34,7 +34,7 @@ fn simulated(config: Config, timeline: &str, from: &str, until: &str) -> Vec<Val
     let scratch = Scratch::new();
     let config = config.write(&scratch);
     let timeline = scratch.write("t.jsonl", timeline);
-    let db = scratch.path("h.db");
+    let db = scratch.db("h.db");
     let (_, stderr) = simulate(
         &config,
         &timeline,

@@ -30,7 +30,7 @@ fn a_signed_link_unsubscribes_from_that_channel_only() {
         "t.jsonl",
         r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"张 3","email":"z@example.com"}}"#,
     );
-    let db = scratch.path("h.db");
+    let db = scratch.db("h.db");
     simulate_into(&config, &timeline, MARCH_1, &db, &["--live"]);
     let sent = provider.requests();
     assert_eq!(sent.len(), 1);

@@ -71,7 +71,7 @@ fn webhook_signs_retries_and_classifies() {
     let scratch = Scratch::new();
     let config = config(&provider, 3).write(&scratch);
     let timeline = scratch.write("t.jsonl", TIMELINE);
-    let db = scratch.path("h.db");
+    let db = scratch.db("h.db");
     let out = run(live(&config, &timeline, "2026-03-02").arg("--db").arg(&db));
     let stdout = text(&out.stdout);
     let stderr = text(&out.stderr);

@@ -190,6 +190,7 @@ pub enum Count<'a> {
 
 /// Count `what`.
 pub async fn count(store: &Store, what: Count<'_>) -> Result<i64> {
+    let label = format!("{what:?}");
     let (sql, bind): (&str, Option<Bind<'_>>) = match what {
         Count::Scheduled => ("SELECT COUNT(*) FROM schedule", None),
         Count::DueBy(t) => (
@@ -227,17 +228,19 @@ pub async fn count(store: &Store, what: Count<'_>) -> Result<i64> {
         Count::Customers => ("SELECT COUNT(*) FROM customers", None),
         Count::Events => ("SELECT COUNT(*) FROM events", None),
     };
-    let mut query = sqlx::query(sql);
-    query = match bind {
-        Some(Bind::Int(v)) => query.bind(v),
-        Some(Bind::Text(v)) => query.bind(v),
-        None => query,
-    };
-    Ok(query
-        .fetch_one(store.sqlite_pool()?)
-        .await
-        .with_context(|| format!("cannot count {what:?}"))?
-        .get(0))
+    super::backend::on!(store.pool(), |db, d| {
+        let sql = d.sql(sql);
+        let mut query = sqlx::query_scalar::<_, i64>(&sql);
+        query = match bind {
+            Some(Bind::Int(v)) => query.bind(v),
+            Some(Bind::Text(v)) => query.bind(v),
+            None => query,
+        };
+        query
+            .fetch_one(db)
+            .await
+            .with_context(|| format!("cannot count {label}"))
+    })
 }
 
 enum Bind<'a> {

@@ -6,11 +6,13 @@
 #![allow(dead_code)]
 
 pub mod config;
+pub mod db;
 pub mod http;
 
 pub use config::{
     env, file, on_event, targeting, webhook, welcome, Channel, Config, Raw, Rule, ON_CREATED,
 };
+pub use db::{on_postgres, query_i64};
 pub use http::{http, http_as, http_text, Request, Response};
 
 use serde_json::Value;
@@ -78,6 +80,11 @@ impl Scratch {
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// A new database for this test, as `--db` takes it (see [`db`]).
+    pub fn db(&self, name: &str) -> PathBuf {
+        db::test_database(self.dir.path(), name)
     }
 
     pub fn write(&self, name: &str, contents: &str) -> PathBuf {
