@@ -38,6 +38,14 @@ start_test_postgres() {
     if [[ "$(id -u)" == 0 ]]; then
         chown -R postgres "$dir"
         run=(runuser -u postgres --)
+        # The server runs as `postgres`, which must reach the directory: a
+        # checkout under a private home cannot be, so use /tmp then.
+        if ! "${run[@]}" test -w "$dir/data"; then
+            rm -rf "$dir"
+            dir="$(mktemp -d /tmp/herald-pg-test.XXXXXX)"
+            mkdir -p "$dir/data" "$dir/socket"
+            chown -R postgres "$dir"
+        fi
     fi
     port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
     "${run[@]}" "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 || {
