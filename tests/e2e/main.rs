@@ -16,6 +16,7 @@ mod dormancy;
 mod email_http;
 mod email_smtp;
 mod explain;
+mod fleet;
 mod funnel;
 mod guards;
 mod hardening;

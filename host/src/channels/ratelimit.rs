@@ -72,6 +72,11 @@ impl RateLimiter {
         self.rate
     }
 
+    /// The configured burst (at least 1).
+    pub fn burst(&self) -> u32 {
+        self.burst
+    }
+
     /// Ask to send at `now`. `Ok` takes the slot; `Err(t)` says the earliest
     /// time this send could go (nothing is taken).
     pub fn try_acquire(&self, now: DateTime<Utc>) -> Result<(), DateTime<Utc>> {

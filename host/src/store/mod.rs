@@ -26,6 +26,7 @@ pub mod kv;
 pub mod meta;
 pub mod planning;
 pub mod probe;
+pub mod rates;
 mod raw;
 pub mod schedule;
 pub mod suppressions;

@@ -13,6 +13,7 @@ use crate::engine::Herald;
 use crate::plugin::targeting::Verdict;
 use crate::plugin::SendOutcome;
 use crate::render;
+use crate::store::rates;
 use crate::store::schedule::ScheduledRow;
 use crate::strategy::caps::{self, Sent};
 use crate::strategy::{date_anchor, step_of, windows, Rule, Trigger};
@@ -96,7 +97,10 @@ pub async fn decide_claimed<'a>(
     let decider = Decider::new(herald, context, now);
     let decisions = decider.decide(&rows).await;
     let mut history = context.history.clone();
-    let mut pacer = Pacer::default();
+    let mut pacer = Pacer {
+        fleet: fleet_grants(herald, &decisions, now).await,
+        ..Pacer::default()
+    };
     let mut work = Vec::with_capacity(rows.len());
     for (row, decision) in rows.into_iter().zip(decisions) {
         let decision = decider.hold_back(&row, decision, history.get(&row.customer_id));
@@ -119,10 +123,13 @@ pub async fn decide_claimed<'a>(
 }
 
 /// Sends over a channel's rate wait their turn: the k-th of them in a batch
-/// comes back k intervals after the limiter's next slot.
+/// comes back k intervals after the limiter's next slot. On PostgreSQL the
+/// slots come from the fleet's shared limit ([`fleet_grants`]), on SQLite
+/// from the channel's in-process limiter.
 #[derive(Default)]
 struct Pacer<'a> {
     waiting: HashMap<&'a str, u32>,
+    fleet: HashMap<String, rates::Grant>,
 }
 
 impl<'a> Pacer<'a> {
@@ -133,6 +140,16 @@ impl<'a> Pacer<'a> {
         let Some(limiter) = &channel.rate else {
             return decision;
         };
+        if let Some(grant) = self.fleet.get_mut(channel.name.as_str()) {
+            if grant.granted > 0 {
+                grant.granted -= 1;
+                return decision;
+            }
+            let k = self.waiting.entry(channel.name.as_str()).or_insert(0);
+            let slot = ceil_to_millis(limiter.slot(grant.next_slot, *k));
+            *k += 1;
+            return Decision::Wait(slot);
+        }
         match limiter.try_acquire(now) {
             Ok(()) => decision,
             Err(first) => {
@@ -143,6 +160,54 @@ impl<'a> Pacer<'a> {
             }
         }
     }
+}
+
+/// On PostgreSQL, the sends each rate-limited channel of this batch may
+/// make now, taken from the fleet's shared limit in one statement per
+/// channel; empty on SQLite. A channel whose shared limit cannot be read
+/// grants nothing this tick (its sends wait an interval): a fleet never
+/// goes over a provider's rate because the database hiccuped.
+async fn fleet_grants(
+    herald: &Herald,
+    decisions: &[Decision<'_>],
+    now: DateTime<Utc>,
+) -> HashMap<String, rates::Grant> {
+    let mut wanted: HashMap<&str, (u32, &crate::channels::ratelimit::RateLimiter)> = HashMap::new();
+    for decision in decisions {
+        if let Decision::Send { channel, .. } = decision {
+            if let Some(limiter) = &channel.rate {
+                wanted
+                    .entry(channel.name.as_str())
+                    .or_insert((0, limiter))
+                    .0 += 1;
+            }
+        }
+    }
+    let mut grants = HashMap::new();
+    for (name, (count, limiter)) in wanted {
+        let interval_us = limiter
+            .rate()
+            .interval
+            .num_microseconds()
+            .unwrap_or(i64::MAX);
+        let limit = rates::Limit {
+            interval_us,
+            burst: limiter.burst(),
+        };
+        let grant = match rates::take(&herald.store, name, count, limit, now).await {
+            Ok(Some(grant)) => grant,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(channel = name, "the shared rate limit is unreadable; this tick's sends on the channel wait: {e:#}");
+                rates::Grant {
+                    granted: 0,
+                    next_slot: now + limiter.rate().interval,
+                }
+            }
+        };
+        grants.insert(name.to_string(), grant);
+    }
+    grants
 }
 
 /// The schedule stores milliseconds: round a waiting time up, so a send
