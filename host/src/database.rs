@@ -65,8 +65,9 @@ impl Location {
         }
     }
 
-    /// True for PostgreSQL.
-    pub fn is_postgres(&self) -> bool {
+    /// True for a database server (PostgreSQL), which a fleet of nodes
+    /// may share.
+    pub fn is_server(&self) -> bool {
         matches!(self, Location::Server(_))
     }
 }
@@ -132,7 +133,7 @@ mod tests {
         );
         assert!(Location::parse("postgresql://db/h", base)
             .unwrap()
-            .is_postgres());
+            .is_server());
         let e = Location::parse("mysql://root:pw@db/h", base)
             .unwrap_err()
             .to_string();

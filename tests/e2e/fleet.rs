@@ -73,3 +73,137 @@ async fn a_channel_rate_limit_holds_for_the_fleet() {
         "over 5 in a second: {per_second:?}"
     );
 }
+
+/// A config with a welcome rule and, if `renewal_days` is given, a date
+/// rule that reminds that many days before `renews_on`.
+fn strategy(scratch: &Scratch, name: &str, renewal_days: Option<u32>) -> Config {
+    let mut builder = crate::support::Config::new()
+        .inbox()
+        .attribute("renews_on", "date")
+        .rule(welcome(&["inbox"]));
+    if let Some(days) = renewal_days {
+        builder = builder.rule(crate::support::Rule::new(
+            "renewal",
+            &format!(
+                r#"{{ on = "date", attribute = "renews_on", before = "{days}d", at = "09:00" }}"#
+            ),
+            &["inbox"],
+            "Renewal",
+            "Soon.",
+        ));
+    }
+    Config::load(&builder.write_as(scratch, name)).unwrap()
+}
+
+async fn load(config: &Config, url: &str, start: DateTime<Utc>) -> Herald {
+    Herald::load(
+        config,
+        OpenOptions {
+            db: Some(Location::Server(url.to_string())),
+            clock: Arc::new(VirtualClock::new(start)),
+            http_mode: HttpMode::Live,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// Three nodes start with the same new strategy at once: one of them plans
+/// it for every customer (under the re-plan lock), the others find it done.
+/// Then a node still running the earlier strategy cannot roll it back: it
+/// is refused at start, and a running one stops claiming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn a_changed_strategy_is_planned_once_and_never_rolled_back() {
+    use herald::engine::StrategyState;
+    let scratch = Scratch::new();
+    let url = fresh_postgres_database();
+    let start = chrono::DateTime::parse_from_rfc3339("2026-03-01T09:00:00Z")
+        .unwrap()
+        .to_utc();
+    let v1 = strategy(&scratch, "v1.toml", None);
+    let v2 = strategy(&scratch, "v2.toml", Some(7));
+    let first = node(&v1, &url, start).await.0;
+    for i in 0..300 {
+        let patch: CustomerPatch = serde_json::from_value(
+            serde_json::json!({"external_id": format!("c{i}"), "attributes": {"renews_on": "2026-09-01"}}),
+        )
+        .unwrap();
+        first.upsert_customer(&patch).await.unwrap();
+    }
+    let old = first;
+    let nodes = [
+        load(&v2, &url, start).await,
+        load(&v2, &url, start).await,
+        load(&v2, &url, start).await,
+    ];
+    let (a, b, c) = tokio::join!(
+        nodes[0].replan_if_strategy_changed(),
+        nodes[1].replan_if_strategy_changed(),
+        nodes[2].replan_if_strategy_changed()
+    );
+    let mut states = [a.unwrap(), b.unwrap(), c.unwrap()];
+    states.sort_by_key(|s| format!("{s:?}"));
+    assert_eq!(
+        states,
+        [
+            StrategyState::InForce,
+            StrategyState::InForce,
+            StrategyState::Planned(300)
+        ]
+    );
+    let pending = herald::store::probe::count(
+        &old.store,
+        herald::store::probe::Count::PendingOf("renewal"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(pending, 300, "each customer has one renewal reminder");
+
+    // The v1 node, still running: superseded, and it stops claiming.
+    let v2_fingerprint = nodes[0].strategy_fingerprint.clone();
+    assert_eq!(
+        old.strategy_state().await.unwrap(),
+        Some(StrategyState::Superseded(v2_fingerprint.clone()))
+    );
+    let why = herald::live::scheduler::fleet_problem(&old)
+        .await
+        .unwrap_or_default();
+    assert!(why.contains("newer strategy"), "{why}");
+    // A v1 node starting now is refused, and v2 stays in force.
+    let refused = Herald::open(
+        &v1,
+        OpenOptions {
+            db: Some(Location::Server(url.clone())),
+            clock: Arc::new(VirtualClock::new(start)),
+            http_mode: HttpMode::Live,
+        },
+    )
+    .await
+    .err()
+    .map(|e| format!("{e:#}"))
+    .unwrap_or_default();
+    assert!(refused.contains("roll the fleet back"), "{refused}");
+    assert_eq!(
+        nodes[1].strategy_state().await.unwrap(),
+        Some(StrategyState::InForce)
+    );
+}
+
+/// A node whose clock is an hour off the database server's refuses to
+/// claim, saying why; one in step claims.
+#[tokio::test]
+async fn a_node_with_a_wrong_clock_does_not_claim() {
+    let scratch = Scratch::new();
+    let url = fresh_postgres_database();
+    let config = strategy(&scratch, "h.toml", None);
+    let in_step = node(&config, &url, Utc::now()).await.0;
+    assert_eq!(herald::live::scheduler::fleet_problem(&in_step).await, None);
+    let ahead = load(&config, &url, Utc::now() + Duration::hours(1)).await;
+    let why = herald::live::scheduler::fleet_problem(&ahead)
+        .await
+        .unwrap_or_default();
+    assert!(
+        why.contains("clock is") && why.contains("off the database server's"),
+        "{why}"
+    );
+}

@@ -20,7 +20,7 @@ use crate::plugin::http_policy::HttpMode;
 use crate::plugin::{KvBackend, PluginServices, Runtime};
 use crate::render::links::Links;
 use crate::render::tracking::Tracker;
-use crate::store::{customers, meta, Location, Store};
+use crate::store::{customers, fleet, Location, Store};
 use crate::strategy::Strategy;
 use anyhow::{anyhow, Context, Result};
 use std::sync::Arc;
@@ -69,6 +69,19 @@ fn fingerprint(config: &Config) -> String {
     ))
 }
 
+/// Whether a node's strategy is the one in force in the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StrategyState {
+    /// It is.
+    InForce,
+    /// It was new, and this node just planned it for this many customers
+    /// and put it in force.
+    Planned(usize),
+    /// A newer strategy (this fingerprint) is in force: this node's is one
+    /// that was before it, and acting on it would roll the fleet back.
+    Superseded(String),
+}
+
 /// Options for opening a deployment.
 pub struct OpenOptions {
     /// Override of the config's database.
@@ -84,7 +97,7 @@ impl Herald {
     /// problem is reported before anything runs.
     pub async fn open(config: &Config, options: OpenOptions) -> Result<Herald> {
         let herald = Self::load(config, options).await?;
-        herald.replan_if_strategy_changed().await?;
+        herald.refuse_if_superseded(config).await?;
         Ok(herald)
     }
 
@@ -119,7 +132,7 @@ impl Herald {
         http_mode: HttpMode,
     ) -> Result<Herald> {
         let herald = Self::load_on(config, store, clock, http_mode).await?;
-        herald.replan_if_strategy_changed().await?;
+        herald.refuse_if_superseded(config).await?;
         Ok(herald)
     }
 
@@ -215,12 +228,26 @@ impl Herald {
     /// When the rules differ from those the schedule was planned with (a new
     /// deployment, an edited strategy), plan every live customer's date rules
     /// again, so a new or changed rule reaches existing customers. This walks
-    /// the customer base once per strategy change, never per tick.
-    pub async fn replan_if_strategy_changed(&self) -> Result<()> {
-        const KEY: &str = "strategy_fingerprint";
-        let fingerprint = &self.strategy_fingerprint;
-        if meta::get(&self.store, KEY).await?.as_deref() == Some(fingerprint.as_str()) {
-            return Ok(());
+    /// the customer base once per strategy change, never per tick. In a
+    /// fleet (PostgreSQL) one node at a time does it, under a lock; the
+    /// others find it done. A node whose strategy was in force before the
+    /// current one is [`StrategyState::Superseded`]: it must not act on it,
+    /// and nothing is planned (set `HERALD_ADOPT_STRATEGY=1` on one node to
+    /// go back to an earlier strategy on purpose).
+    pub async fn replan_if_strategy_changed(&self) -> Result<StrategyState> {
+        if let Some(state) = self.strategy_state().await? {
+            return Ok(state);
+        }
+        let lock = fleet::ReplanLock::take(&self.store).await?;
+        let result = self.replan_under_lock().await;
+        lock.release().await?;
+        result
+    }
+
+    async fn replan_under_lock(&self) -> Result<StrategyState> {
+        // Another node may have planned this strategy while we waited.
+        if let Some(state) = self.strategy_state().await? {
+            return Ok(state);
         }
         let now = self.clock.now();
         let mut after = 0;
@@ -243,6 +270,41 @@ impl Herald {
                 "the strategy changed: date rules planned again for every customer"
             );
         }
-        meta::set(&self.store, KEY, fingerprint).await
+        fleet::put_in_force(&self.store, &self.strategy_fingerprint).await?;
+        Ok(StrategyState::Planned(total))
+    }
+
+    /// Whether this deployment's strategy is the one in force: `None` when
+    /// it is new to the database (a re-plan is due).
+    pub async fn strategy_state(&self) -> Result<Option<StrategyState>> {
+        let mine = &self.strategy_fingerprint;
+        let (current, history) = fleet::strategies(&self.store).await?;
+        if current.as_deref() == Some(mine.as_str()) {
+            return Ok(Some(StrategyState::InForce));
+        }
+        let fleet = self.store.location().is_server();
+        let adopt = std::env::var("HERALD_ADOPT_STRATEGY").is_ok_and(|v| v == "1");
+        if fleet && history.contains(mine) && !adopt {
+            return Ok(Some(StrategyState::Superseded(current.unwrap_or_default())));
+        }
+        Ok(None)
+    }
+
+    /// Plan a changed strategy, or refuse one older than the one in force.
+    async fn refuse_if_superseded(&self, config: &Config) -> Result<()> {
+        match self.replan_if_strategy_changed().await? {
+            StrategyState::InForce | StrategyState::Planned(_) => Ok(()),
+            StrategyState::Superseded(current) => anyhow::bail!(
+                "the database runs a newer strategy (fingerprint {current}) than {}, which was in force before it; using it would roll the fleet back: use the current config, or set HERALD_ADOPT_STRATEGY=1 to adopt this one on purpose",
+                config.path.display()
+            ),
+        }
+    }
+
+    /// How far this node's clock is from the database server's (PostgreSQL;
+    /// `None` on SQLite, which shares the machine's clock).
+    pub async fn clock_skew(&self) -> Result<Option<chrono::Duration>> {
+        let server = fleet::server_time(&self.store).await?;
+        Ok(server.map(|server| self.clock.now() - server))
     }
 }

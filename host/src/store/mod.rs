@@ -18,6 +18,7 @@
 pub mod customers;
 pub mod deliveries;
 pub mod events;
+pub mod fleet;
 pub mod floor;
 pub mod funnel;
 pub mod goals;
