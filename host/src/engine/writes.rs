@@ -7,7 +7,7 @@ use super::Herald;
 use crate::customer::{Customer, CustomerPatch};
 use crate::plan::{self, Change};
 use crate::store::suppressions::{self, source};
-use crate::store::{customers, events};
+use crate::store::{customers, events, retry};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -37,6 +37,11 @@ pub enum WriteError {
     /// Storage failed.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+/// A storage failure that was a lost race with a concurrent transaction.
+fn lost_race(e: &WriteError) -> bool {
+    matches!(e, WriteError::Internal(e) if retry::is_transient(e))
 }
 
 /// What an upsert naming a deleted customer does.
@@ -104,6 +109,18 @@ impl Herald {
     /// deleted customer does: a feeding system (an ingest token) may not
     /// bring back someone an operator deleted.
     pub async fn upsert_customer_as(
+        &self,
+        patch: &CustomerPatch,
+        scope: RegionScope<'_>,
+        deleted: Deleted,
+    ) -> Result<UpsertOutcome, WriteError> {
+        retry::retrying("a customer write", lost_race, || {
+            self.upsert_once(patch, scope, deleted)
+        })
+        .await
+    }
+
+    async fn upsert_once(
         &self,
         patch: &CustomerPatch,
         scope: RegionScope<'_>,
@@ -215,6 +232,16 @@ impl Herald {
     /// nothing and the others still go in, in order; the outer error is a
     /// storage failure, which writes nothing at all.
     pub async fn record_events(
+        &self,
+        items: &[(&EventInput, RegionScope<'_>)],
+    ) -> Result<Vec<Result<bool, WriteError>>, WriteError> {
+        retry::retrying("recording events", lost_race, || {
+            self.record_events_once(items)
+        })
+        .await
+    }
+
+    async fn record_events_once(
         &self,
         items: &[(&EventInput, RegionScope<'_>)],
     ) -> Result<Vec<Result<bool, WriteError>>, WriteError> {

@@ -29,6 +29,7 @@ pub mod planning;
 pub mod probe;
 pub mod rates;
 mod raw;
+pub mod retry;
 pub mod schedule;
 pub mod suppressions;
 pub mod tasks;

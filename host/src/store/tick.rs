@@ -11,7 +11,7 @@ use super::inbox::{self, NewMessage};
 use super::schedule::{self, Cancel, PlannedOccurrence, Release};
 use super::suppressions::{self, NewSuppression};
 use super::tasks::{self, NewTask};
-use super::{raw, On, Store, Tx};
+use super::{raw, retry, On, Store, Tx};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 
@@ -45,6 +45,14 @@ pub async fn record(store: &Store, writes: &mut TickWrites<'_>, now: DateTime<Ut
     writes.messages.sort_by_key(|m| m.customer_id);
     writes.next.sort_by_key(|o| o.customer_id);
     writes.cancels.sort_by_key(|c| c.customer_id);
+    let writes = &*writes;
+    retry::retrying("recording the tick", retry::is_transient, || {
+        record_once(store, writes, now)
+    })
+    .await
+}
+
+async fn record_once(store: &Store, writes: &TickWrites<'_>, now: DateTime<Utc>) -> Result<u64> {
     let mut tx = store.write().await?;
     let released = bulk(&mut tx, writes, now)
         .await
