@@ -271,3 +271,65 @@ async fn concurrent_writes_from_two_nodes_all_land() {
         .unwrap();
     assert_eq!(events, 4 * 15 * 20, "every event was stored");
 }
+
+/// Each customer has three reminders due at once and a cap of one message a
+/// day; two nodes claim in small batches at the same instants: every
+/// customer gets exactly one message (each node alone would respect the
+/// cap, but only for the rows it claimed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frequency_cap_holds_for_the_fleet() {
+    let scratch = Scratch::new();
+    let path = crate::support::Config::new()
+        .set("scheduler", "batch", 4)
+        .lines("strategy", r#"caps = [{ max = 1, per = "1d" }]"#)
+        .inbox()
+        .rule(welcome(&["inbox"]))
+        .rule(crate::support::Rule::new(
+            "tips",
+            crate::support::ON_CREATED,
+            &["inbox"],
+            "Tips",
+            "T",
+        ))
+        .rule(crate::support::Rule::new(
+            "news",
+            crate::support::ON_CREATED,
+            &["inbox"],
+            "News",
+            "N",
+        ))
+        .write(&scratch);
+    let config = Config::load(&path).unwrap();
+    let url = fresh_postgres_database();
+    let start = chrono::DateTime::parse_from_rfc3339("2026-03-01T09:00:00Z")
+        .unwrap()
+        .to_utc();
+    let (a, clock_a) = node(&config, &url, start).await;
+    let (b, clock_b) = node(&config, &url, start).await;
+    for i in 0..30 {
+        let patch: CustomerPatch =
+            serde_json::from_value(serde_json::json!({"external_id": format!("c{i}")})).unwrap();
+        a.upsert_customer(&patch).await.unwrap();
+    }
+    let mut delivered: BTreeMap<String, usize> = BTreeMap::new();
+    for step in 0..60 {
+        let now = start + Duration::milliseconds(50 * step);
+        clock_a.set(now);
+        clock_b.set(now);
+        let (ra, rb) = tokio::join!(herald::tick::run(&a), herald::tick::run(&b));
+        for r in ra.unwrap().into_iter().chain(rb.unwrap()) {
+            if r.status == "delivered" {
+                *delivered.entry(r.customer).or_default() += 1;
+            }
+        }
+    }
+    assert_eq!(
+        delivered.len(),
+        30,
+        "every customer got a message: {delivered:?}"
+    );
+    assert!(
+        delivered.values().all(|&n| n == 1),
+        "a customer got more than the cap: {delivered:?}"
+    );
+}

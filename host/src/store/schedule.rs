@@ -257,7 +257,11 @@ struct Claim<'a> {
 /// materialized CTE, so two nodes claiming at once each take rows the other
 /// did not lock (never the same row twice, never more than `batch`: without
 /// `MATERIALIZED` the planner may run the subquery once per row), and the
-/// claimed rows come back with `RETURNING`.
+/// claimed rows come back with `RETURNING`. A customer is one node's at a
+/// time: rows of a customer with a live claim elsewhere are skipped, and a
+/// transaction-scoped advisory lock per customer keeps two claims running
+/// at once from splitting one customer's rows, so frequency caps, checked
+/// against the customer's stored deliveries, hold for the fleet.
 async fn claim_on_postgres(pool: &sqlx::PgPool, claim: &Claim<'_>) -> Result<Vec<ScheduledRow>> {
     let returning = COLUMNS
         .split(", ")
@@ -266,7 +270,12 @@ async fn claim_on_postgres(pool: &sqlx::PgPool, claim: &Claim<'_>) -> Result<Vec
         .join(", ");
     let rows = sqlx::query(&format!(
         "WITH due AS MATERIALIZED (
-             SELECT id FROM schedule WHERE status = 'pending' AND due_at <= $1
+             SELECT id FROM schedule AS s
+             WHERE status = 'pending' AND due_at <= $1
+               AND NOT EXISTS (SELECT 1 FROM schedule AS o
+                               WHERE o.customer_id = s.customer_id AND o.status = 'pending'
+                                 AND o.claim_token IS NOT NULL AND o.due_at > $1)
+               AND pg_try_advisory_xact_lock(s.customer_id)
              ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED)
          UPDATE schedule AS s SET due_at = $3, claim_token = $4, claimed_at = $1, updated_at = $1
          FROM due WHERE s.id = due.id
