@@ -2,7 +2,8 @@
 //! edge, text exposition format 0.0.4): sends by channel and outcome, plugin
 //! call time per channel, reloads by result — counted where they happen
 //! through the one-line hooks below — and the due backlog and tick lag, read
-//! from the schedule at scrape time. The registry is process-global. Imports
+//! from the schedule at scrape time, each labelled with this node's
+//! `instance`. The registry is process-global. Imports
 //! nothing of the engine: callers hand it plain values.
 
 use crate::store::{schedule, Store};
@@ -25,7 +26,8 @@ struct Metrics {
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
-    let registry = Registry::new();
+    let labels = std::collections::HashMap::from([("instance".to_string(), node_name())]);
+    let registry = Registry::new_custom(None, Some(labels)).expect("a valid instance label");
     let sends = IntCounterVec::new(
         Opts::new(
             "herald_sends_total",
@@ -117,6 +119,25 @@ pub fn reload(result: &str) {
     METRICS.reloads.with_label_values(&[result]).inc();
 }
 
+/// This node's name on every metric (`instance`): `HERALD_INSTANCE`, or
+/// the host name and process id, so the nodes of a fleet scraped by one
+/// Prometheus stay apart (scrape with `honor_labels: true` to keep it).
+fn node_name() -> String {
+    if let Some(name) = std::env::var("HERALD_INSTANCE")
+        .ok()
+        .filter(|n| !n.trim().is_empty())
+    {
+        return name.trim().chars().take(128).collect();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "herald".into());
+    format!("{host}:{}", std::process::id())
+}
+
 /// Count a background task's restart after a panic.
 pub fn task_restart(task: &str) {
     METRICS.restarts.with_label_values(&[task]).inc();
@@ -183,8 +204,15 @@ mod tests {
         tx.commit().await.unwrap();
         assert_eq!(due_now(&store, now).await.unwrap(), (2, 90.0));
         let text = render(&store, now).await.unwrap();
-        assert!(text.contains("herald_due_backlog 2"), "{text}");
-        assert!(text.contains("herald_tick_lag_seconds 90"), "{text}");
+        let node = format!("instance=\"{}\"", node_name());
+        assert!(
+            text.contains(&format!("herald_due_backlog{{{node}}} 2")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("herald_tick_lag_seconds{{{node}}} 90")),
+            "{text}"
+        );
     }
 
     #[test]
@@ -199,12 +227,17 @@ mod tests {
             .encode(&METRICS.registry.gather(), &mut out)
             .unwrap();
         let text = String::from_utf8(out).unwrap();
+        let node = format!("instance=\"{}\"", node_name());
         assert!(
-            text.contains("herald_plugin_call_seconds_count{channel=\"unit-test-channel\"} 1"),
+            text.contains(&format!(
+                "herald_plugin_call_seconds_count{{channel=\"unit-test-channel\",{node}}} 1"
+            )),
             "{text}"
         );
         assert!(
-            text.contains("herald_reloads_total{result=\"unit-test\"} 1"),
+            text.contains(&format!(
+                "herald_reloads_total{{result=\"unit-test\",{node}}} 1"
+            )),
             "{text}"
         );
     }

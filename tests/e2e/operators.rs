@@ -146,12 +146,34 @@ fn metrics(server: &Server) -> String {
 }
 
 /// The value of one sample line of the exposition (`name{labels}`), if present.
+/// The value of `series` (written without the node's `instance` label,
+/// which every sample carries).
 fn sample(exposition: &str, series: &str) -> Option<f64> {
     exposition.lines().find_map(|l| {
-        l.strip_prefix(series)
+        assert!(
+            l.starts_with('#') || l.contains("instance=\""),
+            "a sample without the instance label: {l}"
+        );
+        without_instance(l)
+            .strip_prefix(series)
             .and_then(|rest| rest.strip_prefix(' '))
             .and_then(|v| v.trim().parse().ok())
     })
+}
+
+/// A sample line with its `instance="..."` label taken out.
+fn without_instance(line: &str) -> String {
+    let Some(start) = line.find("instance=\"") else {
+        return line.to_string();
+    };
+    let end = line[start + 10..]
+        .find('"')
+        .map_or(line.len(), |i| start + 11 + i);
+    let mut out = format!("{}{}", &line[..start], &line[end..]);
+    for (from, to) in [(",,", ","), ("{,", "{"), (",}", "}"), ("{}", "")] {
+        out = out.replace(from, to);
+    }
+    out
 }
 
 #[test]
