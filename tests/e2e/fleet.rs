@@ -333,3 +333,147 @@ async fn a_frequency_cap_holds_for_the_fleet() {
         "a customer got more than the cap: {delivered:?}"
     );
 }
+
+/// `ci` by default, `full` under `HERALD_FLEET_FULL=1`.
+fn scale<T>(ci: T, full: T) -> T {
+    if std::env::var("HERALD_FLEET_FULL").is_ok_and(|v| v.trim() == "1") {
+        full
+    } else {
+        ci
+    }
+}
+
+/// What the fleet's provider saw: each request's arrival and key.
+#[derive(Default)]
+struct Seen {
+    arrivals: Vec<(std::time::SystemTime, String, String)>,
+    ids: std::collections::HashMap<String, String>,
+}
+
+/// Three `herald serve` nodes on one PostgreSQL database; customers posted
+/// to one of them, each with two reminders due at once under a cap of one
+/// message a day, through a webhook limited to 60/s (200/s full size) whose receiver
+/// honours idempotency keys. Two nodes are SIGKILLed mid-send and
+/// restarted. Afterwards every customer has exactly one delivered
+/// reminder and one delivered row, the receiver saw every key, and no
+/// second saw more than the rate. CI size 600 customers;
+/// `HERALD_FLEET_FULL=1` runs 10,000.
+#[test]
+fn three_nodes_deliver_everything_once_through_kills() {
+    use crate::support::{query_i64, webhook, Reply, Server};
+    let customers: usize = scale(600, 10_000);
+    let rate = scale(60, 200);
+    let seen: Arc<std::sync::Mutex<Seen>> = Arc::default();
+    let log = seen.clone();
+    let provider = crate::support::FakeProvider::start(move |req, _| {
+        let key = req.header("idempotency-key").unwrap_or("").to_string();
+        let customer = req.json()["recipient"]["customer_id"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let mut seen = log.lock().unwrap();
+        seen.arrivals
+            .push((std::time::SystemTime::now(), key.clone(), customer));
+        let next = format!("msg-{}", seen.ids.len() + 1);
+        let id = seen.ids.entry(key).or_insert(next).clone();
+        Reply::json(200, serde_json::json!({"id": id}))
+    });
+    let scratch = Scratch::new();
+    let config = crate::support::Config::new()
+        .tick("100ms")
+        .set("scheduler", "lease", "3s")
+        .set("scheduler", "batch", 50)
+        .lines("strategy", r#"caps = [{ max = 1, per = "1d" }]"#)
+        .channel(
+            "hook",
+            webhook(&provider, "/hook", "fleet-secret").set("rate", format!("{rate}/s").as_str()),
+        )
+        .rule(welcome(&["hook"]))
+        .rule(crate::support::Rule::new(
+            "tips",
+            crate::support::ON_CREATED,
+            &["hook"],
+            "Tips",
+            "T",
+        ))
+        .write(&scratch);
+    let db = std::path::PathBuf::from(fresh_postgres_database());
+    let mut nodes: Vec<Server> = (0..3)
+        .map(|n| Server::start(&config, &db, &scratch, &format!("node{n}.log")))
+        .collect();
+    let ids: Vec<String> = (0..customers).map(|i| format!("c{i:05}")).collect();
+    for chunk in ids.chunks(500) {
+        let body: Vec<_> = chunk
+            .iter()
+            .map(|id| serde_json::json!({"external_id": id}))
+            .collect();
+        let (status, answer) = nodes[0].api(
+            "POST",
+            "/customers",
+            Some(&serde_json::Value::from(body).to_string()),
+        );
+        assert_eq!(status, 200, "{answer}");
+    }
+    let distinct = || seen.lock().unwrap().ids.len();
+    for (victim, at) in [(1, customers / 4), (2, customers / 2)] {
+        crate::support::wait_for(120, || (distinct() >= at).then_some(()))
+            .unwrap_or_else(|| panic!("the fleet stalled before {at} sends"));
+        nodes[victim].child.kill().expect("SIGKILL a node");
+        nodes[victim].child.wait().ok();
+        nodes[victim] = Server::start(&config, &db, &scratch, &format!("node{victim}-again.log"));
+    }
+    let delivered = || {
+        query_i64(
+            &db,
+            "SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'",
+        )
+        .unwrap_or(0)
+    };
+    crate::support::wait_for(180, || (delivered() >= customers as i64).then_some(()))
+        .unwrap_or_else(|| panic!("only {} of {customers} delivered", delivered()));
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    drop(nodes);
+
+    assert_eq!(
+        delivered(),
+        customers as i64,
+        "one delivered row per customer"
+    );
+    let twice = query_i64(
+        &db,
+        "SELECT COUNT(*) FROM (SELECT schedule_id FROM deliveries WHERE status = 'delivered'
+                               GROUP BY schedule_id HAVING COUNT(*) > 1) AS twice",
+    );
+    assert_eq!(twice, Some(0), "an occurrence has two delivered rows");
+    let over_cap = query_i64(
+        &db,
+        "SELECT COUNT(*) FROM (SELECT customer_id FROM deliveries WHERE status = 'delivered'
+                               GROUP BY customer_id HAVING COUNT(*) > 1) AS over",
+    );
+    assert_eq!(over_cap, Some(0), "a customer got more than the cap");
+    let seen = seen.lock().unwrap();
+    let mut keys_per_customer: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
+    let mut per_second: BTreeMap<u64, usize> = BTreeMap::new();
+    for (at, key, customer) in &seen.arrivals {
+        keys_per_customer.entry(customer).or_default().insert(key);
+        let second = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        *per_second.entry(second).or_default() += 1;
+    }
+    assert_eq!(seen.ids.len(), customers, "the receiver saw every key");
+    assert!(
+        keys_per_customer.values().all(|keys| keys.len() == 1),
+        "a customer was sent two different reminders"
+    );
+    // The limiter spaces grants evenly; the time between a grant and the
+    // request's arrival moves a few requests across a second's boundary.
+    let ceiling = rate + rate / 20;
+    assert!(
+        per_second.values().all(|&n| n <= ceiling),
+        "over {rate}/s (+5% for arrival jitter): {per_second:?}"
+    );
+    eprintln!(
+        "fleet: {customers} customers, {} requests, busiest second {}",
+        seen.arrivals.len(),
+        per_second.values().max().unwrap_or(&0)
+    );
+}

@@ -288,7 +288,47 @@ async fn claim_on_postgres(pool: &sqlx::PgPool, claim: &Claim<'_>) -> Result<Vec
     .fetch_all(pool)
     .await
     .context("cannot claim due reminders")?;
-    Ok(rows.iter().map(from_row).collect())
+    let mut claimed: Vec<ScheduledRow> = rows.iter().map(from_row).collect();
+    if !claimed.is_empty() {
+        let yielded = yield_shared_customers(pool, claim).await?;
+        claimed.retain(|row| !yielded.contains(&row.id));
+    }
+    Ok(claimed)
+}
+
+/// A claim whose statement began before another node's claim of the same
+/// customer committed cannot see it (each statement reads its own
+/// snapshot), so two claims can still split one customer's rows. Once
+/// ours has committed, both are visible: of two live claims on a customer,
+/// the earlier one (by claim time, then token) keeps it, and ours gives
+/// back its rows of that customer — due now again, for the next tick, when
+/// the other node's sends are recorded and count towards the caps.
+async fn yield_shared_customers(
+    pool: &sqlx::PgPool,
+    claim: &Claim<'_>,
+) -> Result<std::collections::HashSet<i64>> {
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "UPDATE schedule AS s SET due_at = $1, claim_token = NULL, claimed_at = NULL
+         WHERE s.claim_token = $2 AND s.status = 'pending'
+           AND EXISTS (SELECT 1 FROM schedule AS o
+                       WHERE o.customer_id = s.customer_id AND o.status = 'pending'
+                         AND o.claim_token IS NOT NULL AND o.claim_token <> $2 AND o.due_at > $1
+                         AND (o.claimed_at < s.claimed_at
+                              OR (o.claimed_at = s.claimed_at AND o.claim_token < $2)))
+         RETURNING s.id",
+    )
+    .bind(claim.now)
+    .bind(claim.token)
+    .fetch_all(pool)
+    .await
+    .context("cannot give back reminders of customers another node claimed first")?;
+    if !ids.is_empty() {
+        tracing::debug!(
+            rows = ids.len(),
+            "gave back reminders of customers another node claimed first"
+        );
+    }
+    Ok(ids.into_iter().collect())
 }
 
 /// SQLite (one writer at a time): the claiming `UPDATE`, then the claimed
