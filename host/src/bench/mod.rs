@@ -20,6 +20,7 @@
 //!    ([`api`]).
 
 mod api;
+mod postgres;
 mod sends;
 mod serve;
 mod simulate;
@@ -96,6 +97,11 @@ pub struct BenchArgs {
     /// Seconds of API load [default: 60; --quick: 5].
     #[arg(long)]
     api_seconds: Option<u64>,
+    /// Also measure the tick on this PostgreSQL server (a postgres:// URL
+    /// of any database on it; the bench creates and drops its own
+    /// herald_bench_* databases there).
+    #[arg(long)]
+    db: Option<String>,
 }
 
 struct Sizes {
@@ -158,6 +164,7 @@ macro_rules! figure {
         println!("{}={}", $key, format_args!($($value)*))
     };
 }
+pub(crate) use figure;
 
 /// Run the benchmarks.
 pub async fn run(args: BenchArgs) -> Result<()> {
@@ -188,13 +195,19 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         .single()
         .context("bad start time")?;
     sends::send_bench(&plugins_dir, sizes.sends, sample_message(t0), t0).await?;
-    tick_bench(
+    let sqlite_rows_per_s = tick_bench(
         sizes.customers,
         sizes.due,
         args.profile_sql,
         args.concurrency,
     )
     .await?;
+    if let Some(server) = &args.db {
+        if !Location::parse(server, Path::new(""))?.is_server() {
+            bail!("--db takes a postgres:// URL (the SQLite figures are always measured)");
+        }
+        postgres::postgres_bench(server, sizes.customers, sizes.due, sqlite_rows_per_s).await?;
+    }
     simulate::simulate_bench(&plugins_dir, sizes.sim_customers).await?;
     // `herald serve` runs on the system clock: its reminders are due relative to now.
     serve::rss_bench(sizes.rss_customers, Utc::now()).await?;
@@ -730,7 +743,7 @@ async fn tick_bench(
     due: u64,
     profile_sql: bool,
     concurrency: Option<usize>,
-) -> Result<()> {
+) -> Result<f64> {
     let bench = TickBench::open(due, concurrency).await?;
     let floor_db = bench.seed(customers, due).await?;
     bench.claim_figures(due).await?;
@@ -814,5 +827,5 @@ async fn tick_bench(
         bail!("the tick did not do what was expected");
     }
     probe::close(bench.store()).await;
-    Ok(())
+    Ok(due as f64 / secs)
 }

@@ -27,6 +27,7 @@ pub mod kv;
 pub mod meta;
 pub mod planning;
 pub mod probe;
+pub mod probe_pg;
 pub mod rates;
 mod raw;
 pub mod retry;

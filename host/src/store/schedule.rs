@@ -523,7 +523,7 @@ pub async fn upsert_batch(
 
 /// [`release_many`] on PostgreSQL, in one statement: each only if it still
 /// carries its claim token. Returns how many were released.
-pub(super) async fn release_many_pg(
+pub(crate) async fn release_many_pg(
     conn: &mut PgConnection,
     items: &[Release],
     now: DateTime<Utc>,
