@@ -198,3 +198,42 @@ fn listing_commands_never_create_a_database() {
         assert!(!db.exists(), "{args:?} created the database");
     }
 }
+
+/// A database URL is never taken as a file name: an unknown scheme is
+/// refused naming what Herald takes (password masked), and a PostgreSQL
+/// server that cannot be reached is an error that says so; neither leaves
+/// a directory named after the URL.
+#[test]
+fn database_urls_are_never_file_names() {
+    let scratch = Scratch::new();
+    let config = Config::new()
+        .inbox()
+        .rule(welcome(&["inbox"]))
+        .write(&scratch);
+    for (db, says) in [
+        (
+            "mysql://root:hunter2@db/herald",
+            "unknown database URL scheme `mysql://`",
+        ),
+        (
+            "postgres://herald:hunter2@127.0.0.1:1/herald",
+            "cannot connect to PostgreSQL",
+        ),
+    ] {
+        let out = run(herald()
+            .current_dir(scratch.path(""))
+            .args(["customers", "--config"])
+            .arg(&config)
+            .args(["--db", db]));
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{db}: {stderr}");
+        assert!(stderr.contains(says), "{db}: {stderr}");
+        assert!(
+            !stderr.contains("hunter2"),
+            "the password is masked: {stderr}"
+        );
+        for dir in ["mysql:", "postgres:"] {
+            assert!(!scratch.path(dir).exists(), "{db} made a directory {dir}");
+        }
+    }
+}

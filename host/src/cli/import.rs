@@ -19,7 +19,7 @@ pub async fn customers(args: ConfigArgs, file: PathBuf) -> Result<ExitCode> {
     let herald = Herald::open(
         &config,
         OpenOptions {
-            db: args.db.clone(),
+            db: args.db()?,
             clock: Arc::new(SystemClock),
             http_mode: HttpMode::Live,
         },

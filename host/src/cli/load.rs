@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 
 /// `--db`'s database, or the config's.
 pub fn database_location(args: &ConfigArgs, config: &Config) -> Result<Location> {
-    match &args.db {
-        Some(location) => Ok(location.clone()),
+    match args.db()? {
+        Some(location) => Ok(location),
         None => config.database(),
     }
 }
@@ -46,7 +46,7 @@ pub async fn deployment_at(
     let herald = Herald::open(
         &config,
         OpenOptions {
-            db: args.db.clone(),
+            db: args.db()?,
             clock: Arc::new(VirtualClock::new(now)),
             http_mode: HttpMode::Sink(Arc::new(Mutex::new(Vec::new()))),
         },

@@ -41,8 +41,8 @@ pub struct ConfigArgs {
     pub config: PathBuf,
     /// Use this database instead of the one the config names: a SQLite
     /// file path or a postgres:// URL.
-    #[arg(long, env = "HERALD_DB", value_parser = parse_location)]
-    pub db: Option<Location>,
+    #[arg(long = "db", env = "HERALD_DB")]
+    pub db_text: Option<String>,
 }
 
 /// Every `herald` command.
@@ -274,7 +274,15 @@ pub enum TokenAction {
     },
 }
 
-/// `--db`: a path relative to the working directory, or a URL.
-fn parse_location(text: &str) -> Result<Location, String> {
-    Location::parse(text, std::path::Path::new("")).map_err(|e| format!("{e:#}"))
+impl ConfigArgs {
+    /// `--db`, read here rather than by the argument parser, so an error
+    /// never echoes a password: a path relative to the working directory,
+    /// or a URL.
+    pub fn db(&self) -> anyhow::Result<Option<Location>> {
+        self.db_text
+            .as_deref()
+            .map(|text| Location::parse(text, std::path::Path::new("")))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--db: {e:#}"))
+    }
 }

@@ -20,7 +20,7 @@ pub async fn serve(args: ConfigArgs, listen: Option<String>) -> Result<ExitCode>
         Herald::load(
             &config,
             OpenOptions {
-                db: args.db.clone(),
+                db: args.db()?,
                 clock,
                 http_mode: HttpMode::Live,
             },

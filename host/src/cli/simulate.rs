@@ -29,8 +29,7 @@ pub async fn simulate(
     let ops = herald::simulate::load_timeline(&timeline)?;
     let scratch = tempfile::tempdir().context("cannot create a scratch directory")?;
     let db = args
-        .db
-        .clone()
+        .db()?
         .unwrap_or_else(|| Location::Embedded(scratch.path().join("simulate.db")));
     let clock = VirtualClock::new(from);
     let sink = Arc::new(Mutex::new(Vec::new()));

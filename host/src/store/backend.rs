@@ -334,6 +334,12 @@ async fn open_postgres(url: &str, location: &Location) -> Result<PgPool> {
     let options = PgConnectOptions::from_str(url)
         .with_context(|| format!("bad PostgreSQL URL {location}"))?
         .application_name("herald");
+    // One connection first: a server that is down or refuses us is an
+    // error at once, not after the pool's acquire timeout.
+    let probe = sqlx::ConnectOptions::connect(&options).await.with_context(|| {
+        format!("cannot connect to PostgreSQL at {location}: is the server running, and may this user connect?")
+    })?;
+    sqlx::Connection::close(probe).await.ok();
     let pool = PgPoolOptions::new()
         .max_connections(pool_size())
         .acquire_timeout(Duration::from_secs(30))
