@@ -6,7 +6,8 @@
 //! node checks its own). On SQLite, the one process needs no lock and
 //! shares the machine's clock.
 
-use super::{meta, On, Store};
+use super::backend::on;
+use super::{On, Store, Tx};
 use anyhow::{Context, Result};
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::pool::PoolConnection;
@@ -54,25 +55,55 @@ impl ReplanLock {
 /// The fingerprint of the strategy in force, and every one that was in
 /// force before it (oldest first).
 pub async fn strategies(store: &Store) -> Result<(Option<String>, Vec<String>)> {
-    let current = meta::get(store, CURRENT).await?;
-    let history = match meta::get(store, HISTORY).await? {
+    let mut tx = store.read().await?;
+    strategies_in(&mut tx).await
+}
+
+/// Put `fingerprint` in force, keeping the one it replaces in the history
+/// (which never holds the one in force), both in one transaction: a node
+/// reading them meanwhile sees the old pair or the new one.
+pub async fn put_in_force(store: &Store, fingerprint: &str) -> Result<()> {
+    let mut tx = store.write().await?;
+    let (current, mut history) = strategies_in(&mut tx).await?;
+    history.retain(|h| h != fingerprint);
+    if let Some(old) = current.filter(|c| c != fingerprint) {
+        history.retain(|h| *h != old);
+        history.push(old);
+    }
+    let history = serde_json::to_string(&history)?;
+    for (key, value) in [(HISTORY, history.as_str()), (CURRENT, fingerprint)] {
+        on!(tx.conn(), |db, d| {
+            sqlx::query(&d.sql(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            ))
+            .bind(key)
+            .bind(value)
+            .execute(&mut *db)
+            .await
+            .context("cannot record the strategy in force")?;
+        });
+    }
+    tx.commit().await
+}
+
+async fn strategies_in(tx: &mut Tx) -> Result<(Option<String>, Vec<String>)> {
+    let mut values = Vec::new();
+    for key in [CURRENT, HISTORY] {
+        let value: Option<String> = on!(tx.conn(), |db, d| {
+            sqlx::query_scalar(&d.sql("SELECT value FROM meta WHERE key = ?"))
+                .bind(key)
+                .fetch_optional(&mut *db)
+                .await?
+        });
+        values.push(value);
+    }
+    let history = match values.pop().flatten() {
         Some(json) => {
             serde_json::from_str(&json).context("the stored strategy history is not JSON")?
         }
         None => Vec::new(),
     };
-    Ok((current, history))
-}
-
-/// Put `fingerprint` in force, keeping the one it replaces in the history.
-pub async fn put_in_force(store: &Store, fingerprint: &str) -> Result<()> {
-    let (current, mut history) = strategies(store).await?;
-    for old in current.into_iter().chain([fingerprint.to_string()]) {
-        history.retain(|h| *h != old);
-        history.push(old);
-    }
-    meta::set(store, HISTORY, &serde_json::to_string(&history)?).await?;
-    meta::set(store, CURRENT, fingerprint).await
+    Ok((values.pop().flatten(), history))
 }
 
 /// The database server's clock; `None` on SQLite (the machine's own).

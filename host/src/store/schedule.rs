@@ -231,18 +231,33 @@ pub async fn claim_due(
     batch: u32,
     token: &str,
 ) -> Result<Vec<ScheduledRow>> {
+    Ok(claim_due_in_doubt(store, now, lease_until, batch, token)
+        .await?
+        .0)
+}
+
+/// [`claim_due`], and the ids of the claimed rows whose previous claim
+/// ran out without a release (PostgreSQL; empty on SQLite): a node died
+/// holding them, so their last attempt may have reached the provider.
+pub async fn claim_due_in_doubt(
+    store: &Store,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    batch: u32,
+    token: &str,
+) -> Result<(Vec<ScheduledRow>, std::collections::HashSet<i64>)> {
     let claim = Claim {
         now: to_millis(now),
         lease_until: to_millis(lease_until),
         batch: i64::from(batch),
         token,
     };
-    let mut claimed = match store.pool() {
-        On::Sqlite(pool) => claim_on_sqlite(pool, &claim).await?,
+    let (mut claimed, in_doubt) = match store.pool() {
+        On::Sqlite(pool) => (claim_on_sqlite(pool, &claim).await?, Default::default()),
         On::Postgres(pool) => claim_on_postgres(pool, &claim).await?,
     };
     claimed.sort_by_key(|r| (r.occurs_at, r.id));
-    Ok(claimed)
+    Ok((claimed, in_doubt))
 }
 
 /// What one claim asks for, in stored units.
@@ -258,11 +273,14 @@ struct Claim<'a> {
 /// did not lock (never the same row twice, never more than `batch`: without
 /// `MATERIALIZED` the planner may run the subquery once per row), and the
 /// claimed rows come back with `RETURNING`. A customer is one node's at a
-/// time: rows of a customer with a live claim elsewhere are skipped, and a
-/// transaction-scoped advisory lock per customer keeps two claims running
-/// at once from splitting one customer's rows, so frequency caps, checked
+/// time: rows of a customer with a live claim elsewhere are skipped, and
+/// two claims that ran at once and split a customer are settled once they
+/// have committed ([`yield_shared_customers`]), so frequency caps, checked
 /// against the customer's stored deliveries, hold for the fleet.
-async fn claim_on_postgres(pool: &sqlx::PgPool, claim: &Claim<'_>) -> Result<Vec<ScheduledRow>> {
+async fn claim_on_postgres(
+    pool: &sqlx::PgPool,
+    claim: &Claim<'_>,
+) -> Result<(Vec<ScheduledRow>, std::collections::HashSet<i64>)> {
     let returning = COLUMNS
         .split(", ")
         .map(|c| format!("s.{c}"))
@@ -270,16 +288,15 @@ async fn claim_on_postgres(pool: &sqlx::PgPool, claim: &Claim<'_>) -> Result<Vec
         .join(", ");
     let rows = sqlx::query(&format!(
         "WITH due AS MATERIALIZED (
-             SELECT id FROM schedule AS s
+             SELECT id, claim_token IS NOT NULL AS in_doubt FROM schedule AS s
              WHERE status = 'pending' AND due_at <= $1
                AND NOT EXISTS (SELECT 1 FROM schedule AS o
                                WHERE o.customer_id = s.customer_id AND o.status = 'pending'
                                  AND o.claim_token IS NOT NULL AND o.due_at > $1)
-               AND pg_try_advisory_xact_lock(s.customer_id)
              ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED)
          UPDATE schedule AS s SET due_at = $3, claim_token = $4, claimed_at = $1, updated_at = $1
          FROM due WHERE s.id = due.id
-         RETURNING {returning}"
+         RETURNING {returning}, due.in_doubt"
     ))
     .bind(claim.now)
     .bind(claim.batch)
@@ -289,20 +306,28 @@ async fn claim_on_postgres(pool: &sqlx::PgPool, claim: &Claim<'_>) -> Result<Vec
     .await
     .context("cannot claim due reminders")?;
     let mut claimed: Vec<ScheduledRow> = rows.iter().map(from_row).collect();
+    let mut in_doubt: std::collections::HashSet<i64> = rows
+        .iter()
+        .filter(|r| r.get::<bool, _>("in_doubt"))
+        .map(|r| r.get::<i64, _>("id"))
+        .collect();
     if !claimed.is_empty() {
         let yielded = yield_shared_customers(pool, claim).await?;
         claimed.retain(|row| !yielded.contains(&row.id));
+        in_doubt.retain(|id| !yielded.contains(id));
     }
-    Ok(claimed)
+    Ok((claimed, in_doubt))
 }
 
-/// A claim whose statement began before another node's claim of the same
-/// customer committed cannot see it (each statement reads its own
-/// snapshot), so two claims can still split one customer's rows. Once
-/// ours has committed, both are visible: of two live claims on a customer,
-/// the earlier one (by claim time, then token) keeps it, and ours gives
-/// back its rows of that customer — due now again, for the next tick, when
-/// the other node's sends are recorded and count towards the caps.
+/// Two claims running at once cannot see each other (each statement reads
+/// its own snapshot), so they can split one customer's rows. Once ours has
+/// committed, any other claim on the customer that committed first is
+/// visible: ours then gives back its rows of that customer (due now again,
+/// for a later tick, when the other node's sends are recorded and count
+/// towards the caps). Of two such claims the second to commit always sees
+/// the first (or finds its sends already recorded), so they never both
+/// keep the customer; if both see each other, both give back, and the
+/// customer waits one tick.
 async fn yield_shared_customers(
     pool: &sqlx::PgPool,
     claim: &Claim<'_>,
@@ -312,20 +337,18 @@ async fn yield_shared_customers(
          WHERE s.claim_token = $2 AND s.status = 'pending'
            AND EXISTS (SELECT 1 FROM schedule AS o
                        WHERE o.customer_id = s.customer_id AND o.status = 'pending'
-                         AND o.claim_token IS NOT NULL AND o.claim_token <> $2 AND o.due_at > $1
-                         AND (o.claimed_at < s.claimed_at
-                              OR (o.claimed_at = s.claimed_at AND o.claim_token < $2)))
+                         AND o.claim_token IS NOT NULL AND o.claim_token <> $2 AND o.due_at > $1)
          RETURNING s.id",
     )
     .bind(claim.now)
     .bind(claim.token)
     .fetch_all(pool)
     .await
-    .context("cannot give back reminders of customers another node claimed first")?;
+    .context("cannot give back reminders of customers another node holds")?;
     if !ids.is_empty() {
         tracing::debug!(
             rows = ids.len(),
-            "gave back reminders of customers another node claimed first"
+            "gave back reminders of customers another node holds"
         );
     }
     Ok(ids.into_iter().collect())

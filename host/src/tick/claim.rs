@@ -23,6 +23,10 @@ pub struct Context {
     /// The reminders each customer received recently that count towards
     /// the frequency caps (transactional rules do not count).
     pub history: HashMap<i64, Vec<Sent>>,
+    /// Claimed rows whose previous claim ran out without a release (a node
+    /// died holding them): their last attempt may have reached the
+    /// provider, so they count towards the caps as sent.
+    pub in_doubt: std::collections::HashSet<i64>,
 }
 
 /// A claimed batch.
@@ -45,7 +49,7 @@ pub async fn claim(herald: &Herald, now: DateTime<Utc>) -> Result<Option<Claimed
         herald.instance,
         CLAIMS.fetch_add(1, Ordering::Relaxed)
     );
-    let rows = schedule::claim_due(
+    let (rows, in_doubt) = schedule::claim_due_in_doubt(
         &herald.store,
         now,
         lease_until,
@@ -57,7 +61,8 @@ pub async fn claim(herald: &Herald, now: DateTime<Utc>) -> Result<Option<Claimed
         return Ok(None);
     }
     let ids: Vec<i64> = rows.iter().map(|r| r.customer_id).collect();
-    let context = Context::load(herald, &ids, now).await?;
+    let mut context = Context::load(herald, &ids, now).await?;
+    context.in_doubt = in_doubt;
     Ok(Some(Claimed { rows, context }))
 }
 
@@ -72,6 +77,7 @@ impl Context {
             customers,
             suppressed,
             history,
+            in_doubt: Default::default(),
         })
     }
 }

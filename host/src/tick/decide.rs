@@ -102,17 +102,40 @@ pub async fn decide_claimed<'a>(
         ..Pacer::default()
     };
     let mut work = Vec::with_capacity(rows.len());
-    for (row, decision) in rows.into_iter().zip(decisions) {
-        let decision = decider.hold_back(&row, decision, history.get(&row.customer_id));
+    // Rows in doubt go first: each is sent again as it was (its key lets
+    // the provider drop a repeat) and counts towards its customer's caps
+    // before anything else of theirs is decided.
+    let mut batch: Vec<(usize, ScheduledRow, Decision<'a>)> = rows
+        .into_iter()
+        .zip(decisions)
+        .enumerate()
+        .map(|(i, (row, decision))| (i, row, decision))
+        .collect();
+    batch.sort_by_key(|(_, row, _)| !context.in_doubt.contains(&row.id));
+    let mut decided = Vec::with_capacity(batch.len());
+    for (i, row, decision) in batch {
+        let in_doubt = context.in_doubt.contains(&row.id);
+        let decision = if in_doubt {
+            decision
+        } else {
+            decider.hold_back(&row, decision, history.get(&row.customer_id))
+        };
         let decision = pacer.pace(decision, now);
-        if let Decision::Send { channel, .. } = &decision {
-            if decider.counts_towards_caps(&row) {
-                history.entry(row.customer_id).or_default().push(Sent {
-                    at: now,
-                    channel: channel.name.clone(),
-                });
-            }
+        let sent_on = match &decision {
+            Decision::Send { channel, .. } => Some(channel.name.clone()),
+            _ if in_doubt => Some(String::new()),
+            _ => None,
+        };
+        if let Some(channel) = sent_on.filter(|_| decider.counts_towards_caps(&row)) {
+            history
+                .entry(row.customer_id)
+                .or_default()
+                .push(Sent { at: now, channel });
         }
+        decided.push((i, row, decision));
+    }
+    decided.sort_by_key(|(i, _, _)| *i);
+    for (_, row, decision) in decided {
         work.push(Work {
             row,
             decision,
