@@ -8,7 +8,6 @@ use super::{json_list, Store, Tx};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{json, Value};
 use sqlx::PgConnection;
 use sqlx::Row;
 
@@ -117,25 +116,34 @@ pub(super) async fn insert_many_pg(
     if items.is_empty() {
         return Ok(());
     }
-    let rows = items
-        .iter()
-        .map(|d| {
-            json!({"s": d.schedule_id, "c": d.customer_id, "r": d.rule_id, "ch": d.channel,
-                   "p": d.provider, "a": d.attempt, "st": d.status.as_str(),
-                   "pm": d.provider_message_id, "e": d.error, "sub": d.subject,
-                   "retry": d.retry_at.map(to_millis), "at": to_millis(d.at),
-                   "ms": d.duration_ms, "fo": d.failover_from})
-        })
-        .collect();
+    let column = |f: fn(&NewDelivery<'_>) -> Option<String>| -> Vec<Option<String>> {
+        items.iter().map(f).collect()
+    };
+    let ints = |f: fn(&NewDelivery<'_>) -> Option<i64>| -> Vec<Option<i64>> {
+        items.iter().map(f).collect()
+    };
+    // Typed arrays, unnested by the server: no JSON to build or parse.
     sqlx::query(
         "INSERT INTO deliveries (schedule_id, customer_id, rule_id, channel, provider, attempt, status,
                                  provider_message_id, error, subject, retry_at, at, duration_ms, failover_from)
-         SELECT (v->>'s')::bigint, (v->>'c')::bigint, v->>'r', v->>'ch', v->>'p', (v->>'a')::bigint,
-                v->>'st', v->>'pm', v->>'e', v->>'sub', (v->>'retry')::bigint, (v->>'at')::bigint,
-                (v->>'ms')::bigint, v->>'fo'
-         FROM json_array_elements($1::json) AS v",
+         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[],
+                              $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::bigint[],
+                              $13::bigint[], $14::text[])",
     )
-    .bind(Value::Array(rows).to_string())
+    .bind(ints(|d| Some(d.schedule_id)))
+    .bind(ints(|d| Some(d.customer_id)))
+    .bind(column(|d| Some(d.rule_id.to_string())))
+    .bind(column(|d| d.channel.map(str::to_string)))
+    .bind(column(|d| d.provider.map(str::to_string)))
+    .bind(ints(|d| Some(d.attempt)))
+    .bind(column(|d| Some(d.status.as_str().to_string())))
+    .bind(column(|d| d.provider_message_id.map(str::to_string)))
+    .bind(column(|d| d.error.clone()))
+    .bind(column(|d| d.subject.map(str::to_string)))
+    .bind(ints(|d| d.retry_at.map(to_millis)))
+    .bind(ints(|d| Some(to_millis(d.at))))
+    .bind(ints(|d| d.duration_ms))
+    .bind(column(|d| d.failover_from.map(str::to_string)))
     .execute(conn)
     .await
     .context("cannot record the attempts")?;

@@ -93,7 +93,7 @@ pub(super) async fn deliver_many_pg(
     sqlx::query(
         "INSERT INTO inbox (customer_id, occurrence_key, rule_id, subject, text, html, created_at)
          SELECT (v->>'c')::bigint, v->>'k', v->>'r', v->>'s', v->>'t', v->>'h', $1
-         FROM json_array_elements($2::json) AS v
+         FROM jsonb_array_elements($2::jsonb) AS v
          ON CONFLICT (occurrence_key) DO NOTHING",
     )
     .bind(to_millis(now))

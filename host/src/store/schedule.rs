@@ -237,8 +237,9 @@ pub async fn claim_due(
 }
 
 /// [`claim_due`], and the ids of the claimed rows whose previous claim
-/// ran out without a release (PostgreSQL; empty on SQLite): a node died
-/// holding them, so their last attempt may have reached the provider.
+/// ran out without a release after its send had begun (PostgreSQL; empty
+/// on SQLite): a node died holding them, so that attempt may have reached
+/// the provider. See [`mark_sending`].
 pub async fn claim_due_in_doubt(
     store: &Store,
     now: DateTime<Utc>,
@@ -288,13 +289,15 @@ async fn claim_on_postgres(
         .join(", ");
     let rows = sqlx::query(&format!(
         "WITH due AS MATERIALIZED (
-             SELECT id, claim_token IS NOT NULL AS in_doubt FROM schedule AS s
+             SELECT id, claim_token IS NOT NULL AND send_started_at IS NOT NULL AS in_doubt
+             FROM schedule AS s
              WHERE status = 'pending' AND due_at <= $1
                AND NOT EXISTS (SELECT 1 FROM schedule AS o
                                WHERE o.customer_id = s.customer_id AND o.status = 'pending'
                                  AND o.claim_token IS NOT NULL AND o.due_at > $1)
              ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-         UPDATE schedule AS s SET due_at = $3, claim_token = $4, claimed_at = $1, updated_at = $1
+         UPDATE schedule AS s SET due_at = $3, claim_token = $4, claimed_at = $1, updated_at = $1,
+                                  send_started_at = NULL
          FROM due WHERE s.id = due.id
          RETURNING {returning}, due.in_doubt"
     ))
@@ -312,7 +315,8 @@ async fn claim_on_postgres(
         .map(|r| r.get::<i64, _>("id"))
         .collect();
     if !claimed.is_empty() {
-        let yielded = yield_shared_customers(pool, claim).await?;
+        let ids: Vec<i64> = claimed.iter().map(|r| r.id).collect();
+        let yielded = yield_shared_customers(pool, claim, &ids).await?;
         claimed.retain(|row| !yielded.contains(&row.id));
         in_doubt.retain(|id| !yielded.contains(id));
     }
@@ -331,10 +335,11 @@ async fn claim_on_postgres(
 async fn yield_shared_customers(
     pool: &sqlx::PgPool,
     claim: &Claim<'_>,
+    claimed: &[i64],
 ) -> Result<std::collections::HashSet<i64>> {
     let ids: Vec<i64> = sqlx::query_scalar(
         "UPDATE schedule AS s SET due_at = $1, claim_token = NULL, claimed_at = NULL
-         WHERE s.claim_token = $2 AND s.status = 'pending'
+         WHERE s.id = ANY($3) AND s.claim_token = $2 AND s.status = 'pending'
            AND EXISTS (SELECT 1 FROM schedule AS o
                        WHERE o.customer_id = s.customer_id AND o.status = 'pending'
                          AND o.claim_token IS NOT NULL AND o.claim_token <> $2 AND o.due_at > $1)
@@ -342,6 +347,7 @@ async fn yield_shared_customers(
     )
     .bind(claim.now)
     .bind(claim.token)
+    .bind(claimed)
     .fetch_all(pool)
     .await
     .context("cannot give back reminders of customers another node holds")?;
@@ -424,6 +430,31 @@ fn from_tuple(
         context: context.and_then(|c| serde_json::from_str(&c).ok()),
         last_error,
     }
+}
+
+/// Note that the sends of these claimed rows begin now (PostgreSQL; a
+/// no-op on SQLite, whose one scheduler needs no such note): should this
+/// node die before recording them, the next claim knows they are in doubt.
+pub async fn mark_sending(
+    store: &Store,
+    ids: &[i64],
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let On::Postgres(pool) = store.pool() else {
+        return Ok(());
+    };
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("UPDATE schedule SET send_started_at = $1 WHERE id = ANY($2) AND claim_token = $3")
+        .bind(to_millis(now))
+        .bind(ids)
+        .bind(token)
+        .execute(pool)
+        .await
+        .context("cannot note the sends about to begin")?;
+    Ok(())
 }
 
 /// The earliest due time among pending occurrences.
@@ -554,25 +585,28 @@ pub(crate) async fn release_many_pg(
     if items.is_empty() {
         return Ok(0);
     }
-    let rows = items
-        .iter()
-        .map(|r| {
-            json!({"id": r.id, "token": r.token, "status": r.status, "error": r.error,
-                   "due": r.due_at.map(to_millis), "attempted": i64::from(r.attempted)})
-        })
-        .collect();
+    let ids: Vec<i64> = items.iter().map(|r| r.id).collect();
+    let tokens: Vec<&str> = items.iter().map(|r| r.token.as_str()).collect();
+    let statuses: Vec<&str> = items.iter().map(|r| r.status).collect();
+    let errors: Vec<Option<&str>> = items.iter().map(|r| r.error.as_deref()).collect();
+    let dues: Vec<Option<i64>> = items.iter().map(|r| r.due_at.map(to_millis)).collect();
+    let attempted: Vec<i64> = items.iter().map(|r| i64::from(r.attempted)).collect();
+    // Typed arrays, unnested by the server: no JSON to build or parse.
     let done = sqlx::query(
         "UPDATE schedule AS s SET status = j.status, last_error = j.error,
                 due_at = COALESCE(j.due, s.due_at), attempts = s.attempts + j.attempted,
                 claim_token = NULL, updated_at = $1
-         FROM (SELECT (v->>'id')::bigint AS id, v->>'token' AS token, v->>'status' AS status,
-                      v->>'error' AS error, (v->>'due')::bigint AS due,
-                      (v->>'attempted')::bigint AS attempted
-               FROM json_array_elements($2::json) AS v) AS j
+         FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[])
+              AS j(id, token, status, error, due, attempted)
          WHERE s.id = j.id AND s.claim_token = j.token",
     )
     .bind(to_millis(now))
-    .bind(Value::Array(rows).to_string())
+    .bind(ids)
+    .bind(tokens)
+    .bind(statuses)
+    .bind(errors)
+    .bind(dues)
+    .bind(attempted)
     .execute(conn)
     .await
     .context("cannot release the claimed reminders")?;
@@ -594,21 +628,27 @@ pub(super) async fn upsert_many_pg(
     for (i, o) in occs.iter().enumerate() {
         last.insert(o.key.as_str(), i);
     }
-    let rows = occs
+    let kept: Vec<&PlannedOccurrence> = occs
         .iter()
         .enumerate()
         .filter(|(i, o)| last.get(o.key.as_str()) == Some(i))
-        .map(|(_, o)| {
-            json!({"c": o.customer_id, "r": o.rule_id, "k": o.key, "due": to_millis(o.due_at),
-                   "anchor": o.anchor, "context": o.context.as_ref().map(Value::to_string)})
-        })
+        .map(|(_, o)| o)
+        .collect();
+    let customers: Vec<i64> = kept.iter().map(|o| o.customer_id).collect();
+    let rules: Vec<&str> = kept.iter().map(|o| o.rule_id.as_str()).collect();
+    let keys: Vec<&str> = kept.iter().map(|o| o.key.as_str()).collect();
+    let dues: Vec<i64> = kept.iter().map(|o| to_millis(o.due_at)).collect();
+    let anchors: Vec<Option<&str>> = kept.iter().map(|o| o.anchor.as_deref()).collect();
+    let contexts: Vec<Option<String>> = kept
+        .iter()
+        .map(|o| o.context.as_ref().map(Value::to_string))
         .collect();
     sqlx::query(
         "INSERT INTO schedule (customer_id, rule_id, occurrence_key, occurs_at, due_at, status,
                                anchor, context, created_at, updated_at)
-         SELECT (v->>'c')::bigint, v->>'r', v->>'k', (v->>'due')::bigint, (v->>'due')::bigint,
-                'pending', v->>'anchor', v->>'context', $1, $1
-         FROM json_array_elements($2::json) AS v
+         SELECT c, r, k, due, due, 'pending', anchor, context, $1, $1
+         FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[])
+              AS v(c, r, k, due, anchor, context)
          ON CONFLICT (occurrence_key) DO UPDATE SET
             occurs_at = excluded.occurs_at, due_at = excluded.due_at, status = 'pending',
             anchor = excluded.anchor, context = excluded.context, last_error = NULL,
@@ -616,7 +656,12 @@ pub(super) async fn upsert_many_pg(
          WHERE schedule.status IN ('pending', 'canceled') AND schedule.claim_token IS NULL",
     )
     .bind(to_millis(now))
-    .bind(Value::Array(rows).to_string())
+    .bind(customers)
+    .bind(rules)
+    .bind(keys)
+    .bind(dues)
+    .bind(anchors)
+    .bind(contexts)
     .execute(conn)
     .await
     .context("cannot plan the occurrences")?;
@@ -653,7 +698,7 @@ pub async fn cancel_rules_many(tx: &mut Tx, items: &[Cancel], now: DateTime<Utc>
                AND schedule.claim_token IS NULL AND schedule.occurrence_key != j.k",
             "UPDATE schedule SET status = 'canceled', last_error = j.why, updated_at = ?
              FROM (SELECT (v->>'c')::bigint AS c, v->>'r' AS r, v->>'k' AS k, v->>'why' AS why
-                   FROM json_array_elements(?::json) AS v) AS j
+                   FROM jsonb_array_elements(?::jsonb) AS v) AS j
              WHERE schedule.customer_id = j.c AND schedule.rule_id = j.r AND schedule.status = 'pending'
                AND schedule.claim_token IS NULL AND schedule.occurrence_key != j.k",
         )))

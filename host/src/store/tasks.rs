@@ -42,7 +42,7 @@ pub async fn add_many(tx: &mut Tx, items: &[NewTask<'_>], now: DateTime<Utc>) ->
              ON CONFLICT (occurrence_key) DO NOTHING",
             "INSERT INTO tasks (customer_id, occurrence_key, rule_id, title, reason, created_at)
              SELECT (v->>'c')::bigint, v->>'k', v->>'r', v->>'t', v->>'why', ?
-             FROM json_array_elements(?::json) AS v
+             FROM jsonb_array_elements(?::jsonb) AS v
              ON CONFLICT (occurrence_key) DO NOTHING",
         )))
         .bind(to_millis(now))

@@ -102,9 +102,10 @@ pub async fn decide_claimed<'a>(
         ..Pacer::default()
     };
     let mut work = Vec::with_capacity(rows.len());
-    // Rows in doubt go first: each is sent again as it was (its key lets
-    // the provider drop a repeat) and counts towards its customer's caps
-    // before anything else of theirs is decided.
+    // Rows in doubt go first: each is decided again against what is
+    // recorded (a send goes out with its key, which lets the provider drop
+    // a repeat) and counts towards its customer's caps whatever the
+    // decision, before anything else of theirs is decided.
     let mut batch: Vec<(usize, ScheduledRow, Decision<'a>)> = rows
         .into_iter()
         .zip(decisions)
@@ -115,11 +116,7 @@ pub async fn decide_claimed<'a>(
     let mut decided = Vec::with_capacity(batch.len());
     for (i, row, decision) in batch {
         let in_doubt = context.in_doubt.contains(&row.id);
-        let decision = if in_doubt {
-            decision
-        } else {
-            decider.hold_back(&row, decision, history.get(&row.customer_id))
-        };
+        let decision = decider.hold_back(&row, decision, history.get(&row.customer_id));
         let decision = pacer.pace(decision, now);
         let sent_on = match &decision {
             Decision::Send { channel, .. } => Some(channel.name.clone()),

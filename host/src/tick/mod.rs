@@ -21,6 +21,7 @@ pub mod deliver;
 pub mod record;
 
 use crate::engine::Herald;
+use crate::store::schedule;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -61,6 +62,7 @@ pub async fn run(herald: &Herald) -> Result<Vec<AttemptRecord>> {
     let claim_ms = phase.elapsed().as_secs_f64() * 1e3;
     let phase = Instant::now();
     let mut work = decide::decide_claimed(herald, claimed.rows, &claimed.context, now).await;
+    note_sends(herald, &work, now).await?;
     deliver::send_all(herald, &mut work, &claimed.context.customers, now).await;
     let decide_send_ms = phase.elapsed().as_secs_f64() * 1e3;
     let phase = Instant::now();
@@ -85,4 +87,19 @@ pub async fn drain(herald: &Herald) -> Result<Vec<AttemptRecord>> {
         }
         all.extend(batch);
     }
+}
+
+/// Before any plugin is called, note which claimed rows are about to be
+/// sent ([`schedule::mark_sending`]); if that fails, nothing is sent and
+/// the claims come due again when their lease ends.
+async fn note_sends(herald: &Herald, work: &[decide::Work<'_>], now: DateTime<Utc>) -> Result<()> {
+    let sending: Vec<i64> = work
+        .iter()
+        .filter(|w| matches!(w.decision, decide::Decision::Send { .. }))
+        .map(|w| w.row.id)
+        .collect();
+    let Some(token) = work.iter().find_map(|w| w.row.claim_token.as_deref()) else {
+        return Ok(());
+    };
+    schedule::mark_sending(&herald.store, &sending, token, now).await
 }
