@@ -89,13 +89,17 @@ pub async fn drain(herald: &Herald) -> Result<Vec<AttemptRecord>> {
     }
 }
 
-/// Before any plugin is called, note which claimed rows are about to be
-/// sent ([`schedule::mark_sending`]); if that fails, nothing is sent and
-/// the claims come due again when their lease ends.
+/// Before any plugin is called, note which claimed rows are about to go
+/// out through one ([`schedule::mark_sending`]); if that fails, nothing is
+/// sent and the claims come due again when their lease ends.
 async fn note_sends(herald: &Herald, work: &[decide::Work<'_>], now: DateTime<Utc>) -> Result<()> {
+    // Built-in channels (inbox, call list) deliver in the record
+    // transaction itself: nothing leaves before it commits.
     let sending: Vec<i64> = work
         .iter()
-        .filter(|w| matches!(w.decision, decide::Decision::Send { .. }))
+        .filter(|w| {
+            matches!(&w.decision, decide::Decision::Send { channel, .. } if !channel.delivery.is_builtin())
+        })
         .map(|w| w.row.id)
         .collect();
     let Some(token) = work.iter().find_map(|w| w.row.claim_token.as_deref()) else {
