@@ -113,5 +113,7 @@ pub async fn claim_release_floor(store: &Store, t0: DateTime<Utc>, due: u64) -> 
         bail!("the PostgreSQL floor needs PostgreSQL");
     };
     let mut conn = pool.acquire().await?;
-    schedule::release_many_pg(&mut conn, &releases, t0).await
+    Ok(schedule::release_many_pg(&mut conn, &releases, t0)
+        .await?
+        .len() as u64)
 }

@@ -494,7 +494,7 @@ pub(super) fn release_many(
     conn: raw::Conn<'_>,
     items: &[Release],
     now: DateTime<Utc>,
-) -> Result<u64> {
+) -> Result<std::collections::HashSet<i64>> {
     let mut stmt = conn.prepare(
         "UPDATE schedule SET status = ?1, last_error = ?2, due_at = COALESCE(?3, due_at),
                 attempts = attempts + ?4, claim_token = NULL, updated_at = ?5
@@ -503,9 +503,9 @@ pub(super) fn release_many(
     let mut order: Vec<&Release> = items.iter().collect();
     order.sort_by_key(|r| r.id);
     let now = to_millis(now);
-    let mut released = 0;
+    let mut released = std::collections::HashSet::with_capacity(items.len());
     for r in order {
-        released += stmt
+        let changed = stmt
             .run(&[
                 r.status.into(),
                 r.error.as_deref().into(),
@@ -516,6 +516,9 @@ pub(super) fn release_many(
                 r.token.as_str().into(),
             ])
             .with_context(|| format!("cannot release schedule row {}", r.id))?;
+        if changed > 0 {
+            released.insert(r.id);
+        }
     }
     Ok(released)
 }
@@ -576,14 +579,14 @@ pub async fn upsert_batch(
 }
 
 /// [`release_many`] on PostgreSQL, in one statement: each only if it still
-/// carries its claim token. Returns how many were released.
+/// carries its claim token. Returns the ids released.
 pub(crate) async fn release_many_pg(
     conn: &mut PgConnection,
     items: &[Release],
     now: DateTime<Utc>,
-) -> Result<u64> {
+) -> Result<std::collections::HashSet<i64>> {
     if items.is_empty() {
-        return Ok(0);
+        return Ok(Default::default());
     }
     let ids: Vec<i64> = items.iter().map(|r| r.id).collect();
     let tokens: Vec<&str> = items.iter().map(|r| r.token.as_str()).collect();
@@ -592,13 +595,14 @@ pub(crate) async fn release_many_pg(
     let dues: Vec<Option<i64>> = items.iter().map(|r| r.due_at.map(to_millis)).collect();
     let attempted: Vec<i64> = items.iter().map(|r| i64::from(r.attempted)).collect();
     // Typed arrays, unnested by the server: no JSON to build or parse.
-    let done = sqlx::query(
+    let released: Vec<i64> = sqlx::query_scalar(
         "UPDATE schedule AS s SET status = j.status, last_error = j.error,
                 due_at = COALESCE(j.due, s.due_at), attempts = s.attempts + j.attempted,
                 claim_token = NULL, updated_at = $1
          FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[])
               AS j(id, token, status, error, due, attempted)
-         WHERE s.id = j.id AND s.claim_token = j.token",
+         WHERE s.id = j.id AND s.claim_token = j.token
+         RETURNING s.id",
     )
     .bind(to_millis(now))
     .bind(ids)
@@ -607,10 +611,10 @@ pub(crate) async fn release_many_pg(
     .bind(errors)
     .bind(dues)
     .bind(attempted)
-    .execute(conn)
+    .fetch_all(conn)
     .await
     .context("cannot release the claimed reminders")?;
-    Ok(done.rows_affected())
+    Ok(released.into_iter().collect())
 }
 
 /// [`upsert`] for many occurrences in one statement. A
@@ -825,7 +829,30 @@ mod tests {
             releases: vec![release(&first[0], "done", "old")],
             ..TickWrites::default()
         };
+        stale
+            .deliveries
+            .push(crate::store::deliveries::NewDelivery {
+                schedule_id: first[0].id,
+                customer_id: id,
+                rule_id: "r",
+                channel: Some("inbox"),
+                provider: Some("inbox"),
+                failover_from: None,
+                attempt: 1,
+                status: crate::store::deliveries::DeliveryStatus::Delivered,
+                provider_message_id: None,
+                error: None,
+                subject: None,
+                retry_at: None,
+                at: t(2),
+                duration_ms: None,
+            });
         assert_eq!(tick::record(&store, &mut stale, t(2)).await.unwrap(), 0);
+        let recorded =
+            crate::store::probe::count(&store, crate::store::probe::Count::Delivered(None))
+                .await
+                .unwrap();
+        assert_eq!(recorded, 0, "a stale claim's attempt is not recorded");
         let mut fresh = TickWrites {
             releases: vec![release(&second[0], "done", "new")],
             ..TickWrites::default()

@@ -67,8 +67,20 @@ async fn record_once(store: &Store, writes: &TickWrites<'_>, now: DateTime<Utc>)
 }
 
 /// The per-row writes: through SQLite's C API, or as one statement per
-/// table on PostgreSQL (the rows travel as one JSON array).
+/// table on PostgreSQL (typed arrays). Claims are released first, and only
+/// the attempts of rows still ours are recorded: a row whose lease ran out
+/// during its send was claimed again elsewhere, and that node records it
+/// (its other writes — inbox message, call-list entry, next occurrence,
+/// suppression — are keyed and written once whoever writes them).
 async fn bulk(tx: &mut Tx, writes: &TickWrites<'_>, now: DateTime<Utc>) -> Result<u64> {
+    let ours = |released: &std::collections::HashSet<i64>| -> Vec<NewDelivery<'_>> {
+        writes
+            .deliveries
+            .iter()
+            .filter(|d| released.contains(&d.schedule_id))
+            .cloned()
+            .collect()
+    };
     match tx.conn() {
         On::Sqlite(conn) => {
             let mut handle = conn.lock_handle().await?;
@@ -77,18 +89,26 @@ async fn bulk(tx: &mut Tx, writes: &TickWrites<'_>, now: DateTime<Utc>) -> Resul
             let conn = unsafe { raw::Conn::new(handle.as_raw_handle()) };
             raw::blocking(|| -> Result<u64> {
                 let released = schedule::release_many(conn, &writes.releases, now)?;
-                deliveries::insert_many(conn, &writes.deliveries)?;
+                if released.len() == writes.releases.len() {
+                    deliveries::insert_many(conn, &writes.deliveries)?;
+                } else {
+                    deliveries::insert_many(conn, &ours(&released))?;
+                }
                 inbox::deliver_many(conn, &writes.messages, now)?;
                 schedule::upsert_many(conn, &writes.next, now)?;
-                Ok(released)
+                Ok(released.len() as u64)
             })
         }
         On::Postgres(conn) => {
             let released = schedule::release_many_pg(conn, &writes.releases, now).await?;
-            deliveries::insert_many_pg(conn, &writes.deliveries).await?;
+            if released.len() == writes.releases.len() {
+                deliveries::insert_many_pg(conn, &writes.deliveries).await?;
+            } else {
+                deliveries::insert_many_pg(conn, &ours(&released)).await?;
+            }
             inbox::deliver_many_pg(conn, &writes.messages, now).await?;
             schedule::upsert_many_pg(conn, &writes.next, now).await?;
-            Ok(released)
+            Ok(released.len() as u64)
         }
     }
 }
