@@ -30,6 +30,42 @@ async fn node(config: &Config, url: &str, start: DateTime<Utc>) -> (Herald, Virt
     (herald, clock)
 }
 
+/// Two nodes of `config` on a fresh database with `customers` signed up
+/// (c0, c1, ...), ticking together every `step_ms` virtual milliseconds
+/// for `steps` steps; the delivered attempts of both.
+async fn two_nodes_ticking(
+    config: &Config,
+    customers: usize,
+    step_ms: i64,
+    steps: i64,
+) -> Vec<herald::tick::AttemptRecord> {
+    let url = fresh_postgres_database();
+    let start = chrono::DateTime::parse_from_rfc3339("2026-03-01T09:00:00Z")
+        .unwrap()
+        .to_utc();
+    let (a, clock_a) = node(config, &url, start).await;
+    let (b, clock_b) = node(config, &url, start).await;
+    for i in 0..customers {
+        let patch: CustomerPatch =
+            serde_json::from_value(serde_json::json!({"external_id": format!("c{i}")})).unwrap();
+        a.upsert_customer(&patch).await.unwrap();
+    }
+    let mut delivered = Vec::new();
+    for step in 0..steps {
+        let now = start + Duration::milliseconds(step_ms * step);
+        clock_a.set(now);
+        clock_b.set(now);
+        let (ra, rb) = tokio::join!(herald::tick::run(&a), herald::tick::run(&b));
+        delivered.extend(
+            ra.unwrap()
+                .into_iter()
+                .chain(rb.unwrap())
+                .filter(|r| r.status == "delivered"),
+        );
+    }
+    delivered
+}
+
 /// Two nodes tick at the same virtual instants over 60 due reminders on a
 /// channel limited to 5/s: together they deliver at most 5 in any second
 /// (each node alone would allow 5), and deliver all 60.
@@ -42,32 +78,16 @@ async fn a_channel_rate_limit_holds_for_the_fleet() {
         .rule(welcome(&["inbox"]))
         .write(&scratch);
     let config = Config::load(&path).unwrap();
-    let url = fresh_postgres_database();
-    let start = chrono::DateTime::parse_from_rfc3339("2026-03-01T09:00:00Z")
-        .unwrap()
-        .to_utc();
-    let (a, clock_a) = node(&config, &url, start).await;
-    let (b, clock_b) = node(&config, &url, start).await;
-    for i in 0..60 {
-        let patch: CustomerPatch =
-            serde_json::from_value(serde_json::json!({"external_id": format!("c{i}")})).unwrap();
-        a.upsert_customer(&patch).await.unwrap();
-    }
+    let delivered = two_nodes_ticking(&config, 60, 100, 200).await;
     let mut per_second: BTreeMap<i64, usize> = BTreeMap::new();
-    let mut delivered = 0;
-    for step in 0..200 {
-        let now = start + Duration::milliseconds(100 * step);
-        clock_a.set(now);
-        clock_b.set(now);
-        let (ra, rb) = tokio::join!(herald::tick::run(&a), herald::tick::run(&b));
-        for r in ra.unwrap().into_iter().chain(rb.unwrap()) {
-            if r.status == "delivered" {
-                *per_second.entry(r.at.timestamp()).or_default() += 1;
-                delivered += 1;
-            }
-        }
+    for r in &delivered {
+        *per_second.entry(r.at.timestamp()).or_default() += 1;
     }
-    assert_eq!(delivered, 60, "every reminder went out: {per_second:?}");
+    assert_eq!(
+        delivered.len(),
+        60,
+        "every reminder went out: {per_second:?}"
+    );
     assert!(
         per_second.values().all(|&n| n <= 5),
         "over 5 in a second: {per_second:?}"
@@ -300,28 +320,9 @@ async fn a_frequency_cap_holds_for_the_fleet() {
         ))
         .write(&scratch);
     let config = Config::load(&path).unwrap();
-    let url = fresh_postgres_database();
-    let start = chrono::DateTime::parse_from_rfc3339("2026-03-01T09:00:00Z")
-        .unwrap()
-        .to_utc();
-    let (a, clock_a) = node(&config, &url, start).await;
-    let (b, clock_b) = node(&config, &url, start).await;
-    for i in 0..30 {
-        let patch: CustomerPatch =
-            serde_json::from_value(serde_json::json!({"external_id": format!("c{i}")})).unwrap();
-        a.upsert_customer(&patch).await.unwrap();
-    }
     let mut delivered: BTreeMap<String, usize> = BTreeMap::new();
-    for step in 0..60 {
-        let now = start + Duration::milliseconds(50 * step);
-        clock_a.set(now);
-        clock_b.set(now);
-        let (ra, rb) = tokio::join!(herald::tick::run(&a), herald::tick::run(&b));
-        for r in ra.unwrap().into_iter().chain(rb.unwrap()) {
-            if r.status == "delivered" {
-                *delivered.entry(r.customer).or_default() += 1;
-            }
-        }
+    for r in two_nodes_ticking(&config, 30, 50, 60).await {
+        *delivered.entry(r.customer).or_default() += 1;
     }
     assert_eq!(
         delivered.len(),
