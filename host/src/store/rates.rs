@@ -45,12 +45,45 @@ pub async fn take(
     let tolerance_us = limit
         .interval_us
         .saturating_mul(i64::from(limit.burst.max(1)) - 1);
-    sqlx::query("INSERT INTO channel_rates (channel, tat_us) VALUES ($1, 0) ON CONFLICT (channel) DO NOTHING")
-        .bind(channel)
-        .execute(pool)
-        .await
-        .with_context(|| format!("cannot set up the shared rate limit of channel {channel}"))?;
-    let (granted, next_us): (i64, i64) = sqlx::query_as(
+    // The channel's row exists after its first tick: one statement per
+    // tick then; the insert runs only the first time.
+    let taken = match take_from_row(pool, channel, wanted, limit, now_us, tolerance_us).await? {
+        Some(taken) => taken,
+        None => {
+            sqlx::query(
+                "INSERT INTO channel_rates (channel, tat_us) VALUES ($1, 0) ON CONFLICT (channel) DO NOTHING",
+            )
+            .bind(channel)
+            .execute(pool)
+            .await
+            .with_context(|| format!("cannot set up the shared rate limit of channel {channel}"))?;
+            take_from_row(pool, channel, wanted, limit, now_us, tolerance_us)
+                .await?
+                .with_context(|| format!("the shared rate limit of channel {channel} vanished"))?
+        }
+    };
+    let (granted, next_us) = taken;
+    let next_slot = Utc
+        .timestamp_micros(next_us.saturating_sub(tolerance_us))
+        .single()
+        .unwrap_or(now);
+    Ok(Some(Grant {
+        granted: u32::try_from(granted).unwrap_or(0),
+        next_slot,
+    }))
+}
+
+/// The GCRA step on the channel's row, under its lock: `(granted, the
+/// state after)`, or `None` when the channel has no row yet.
+async fn take_from_row(
+    pool: &sqlx::PgPool,
+    channel: &str,
+    wanted: u32,
+    limit: Limit,
+    now_us: i64,
+    tolerance_us: i64,
+) -> Result<Option<(i64, i64)>> {
+    sqlx::query_as(
         "WITH cur AS (SELECT GREATEST(tat_us, $2) AS start FROM channel_rates WHERE channel = $1 FOR UPDATE),
               g AS (SELECT start,
                            LEAST($3, GREATEST(0, floor(($2 + $4 - start)::numeric / $5)::bigint + 1)) AS granted
@@ -63,15 +96,7 @@ pub async fn take(
     .bind(i64::from(wanted))
     .bind(tolerance_us)
     .bind(limit.interval_us)
-    .fetch_one(pool)
+    .fetch_optional(pool)
     .await
-    .with_context(|| format!("cannot take sends from the shared rate limit of channel {channel}"))?;
-    let next_slot = Utc
-        .timestamp_micros(next_us.saturating_sub(tolerance_us))
-        .single()
-        .unwrap_or(now);
-    Ok(Some(Grant {
-        granted: u32::try_from(granted).unwrap_or(0),
-        next_slot,
-    }))
+    .with_context(|| format!("cannot take sends from the shared rate limit of channel {channel}"))
 }
