@@ -249,6 +249,23 @@ pub struct ChannelSection {
     /// How long sends stay on the backup before the primary is tried again
     /// (default `1m`).
     pub failover_cooldown: Option<String>,
+    /// What to do with a send whose outcome is unknown (the plugin timed
+    /// out or trapped mid-send, or the node died between send and record):
+    /// `resend` it (right when the provider drops a repeat of the same
+    /// idempotency key) or `hold` it for an operator (`herald redrive` /
+    /// `herald drop`). Default `resend`; `herald check` asks to choose.
+    pub uncertain: Option<UncertainSends>,
+}
+
+/// What a channel does with a send whose outcome is unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UncertainSends {
+    /// Send it again (the provider gets the same idempotency key).
+    #[default]
+    Resend,
+    /// Keep it as `unknown` until an operator redrives or drops it.
+    Hold,
 }
 
 fn yes() -> bool {

@@ -79,6 +79,11 @@ impl From<Decision<'_>> for DryRun {
                 out.reason = Some(reason);
                 out.until = Some(until);
             }
+            Decision::Hold { channel, reason } => {
+                out.outcome = "hold".into();
+                out.channel = Some(channel.name.clone());
+                out.reason = Some(reason);
+            }
             Decision::Wait(until) => {
                 out.outcome = "wait".into();
                 out.until = Some(until);

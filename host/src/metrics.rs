@@ -21,6 +21,7 @@ struct Metrics {
     plugin_seconds: HistogramVec,
     reloads: IntCounterVec,
     restarts: IntCounterVec,
+    record_failures: prometheus::IntCounter,
     backlog: IntGauge,
     lag: Gauge,
 }
@@ -31,7 +32,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let sends = IntCounterVec::new(
         Opts::new(
             "herald_sends_total",
-            "Delivery attempts recorded, by channel and outcome (delivered, failed, dead, suppressed, skipped, deferred)",
+            "Delivery attempts recorded, by channel and outcome (delivered, failed, dead, suppressed, skipped, deferred, unknown)",
         ),
         &["channel", "outcome"],
     )
@@ -63,6 +64,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["task"],
     )
     .expect("valid metric");
+    let record_failures = prometheus::IntCounter::new(
+        "herald_record_failures_total",
+        "Customers whose tick writes could not be recorded (their sends are then held or retried as the channel's `uncertain` setting says)",
+    )
+    .expect("valid metric");
     let backlog = IntGauge::new(
         "herald_due_backlog",
         "Reminders due now and not yet claimed (read from the schedule at scrape time)",
@@ -78,6 +84,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         Box::new(plugin_seconds.clone()),
         Box::new(reloads.clone()),
         Box::new(restarts.clone()),
+        Box::new(record_failures.clone()),
         Box::new(backlog.clone()),
         Box::new(lag.clone()),
     ] {
@@ -89,6 +96,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         plugin_seconds,
         reloads,
         restarts,
+        record_failures,
         backlog,
         lag,
     }
@@ -136,6 +144,11 @@ fn node_name() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "herald".into());
     format!("{host}:{}", std::process::id())
+}
+
+/// Count a customer whose tick writes could not be recorded.
+pub fn record_failed() {
+    METRICS.record_failures.inc();
 }
 
 /// Count a background task's restart after a panic.

@@ -1,7 +1,8 @@
 //! Kill `herald serve` with SIGKILL after it claimed a reminder and handed it
 //! to the provider but before it recorded the result: after a restart the
 //! reminder is delivered, and a provider that honours the idempotency key
-//! delivers it once.
+//! delivers it once; on a channel that holds uncertain sends, it is held as
+//! `unknown` for an operator instead of being sent again.
 
 use crate::support::*;
 use serde_json::json;
@@ -67,4 +68,55 @@ fn killed_between_claim_and_record_the_reminder_is_still_delivered_once() {
     );
     let key = keys.into_iter().next().unwrap();
     assert_eq!(rows[0]["provider_message_id"], format!("msg-for-{key}"));
+}
+
+/// The same kill on a channel with `uncertain = "hold"`: the restarted
+/// node knows the send was in flight (its claim ran out after the send
+/// began) and holds it as `unknown` without calling the provider again.
+#[test]
+fn killed_between_send_and_record_a_holding_channel_holds_the_send() {
+    let provider = FakeProvider::start(|_, earlier| {
+        let mut reply = Reply::json(200, json!({"id": format!("m-{}", earlier.len())}));
+        if earlier.is_empty() {
+            reply.delay = std::time::Duration::from_secs(120);
+        }
+        reply
+    });
+    let scratch = Scratch::new();
+    let config = Config::new()
+        .tick("100ms")
+        .set("scheduler", "lease", "2s")
+        .channel(
+            "hook",
+            webhook(&provider, "/hook", "s3cret")
+                .set("timeout", "60s")
+                .set("uncertain", "hold"),
+        )
+        .rule(welcome(&["hook"]))
+        .write(&scratch);
+    let db = scratch.db("herald.db");
+    let mut first = Server::start(&config, &db, &scratch, "serve1.log");
+    let (status, body) = first.api("PUT", "/customers/k1", Some(r#"{"name":"Kim"}"#));
+    assert_eq!(status, 200, "{body}");
+    wait_for(30, || (provider.requests().len() == 1).then_some(()))
+        .unwrap_or_else(|| panic!("the provider never saw the send; log: {}", first.log()));
+    first.child.kill().expect("SIGKILL herald");
+    first.child.wait().expect("reap");
+
+    let second = Server::start(&config, &db, &scratch, "serve2.log");
+    let rows = wait_for(30, || {
+        let rows = deliveries(&config, &db);
+        (!rows.is_empty()).then_some(rows)
+    })
+    .unwrap_or_else(|| panic!("nothing recorded after restart; log: {}", second.log()));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["status"], "unknown", "{rows:?}");
+    assert!(
+        rows[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("earlier send may have reached"),
+        "{rows:?}"
+    );
+    assert_eq!(provider.requests().len(), 1, "not sent again");
 }

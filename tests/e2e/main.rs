@@ -20,6 +20,7 @@ mod fleet;
 mod funnel;
 mod guards;
 mod hardening;
+mod held;
 mod openapi;
 mod operators;
 mod plugin_cli;

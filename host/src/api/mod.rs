@@ -13,6 +13,7 @@ mod customers;
 mod deliveries;
 mod events;
 mod funnel;
+mod held;
 pub mod hooks;
 mod inbox;
 pub mod server;
@@ -193,6 +194,7 @@ pub fn documented_routes() -> OpenApiRouter<Arc<Live>> {
         .merge(strategy::routes())
         .merge(admin::routes())
         .merge(funnel::routes())
+        .merge(held::routes())
 }
 
 /// The OpenAPI document the server serves at `/openapi.json`.

@@ -23,6 +23,8 @@ pub struct Failover {
 struct State {
     failures_in_a_row: u32,
     open_until: Option<DateTime<Utc>>,
+    /// The cooldown the circuit was opened for.
+    cooldown: Duration,
 }
 
 /// The circuit breaker of one channel.
@@ -33,8 +35,17 @@ pub struct Breaker {
 
 impl Breaker {
     /// Whether the circuit is open at `now`.
+    /// An end further away than the cooldown is left from a wall clock
+    /// that went back: it is brought to one cooldown from now, so the
+    /// circuit never stays open for the size of the jump.
     pub fn is_open(&self, now: DateTime<Utc>) -> bool {
-        let state = self.state.lock().expect("breaker lock");
+        let mut state = self.state.lock().expect("breaker lock");
+        let latest = now.checked_add_signed(state.cooldown);
+        if let (Some(until), Some(latest)) = (state.open_until, latest) {
+            if until > latest {
+                state.open_until = Some(latest);
+            }
+        }
         state.open_until.is_some_and(|until| now < until)
     }
 
@@ -52,7 +63,8 @@ impl Breaker {
         let mut state = self.state.lock().expect("breaker lock");
         state.failures_in_a_row = state.failures_in_a_row.saturating_add(1);
         if state.failures_in_a_row >= after.max(1) && state.open_until.is_none_or(|u| now >= u) {
-            state.open_until = Some(now + cooldown);
+            state.open_until = now.checked_add_signed(cooldown);
+            state.cooldown = cooldown;
             return true;
         }
         false
@@ -63,6 +75,18 @@ impl Breaker {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    /// A circuit opened just before the wall clock was set back a day
+    /// stays open one cooldown, not a day and a cooldown.
+    #[test]
+    fn a_clock_set_back_keeps_the_circuit_open_one_cooldown() {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let b = Breaker::default();
+        let cooldown = Duration::minutes(1);
+        assert!(b.record_failure(t0 + Duration::days(1), 1, cooldown));
+        assert!(b.is_open(t0));
+        assert!(!b.is_open(t0 + Duration::seconds(61)));
+    }
 
     #[test]
     fn opens_after_failures_in_a_row_and_closes_on_success() {

@@ -70,6 +70,7 @@ pub(super) async fn load_one(
         rate,
         failover,
         breaker: Breaker::default(),
+        uncertain: section.uncertain.unwrap_or_default(),
     })
 }
 
@@ -149,6 +150,11 @@ async fn plugin_delivery(
         .collect();
     plugin.set_secrets(secrets);
     check_declared_settings(&plugin.info, name, section, found);
+    found.extend(super::dedup::uncertain_findings(
+        &plugin.info.name,
+        name,
+        section,
+    ));
     let address = section.address.unwrap_or(wit_address(plugin.info.address));
     let provider = plugin.info.name.clone();
     let delivery = Delivery::Plugin {

@@ -7,6 +7,7 @@
 //! simulations replay identically).
 
 mod backoff;
+pub mod dedup;
 pub mod failover;
 mod load;
 pub mod ratelimit;
@@ -66,6 +67,8 @@ pub struct Channel {
     pub failover: Option<Failover>,
     /// Its provider's health.
     pub breaker: Breaker,
+    /// What it does with a send whose outcome is unknown.
+    pub uncertain: crate::config::UncertainSends,
 }
 
 /// Where a reminder goes.

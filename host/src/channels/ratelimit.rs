@@ -81,7 +81,18 @@ impl RateLimiter {
     /// time this send could go (nothing is taken).
     pub fn try_acquire(&self, now: DateTime<Utc>) -> Result<(), DateTime<Utc>> {
         let mut tat = self.tat.lock().expect("rate limiter lock");
-        let current = tat.unwrap_or(now).max(now);
+        // While the clock only moves forward the next arrival time is at
+        // most `burst` intervals ahead; one further ahead is left from a
+        // wall clock that went back, and is brought back so the channel
+        // never waits for the size of the jump.
+        let ceiling = i32::try_from(self.burst)
+            .ok()
+            .and_then(|b| self.rate.interval.checked_mul(b))
+            .and_then(|ahead| now.checked_add_signed(ahead));
+        let current = match (tat.unwrap_or(now).max(now), ceiling) {
+            (t, Some(ceiling)) if t > ceiling => ceiling,
+            (t, _) => t,
+        };
         let tolerance = self.rate.interval * (self.burst as i32 - 1);
         let allowed_at = current - tolerance;
         if allowed_at > now {
@@ -139,6 +150,19 @@ mod tests {
         assert!(l.try_acquire(t0 + Duration::milliseconds(200)).is_ok());
         // After a quiet spell the next send goes at once.
         assert!(l.try_acquire(t0 + Duration::seconds(10)).is_ok());
+    }
+
+    /// A wall clock set back a day must not make the channel wait a day:
+    /// the state left from the later time is brought back.
+    #[test]
+    fn a_clock_set_back_waits_one_interval_not_the_jump() {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let l = RateLimiter::new(Rate::parse("1/s").unwrap(), 2);
+        let later = t0 + Duration::days(1);
+        assert!(l.try_acquire(later).is_ok());
+        assert!(l.try_acquire(later).is_ok());
+        assert_eq!(l.try_acquire(t0), Err(t0 + Duration::seconds(1)));
+        assert!(l.try_acquire(t0 + Duration::seconds(1)).is_ok());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! ([`print`]). Commands call the library; none holds SQL or engine logic.
 
 mod data;
+mod held;
 mod import;
 mod inspect;
 mod load;
@@ -229,6 +230,54 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Reminders held for an operator: dead letters (`dead`: every attempt
+    /// failed) and sends whose outcome is unknown (`unknown`: on channels
+    /// with `uncertain = "hold"`), oldest first.
+    Held {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(flatten)]
+        which: held::HeldArgs,
+        /// Only ids above this (the last id of the previous page).
+        #[arg(long)]
+        after: Option<i64>,
+        /// At most this many (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send held reminders again (dead letters or unknown sends): pending
+    /// and due now, attempts counted afresh, the same occurrence key (so a
+    /// provider that honours Herald's idempotency key drops a repeat).
+    Redrive {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The ids `herald held` lists.
+        ids: Vec<i64>,
+        /// Every held reminder the filters match instead of ids.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        which: held::HeldArgs,
+        /// When to send them (YYYY-MM-DD or RFC 3339); default now.
+        #[arg(long, value_parser = parse_instant)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// Let sends held with an unknown outcome go: never sent again (use
+    /// when the provider shows the message did arrive).
+    Drop {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The ids `herald held --status unknown` lists.
+        ids: Vec<i64>,
+        /// Every unknown send the filters match instead of ids.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        which: held::HeldArgs,
     },
     /// Measure plugin call cost and tick throughput; prints key=value lines.
     Bench(crate::bench::BenchArgs),

@@ -1,6 +1,6 @@
 //! Which command group runs a command.
 
-use super::{data, import, inspect, report, serve, simulate, token, Command};
+use super::{data, held, import, inspect, report, serve, simulate, token, Command};
 use anyhow::Result;
 use herald::clock::SystemClock;
 use std::process::ExitCode;
@@ -68,6 +68,26 @@ pub async fn run(command: Command) -> Result<ExitCode> {
             done,
             json,
         } => data::tasks(config, all, done, json).await,
+        Command::Held {
+            config,
+            which,
+            after,
+            limit,
+            json,
+        } => held::list(config, which, after, limit, json).await,
+        Command::Redrive {
+            config,
+            ids,
+            all,
+            which,
+            at,
+        } => held::act(config, held::Action::Redrive(at), ids, all, which).await,
+        Command::Drop {
+            config,
+            ids,
+            all,
+            which,
+        } => held::act(config, held::Action::Drop, ids, all, which).await,
         Command::Token { action } => token::token(action).await,
         Command::Check { config, json } => report::check(config, json).await,
         Command::Report {

@@ -313,6 +313,14 @@ pub enum SendOutcome {
         /// The provider's hint.
         retry_after: Option<Duration>,
     },
+    /// The call ended without an answer (timed out, trapped, or the host
+    /// failed mid-call): the message may or may not have reached the
+    /// provider. The channel's `uncertain` setting says whether it is sent
+    /// again or held for an operator.
+    Uncertain {
+        /// What happened.
+        reason: String,
+    },
     /// Will not succeed.
     Permanent {
         /// What went wrong.
@@ -500,16 +508,14 @@ impl LoadedChannel {
             drop(store);
         }
         let outcome = match result {
-            Err(_) => SendOutcome::Retryable {
+            Err(_) => SendOutcome::Uncertain {
                 reason: format!(
                     "plugin timed out: no answer within {:?}",
                     self.limits.timeout
                 ),
-                retry_after: None,
             },
-            Ok(Err(trap)) => SendOutcome::Retryable {
+            Ok(Err(trap)) => SendOutcome::Uncertain {
                 reason: format!("plugin failed: {trap}"),
-                retry_after: None,
             },
             Ok(Ok(Ok(receipt))) => SendOutcome::Delivered {
                 provider_message_id: receipt.provider_message_id,
@@ -534,6 +540,9 @@ impl LoadedChannel {
             } => SendOutcome::Retryable {
                 reason: redact(reason),
                 retry_after,
+            },
+            SendOutcome::Uncertain { reason } => SendOutcome::Uncertain {
+                reason: redact(reason),
             },
             SendOutcome::Permanent { reason } => SendOutcome::Permanent {
                 reason: redact(reason),

@@ -40,9 +40,8 @@ async fn on_own_task(call: impl Future<Output = SendOutcome> + Send + 'static) -
     let mut task = AbortOnDrop(tokio::spawn(call));
     match (&mut task.0).await {
         Ok(outcome) => outcome,
-        Err(e) => SendOutcome::Retryable {
+        Err(e) => SendOutcome::Uncertain {
             reason: format!("the host failed while sending through the plugin: {e}"),
-            retry_after: None,
         },
     }
 }
@@ -52,13 +51,13 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_panicking_send_is_retryable_not_lost() {
+    async fn a_panicking_send_is_uncertain_not_lost() {
         let outcome = on_own_task(async { panic!("host bug") }).await;
         match outcome {
-            SendOutcome::Retryable { reason, .. } => {
+            SendOutcome::Uncertain { reason } => {
                 assert!(reason.contains("panicked"), "{reason}")
             }
-            other => panic!("expected a retryable outcome, got {other:?}"),
+            other => panic!("expected an uncertain outcome, got {other:?}"),
         }
     }
 

@@ -13,6 +13,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
+use sqlx::Connection as _;
 use sqlx::{
     ColumnIndex, PgConnection, PgPool, Postgres, Row, Sqlite, SqliteConnection, SqlitePool,
     Transaction,
@@ -318,16 +319,27 @@ async fn open_sqlite(path: &Path) -> Result<SqlitePool> {
         // customers tables; the default 2 MB page cache made a quarter of
         // a large tick's time re-reading pages (see docs/performance.md).
         .pragma("cache_size", "-65536");
-    let pool = SqlitePoolOptions::new()
-        .max_connections(8)
-        .connect_with(options)
+    // Migrated on a connection of its own, closed before the pool opens: a
+    // migration that edits a constraint in place (0008) is read afresh by
+    // every connection that opens after it.
+    let mut migrating = SqliteConnection::connect_with(&options)
         .await
         .with_context(|| format!("cannot open database {}", path.display()))?;
     SQLITE_MIGRATOR
-        .run(&pool)
+        .run(&mut migrating)
         .await
         .with_context(|| format!("cannot migrate database {}", path.display()))?;
-    Ok(pool)
+    migrating.close().await.with_context(|| {
+        format!(
+            "cannot close database {} after migrating it",
+            path.display()
+        )
+    })?;
+    SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(options)
+        .await
+        .with_context(|| format!("cannot open database {}", path.display()))
 }
 
 async fn open_postgres(url: &str, location: &Location) -> Result<PgPool> {

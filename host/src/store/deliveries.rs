@@ -29,6 +29,10 @@ pub enum DeliveryStatus {
     /// Held back (outside the send window, over a frequency cap) until
     /// `retry_at`; not an attempt.
     Deferred,
+    /// The send may or may not have reached the provider, and the channel
+    /// holds such sends for an operator (`herald redrive` / `herald drop`).
+    /// Counts towards frequency caps as a send.
+    Unknown,
 }
 
 impl DeliveryStatus {
@@ -41,6 +45,7 @@ impl DeliveryStatus {
             DeliveryStatus::Skipped => "skipped",
             DeliveryStatus::Suppressed => "suppressed",
             DeliveryStatus::Deferred => "deferred",
+            DeliveryStatus::Unknown => "unknown",
         }
     }
 }
@@ -356,7 +361,7 @@ pub async fn recent_sends(
         }
         let rows = sqlx::query(&d.sql(
             "SELECT customer_id, rule_id, channel, at FROM deliveries
-         WHERE customer_id IN (SELECT CAST(value AS BIGINT) FROM json_each(?)) AND at > ? AND status = 'delivered'",
+         WHERE customer_id IN (SELECT CAST(value AS BIGINT) FROM json_each(?)) AND at > ? AND status IN ('delivered', 'unknown')",
         ))
         .bind(json_list(ids)?)
         .bind(to_millis(since))

@@ -22,6 +22,7 @@ pub mod fleet;
 pub mod floor;
 pub mod funnel;
 pub mod goals;
+pub mod held;
 pub mod inbox;
 pub mod kv;
 pub mod meta;

@@ -102,6 +102,7 @@ pub async fn claim_release_floor(store: &Store, t0: DateTime<Utc>, due: u64) -> 
         .iter()
         .map(|r| Release {
             id: r.id,
+            customer_id: r.customer_id,
             token: "floor".into(),
             status: "done",
             error: None,

@@ -74,7 +74,9 @@ pub async fn take(
 }
 
 /// The GCRA step on the channel's row, under its lock: `(granted, the
-/// state after)`, or `None` when the channel has no row yet.
+/// state after)`, or `None` when the channel has no row yet. A state more
+/// than `burst` intervals ahead of `now` is left from a clock that went
+/// back (a node's, before the skew check stopped it) and is brought back.
 async fn take_from_row(
     pool: &sqlx::PgPool,
     channel: &str,
@@ -84,7 +86,8 @@ async fn take_from_row(
     tolerance_us: i64,
 ) -> Result<Option<(i64, i64)>> {
     sqlx::query_as(
-        "WITH cur AS (SELECT GREATEST(tat_us, $2) AS start FROM channel_rates WHERE channel = $1 FOR UPDATE),
+        "WITH cur AS (SELECT LEAST(GREATEST(tat_us, $2), $2 + $4 + $5) AS start
+                      FROM channel_rates WHERE channel = $1 FOR UPDATE),
               g AS (SELECT start,
                            LEAST($3, GREATEST(0, floor(($2 + $4 - start)::numeric / $5)::bigint + 1)) AS granted
                     FROM cur)

@@ -254,7 +254,7 @@ pub async fn claim_due_in_doubt(
         token,
     };
     let (mut claimed, in_doubt) = match store.pool() {
-        On::Sqlite(pool) => (claim_on_sqlite(pool, &claim).await?, Default::default()),
+        On::Sqlite(pool) => claim_on_sqlite(pool, &claim).await?,
         On::Postgres(pool) => claim_on_postgres(pool, &claim).await?,
     };
     claimed.sort_by_key(|r| (r.occurs_at, r.id));
@@ -297,7 +297,7 @@ async fn claim_on_postgres(
                                  AND o.claim_token IS NOT NULL AND o.due_at > $1)
              ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED)
          UPDATE schedule AS s SET due_at = $3, claim_token = $4, claimed_at = $1, updated_at = $1,
-                                  send_started_at = NULL
+                                  send_started_at = CASE WHEN due.in_doubt THEN s.send_started_at END
          FROM due WHERE s.id = due.id
          RETURNING {returning}, due.in_doubt"
     ))
@@ -361,10 +361,16 @@ async fn yield_shared_customers(
 }
 
 /// SQLite (one writer at a time): the claiming `UPDATE`, then the claimed
-/// rows read back as one JSON array.
-async fn claim_on_sqlite(pool: &sqlx::SqlitePool, claim: &Claim<'_>) -> Result<Vec<ScheduledRow>> {
+/// rows read back as one JSON array. A row whose previous claim ran out
+/// after its send began keeps its `send_started_at` and comes back in
+/// doubt; on every other row the note is cleared.
+async fn claim_on_sqlite(
+    pool: &sqlx::SqlitePool,
+    claim: &Claim<'_>,
+) -> Result<(Vec<ScheduledRow>, std::collections::HashSet<i64>)> {
     let claimed = sqlx::query(
-        "UPDATE schedule SET due_at = ?, claim_token = ?, claimed_at = ?, updated_at = ?
+        "UPDATE schedule SET due_at = ?, claim_token = ?, claimed_at = ?, updated_at = ?,
+                send_started_at = CASE WHEN claim_token IS NOT NULL THEN send_started_at END
          WHERE id IN (SELECT id FROM schedule WHERE status = 'pending' AND due_at <= ? ORDER BY due_at LIMIT ?)",
     )
     .bind(claim.lease_until)
@@ -377,18 +383,18 @@ async fn claim_on_sqlite(pool: &sqlx::SqlitePool, claim: &Claim<'_>) -> Result<V
     .await?
     .rows_affected();
     if claimed == 0 {
-        return Ok(Vec::new());
+        return Ok(Default::default());
     }
     let json: String = sqlx::query(&format!(
-        "SELECT json_group_array(json_array({COLUMNS})) FROM schedule
-         WHERE status = 'pending' AND due_at = ? AND claim_token = ?"
+        "SELECT json_group_array(json_array(json_array({COLUMNS}), send_started_at IS NOT NULL))
+         FROM schedule WHERE status = 'pending' AND due_at = ? AND claim_token = ?"
     ))
     .bind(claim.lease_until)
     .bind(claim.token)
     .fetch_one(pool)
     .await?
     .get(0);
-    let tuples: Vec<ClaimedTuple> = serde_json::from_str(&json)
+    let tuples: Vec<(ClaimedTuple, i64)> = serde_json::from_str(&json)
         .map_err(|e| anyhow::anyhow!("cannot read the claimed rows back: {e}"))?;
     if tuples.len() as u64 != claimed {
         tracing::warn!(
@@ -397,7 +403,13 @@ async fn claim_on_sqlite(pool: &sqlx::SqlitePool, claim: &Claim<'_>) -> Result<V
             "some claims expired before they were read back; another process may have taken them"
         );
     }
-    Ok(tuples.into_iter().map(from_tuple).collect())
+    let in_doubt = tuples
+        .iter()
+        .filter(|(_, in_doubt)| *in_doubt != 0)
+        .map(|(row, _)| row.0)
+        .collect();
+    let rows = tuples.into_iter().map(|(row, _)| from_tuple(row)).collect();
+    Ok((rows, in_doubt))
 }
 
 fn from_tuple(
@@ -432,28 +444,43 @@ fn from_tuple(
     }
 }
 
-/// Note that the sends of these claimed rows begin now (PostgreSQL; a
-/// no-op on SQLite, whose one scheduler needs no such note): should this
-/// node die before recording them, the next claim knows they are in doubt.
+/// Note that the sends of these claimed rows begin now: should this node
+/// die (or its claim run out) before recording them, the next claim knows
+/// they are in doubt, and the channel's `uncertain` setting decides.
 pub async fn mark_sending(
     store: &Store,
     ids: &[i64],
     token: &str,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let On::Postgres(pool) = store.pool() else {
-        return Ok(());
-    };
     if ids.is_empty() {
         return Ok(());
     }
-    sqlx::query("UPDATE schedule SET send_started_at = $1 WHERE id = ANY($2) AND claim_token = $3")
+    let done = match store.pool() {
+        On::Postgres(pool) => sqlx::query(
+            "UPDATE schedule SET send_started_at = $1 WHERE id = ANY($2) AND claim_token = $3",
+        )
         .bind(to_millis(now))
         .bind(ids)
         .bind(token)
         .execute(pool)
         .await
-        .context("cannot note the sends about to begin")?;
+        .map(|_| ()),
+        On::Sqlite(pool) => {
+            let ids = serde_json::to_string(ids)?;
+            sqlx::query(
+                "UPDATE schedule SET send_started_at = ?
+                 WHERE id IN (SELECT CAST(value AS INTEGER) FROM json_each(?)) AND claim_token = ?",
+            )
+            .bind(to_millis(now))
+            .bind(ids)
+            .bind(token)
+            .execute(pool)
+            .await
+            .map(|_| ())
+        }
+    };
+    done.context("cannot note the sends about to begin")?;
     Ok(())
 }
 
@@ -472,6 +499,9 @@ pub async fn next_due_at(store: &Store) -> Result<Option<DateTime<Utc>>> {
 pub struct Release {
     /// Row id.
     pub id: i64,
+    /// The customer's row id (a failed record is retried customer by
+    /// customer).
+    pub customer_id: i64,
     /// The claim token it was claimed with.
     pub token: String,
     /// New status: `pending` (to be retried at `due_at`), `done`, `skipped`,
@@ -497,7 +527,7 @@ pub(super) fn release_many(
 ) -> Result<std::collections::HashSet<i64>> {
     let mut stmt = conn.prepare(
         "UPDATE schedule SET status = ?1, last_error = ?2, due_at = COALESCE(?3, due_at),
-                attempts = attempts + ?4, claim_token = NULL, updated_at = ?5
+                attempts = attempts + ?4, claim_token = NULL, updated_at = ?5, send_started_at = NULL
          WHERE id = ?6 AND claim_token = ?7",
     )?;
     let mut order: Vec<&Release> = items.iter().collect();
@@ -598,7 +628,7 @@ pub(crate) async fn release_many_pg(
     let released: Vec<i64> = sqlx::query_scalar(
         "UPDATE schedule AS s SET status = j.status, last_error = j.error,
                 due_at = COALESCE(j.due, s.due_at), attempts = s.attempts + j.attempted,
-                claim_token = NULL, updated_at = $1
+                claim_token = NULL, updated_at = $1, send_started_at = NULL
          FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[])
               AS j(id, token, status, error, due, attempted)
          WHERE s.id = j.id AND s.claim_token = j.token
@@ -779,6 +809,7 @@ mod tests {
     fn release(row: &ScheduledRow, status: &'static str, token: &str) -> Release {
         Release {
             id: row.id,
+            customer_id: row.customer_id,
             token: token.into(),
             status,
             error: None,

@@ -34,6 +34,37 @@ pub struct TickWrites<'a> {
     pub suppressions: Vec<NewSuppression<'a>>,
 }
 
+impl<'a> TickWrites<'a> {
+    /// The writes split by customer, in customer order, so that when the
+    /// tick's one transaction fails, each customer's can be recorded on its
+    /// own and one bad row fails alone.
+    pub fn split_by_customer(self) -> Vec<(i64, TickWrites<'a>)> {
+        let mut parts: std::collections::BTreeMap<i64, TickWrites<'a>> = Default::default();
+        for r in self.releases {
+            parts.entry(r.customer_id).or_default().releases.push(r);
+        }
+        for d in self.deliveries {
+            parts.entry(d.customer_id).or_default().deliveries.push(d);
+        }
+        for m in self.messages {
+            parts.entry(m.customer_id).or_default().messages.push(m);
+        }
+        for t in self.tasks {
+            parts.entry(t.customer_id).or_default().tasks.push(t);
+        }
+        for o in self.next {
+            parts.entry(o.customer_id).or_default().next.push(o);
+        }
+        for c in self.cancels {
+            parts.entry(c.customer_id).or_default().cancels.push(c);
+        }
+        for s in self.suppressions {
+            parts.entry(s.customer_id).or_default().suppressions.push(s);
+        }
+        parts.into_iter().collect()
+    }
+}
+
 /// Write a tick's outcome in one transaction. Returns how many claims were
 /// released: fewer than asked means some leases ran out during the sends
 /// (another process may have taken those rows; their releases are skipped).
@@ -62,6 +93,28 @@ async fn record_once(store: &Store, writes: &TickWrites<'_>, now: DateTime<Utc>)
     for s in &writes.suppressions {
         suppressions::add(&mut tx, s.customer_id, s.channel, &s.reason, s.source, now).await?;
     }
+    tx.commit().await?;
+    Ok(released)
+}
+
+/// Release claimed rows and nothing else, in one transaction: what is left
+/// to do for a customer whose tick writes could not be recorded. Returns
+/// the ids released.
+pub async fn release_only(
+    store: &Store,
+    releases: &[schedule::Release],
+    now: DateTime<Utc>,
+) -> Result<std::collections::HashSet<i64>> {
+    let mut tx = store.write().await?;
+    let released = match tx.conn() {
+        On::Sqlite(conn) => {
+            let mut handle = conn.lock_handle().await?;
+            // SAFETY: as in `bulk`.
+            let conn = unsafe { raw::Conn::new(handle.as_raw_handle()) };
+            raw::blocking(|| schedule::release_many(conn, releases, now))?
+        }
+        On::Postgres(conn) => schedule::release_many_pg(conn, releases, now).await?,
+    };
     tx.commit().await?;
     Ok(released)
 }

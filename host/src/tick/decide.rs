@@ -8,6 +8,7 @@
 
 use super::claim::Context;
 use crate::channels::{Channel, Delivery};
+use crate::config::UncertainSends;
 use crate::customer::Customer;
 use crate::engine::Herald;
 use crate::plugin::targeting::Verdict;
@@ -66,6 +67,16 @@ pub enum Decision<'a> {
     Broken(String),
     /// Nothing to record (the row is gone or canceled).
     Cancel(String),
+    /// An earlier send of this row may have reached the provider (the node
+    /// died, or its claim ran out, between send and record) and the channel
+    /// holds such sends (`uncertain = "hold"`): kept as `unknown` for an
+    /// operator to redrive or drop, not sent again.
+    Hold {
+        /// The channel it would go on again.
+        channel: &'a Channel,
+        /// Why it is held.
+        reason: String,
+    },
 }
 
 /// One claimed occurrence on its way through the tick.
@@ -117,7 +128,17 @@ pub async fn decide_claimed<'a>(
     for (i, row, decision) in batch {
         let in_doubt = context.in_doubt.contains(&row.id);
         let decision = decider.hold_back(&row, decision, history.get(&row.customer_id));
-        let decision = pacer.pace(decision, now);
+        let decision = match decision {
+            Decision::Send { channel, .. }
+                if in_doubt && channel.uncertain == UncertainSends::Hold =>
+            {
+                Decision::Hold {
+                    channel,
+                    reason: IN_DOUBT.to_string(),
+                }
+            }
+            decision => pacer.pace(decision, now),
+        };
         let sent_on = match &decision {
             Decision::Send { channel, .. } => Some(channel.name.clone()),
             _ if in_doubt => Some(String::new()),
@@ -141,6 +162,9 @@ pub async fn decide_claimed<'a>(
     }
     work
 }
+
+/// Why an in-doubt row is held.
+const IN_DOUBT: &str = "held: an earlier send may have reached the provider (the claim ran out between send and record); redrive or drop it";
 
 /// Sends over a channel's rate wait their turn: the k-th of them in a batch
 /// comes back k intervals after the limiter's next slot. On PostgreSQL the
@@ -652,6 +676,7 @@ text = "Hi"
             Decision::Exit(r) => format!("exit {r}"),
             Decision::Broken(r) => format!("broken {r}"),
             Decision::Cancel(r) => format!("cancel {r}"),
+            Decision::Hold { channel, reason } => format!("hold {} {reason}", channel.name),
         }
     }
 

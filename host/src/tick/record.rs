@@ -9,6 +9,7 @@
 use super::decide::{Decision, Work};
 use super::AttemptRecord;
 use crate::channels::{backoff, Channel, Delivery};
+use crate::config::UncertainSends;
 use crate::customer::Customer;
 use crate::engine::Herald;
 use crate::plan::next::after_fired;
@@ -43,15 +44,27 @@ pub async fn record(
         records: Vec::with_capacity(work.len()),
     };
     for (w, inbox_id) in work.iter().zip(&inbox_ids) {
-        book.add(w, inbox_id)?;
+        // One row that cannot be booked is left claimed (it comes due again
+        // when its lease ends); the rest of the tick is recorded.
+        if let Err(e) = book.add(w, inbox_id) {
+            tracing::error!(key = %w.row.key, "cannot record this reminder: {e:#}");
+        }
     }
     let Book {
         mut writes,
         records,
         ..
     } = book;
-    let released = tick::record(&herald.store, &mut writes, now).await?;
     let asked = writes.releases.len() as u64;
+    let released = match tick::record(&herald.store, &mut writes, now).await {
+        Ok(released) => released,
+        Err(e) => {
+            tracing::warn!(
+                "cannot record the tick in one transaction; recording customer by customer: {e:#}"
+            );
+            record_apart(herald, writes, work, now).await
+        }
+    };
     if released < asked {
         tracing::warn!(
             lost = asked - released,
@@ -64,6 +77,82 @@ pub async fn record(
             .map(|r| (r.channel.as_str(), r.status.as_str())),
     );
     Ok(records)
+}
+
+/// Record a tick's writes customer by customer, so a row that cannot be
+/// written fails alone. A customer whose writes fail still has their
+/// claims released: sends that went out are held or retried as the
+/// channel's `uncertain` setting says ([`unrecorded`]), the rest come due
+/// again when their lease ends. Returns how many claims were released.
+async fn record_apart(
+    herald: &Herald,
+    writes: TickWrites<'_>,
+    work: &[Work<'_>],
+    now: DateTime<Utc>,
+) -> u64 {
+    let mut released = 0;
+    for (customer_id, mut part) in writes.split_by_customer() {
+        let error = match tick::record(&herald.store, &mut part, now).await {
+            Ok(n) => {
+                released += n;
+                continue;
+            }
+            Err(e) => format!("{e:#}"),
+        };
+        crate::metrics::record_failed();
+        tracing::error!(
+            customer_id,
+            "cannot record this customer's reminders: {error}"
+        );
+        let releases: Vec<Release> = work
+            .iter()
+            .filter(|w| w.row.customer_id == customer_id)
+            .filter_map(|w| unrecorded(w, &error, now))
+            .collect();
+        match tick::release_only(&herald.store, &releases, now).await {
+            Ok(ids) => released += ids.len() as u64,
+            Err(e) => tracing::error!(
+                customer_id,
+                "cannot release this customer's claims either; they come due again when their lease ends: {e:#}"
+            ),
+        }
+    }
+    released
+}
+
+/// How a plugin send whose outcome could not be recorded leaves its claim:
+/// held as `unknown`, or retried (dead after the channel's last attempt),
+/// as the channel's `uncertain` setting says. `None` when nothing left
+/// Herald (the row is simply decided again when its lease ends).
+fn unrecorded(w: &Work<'_>, error: &str, now: DateTime<Utc>) -> Option<Release> {
+    let Decision::Send { channel, .. } = &w.decision else {
+        return None;
+    };
+    w.outcome.as_ref()?;
+    let row = &w.row;
+    let reason = format!("the outcome of this send could not be recorded: {error}");
+    let attempt = row.attempts + 1;
+    let (status, due_at) = match channel.uncertain {
+        UncertainSends::Hold => ("unknown", None),
+        UncertainSends::Resend if attempt >= channel.retry.max_attempts as i64 => ("dead", None),
+        UncertainSends::Resend => {
+            let delay = backoff(&channel.retry, attempt as u32, &row.key, None);
+            let retry_at = Duration::from_std(delay)
+                .ok()
+                .and_then(|d| now.checked_add_signed(d))
+                .unwrap_or(now);
+            ("pending", Some(retry_at))
+        }
+    };
+    Some(Release {
+        id: row.id,
+        customer_id: row.customer_id,
+        token: row.claim_token.clone().unwrap_or_default(),
+        status,
+        error: Some(reason),
+        due_at,
+        attempted: true,
+    })
 }
 
 /// The writes and attempt records of one tick, as they are collected.
@@ -108,6 +197,14 @@ impl<'w> Book<'w> {
                 failover_from,
                 ..
             } => self.sent(w, channel, rendered, *failover_from, inbox_id)?,
+            Decision::Hold { channel, reason } => {
+                let mut entry = self.entry(row);
+                entry.delivery.channel = Some(&channel.name);
+                entry.delivery.provider = Some(&channel.provider);
+                entry.record.channel = channel.name.clone();
+                self.held(row, reason, entry);
+                self.fired(row, true);
+            }
             Decision::Target { .. } => {
                 anyhow::bail!(
                     "schedule row {}: targeting was not resolved before recording",
@@ -128,6 +225,7 @@ impl<'w> Book<'w> {
     ) {
         self.writes.releases.push(Release {
             id: row.id,
+            customer_id: row.customer_id,
             token: row.claim_token.clone().unwrap_or_default(),
             status,
             error,
@@ -322,7 +420,40 @@ impl<'w> Book<'w> {
                 reason,
                 retry_after,
             } => self.retryable(row, channel, reason, *retry_after, entry),
+            SendOutcome::Uncertain { reason } => match channel.uncertain {
+                UncertainSends::Resend => {
+                    let reason = format!("outcome unknown, sending again: {reason}");
+                    self.retryable(row, channel, &reason, None, entry)
+                }
+                UncertainSends::Hold => {
+                    self.provider_failed(channel);
+                    self.held(row, &format!("held, outcome unknown: {reason}"), entry);
+                    Ok(true)
+                }
+            },
         }
+    }
+
+    /// Feed a failed or unanswered send to the channel's circuit breaker.
+    fn provider_failed(&self, channel: &Channel) {
+        let Some(f) = &channel.failover else {
+            return;
+        };
+        if channel
+            .breaker
+            .record_failure(self.now, f.after, f.cooldown)
+        {
+            tracing::warn!(channel = %channel.name, backup = %f.backup, "provider failing: circuit open, sends go to the backup for {}", f.cooldown);
+        }
+    }
+
+    /// The send may have reached the provider and the channel holds such
+    /// sends: `unknown` until an operator redrives or drops it. The rule
+    /// moves on as after a send.
+    fn held(&mut self, row: &ScheduledRow, reason: &str, mut entry: Entry<'w>) {
+        entry.delivery.error = Some(reason.to_string());
+        self.release(row, "unknown", Some(reason.to_string()), None, true);
+        self.push(entry, DeliveryStatus::Unknown);
     }
 
     /// A retryable failure: retried after a backoff, or dead after the
@@ -335,14 +466,7 @@ impl<'w> Book<'w> {
         retry_after: Option<std::time::Duration>,
         mut entry: Entry<'w>,
     ) -> Result<bool> {
-        if let Some(f) = &channel.failover {
-            if channel
-                .breaker
-                .record_failure(self.now, f.after, f.cooldown)
-            {
-                tracing::warn!(channel = %channel.name, backup = %f.backup, "provider failing: circuit open, sends go to the backup for {}", f.cooldown);
-            }
-        }
+        self.provider_failed(channel);
         let attempt = row.attempts + 1;
         if attempt >= channel.retry.max_attempts as i64 {
             let reason = format!(
