@@ -218,7 +218,8 @@ fn a_customer_whose_writes_fail_fails_alone() {
         ))
         .write(&scratch);
     let timeline = signups(&scratch, &["good1", "bad", "good2"]);
-    let db = scratch.db("h.db");
+    // SQLite on either pass: the failure is injected with a SQLite trigger.
+    let db = scratch.path("h.db");
     simulate_into(
         &config,
         &timeline,
