@@ -90,7 +90,10 @@ impl RateLimiter {
             .and_then(|b| self.rate.interval.checked_mul(b))
             .and_then(|ahead| now.checked_add_signed(ahead));
         let current = match (tat.unwrap_or(now).max(now), ceiling) {
-            (t, Some(ceiling)) if t > ceiling => ceiling,
+            (t, Some(ceiling)) if t > ceiling => {
+                *tat = Some(ceiling);
+                ceiling
+            }
             (t, _) => t,
         };
         let tolerance = self.rate.interval * (self.burst as i32 - 1);

@@ -7,6 +7,7 @@
 //! tasks are restarted if they panic ([`supervise`]). May not import the
 //! HTTP edge.
 
+pub mod clock_jumps;
 pub mod events;
 pub mod reload;
 pub mod scheduler;

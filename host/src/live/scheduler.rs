@@ -9,7 +9,7 @@
 //! clock is off from the database's by more than a quarter of the lease
 //! ([`FleetGuard`]), and says so.
 
-use super::Live;
+use super::{clock_jumps, Live};
 use crate::engine::{Herald, StrategyState};
 use crate::store::schedule;
 use crate::tick;
@@ -46,6 +46,7 @@ pub async fn run(live: Arc<Live>, mut stop: watch::Receiver<bool>) {
         }
     }
     let mut guard = FleetGuard::default();
+    let mut jumps = clock_jumps::JumpWatch::default();
     loop {
         if *stop.borrow() {
             return;
@@ -54,6 +55,7 @@ pub async fn run(live: Arc<Live>, mut stop: watch::Receiver<bool>) {
         // the next one, and this tick's sends finish on the deployment that
         // claimed them.
         let herald = live.herald();
+        clock_jumps::watch(&mut jumps, &herald).await;
         if !guard.may_claim(&herald).await {
             tokio::select! {
                 _ = tokio::time::sleep(herald.scheduler.tick) => {}

@@ -484,6 +484,33 @@ pub async fn mark_sending(
     Ok(())
 }
 
+/// After the wall clock went back by `back`: pending rows that wait for a
+/// relative delay — moved from their planned time (retries, rate-limit
+/// slots, deferrals) or claimed under a lease — are brought back by as
+/// much (never before `now`). Rows at their planned time keep it. Returns
+/// how many rows moved.
+pub async fn pull_back(store: &Store, back: chrono::Duration, now: DateTime<Utc>) -> Result<u64> {
+    let back = back.num_milliseconds();
+    on!(store.pool(), |db, d| {
+        let sql = d.sql(d.pick(
+            "UPDATE schedule SET due_at = MAX(due_at - ?, ?), updated_at = ?
+             WHERE status = 'pending' AND due_at > ? AND (claim_token IS NOT NULL OR due_at <> occurs_at)",
+            "UPDATE schedule SET due_at = GREATEST(due_at - ?, ?), updated_at = ?
+             WHERE status = 'pending' AND due_at > ? AND (claim_token IS NOT NULL OR due_at <> occurs_at)",
+        ));
+        let moved = sqlx::query(&sql)
+            .bind(back)
+            .bind(to_millis(now))
+            .bind(to_millis(now))
+            .bind(to_millis(now))
+            .execute(db)
+            .await
+            .context("cannot bring the schedule's waits back after the clock went back")?
+            .rows_affected();
+        Ok(moved)
+    })
+}
+
 /// The earliest due time among pending occurrences.
 pub async fn next_due_at(store: &Store) -> Result<Option<DateTime<Utc>>> {
     on!(store.pool(), |db, d| {
@@ -894,6 +921,49 @@ mod tests {
         assert_eq!(rows[0].status, "done");
         assert_eq!(rows[0].attempts, 1);
         assert_eq!(rows[0].claim_token, None);
+    }
+
+    /// The clock read a day later when a retry was set 10 minutes ahead
+    /// and a lease taken; set back, they come back by the day (the retry
+    /// due 10 minutes from the new now, the lease ended), while a reminder
+    /// at its planned time keeps it.
+    #[tokio::test]
+    async fn a_clock_set_back_brings_relative_waits_back_not_planned_times() {
+        let (_dir, store, id) = with_customer().await;
+        let day = Duration::days(1);
+        plan(
+            &store,
+            vec![
+                occ(id, "retry", t(0) + day),
+                occ(id, "leased", t(0) + day),
+                occ(id, "planned", t(30) + day),
+            ],
+            vec![],
+        )
+        .await;
+        let claimed = claim_due(&store, t(0) + day, t(5) + day, 2, "tok")
+            .await
+            .unwrap();
+        let retry = claimed.iter().find(|r| r.key == "retry").unwrap();
+        let mut retried = TickWrites {
+            releases: vec![Release {
+                status: "pending",
+                due_at: Some(t(10) + day),
+                ..release(retry, "pending", "tok")
+            }],
+            ..TickWrites::default()
+        };
+        tick::record(&store, &mut retried, t(0) + day)
+            .await
+            .unwrap();
+        let moved = pull_back(&store, day, t(0)).await.unwrap();
+        assert_eq!(moved, 2, "the retry and the lease");
+        let mut tx = store.read().await.unwrap();
+        let rows = all_for(&mut tx, id).await.unwrap();
+        let due = |key: &str| rows.iter().find(|r| r.key == key).unwrap().due_at;
+        assert_eq!(due("retry"), t(10));
+        assert_eq!(due("leased"), t(5));
+        assert_eq!(due("planned"), t(30) + day);
     }
 
     #[tokio::test]
