@@ -272,3 +272,40 @@ fn a_customer_whose_writes_fail_fails_alone() {
         "{held:?}"
     );
 }
+
+/// The same through the API: `GET /held` lists the unknown send,
+/// `POST /held/drop` lets it go, a bad body is a 400 that says what to give.
+#[test]
+fn the_api_lists_and_drops_held_sends() {
+    let provider = slow_first_answer();
+    let scratch = Scratch::new();
+    let config = Config::new()
+        .tick("100ms")
+        .channel(
+            "hook",
+            webhook(&provider, "/hook", "s3cret")
+                .set("timeout", "1s")
+                .set("uncertain", "hold"),
+        )
+        .rule(welcome(&["hook"]))
+        .write(&scratch);
+    let db = scratch.db("h.db");
+    let server = Server::start(&config, &db, &scratch, "serve.log");
+    let (status, body) = server.api("PUT", "/customers/ada", Some(r#"{"name":"Ada"}"#));
+    assert_eq!(status, 200, "{body}");
+    let page = wait_for(30, || {
+        let (_, page) = server.api("GET", "/held?status=unknown", None);
+        (page["held"].as_array().map_or(0, Vec::len) == 1).then_some(page)
+    })
+    .unwrap_or_else(|| panic!("never held; log: {}", server.log()));
+    let id = page["held"][0]["id"].as_i64().unwrap();
+    assert_eq!(page["held"][0]["customer"], "ada");
+    let (status, body) = server.api("POST", "/held/drop", Some(r#"{"ids": []}"#));
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_body")), "{body}");
+    let (status, body) = server.api("POST", "/held/drop", Some(&format!(r#"{{"ids": [{id}, 999999]}}"#)));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"changed": [id], "not_held": [999999]}));
+    let (_, page) = server.api("GET", "/held", None);
+    assert_eq!(page["held"], json!([]), "{page}");
+    assert_eq!(keys_sent_to(&provider, "ada").len(), 1);
+}

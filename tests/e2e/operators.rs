@@ -21,7 +21,9 @@ fn deployment(provider: &FakeProvider) -> Config {
         .max_attempts(1)
         .channel(
             "hook",
-            webhook(provider, "/hook", env("OPS_HOOK_SECRET")).set("timeout", "10s"),
+            webhook(provider, "/hook", env("OPS_HOOK_SECRET"))
+                .set("timeout", "10s")
+                .set("uncertain", "resend"),
         )
         .rule(welcome(&["hook"]).set("subject", "Welcome {{ customer.name }}"))
 }
@@ -246,6 +248,7 @@ fn check_reports_every_problem_at_once_with_its_fix() {
                     "https://ok.example.com",
                 ])
                 .set("cpu", "0s")
+                .set("uncertain", "hold")
                 .setting("url", "https://ok.example.com/h")
                 .setting("secret", env("OPS_UNSET_SECRET_5b1"))
                 .setting("signature_header", file(Path::new("no-such-secret.txt"))),
@@ -299,6 +302,8 @@ fn check_reports_every_problem_at_once_with_its_fix() {
         "shoe_size",
         // a rule on a broken channel
         "channel `sms` has errors",
+        // a plugin channel that does not say what to do with unknown outcomes
+        "channel `good` does not say what to do with a send whose outcome is unknown",
     ] {
         assert!(stdout.contains(want), "`{want}` missing:\n{stdout}");
     }
@@ -322,7 +327,7 @@ fn check_reports_every_problem_at_once_with_its_fix() {
     assert_eq!(status("channels", "name", "sms"), "error");
     assert_eq!(status("channels", "name", "hook"), "error");
     assert_eq!(status("channels", "name", "cad"), "error");
-    assert_eq!(status("channels", "name", "good"), "ok");
+    assert_eq!(status("channels", "name", "good"), "warning");
     assert_eq!(status("rules", "id", "broken"), "error");
     assert_eq!(status("rules", "id", "targeted"), "error");
     assert_eq!(status("rules", "id", "via-sms"), "error");
