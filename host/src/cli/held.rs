@@ -76,7 +76,7 @@ pub async fn act(
     all: bool,
     which: HeldArgs,
 ) -> Result<ExitCode> {
-    if ids.is_empty() == !all {
+    if ids.is_empty() != all {
         anyhow::bail!(
             "give the ids to {} (as `herald held` lists them), or --all with --status/--channel/--rule to choose",
             action.verb()
