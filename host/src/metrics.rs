@@ -1,6 +1,7 @@
 //! Prometheus metrics of this process (served by `GET /metrics` at the HTTP
 //! edge, text exposition format 0.0.4): sends by channel and outcome, plugin
-//! call time per channel, reloads by result — counted where they happen
+//! call time per channel, reloads by result, refused callbacks and link
+//! hits — counted where they happen
 //! through the one-line hooks below — and the due backlog and tick lag, read
 //! from the schedule at scrape time, each labelled with this node's
 //! `instance`. The registry is process-global. Imports
@@ -21,6 +22,7 @@ struct Metrics {
     plugin_seconds: HistogramVec,
     reloads: IntCounterVec,
     restarts: IntCounterVec,
+    inbound_refused: IntCounterVec,
     backlog: IntGauge,
     lag: Gauge,
 }
@@ -63,6 +65,14 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["task"],
     )
     .expect("valid metric");
+    let inbound_refused = IntCounterVec::new(
+        Opts::new(
+            "herald_inbound_refused_total",
+            "Provider callbacks and link hits answered 429, by route (callback, link) and reason (busy, channel_rate, client_rate)",
+        ),
+        &["route", "reason"],
+    )
+    .expect("valid metric");
     let backlog = IntGauge::new(
         "herald_due_backlog",
         "Reminders due now and not yet claimed (read from the schedule at scrape time)",
@@ -78,6 +88,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         Box::new(plugin_seconds.clone()),
         Box::new(reloads.clone()),
         Box::new(restarts.clone()),
+        Box::new(inbound_refused.clone()),
         Box::new(backlog.clone()),
         Box::new(lag.clone()),
     ] {
@@ -89,6 +100,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         plugin_seconds,
         reloads,
         restarts,
+        inbound_refused,
         backlog,
         lag,
     }
@@ -141,6 +153,15 @@ fn node_name() -> String {
 /// Count a background task's restart after a panic.
 pub fn task_restart(task: &str) {
     METRICS.restarts.with_label_values(&[task]).inc();
+}
+
+/// Count a provider callback or link hit refused with 429 (`route`:
+/// callback or link; `reason`: busy, channel_rate, client_rate).
+pub fn inbound_refused(route: &str, reason: &str) {
+    METRICS
+        .inbound_refused
+        .with_label_values(&[route, reason])
+        .inc();
 }
 
 /// The due backlog and how late its oldest reminder is (seconds), as the

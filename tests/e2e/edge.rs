@@ -4,8 +4,219 @@
 //! are listed a page at a time; a large event batch lets a small post
 //! through before it is done.
 
+use crate::fakes::codec::form_encode;
+use crate::fakes::twilio::{self, FakeTwilio, ACCOUNT_SID, FROM};
 use crate::support::*;
 use serde_json::{json, Value};
+
+const TOKEN: &str = "9f8e7d6c5b4a39281706f5e4d3c2b1a0";
+const PUBLIC_URL: &str = "https://herald.example.com";
+
+/// The status and `Retry-After` of each answer.
+type Answers = Vec<(u16, Option<String>)>;
+
+fn refusals(answers: &Answers) -> usize {
+    answers.iter().filter(|(s, _)| *s == 429).count()
+}
+
+/// `herald_inbound_refused_total` summed over the series whose labels
+/// contain `label` (e.g. `route="callback"`).
+fn refused_metric(server: &Server, label: &str) -> u64 {
+    let answer = Request::get(&server.url("/metrics"))
+        .bearer(&server.token)
+        .send();
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    answer
+        .text()
+        .lines()
+        .filter(|l| l.starts_with("herald_inbound_refused_total{") && l.contains(label))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// Every 429 says when to come back: whole seconds, at least one.
+fn assert_retry_after(answers: &Answers) {
+    for (status, retry_after) in answers {
+        if *status == 429 {
+            let seconds: u64 = retry_after
+                .as_deref()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("a 429 without Retry-After seconds: {retry_after:?}"));
+            assert!(seconds >= 1, "{retry_after:?}");
+        }
+    }
+}
+
+/// A provider (or someone pretending to be one) floods `/hooks/sms` with
+/// signed status callbacks from 32 connections at once while ten
+/// customers' welcome texts are due on the same plugin. The callbacks get
+/// their own slots and the channel's rate (here 10 at once, then 1 an
+/// hour), so the flood is answered 429 with `Retry-After` beyond that, the
+/// refusals are counted in `/metrics`, and every text is still sent.
+#[test]
+fn a_callback_flood_is_refused_while_reminders_still_go_out() {
+    let fake = FakeTwilio::start(TOKEN);
+    let scratch = Scratch::new();
+    let config = Config::new()
+        .tick("100ms")
+        .public_url(PUBLIC_URL)
+        .set("server.inbound", "callbacks", 4)
+        .set("server.inbound", "callback_rate", "1/h")
+        .set("server.inbound", "callback_burst", 10)
+        .channel(
+            "sms",
+            Channel::plugin("sms-twilio")
+                .allow(&fake.api_base())
+                .set("timeout", "5s")
+                .setting("account_sid", ACCOUNT_SID)
+                .setting("auth_token", TOKEN)
+                .setting("from", FROM)
+                .setting("api_base", fake.api_base()),
+        )
+        .rule(Rule::new(
+            "hello",
+            ON_CREATED,
+            &["sms"],
+            "Hello",
+            "Hello {{ customer.name }}",
+        ))
+        .write(&scratch);
+    let db = scratch.db("h.db");
+    let server = Server::start(&config, &db, &scratch, "serve.log");
+
+    let params = [
+        ("AccountSid", ACCOUNT_SID),
+        ("MessageSid", "SM00000000000000000000000000000000"),
+        ("MessageStatus", "delivered"),
+    ];
+    let signature = twilio::webhook_signature(TOKEN, &format!("{PUBLIC_URL}/hooks/sms"), &params);
+    let body = form_encode(&params);
+    let hook = server.url("/hooks/sms");
+    let flood: Vec<_> = (0..32)
+        .map(|_| {
+            let (hook, body, signature) = (hook.clone(), body.clone(), signature.clone());
+            std::thread::spawn(move || {
+                (0..10)
+                    .map(|_| {
+                        let answer = Request::post(&hook)
+                            .body("application/x-www-form-urlencoded", &body)
+                            .header("X-Twilio-Signature", &signature)
+                            .send();
+                        (
+                            answer.status,
+                            answer.header("retry-after").map(str::to_string),
+                        )
+                    })
+                    .collect::<Answers>()
+            })
+        })
+        .collect();
+    // Reminders come due while the flood runs.
+    let customers: Vec<String> = (0..10).map(|i| format!("c{i}")).collect();
+    for (i, id) in customers.iter().enumerate() {
+        let customer = json!({"external_id": id, "name": id, "phone": format!("+1415555010{i}")});
+        let (status, answer) = server.api("POST", "/customers", Some(&customer.to_string()));
+        assert_eq!(status, 200, "{answer}");
+    }
+    let answers: Answers = flood
+        .into_iter()
+        .flat_map(|t| t.join().expect("flood thread"))
+        .collect();
+
+    let taken = answers.iter().filter(|(s, _)| *s == 200).count();
+    let refused = refusals(&answers);
+    assert_eq!(
+        taken + refused,
+        answers.len(),
+        "each callback was taken or refused: {answers:?}"
+    );
+    assert!(
+        taken <= 10,
+        "at most the burst of 10 callbacks got through, not {taken}"
+    );
+    assert!(refused >= answers.len() - 10, "{refused} refused");
+    assert_retry_after(&answers);
+    assert_eq!(
+        refused_metric(&server, "route=\"callback\""),
+        refused as u64,
+        "every refusal is counted"
+    );
+
+    let delivered = wait_for(30, || {
+        let rows = deliveries(&config, &db);
+        let ok = customers
+            .iter()
+            .all(|c| row_for(&rows, c, "hello").is_some_and(|r| r["status"] == "delivered"));
+        ok.then_some(rows)
+    });
+    assert!(
+        delivered.is_some(),
+        "every due text was sent during the flood: {:?}; log: {}",
+        deliveries(&config, &db),
+        server.log()
+    );
+}
+
+/// Tracking links and unsubscribe pages are limited per client address:
+/// past the burst one address gets 429 with `Retry-After` on every link
+/// route, while the API, `/health` and the scheduler are untouched.
+#[test]
+fn link_hits_are_limited_per_client_address() {
+    let scratch = Scratch::new();
+    let config = Config::new()
+        .tick("100ms")
+        .public_url("http://herald.test")
+        .set("server.inbound", "link_rate", "1/h")
+        .set("server.inbound", "link_burst", 5)
+        .inbox()
+        .rule(welcome(&["inbox"]))
+        .write(&scratch);
+    let db = scratch.db("h.db");
+    let server = Server::start(&config, &db, &scratch, "serve.log");
+    let hit = |path: &str| {
+        let answer = Request::get(&server.url(path)).send();
+        (
+            answer.status,
+            answer.header("retry-after").map(str::to_string),
+        )
+    };
+    let answers: Answers = (0..12)
+        .map(|i| match i % 3 {
+            0 => hit("/t/o/not-a-token.gif"),
+            1 => hit("/t/c/not-a-token"),
+            _ => hit("/unsubscribe?c=x&ch=inbox&s=bad"),
+        })
+        .collect();
+    let statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+    assert_eq!(
+        statuses[..5],
+        [400, 400, 403, 400, 400],
+        "the burst is answered as usual: {answers:?}"
+    );
+    assert!(
+        statuses[5..].iter().all(|s| *s == 429),
+        "then refused: {answers:?}"
+    );
+    assert_retry_after(&answers);
+    assert_eq!(refused_metric(&server, "route=\"link\""), 7);
+    assert_eq!(http("GET", &server.url("/health"), None).0, 200);
+    let (status, answer) = server.api(
+        "POST",
+        "/customers",
+        Some(r#"{"external_id":"after","name":"A"}"#),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        wait_for(20, || row_for(
+            &deliveries(&config, &db),
+            "after",
+            "welcome"
+        )
+        .cloned())
+        .is_some(),
+        "the scheduler goes on"
+    );
+}
 
 /// Whether a writer holds SQLite's write lock on `db` right now.
 fn write_locked(runtime: &tokio::runtime::Runtime, conn: &mut sqlx::SqliteConnection) -> bool {

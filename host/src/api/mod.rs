@@ -5,7 +5,8 @@
 //! OpenAPI document derived from the handlers (`/openapi.json`, utoipa), and
 //! what every handler shares: JSON errors with a stable code and a message
 //! that says what to fix, and body parsing that changes nothing when a body
-//! is bad. [`auth`] says who is calling. Nothing else imports this module.
+//! is bad. [`auth`] says who is calling; `limits` holds callbacks and link
+//! hits to their `[server.inbound]` limits. Nothing else imports this module.
 
 mod admin;
 pub mod auth;
@@ -15,6 +16,7 @@ mod events;
 mod funnel;
 pub mod hooks;
 mod inbox;
+mod limits;
 pub mod server;
 mod strategy;
 mod suppressions;
@@ -153,7 +155,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable machine-readable code (invalid_json, invalid_body,
     /// invalid_query, invalid_path, invalid, not_found, unauthorized,
-    /// forbidden, too_large, bad_link, internal...).
+    /// forbidden, too_large, bad_link, too_many_requests, internal...).
     code: String,
     /// What went wrong and how to fix it.
     message: String,
@@ -223,6 +225,10 @@ pub fn router(live: Arc<Live>) -> Router {
             ),
         )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            live.clone(),
+            limits::guard,
+        ))
         .with_state(live)
 }
 
