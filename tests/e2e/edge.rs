@@ -8,6 +8,7 @@ use crate::fakes::codec::form_encode;
 use crate::fakes::twilio::{self, FakeTwilio, ACCOUNT_SID, FROM};
 use crate::support::*;
 use serde_json::{json, Value};
+use std::collections::BTreeSet;
 
 const TOKEN: &str = "9f8e7d6c5b4a39281706f5e4d3c2b1a0";
 const PUBLIC_URL: &str = "https://herald.example.com";
@@ -215,6 +216,126 @@ fn link_hits_are_limited_per_client_address() {
         .cloned())
         .is_some(),
         "the scheduler goes on"
+    );
+}
+
+/// Walk a listing page by page; every page's items, in order.
+fn walk(server: &Server, path: &str, items: &str, limit: usize) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..100 {
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let mut url = format!("{path}{separator}limit={limit}");
+        if let Some(cursor) = &after {
+            url += &format!("&after={}", &form_encode(&[("", cursor)])[1..]);
+        }
+        let (status, page) = server.api("GET", &url, None);
+        assert_eq!(status, 200, "{url}: {page}");
+        let list = page[items].as_array().unwrap_or_else(|| panic!("{page}"));
+        assert!(list.len() <= limit, "{url}: {page}");
+        out.extend(list.iter().cloned());
+        match page["next_after"].as_str() {
+            Some(next) => after = Some(next.to_string()),
+            None => return out,
+        }
+    }
+    panic!("{path}: more than 100 pages")
+}
+
+/// `GET /suppressions` and a customer's inbox come a page at a time: a
+/// walk with `limit` and `next_after` sees every row exactly once, in the
+/// order of one big page; a limit past 1000 (or below 1) and a cursor that
+/// was not made by the server are refused with 400.
+#[test]
+fn suppressions_and_the_inbox_are_paged_every_row_once() {
+    let scratch = Scratch::new();
+    let config = Config::new()
+        .tick("100ms")
+        .inbox()
+        .rule(Rule::new(
+            "ping",
+            &on_event("ping"),
+            &["inbox"],
+            "Ping",
+            "Ping {{ customer.name }}",
+        ))
+        .write(&scratch);
+    let mut timeline = vec![
+        json!({"at": "2026-03-01T08:00:00Z", "op": "upsert", "customer": {"external_id": "c1", "name": "C"}}),
+    ];
+    for i in 0..23 {
+        timeline.push(
+            json!({"at": format!("2026-03-01T09:{i:02}:00Z"), "op": "event",
+            "customer": "c1", "kind": "ping"}),
+        );
+    }
+    for i in 0..25 {
+        timeline.push(json!({"at": "2026-03-01T08:00:00Z", "op": "upsert",
+            "customer": {"external_id": format!("s{i:02}")}}));
+    }
+    let lines: Vec<String> = timeline.iter().map(Value::to_string).collect();
+    let timeline = scratch.write("t.jsonl", &lines.join("\n"));
+    let db = scratch.db("h.db");
+    simulate_into(&config, &timeline, MARCH_1, &db, &[]);
+    let server = Server::start(&config, &db, &scratch, "serve.log");
+    // Suppressions of 25 customers, several in the same millisecond.
+    for i in (0..25).rev() {
+        let body = json!({"customer": format!("s{i:02}"), "channel": "inbox"}).to_string();
+        let (status, answer) = server.api("POST", "/suppressions", Some(&body));
+        assert_eq!(status, 201, "{answer}");
+    }
+
+    let (status, all) = server.api("GET", "/suppressions?limit=1000", None);
+    assert_eq!(status, 200, "{all}");
+    let all = all["suppressions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(all.len(), 25, "{all:?}");
+    let walked = walk(&server, "/suppressions", "suppressions", 10);
+    assert_eq!(
+        walked, all,
+        "pages of 10 give the same rows in the same order"
+    );
+    let customers: BTreeSet<&str> = walked
+        .iter()
+        .map(|s| s["customer"].as_str().unwrap())
+        .collect();
+    assert_eq!(customers.len(), 25, "each once");
+    assert_eq!(
+        walk(&server, "/suppressions?customer=s07", "suppressions", 10).len(),
+        1
+    );
+
+    let messages = walk(&server, "/customers/c1/inbox", "messages", 10);
+    assert_eq!(messages.len(), 23, "{messages:?}");
+    let ids: BTreeSet<i64> = messages.iter().map(|m| m["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids.len(), 23, "each message once");
+    let times: Vec<&str> = messages
+        .iter()
+        .map(|m| m["created_at"].as_str().unwrap())
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "oldest first: {times:?}"
+    );
+    assert_eq!(
+        walk(&server, "/customers/c1/inbox", "messages", 1).len(),
+        23
+    );
+
+    for path in [
+        "/suppressions?limit=1001",
+        "/suppressions?limit=0",
+        "/customers/c1/inbox?limit=1001",
+        "/suppressions?after=not-a-cursor",
+        "/customers/c1/inbox?after=not-a-cursor",
+    ] {
+        let (status, answer) = server.api("GET", path, None);
+        assert_eq!(status, 400, "{path}: {answer}");
+        assert_eq!(answer["error"]["code"], "invalid_query", "{path}: {answer}");
+    }
+    let (_, answer) = server.api("GET", "/suppressions?limit=1001", None);
+    assert!(
+        answer.to_string().contains("between 1 and 1000"),
+        "{answer}"
     );
 }
 

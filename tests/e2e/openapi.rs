@@ -472,7 +472,7 @@ fn every_documented_operation_answers_as_the_openapi_document_says() {
     assert_eq!(status, 201, "{body}");
     let message = wait_for(30, || {
         let (_, inbox) = server.api("GET", "/customers/n1/inbox", None);
-        inbox[0]["id"].as_i64()
+        inbox["messages"][0]["id"].as_i64()
     })
     .unwrap_or_else(|| panic!("the ping never reached n1's inbox; log: {}", server.log()));
 

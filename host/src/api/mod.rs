@@ -281,6 +281,18 @@ pub(crate) fn bad_path(e: axum::extract::rejection::PathRejection) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", e.body_text())
 }
 
+/// An `after` cursor the server did not make.
+pub(crate) fn bad_cursor(text: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+        format!(
+            "after = `{}` is not a cursor of this listing; pass the previous page's `next_after` as it is",
+            text.chars().take(64).collect::<String>()
+        ),
+    )
+}
+
 /// A query string that does not fit the endpoint.
 pub(crate) fn bad_query(e: axum::extract::rejection::QueryRejection) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text())
