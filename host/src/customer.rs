@@ -126,39 +126,70 @@ impl Customer {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomerPatch {
-    /// Required: the operator's id.
-    #[schema(min_length = 1)]
+    /// Required: the operator's id (not blank).
+    #[schema(min_length = 1, max_length = 256, pattern = "\\S")]
     pub external_id: String,
     /// Display name (`null` clears it).
     #[serde(default, deserialize_with = "patch_field")]
+    #[schema(max_length = 1024)]
     pub name: Option<Option<String>>,
     /// Email (`null` clears it).
     #[serde(default, deserialize_with = "patch_field")]
+    #[schema(max_length = 1024)]
     pub email: Option<Option<String>>,
     /// Phone (`null` clears it).
     #[serde(default, deserialize_with = "patch_field")]
+    #[schema(max_length = 1024)]
     pub phone: Option<Option<String>>,
     /// WeChat OpenID (`null` clears it).
     #[serde(default, deserialize_with = "patch_field")]
+    #[schema(max_length = 1024)]
     pub wechat_openid: Option<Option<String>>,
     /// Region (`null` clears it).
     #[serde(default, deserialize_with = "patch_field")]
+    #[schema(max_length = 1024)]
     pub region: Option<Option<String>>,
     /// IANA time zone.
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub timezone: Option<String>,
     /// Locale (`null` clears it).
     #[serde(default, deserialize_with = "patch_field")]
+    #[schema(max_length = 1024)]
     pub locale: Option<Option<String>>,
     /// Lifecycle state (`null` clears it).
     #[serde(default, deserialize_with = "patch_field")]
+    #[schema(max_length = 1024)]
     pub state: Option<Option<String>>,
     /// When the customer first appeared, if not now.
     #[serde(default)]
     pub created_at: Option<DateTime<Utc>>,
-    /// Attributes to set (`null` removes).
+    /// Attributes to set (`null` removes); see [`attributes_schema`].
     #[serde(default)]
+    #[schema(schema_with = attributes_schema)]
     pub attributes: Map<String, Value>,
+}
+
+/// The document's schema of a patch's `attributes`, with the limits the
+/// server keeps.
+fn attributes_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(format!(
+            "Attributes to set (`null` removes one): at most {} in one write, each name at most {} bytes and each value at most {} bytes as JSON. A declared `date` takes `YYYY-MM-DD` or an RFC 3339 timestamp, a `datetime` an RFC 3339 timestamp or a date, in the years 1900–9999; a declared `string` keeps a string exactly as sent.",
+            limits::ATTRIBUTES,
+            limits::ATTRIBUTE_NAME,
+            limits::ATTRIBUTE_VALUE
+        )))
+        .max_properties(Some(limits::ATTRIBUTES))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(limits::ATTRIBUTE_NAME)),
+        ))
+        .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+        .build()
 }
 
 /// The largest values a customer write may carry (bytes of UTF-8; an
@@ -174,6 +205,10 @@ pub mod limits {
     pub const ATTRIBUTE_VALUE: usize = 4096;
     /// Attributes in one write.
     pub const ATTRIBUTES: usize = 256;
+    /// An event's kind.
+    pub const EVENT_KIND: usize = 128;
+    /// An event's `event_id`.
+    pub const EVENT_ID: usize = 256;
 }
 
 /// Distinguish an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -266,6 +301,9 @@ impl CustomerPatch {
                     return long(name, v.len(), limits::FIELD);
                 }
             }
+        }
+        if let Some(tz) = self.timezone.as_ref().filter(|tz| tz.len() > limits::FIELD) {
+            return long("timezone", tz.len(), limits::FIELD);
         }
         if self.attributes.len() > limits::ATTRIBUTES {
             return Err(PatchError(format!(
