@@ -1,8 +1,9 @@
 //! The HTTP edge under load and at its bounds: a flood of provider
 //! callbacks or of link hits is answered 429 with `Retry-After` (and
 //! counted) while due reminders still go out; suppressions and the inbox
-//! are listed a page at a time; a large event batch lets a small post
-//! through before it is done.
+//! are listed a page at a time and the report counts a period as its rows
+//! stream by; a large event batch lets a small post through before it is
+//! done.
 
 use crate::fakes::codec::form_encode;
 use crate::fakes::twilio::{self, FakeTwilio, ACCOUNT_SID, FROM};
@@ -443,5 +444,100 @@ fn a_small_event_post_is_answered_before_a_large_batch() {
         ),
         (EVENTS as i64 + 1, EVENTS as i64),
         "each event stored once"
+    );
+}
+
+/// The peak resident memory (KiB) of `herald report --json` over
+/// `[since, until)` on `db`, as a Python parent measures its child
+/// (getrusage), and the report.
+fn report_peak_kib(
+    config: &std::path::Path,
+    db: &std::path::Path,
+    period: (&str, &str),
+) -> (u64, Value) {
+    let python = std::env::var("HERALD_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = "import resource, subprocess, sys\n\
+                  r = subprocess.run(sys.argv[1:], capture_output=True)\n\
+                  assert r.returncode == 0, r.stderr.decode()\n\
+                  print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n\
+                  print(r.stdout.decode())";
+    let out = std::process::Command::new(python)
+        .args([
+            "-c",
+            script,
+            env!("CARGO_BIN_EXE_herald"),
+            "report",
+            "--json",
+            "--config",
+        ])
+        .arg(config)
+        .arg("--db")
+        .arg(db)
+        .args(["--since", period.0, "--until", period.1])
+        .output()
+        .expect("run python3");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let (peak, report) = stdout.split_once('\n').expect("two parts");
+    (
+        peak.trim().parse().expect("KiB"),
+        serde_json::from_str(report).expect("JSON report"),
+    )
+}
+
+/// `herald report` (and `/report`) count a period as its rows stream by:
+/// 300,000 attempts in the period cost the process little more memory than
+/// an empty period, and are all counted.
+#[test]
+fn the_report_counts_a_large_period_without_holding_its_rows() {
+    let scratch = Scratch::new();
+    let config = Config::new()
+        .inbox()
+        .rule(welcome(&["inbox"]))
+        .write(&scratch);
+    let timeline = scratch.write(
+        "t.jsonl",
+        r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"c1"}}"#,
+    );
+    // SQLite: the rows are written straight into the file.
+    let db = scratch.path("h.db");
+    simulate_into(&config, &timeline, MARCH_1, &db, &[]);
+    const ROWS: i64 = 300_000;
+    let (runtime, mut conn) = open_db(&db);
+    for statement in [
+        format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS})
+             INSERT INTO schedule (id, customer_id, rule_id, occurrence_key, occurs_at, due_at, status, created_at, updated_at)
+             SELECT 1000000 + i, (SELECT MIN(id) FROM customers), 'bulk', 'bulk:' || i,
+                    1772528400000 + i, 1772528400000 + i, 'done', 1772528400000, 1772528400000 FROM n"
+        ),
+        "INSERT INTO deliveries (schedule_id, customer_id, rule_id, channel, attempt, status, at)
+         SELECT id, customer_id, rule_id, 'inbox', 1, 'delivered', occurs_at FROM schedule
+         WHERE rule_id = 'bulk'"
+            .to_string(),
+    ] {
+        runtime
+            .block_on(sqlx::Executor::execute(&mut conn, statement.as_str()))
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    drop(conn);
+    let (empty, _) = report_peak_kib(&config, &db, ("2020-01-01", "2020-01-02"));
+    let (full, report) = report_peak_kib(&config, &db, ("2026-03-03", "2026-03-10"));
+    let bulk = report["rules"]
+        .as_array()
+        .and_then(|rules| rules.iter().find(|r| r["name"] == "bulk"))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(
+        (bulk["sent"].as_i64(), bulk["delivered"].as_i64()),
+        (Some(ROWS), Some(ROWS)),
+        "{bulk}"
+    );
+    let grown = full.saturating_sub(empty);
+    assert!(
+        grown < 80 * 1024,
+        "counting {ROWS} attempts took {} MiB more than an empty period ({} → {} KiB)",
+        grown / 1024,
+        empty,
+        full
     );
 }
