@@ -298,6 +298,9 @@ fn settings_findings(config: &Config) -> Vec<Finding> {
     if let Err(e) = config.scheduler() {
         general.push(Finding::error(format!("{e:#}")));
     }
+    if let Err(e) = crate::inbound::Settings::from_config(&config.file.server.inbound) {
+        general.push(Finding::error(format!("{e:#}")));
+    }
     if let Some(secret) = &config.file.server.link_secret {
         match secret.resolve_at(config, "[server] link_secret") {
             Ok(value) => {

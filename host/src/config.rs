@@ -166,6 +166,30 @@ pub struct ServerSection {
     /// Key that signs unsubscribe links (`{ env = "VAR" }` or `{ file = "path" }`);
     /// without it a random key is generated once and kept in the database.
     pub link_secret: Option<SettingValue>,
+    /// Limits on uninvited requests: provider callbacks and link hits.
+    #[serde(default)]
+    pub inbound: InboundSection,
+}
+
+/// `[server.inbound]`: how much of provider callbacks (`/hooks/{channel}`)
+/// and of the links customers follow (`/t/...`, `/unsubscribe`) is taken
+/// at once and how fast; the rest is answered 429 with `Retry-After`.
+/// Resolved and bounded by [`crate::inbound::Settings`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboundSection {
+    /// Callbacks handled at once, across channels (default 32, 1-128).
+    pub callbacks: Option<u32>,
+    /// Callbacks per channel, e.g. `"100/s"` (the default).
+    pub callback_rate: Option<String>,
+    /// Callbacks a channel may take at once after a quiet spell (default 200).
+    pub callback_burst: Option<u32>,
+    /// Link hits handled at once (default 64, 1-1024).
+    pub links: Option<u32>,
+    /// Link hits per client address, e.g. `"10/s"` (the default).
+    pub link_rate: Option<String>,
+    /// Link hits one address may make at once after a quiet spell (default 50).
+    pub link_burst: Option<u32>,
 }
 
 fn default_listen() -> String {
@@ -178,6 +202,7 @@ impl Default for ServerSection {
             listen: default_listen(),
             public_url: None,
             link_secret: None,
+            inbound: InboundSection::default(),
         }
     }
 }

@@ -126,39 +126,70 @@ impl Customer {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomerPatch {
-    /// Required: the operator's id.
-    #[schema(min_length = 1)]
+    /// Required: the operator's id (not blank).
+    #[schema(min_length = 1, max_length = 256, pattern = "\\S")]
     pub external_id: String,
     /// Display name (`null` clears it).
     #[serde(default, deserialize_with = "patch_field")]
+    #[schema(max_length = 1024)]
     pub name: Option<Option<String>>,
     /// Email (`null` clears it).
     #[serde(default, deserialize_with = "patch_field")]
+    #[schema(max_length = 1024)]
     pub email: Option<Option<String>>,
     /// Phone (`null` clears it).
     #[serde(default, deserialize_with = "patch_field")]
+    #[schema(max_length = 1024)]
     pub phone: Option<Option<String>>,
     /// WeChat OpenID (`null` clears it).
     #[serde(default, deserialize_with = "patch_field")]
+    #[schema(max_length = 1024)]
     pub wechat_openid: Option<Option<String>>,
     /// Region (`null` clears it).
     #[serde(default, deserialize_with = "patch_field")]
+    #[schema(max_length = 1024)]
     pub region: Option<Option<String>>,
     /// IANA time zone.
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub timezone: Option<String>,
     /// Locale (`null` clears it).
     #[serde(default, deserialize_with = "patch_field")]
+    #[schema(max_length = 1024)]
     pub locale: Option<Option<String>>,
     /// Lifecycle state (`null` clears it).
     #[serde(default, deserialize_with = "patch_field")]
+    #[schema(max_length = 1024)]
     pub state: Option<Option<String>>,
     /// When the customer first appeared, if not now.
     #[serde(default)]
     pub created_at: Option<DateTime<Utc>>,
-    /// Attributes to set (`null` removes).
+    /// Attributes to set (`null` removes); see [`attributes_schema`].
     #[serde(default)]
+    #[schema(schema_with = attributes_schema)]
     pub attributes: Map<String, Value>,
+}
+
+/// The document's schema of a patch's `attributes`, with the limits the
+/// server keeps.
+fn attributes_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(format!(
+            "Attributes to set (`null` removes one): at most {} in one write, each name at most {} bytes and each value at most {} bytes as JSON. A declared `date` takes `YYYY-MM-DD` or an RFC 3339 timestamp, a `datetime` an RFC 3339 timestamp or a date, in the years 1900–9999; a declared `string` keeps a string exactly as sent.",
+            limits::ATTRIBUTES,
+            limits::ATTRIBUTE_NAME,
+            limits::ATTRIBUTE_VALUE
+        )))
+        .max_properties(Some(limits::ATTRIBUTES))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(limits::ATTRIBUTE_NAME)),
+        ))
+        .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+        .build()
 }
 
 /// The largest values a customer write may carry (bytes of UTF-8; an
@@ -174,6 +205,10 @@ pub mod limits {
     pub const ATTRIBUTE_VALUE: usize = 4096;
     /// Attributes in one write.
     pub const ATTRIBUTES: usize = 256;
+    /// An event's kind.
+    pub const EVENT_KIND: usize = 128;
+    /// An event's `event_id`.
+    pub const EVENT_ID: usize = 256;
 }
 
 /// Distinguish an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -266,6 +301,9 @@ impl CustomerPatch {
                     return long(name, v.len(), limits::FIELD);
                 }
             }
+        }
+        if let Some(tz) = self.timezone.as_ref().filter(|tz| tz.len() > limits::FIELD) {
+            return long("timezone", tz.len(), limits::FIELD);
         }
         if self.attributes.len() > limits::ATTRIBUTES {
             return Err(PatchError(format!(
@@ -370,8 +408,10 @@ fn changes(before: &Customer, after: &Customer) -> Vec<String> {
     changed
 }
 
-const DATE_WORDS: &str = "a date (YYYY-MM-DD, years 1900–9999)";
-const DATETIME_WORDS: &str = "a timestamp (RFC 3339, years 1900–9999)";
+/// What a `date` attribute takes, as refusals say it.
+const DATE_WORDS: &str = "a date: `YYYY-MM-DD`, or an RFC 3339 timestamp such as `2026-03-05T09:30:00+08:00` (its date in the customer's time zone), in the years 1900–9999";
+/// What a `datetime` attribute takes, as refusals say it.
+const DATETIME_WORDS: &str = "a timestamp: RFC 3339 such as `2026-03-05T09:30:00Z` (`Z` or an offset like `+08:00` required), or a date `YYYY-MM-DD`, in the years 1900–9999";
 
 /// Check and normalise a value against its declared type.
 pub fn coerce(key: &str, value: &Value, ty: AttributeType) -> Result<Value, PatchError> {
@@ -453,19 +493,40 @@ impl DateOrTime {
     }
 }
 
-/// Parse `YYYY-MM-DD` or RFC 3339, in the years Herald accepts
-/// ([`crate::clock::in_range`]); anything else is not a date.
+/// The one rule for dates and timestamps from outside (date and datetime
+/// attributes, CSV cells): surrounding blanks aside, exactly `YYYY-MM-DD`
+/// (four-digit year, two-digit month and day, a real calendar date), or an
+/// RFC 3339 timestamp — `YYYY-MM-DD`, `T` (or `t`, or a space), `hh:mm:ss`,
+/// an optional fraction, then `Z` or an offset `±hh:mm`; in the years
+/// Herald accepts ([`crate::clock::in_range`], the timestamp's year in
+/// UTC). Anything else (`2026-3-5`, a signed or five-digit year, no
+/// seconds, no offset, `+0800`) is not a date.
 pub fn parse_date_or_datetime(text: &str) -> Option<DateOrTime> {
     let t = text.trim();
-    if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
-        return crate::clock::date_in_range(d, "")
-            .ok()
+    if t.len() == 10 {
+        return plain_date(t)
+            .and_then(|d| crate::clock::date_in_range(d, "").ok())
             .map(DateOrTime::Date);
     }
     DateTime::parse_from_rfc3339(t)
         .ok()
         .and_then(|dt| crate::clock::in_range(dt.with_timezone(&Utc), "").ok())
         .map(DateOrTime::Time)
+}
+
+/// `YYYY-MM-DD` with every digit written, as a calendar date.
+fn plain_date(t: &str) -> Option<NaiveDate> {
+    let b = t.as_bytes();
+    let digits = [0, 1, 2, 3, 5, 6, 8, 9];
+    let shaped = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && digits.iter().all(|&i| b[i].is_ascii_digit());
+    if !shaped {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| t[range].parse::<u32>().ok();
+    NaiveDate::from_ymd_opt(number(0..4)? as i32, number(5..7)?, number(8..10)?)
 }
 
 /// Infer the type of an undeclared text value (CSV cells): ISO dates and
@@ -572,6 +633,46 @@ mod tests {
             .unwrap_err()
             .0
             .contains("IANA"));
+    }
+
+    #[test]
+    fn dates_follow_one_rule() {
+        let date = |t: &str| parse_date_or_datetime(t);
+        assert!(matches!(date(" 2026-03-05 "), Some(DateOrTime::Date(_))));
+        for instant in [
+            "2026-03-05T10:00:00Z",
+            "2026-03-05t10:00:00z",
+            "2026-03-05 10:00:00Z",
+            "2026-03-05T10:00:00.123456789+08:00",
+            "2026-03-05T10:00:00-00:00",
+        ] {
+            assert!(
+                matches!(date(instant), Some(DateOrTime::Time(_))),
+                "{instant}"
+            );
+        }
+        for not_a_date in [
+            "2026-3-5",
+            "2026-03-5",
+            "+2026-03-05",
+            "02026-03-05",
+            "2026-02-30",
+            "1899-12-31",
+            "2026-03-05T10:00",
+            "2026-03-05T10:00:00",
+            "2026-03-05T10:00:00+0800",
+            "2026-03-05T10:00:00 +08:00",
+            "2026-03-05T10:00:00+08",
+            "20260305",
+            "",
+        ] {
+            assert_eq!(date(not_a_date), None, "{not_a_date}");
+        }
+        let schema: AttributeSchema = [("d".to_string(), AttributeType::Date)].into();
+        let e = coerce("d", &Value::from("2026-3-5"), schema["d"])
+            .unwrap_err()
+            .0;
+        assert!(e.contains("YYYY-MM-DD") && e.contains("RFC 3339"), "{e}");
     }
 
     #[test]

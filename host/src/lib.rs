@@ -33,6 +33,7 @@ pub mod engine;
 pub mod explain;
 pub mod funnel;
 pub mod import;
+pub mod inbound;
 pub mod live;
 pub mod metrics;
 pub mod plan;

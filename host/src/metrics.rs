@@ -1,6 +1,7 @@
 //! Prometheus metrics of this process (served by `GET /metrics` at the HTTP
 //! edge, text exposition format 0.0.4): sends by channel and outcome, plugin
-//! call time per channel, reloads by result — counted where they happen
+//! call time per channel, reloads by result, refused callbacks and link
+//! hits — counted where they happen
 //! through the one-line hooks below — and the due backlog and tick lag, read
 //! from the schedule at scrape time, each labelled with this node's
 //! `instance`. The registry is process-global. Imports
@@ -22,6 +23,7 @@ struct Metrics {
     reloads: IntCounterVec,
     restarts: IntCounterVec,
     record_failures: prometheus::IntCounter,
+    inbound_refused: IntCounterVec,
     backlog: IntGauge,
     lag: Gauge,
 }
@@ -69,6 +71,14 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Customers whose tick writes could not be recorded (their sends are then held or retried as the channel's `uncertain` setting says)",
     )
     .expect("valid metric");
+    let inbound_refused = IntCounterVec::new(
+        Opts::new(
+            "herald_inbound_refused_total",
+            "Provider callbacks and link hits answered 429, by route (callback, link) and reason (busy, channel_rate, client_rate)",
+        ),
+        &["route", "reason"],
+    )
+    .expect("valid metric");
     let backlog = IntGauge::new(
         "herald_due_backlog",
         "Reminders due now and not yet claimed (read from the schedule at scrape time)",
@@ -85,6 +95,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         Box::new(reloads.clone()),
         Box::new(restarts.clone()),
         Box::new(record_failures.clone()),
+        Box::new(inbound_refused.clone()),
         Box::new(backlog.clone()),
         Box::new(lag.clone()),
     ] {
@@ -97,6 +108,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         reloads,
         restarts,
         record_failures,
+        inbound_refused,
         backlog,
         lag,
     }
@@ -154,6 +166,15 @@ pub fn record_failed() {
 /// Count a background task's restart after a panic.
 pub fn task_restart(task: &str) {
     METRICS.restarts.with_label_values(&[task]).inc();
+}
+
+/// Count a provider callback or link hit refused with 429 (`route`:
+/// callback or link; `reason`: busy, channel_rate, client_rate).
+pub fn inbound_refused(route: &str, reason: &str) {
+    METRICS
+        .inbound_refused
+        .with_label_values(&[route, reason])
+        .inc();
 }
 
 /// The due backlog and how late its oldest reminder is (seconds), as the

@@ -315,6 +315,7 @@ fn staff_see_and_change_only_their_region_admin_sees_all() {
     // Inbox: list and mark read.
     let (status, inbox) = w.call(north, "GET", "/customers/n1/inbox", None);
     assert_eq!(status, 200, "{inbox}");
+    let inbox = &inbox["messages"];
     let message = inbox[0]["id"].as_i64().expect("message id");
     assert_eq!(inbox[0]["read_at"], Value::Null);
     let (status, _) = w.call(
@@ -325,10 +326,10 @@ fn staff_see_and_change_only_their_region_admin_sees_all() {
     );
     assert_eq!(status, 204);
     let (_, inbox) = w.call(north, "GET", "/customers/n1/inbox", None);
-    assert!(inbox[0]["read_at"].is_string(), "{inbox}");
+    assert!(inbox["messages"][0]["read_at"].is_string(), "{inbox}");
     // s1's message id is not reachable through n1.
     let (_, s1_inbox) = w.call(admin, "GET", "/customers/s1/inbox", None);
-    let theirs = s1_inbox[0]["id"].as_i64().unwrap();
+    let theirs = s1_inbox["messages"][0]["id"].as_i64().unwrap();
     let (status, _) = w.call(
         north,
         "POST",
@@ -368,9 +369,9 @@ fn staff_see_and_change_only_their_region_admin_sees_all() {
     );
     assert_eq!(body["customer"], "s1");
     let (_, mine) = w.call(north, "GET", "/suppressions", None);
-    assert_eq!(mine.as_array().unwrap().len(), 1, "{mine}");
+    assert_eq!(mine["suppressions"].as_array().unwrap().len(), 1, "{mine}");
     let (_, all) = w.call(admin, "GET", "/suppressions", None);
-    assert_eq!(all.as_array().unwrap().len(), 2, "{all}");
+    assert_eq!(all["suppressions"].as_array().unwrap().len(), 2, "{all}");
     let (status, _) = w.call(north, "DELETE", "/suppressions/inbox/n1", None);
     assert_eq!(status, 204);
     let (status, _) = w.call(north, "DELETE", "/suppressions/inbox/n1", None);
@@ -490,7 +491,7 @@ fn metacharacters_in_customer_fields_are_stored_and_returned_verbatim() {
     assert_eq!(none["customers"].as_array().unwrap().len(), 0, "{none}");
     // The inbox message rendered from the name keeps it as text.
     let (_, inbox) = w.call(Some(&w.admin), "GET", "/customers/n1/inbox", None);
-    assert_eq!(inbox[0]["subject"], format!("Pong for {NASTY}"));
+    assert_eq!(inbox["messages"][0]["subject"], format!("Pong for {NASTY}"));
 }
 
 #[test]

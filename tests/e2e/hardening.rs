@@ -302,3 +302,68 @@ fn ingest_tokens_never_revive_and_keep_to_their_regions() {
     let (_, s1) = server.api("GET", "/customers/s1", None);
     assert_eq!(s1["name"], serde_json::Value::Null, "unchanged: {s1}");
 }
+
+/// One rule for `date` attributes: a calendar date `YYYY-MM-DD`, or an
+/// RFC 3339 timestamp (date, `T` or a space, time with seconds, `Z` or an
+/// offset `±hh:mm`), in the years 1900–9999. Anything else is a 422 that
+/// names both forms; nothing is stored. Strings of a `string` attribute
+/// are kept exactly as sent.
+#[test]
+fn date_attributes_follow_one_rule_and_say_it() {
+    let scratch = Scratch::new();
+    let (_config, _db, server) = serve(&scratch);
+    let accepted = [
+        ("2026-03-05", "2026-03-05"),
+        ("2026-03-05T10:00:00Z", "2026-03-05T10:00:00+00:00"),
+        (
+            "2026-03-05T10:00:00.250+08:00",
+            "2026-03-05T02:00:00.250+00:00",
+        ),
+        ("2026-03-05 10:00:00Z", "2026-03-05T10:00:00+00:00"),
+        ("2026-03-05t10:00:00z", "2026-03-05T10:00:00+00:00"),
+        ("2026-03-05T10:00:00-00:00", "2026-03-05T10:00:00+00:00"),
+    ];
+    for (i, (sent, stored)) in accepted.iter().enumerate() {
+        let id = format!("ok{i}");
+        let body = json!({"external_id": id, "attributes": {"renews_on": sent}});
+        let (status, answer) = server.api("POST", "/customers", Some(&body.to_string()));
+        assert_eq!(status, 200, "{sent}: {answer}");
+        assert_eq!(
+            answer["customer"]["attributes"]["renews_on"], *stored,
+            "{sent}: {answer}"
+        );
+    }
+    let refused = [
+        json!("2026-3-5"),
+        json!("+2026-03-05"),
+        json!("02026-03-05"),
+        json!("2026-02-30"),
+        json!("2026-03-05T10:00"),
+        json!("2026-03-05T10:00:00"),
+        json!("2026-03-05T10:00:00+0800"),
+        json!("2026-03-05T10:00:00 +08:00"),
+        json!("20260305"),
+        json!("5 March 2026"),
+        json!(20260305),
+    ];
+    for (i, sent) in refused.iter().enumerate() {
+        let id = format!("bad{i}");
+        let body = json!({"external_id": id, "attributes": {"renews_on": sent}});
+        let (status, answer) = server.api("POST", "/customers", Some(&body.to_string()));
+        assert_eq!(status, 422, "{sent}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("renews_on")
+                && message.contains("YYYY-MM-DD")
+                && message.contains("RFC 3339")
+                && message.contains("1900–9999"),
+            "{sent}: {message}"
+        );
+        assert_eq!(server.api("GET", &format!("/customers/{id}"), None).0, 404);
+    }
+    let body = json!({"external_id": "s", "attributes": {"note": "  as sent\t", "code": "007"}});
+    let (status, answer) = server.api("POST", "/customers", Some(&body.to_string()));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["customer"]["attributes"]["note"], "  as sent\t");
+    assert_eq!(answer["customer"]["attributes"]["code"], "007");
+}

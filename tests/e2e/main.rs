@@ -13,6 +13,7 @@ mod channels;
 mod chaos;
 mod crash;
 mod dormancy;
+mod edge;
 mod email_http;
 mod email_smtp;
 mod explain;

@@ -472,7 +472,7 @@ fn every_documented_operation_answers_as_the_openapi_document_says() {
     assert_eq!(status, 201, "{body}");
     let message = wait_for(30, || {
         let (_, inbox) = server.api("GET", "/customers/n1/inbox", None);
-        inbox[0]["id"].as_i64()
+        inbox["messages"][0]["id"].as_i64()
     })
     .unwrap_or_else(|| panic!("the ping never reached n1's inbox; log: {}", server.log()));
 
@@ -554,4 +554,167 @@ fn the_schema_walker_catches_what_it_should() {
     );
     assert!(ok(&either, json!([])) && ok(&either, json!({"id": 2})));
     assert!(!ok(&either, json!("x")), "no oneOf choice");
+}
+
+/// The schema of `name` in the served document's components.
+fn component<'a>(spec: &'a Value, name: &str) -> &'a Value {
+    let schema = &spec["components"]["schemas"][name];
+    assert!(schema.is_object(), "no schema {name}");
+    schema
+}
+
+/// Every string field of a request body in the document, as
+/// (where, schema): object properties, array items, `oneOf` choices.
+fn request_strings<'a>(
+    spec: &'a Value,
+    schema: &'a Value,
+    at: String,
+    out: &mut Vec<(String, &'a Value)>,
+) {
+    let schema = resolve(spec, schema);
+    for key in ["oneOf", "anyOf", "allOf"] {
+        for choice in schema[key].as_array().into_iter().flatten() {
+            request_strings(spec, choice, at.clone(), out);
+        }
+    }
+    let is_string = match &schema["type"] {
+        Value::String(t) => t == "string",
+        Value::Array(ts) => ts.iter().any(|t| t == "string"),
+        _ => false,
+    };
+    if is_string && schema["format"].is_null() {
+        out.push((at.clone(), schema));
+    }
+    for (name, property) in schema["properties"].as_object().into_iter().flatten() {
+        request_strings(spec, property, format!("{at}.{name}"), out);
+    }
+    if schema.get("items").is_some() {
+        request_strings(spec, &schema["items"], format!("{at}[]"), out);
+    }
+}
+
+/// The document is as strict as the server: each field the server bounds
+/// carries the server's `maxLength` (from `customer::limits`), each field
+/// it refuses blank `minLength` and a non-blank `pattern`, attributes their
+/// count and name length; every string of every request body has a
+/// `maxLength`; and the refusals of ingest tokens are worded right.
+#[test]
+fn the_document_carries_the_servers_limits() {
+    use herald::customer::limits;
+    let scratch = Scratch::new();
+    let config = config(&scratch);
+    let db = scratch.path("h.db");
+    let server = Server::start(&config, &db, &scratch, "serve.log");
+    let (status, spec) = http("GET", &format!("{}/openapi.json", server.base), None);
+    assert_eq!(status, 200);
+
+    let bounded = |schema: &str, field: &str, max: usize, non_blank: bool| {
+        let property = resolve(&spec, &component(&spec, schema)["properties"][field]);
+        assert_eq!(
+            property["maxLength"].as_u64(),
+            Some(max as u64),
+            "{schema}.{field}: {property}"
+        );
+        if non_blank {
+            assert_eq!(property["minLength"], 1, "{schema}.{field}: {property}");
+            assert_eq!(property["pattern"], "\\S", "{schema}.{field}: {property}");
+        }
+    };
+    bounded("CustomerPatch", "external_id", limits::ID, true);
+    for field in [
+        "name",
+        "email",
+        "phone",
+        "wechat_openid",
+        "region",
+        "timezone",
+        "locale",
+        "state",
+    ] {
+        bounded("CustomerPatch", field, limits::FIELD, false);
+    }
+    let attributes = &component(&spec, "CustomerPatch")["properties"]["attributes"];
+    assert_eq!(
+        attributes["maxProperties"].as_u64(),
+        Some(limits::ATTRIBUTES as u64),
+        "{attributes}"
+    );
+    assert_eq!(
+        attributes["propertyNames"]["maxLength"].as_u64(),
+        Some(limits::ATTRIBUTE_NAME as u64),
+        "{attributes}"
+    );
+    bounded("EventInput", "customer", limits::ID, true);
+    bounded("EventInput", "kind", limits::EVENT_KIND, true);
+    bounded("EventInput", "event_id", limits::EVENT_ID, false);
+    bounded("NewSuppression", "customer", limits::ID, true);
+    bounded("NewSuppression", "channel", limits::FIELD, true);
+    bounded("NewSuppression", "reason", limits::FIELD, false);
+
+    // Every string a request body carries is bounded in the document.
+    let mut unbounded = Vec::new();
+    for op in operations(&spec) {
+        let schema = &op.op["requestBody"]["content"]["application/json"]["schema"];
+        if schema.is_object() {
+            let mut strings = Vec::new();
+            request_strings(&spec, schema, op.name(), &mut strings);
+            unbounded.extend(
+                strings
+                    .into_iter()
+                    .filter(|(_, s)| s["maxLength"].is_null())
+                    .map(|(at, _)| at),
+            );
+        }
+    }
+    assert!(
+        unbounded.is_empty(),
+        "strings without maxLength: {unbounded:?}"
+    );
+
+    // The server keeps the limits it documents.
+    let long = json!({"customer": "n1", "kind": "k".repeat(limits::EVENT_KIND + 1)});
+    let (status, answer) = server.api("POST", "/events", Some(&long.to_string()));
+    assert_eq!(status, 422, "{answer}");
+    assert!(
+        answer
+            .to_string()
+            .contains(&format!("the limit is {}", limits::EVENT_KIND)),
+        "{answer}"
+    );
+    let blank = json!({"external_id": "  "});
+    assert_eq!(
+        server.api("POST", "/customers", Some(&blank.to_string())).0,
+        422
+    );
+
+    // Refusals of an ingest token, in words that fit the operation.
+    let ingest = create_token(&config, &db, "ingest", &[]);
+    let as_ingest = |method: &str, path: &str, body: Option<&str>| {
+        let (status, answer) = http_as(&ingest, method, &server.url(path), body);
+        assert_eq!(status, 403, "{method} {path}: {answer}");
+        answer["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let replace = as_ingest("PUT", "/customers/n1", Some(r#"{"name":"x"}"#));
+    assert!(
+        replace.contains("an admin or staff token") && !replace.contains("an staff"),
+        "{replace}"
+    );
+    let suppress = as_ingest(
+        "POST",
+        "/suppressions",
+        Some(r#"{"customer":"n1","channel":"inbox"}"#),
+    );
+    assert!(
+        !suppress.contains("reading"),
+        "a write is not reading: {suppress}"
+    );
+    let list = as_ingest("GET", "/suppressions", None);
+    assert!(list.contains("an admin or staff token"), "{list}");
+    let text = spec.to_string();
+    for wrong in ["an staff", "a ingest", "an ingest token may read"] {
+        assert!(!text.contains(wrong), "the document says `{wrong}`");
+    }
 }

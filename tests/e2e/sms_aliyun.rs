@@ -366,7 +366,7 @@ fn reply_push(phone: &str, content: &str) -> String {
 fn sms_suppressions(server: &Server) -> Vec<(String, String)> {
     let (status, list) = server.api("GET", "/suppressions", None);
     assert_eq!(status, 200, "{list}");
-    let mut out: Vec<(String, String)> = list
+    let mut out: Vec<(String, String)> = list["suppressions"]
         .as_array()
         .unwrap()
         .iter()

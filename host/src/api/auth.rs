@@ -24,24 +24,28 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// Refuse unless the caller has exactly this role (admin passes every check).
+    /// Refuse unless the caller has exactly this role (admin passes every
+    /// check; a staff check passes admin and staff tokens).
     pub fn require(&self, role: Role) -> Result<(), ApiError> {
         if self.role == role || self.role == Role::Admin {
-            Ok(())
-        } else {
-            Err(forbidden(format!(
-                "this needs an {} token; yours is a {} token",
-                role.as_str(),
-                self.role.as_str()
-            )))
+            return Ok(());
         }
+        let needed = match role {
+            Role::Staff => "an admin or staff token".to_string(),
+            other => with_article(other.as_str()) + " token",
+        };
+        Err(forbidden(format!(
+            "this needs {needed}; yours is {} token",
+            with_article(self.role.as_str())
+        )))
     }
 
-    /// Refuse ingest tokens: reading needs an admin or staff token.
+    /// Refuse ingest tokens: anything but posting customers and events
+    /// (reading, suppressing, marking read) needs an admin or staff token.
     pub fn require_reader(&self) -> Result<(), ApiError> {
         if self.role == Role::Ingest {
             Err(forbidden(
-                "ingest tokens may only post customers and events; reading needs an admin or staff token",
+                "ingest tokens may only post customers and events; this needs an admin or staff token",
             ))
         } else {
             Ok(())
@@ -66,6 +70,12 @@ impl Caller {
     pub fn sees(&self, customer: &Customer) -> bool {
         self.sees_region(customer.region.as_deref())
     }
+}
+
+/// A role name with its indefinite article: "an admin", "a staff".
+fn with_article(word: &str) -> String {
+    let vowel = word.starts_with(['a', 'e', 'i', 'o', 'u']);
+    format!("{} {word}", if vowel { "an" } else { "a" })
 }
 
 fn forbidden(message: impl Into<String>) -> ApiError {

@@ -3,7 +3,6 @@
 //! may post events only for customers of their regions.
 
 use super::auth::Caller;
-use super::Current;
 use super::{body_of, parse_body, ApiError, ErrorBody, OneOrMany};
 use crate::engine::EventInput;
 use crate::live::Live;
@@ -64,13 +63,29 @@ pub(super) struct EventResults {
 pub(super) enum EventItem {
     /// Recorded, or already recorded.
     Recorded(Recorded),
-    /// Refused (this item only; the others are still recorded).
+    /// Refused or not written (this item only; see the operation for
+    /// which of the others are recorded).
     Err(ErrorBody),
+}
+
+/// An event of a batch left untried because an earlier part failed.
+fn not_tried() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not_recorded",
+        "not recorded: an earlier part of this batch could not be written, so this event was not tried; send it again",
+    )
 }
 
 /// Record one event (an object) or many (an array; each item answered in
 /// `results`, in order). 201 when recorded, 200 when the `event_id` was
-/// already recorded.
+/// already recorded. An array is written a part of 256 events at a time,
+/// each part committed on its own, so other posts are not held up behind
+/// it: it is not all-or-nothing. An item answered with an error (`internal`
+/// when its part could not be written, `not_recorded` for the items after
+/// it) is not stored; every item answered `recorded` is, once. Send the
+/// refused items again; with `event_id`s, sending the whole array again is
+/// safe too.
 #[utoipa::path(post, path = "/events", tag = "events",
     request_body(content = EventPosts, description = "One event, or an array of them"),
     responses((status = 201, body = Recorded, description = "`{\"recorded\": true}`"),
@@ -80,7 +95,6 @@ pub(super) enum EventItem {
         (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn ingest_events(
     State(live): State<Arc<Live>>,
-    Current(h): Current,
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -97,18 +111,19 @@ async fn ingest_events(
             })
         }
         OneOrMany::Many(events) => {
-            // A batch is one transaction; each item is answered on its own.
-            let items: Vec<(&EventInput, Option<&[String]>)> = events
-                .iter()
-                .map(|event| (event, caller.region_scope()))
-                .collect();
-            let results = h
-                .record_events(&items)
-                .await?
+            // Written a part at a time through the same writer, so single
+            // posts are not held up behind a large batch; each item is
+            // answered on its own.
+            let scope = caller.region_scope().map(<[String]>::to_vec);
+            let results = live
+                .event_writer()
+                .record_batch(events, scope)
+                .await
                 .into_iter()
                 .map(|result| match result {
-                    Ok(recorded) => EventItem::Recorded(Recorded { recorded }),
-                    Err(e) => EventItem::Err(ApiError::from(e).body()),
+                    Some(Ok(recorded)) => EventItem::Recorded(Recorded { recorded }),
+                    Some(Err(e)) => EventItem::Err(ApiError::from(e).body()),
+                    None => EventItem::Err(not_tried().body()),
                 })
                 .collect();
             Ok(Json(EventAnswer::Many(EventResults { results })).into_response())

@@ -122,7 +122,8 @@ fn location(url: &str) -> HeaderValue {
 /// never a redirect.
 #[utoipa::path(get, path = "/t/c/{token}", tag = "funnel", security(()),
     params(("token" = String, Path, description = "The signed token of the link")),
-    responses((status = 302, description = "Redirect to the link's URL"), (status = 400, body = ErrorBody)))]
+    responses((status = 302, description = "Redirect to the link's URL"), (status = 400, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "Too many link hits from this address, or at once (`[server.inbound]`); `Retry-After` says when to come back")))]
 async fn click(
     Current(h): Current,
     Path(token): Path<String>,
@@ -170,7 +171,8 @@ const PIXEL: &[u8] = &[
 #[utoipa::path(get, path = "/t/o/{token}", tag = "funnel", security(()),
     params(("token" = String, Path, description = "The signed token of the message, followed by `.gif`")),
     responses((status = 200, description = "A 1x1 transparent GIF", content_type = "image/gif"),
-              (status = 400, body = ErrorBody)))]
+              (status = 400, body = ErrorBody),
+              (status = 429, body = ErrorBody, description = "Too many link hits from this address, or at once (`[server.inbound]`); `Retry-After` says when to come back")))]
 async fn open(
     Current(h): Current,
     Path(token): Path<String>,

@@ -5,7 +5,8 @@
 //! OpenAPI document derived from the handlers (`/openapi.json`, utoipa), and
 //! what every handler shares: JSON errors with a stable code and a message
 //! that says what to fix, and body parsing that changes nothing when a body
-//! is bad. [`auth`] says who is calling. Nothing else imports this module.
+//! is bad. [`auth`] says who is calling; `limits` holds callbacks and link
+//! hits to their `[server.inbound]` limits. Nothing else imports this module.
 
 mod admin;
 pub mod auth;
@@ -16,6 +17,7 @@ mod funnel;
 mod held;
 pub mod hooks;
 mod inbox;
+mod limits;
 pub mod server;
 mod strategy;
 mod suppressions;
@@ -154,7 +156,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable machine-readable code (invalid_json, invalid_body,
     /// invalid_query, invalid_path, invalid, not_found, unauthorized,
-    /// forbidden, too_large, bad_link, internal...).
+    /// forbidden, too_large, bad_link, too_many_requests, internal...).
     code: String,
     /// What went wrong and how to fix it.
     message: String,
@@ -225,6 +227,10 @@ pub fn router(live: Arc<Live>) -> Router {
             ),
         )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            live.clone(),
+            limits::guard,
+        ))
         .with_state(live)
 }
 
@@ -275,6 +281,18 @@ pub(crate) fn not_json(e: serde_json::Error) -> ApiError {
 /// number, bytes that are not UTF-8): a JSON 400 instead of axum's plain text.
 pub(crate) fn bad_path(e: axum::extract::rejection::PathRejection) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", e.body_text())
+}
+
+/// An `after` cursor the server did not make.
+pub(crate) fn bad_cursor(text: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+        format!(
+            "after = `{}` is not a cursor of this listing; pass the previous page's `next_after` as it is",
+            text.chars().take(64).collect::<String>()
+        ),
+    )
 }
 
 /// A query string that does not fit the endpoint.

@@ -29,10 +29,13 @@ pub async fn run(live: Arc<Live>, listen: &str) -> Result<()> {
         move || scheduler::run(scheduler_live.clone(), scheduler_stop.clone()),
     ));
     let mut server_stop = stop_rx.clone();
-    let server =
-        axum::serve(listener, super::router(live.clone())).with_graceful_shutdown(async move {
-            let _ = server_stop.wait_for(|s| *s).await;
-        });
+    let server = axum::serve(
+        listener,
+        super::router(live.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = server_stop.wait_for(|s| *s).await;
+    });
     let signals = async {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]

@@ -58,6 +58,9 @@ pub struct Herald {
     /// SHA-256 of the rules, attributes and strategy settings, to tell
     /// whether the schedule was planned with this strategy.
     pub strategy_fingerprint: String,
+    /// Limits on provider callbacks and link hits (`[server.inbound]`); a
+    /// reload starts them afresh.
+    pub inbound: Arc<crate::inbound::Inbound>,
 }
 
 /// The fingerprint of a config's strategy (see [`Herald::strategy_fingerprint`]).
@@ -156,6 +159,7 @@ impl Herald {
             )
         })?;
         let scheduler = config.scheduler()?;
+        let inbound = crate::inbound::Settings::from_config(&config.file.server.inbound)?;
         let runtime = Arc::new(Runtime::new(
             config.cache_dir(),
             Channels::max_memory(config)?,
@@ -221,6 +225,7 @@ impl Herald {
             instance,
             runtime,
             strategy_fingerprint: fingerprint(config),
+            inbound: Arc::new(crate::inbound::Inbound::new(inbound)),
         };
         Ok(herald)
     }

@@ -58,10 +58,10 @@ pub enum Deleted {
 #[serde(deny_unknown_fields)]
 pub struct EventInput {
     /// The customer's external id.
-    #[schema(min_length = 1)]
+    #[schema(min_length = 1, max_length = 256, pattern = "\\S")]
     pub customer: String,
-    /// Event kind.
-    #[schema(min_length = 1)]
+    /// Event kind (not blank).
+    #[schema(min_length = 1, max_length = 128, pattern = "\\S")]
     pub kind: String,
     /// When it happened (default: now).
     #[serde(default)]
@@ -71,6 +71,7 @@ pub struct EventInput {
     pub properties: Map<String, Value>,
     /// Optional id that makes ingestion idempotent.
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub event_id: Option<String>,
 }
 
@@ -251,10 +252,8 @@ impl Herald {
         let mut planned = false;
         for (input, scope) in items {
             let kind = input.kind.trim();
-            if kind.is_empty() {
-                results.push(Err(WriteError::Invalid(
-                    "event kind must not be empty".into(),
-                )));
+            if let Err(e) = event_sizes(input, kind) {
+                results.push(Err(e));
                 continue;
             }
             let Some(customer) = customers::by_external_id(&mut tx, &input.customer)
@@ -339,5 +338,26 @@ impl Herald {
             source::UNSUBSCRIBE,
         )
         .await
+    }
+}
+
+/// Refuse an event whose kind is blank or whose kind or `event_id` is
+/// longer than Herald stores, saying which and the limit.
+fn event_sizes(input: &EventInput, kind: &str) -> Result<(), WriteError> {
+    use crate::customer::limits;
+    let long = |what: &str, len: usize, max: usize| {
+        Err(WriteError::Invalid(format!(
+            "event {what} is {len} bytes; the limit is {max}"
+        )))
+    };
+    if kind.is_empty() {
+        return Err(WriteError::Invalid("event kind must not be empty".into()));
+    }
+    if input.kind.len() > limits::EVENT_KIND {
+        return long("kind", input.kind.len(), limits::EVENT_KIND);
+    }
+    match &input.event_id {
+        Some(id) if id.len() > limits::EVENT_ID => long("event_id", id.len(), limits::EVENT_ID),
+        _ => Ok(()),
     }
 }

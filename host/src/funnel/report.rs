@@ -23,7 +23,8 @@
 //! - **response**: per delivered message with an open or click, the time
 //!   from its send to the first of them; the median is reported.
 
-use crate::store::{funnel, Store};
+use crate::store::funnel::{self, Attempt};
+use crate::store::Store;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -106,7 +107,10 @@ impl Message {
 
 /// Count the funnel of `[since, until)`. `regions`: `None` counts every
 /// customer; `Some(list)` only customers whose region is in the list (a
-/// staff token's scope; an empty list counts nothing).
+/// staff token's scope; an empty list counts nothing). The attempts are
+/// folded as the store streams them, one occurrence at a time: what stays
+/// in memory is a tally per rule and channel (and, for the median, the
+/// response time of each message that had one), never the period's rows.
 pub async fn report(
     store: &Store,
     since: DateTime<Utc>,
@@ -114,20 +118,70 @@ pub async fn report(
     regions: Option<&[String]>,
 ) -> Result<Report> {
     let planned_rows = funnel::planned_by_rule(store, since, until, regions).await?;
-    let attempts = funnel::attempts(store, since, until, regions).await?;
+    let mut counts = Counts::default();
+    for (rule, count) in &planned_rows {
+        counts.rules.entry(rule.clone()).or_default().planned += count;
+    }
+    let mut current: Option<Occurrence> = None;
+    funnel::each_attempt(store, since, until, regions, |attempt| {
+        if current.as_ref().map(|o| o.schedule_id) != Some(attempt.schedule_id) {
+            if let Some(done) = current.take() {
+                counts.add(done);
+            }
+            current = Some(Occurrence::new(attempt.schedule_id));
+        }
+        if let Some(occurrence) = current.as_mut() {
+            occurrence.apply(&attempt);
+        }
+        Ok(())
+    })
+    .await?;
+    if let Some(done) = current.take() {
+        counts.add(done);
+    }
+    let Counts {
+        rules,
+        channels,
+        mut total,
+    } = counts;
+    total.planned = rules.values().map(|t| t.planned).sum();
+    Ok(Report {
+        since,
+        until,
+        regions: regions.map(<[String]>::to_vec),
+        rules: rules.into_iter().map(|(name, t)| t.finish(name)).collect(),
+        channels: channels
+            .into_iter()
+            .map(|(name, t)| t.finish(name))
+            .collect(),
+        total: total.finish("all".into()),
+    })
+}
 
-    // (schedule row, channel) → message; schedule row → rule.
-    let mut messages: BTreeMap<(i64, String), Message> = BTreeMap::new();
-    let mut rule_of: BTreeMap<i64, String> = BTreeMap::new();
-    for r in &attempts {
+/// The attempts of one occurrence (schedule row) seen so far, per channel.
+struct Occurrence {
+    schedule_id: i64,
+    rule: String,
+    messages: BTreeMap<String, Message>,
+}
+
+impl Occurrence {
+    fn new(schedule_id: i64) -> Occurrence {
+        Occurrence {
+            schedule_id,
+            rule: String::new(),
+            messages: BTreeMap::new(),
+        }
+    }
+
+    /// One more attempt, in time order within its channel.
+    fn apply(&mut self, r: &Attempt) {
         let at = r.at.timestamp_millis();
-        rule_of.insert(r.schedule_id, r.rule.clone());
-        let m = messages
-            .entry((r.schedule_id, r.channel.clone()))
-            .or_default();
+        self.rule.clone_from(&r.rule);
+        let m = self.messages.entry(r.channel.clone()).or_default();
         m.routed = true;
         if r.status == "deferred" {
-            continue;
+            return;
         }
         m.sent = true;
         m.last_at = at;
@@ -148,57 +202,54 @@ pub async fn report(
         }
     }
 
-    // Per rule, an occurrence counts once: delivered if any channel
-    // delivered it; failed if not, and the channel it ended on gave up.
-    let mut occurrences: BTreeMap<i64, Message> = BTreeMap::new();
-    for ((schedule_id, _), m) in &messages {
-        let o = occurrences.entry(*schedule_id).or_default();
-        o.routed |= m.routed;
-        o.sent |= m.sent;
-        o.delivered |= m.delivered;
-        if m.sent && m.last_at >= o.last_at {
-            o.last_at = m.last_at;
-            o.failed = m.failed;
+    /// Per rule an occurrence counts once: delivered if any channel
+    /// delivered it; failed if not, and the channel it ended on gave up.
+    fn summary(&self) -> Message {
+        let mut o = Message::default();
+        for m in self.messages.values() {
+            o.routed |= m.routed;
+            o.sent |= m.sent;
+            o.delivered |= m.delivered;
+            if m.sent && m.last_at >= o.last_at {
+                o.last_at = m.last_at;
+                o.failed = m.failed;
+            }
+            if m.delivered && o.sent_at.is_none() {
+                o.sent_at = m.sent_at;
+            }
+            o.first_open = earliest(o.first_open, m.first_open);
+            o.first_click = earliest(o.first_click, m.first_click);
+            o.converted |= m.converted;
         }
-        if m.delivered && o.sent_at.is_none() {
-            o.sent_at = m.sent_at;
-        }
-        o.first_open = earliest(o.first_open, m.first_open);
-        o.first_click = earliest(o.first_click, m.first_click);
-        o.converted |= m.converted;
-    }
-    for o in occurrences.values_mut() {
         if o.delivered {
             o.failed = false;
         }
+        o
     }
+}
 
-    let mut rules: BTreeMap<String, Tally> = BTreeMap::new();
-    for (rule, count) in &planned_rows {
-        rules.entry(rule.clone()).or_default().planned += count;
+/// The tallies of the report being counted.
+#[derive(Default)]
+struct Counts {
+    rules: BTreeMap<String, Tally>,
+    channels: BTreeMap<String, Tally>,
+    total: Tally,
+}
+
+impl Counts {
+    /// Count a finished occurrence: once for its rule and the total, each
+    /// of its messages for its channel.
+    fn add(&mut self, occurrence: Occurrence) {
+        let summary = occurrence.summary();
+        self.rules
+            .entry(occurrence.rule)
+            .or_default()
+            .add(&summary, false);
+        self.total.add(&summary, false);
+        for (channel, m) in occurrence.messages {
+            self.channels.entry(channel).or_default().add(&m, true);
+        }
     }
-    let mut total = Tally::default();
-    for (schedule_id, o) in &occurrences {
-        let rule = rule_of.get(schedule_id).cloned().unwrap_or_default();
-        rules.entry(rule).or_default().add(o, false);
-        total.add(o, false);
-    }
-    total.planned = rules.values().map(|t| t.planned).sum();
-    let mut channels: BTreeMap<String, Tally> = BTreeMap::new();
-    for ((_, channel), m) in &messages {
-        channels.entry(channel.clone()).or_default().add(m, true);
-    }
-    Ok(Report {
-        since,
-        until,
-        regions: regions.map(<[String]>::to_vec),
-        rules: rules.into_iter().map(|(name, t)| t.finish(name)).collect(),
-        channels: channels
-            .into_iter()
-            .map(|(name, t)| t.finish(name))
-            .collect(),
-        total: total.finish("all".into()),
-    })
 }
 
 fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {

@@ -5,6 +5,13 @@
 //! transaction ran and records it in the next one
 //! ([`crate::engine::Herald::record_events`]); each request still gets its
 //! own answer. No delay is added: a lone event is written at once.
+//!
+//! A posted array goes through the same queue a part of [`PART`] events at
+//! a time, the next part queued only once the previous one is answered: the
+//! writer never holds one transaction for a whole large batch, and single
+//! events posted meanwhile join the next transaction instead of waiting for
+//! the batch. Each part commits on its own (see [`EventWriter::record_batch`]
+//! for what a client sees when one fails).
 
 use super::supervise::{supervise, Backoff};
 use super::Live;
@@ -17,6 +24,10 @@ const MAX_BATCH: usize = 512;
 
 /// Events waiting for the writer before posters wait (backpressure).
 const QUEUE: usize = 8192;
+
+/// Events of a posted array queued at once: half a transaction, so single
+/// posts waiting meanwhile fit in the same one.
+pub const PART: usize = MAX_BATCH / 2;
 
 struct Pending {
     input: EventInput,
@@ -62,6 +73,54 @@ impl EventWriter {
         answer
             .await
             .map_err(|_| anyhow::anyhow!("the event writer dropped an event without answering"))?
+    }
+
+    /// Record an array of events (all with the caller's region scope), a
+    /// [`PART`] at a time; one answer per event, in order. Each part is
+    /// written in transactions of its own, so the batch is not
+    /// all-or-nothing: when a part cannot be written, its events are
+    /// answered with the error and every later event with `None` (not
+    /// tried); nothing of either is stored, and the earlier parts stay
+    /// recorded. Sending those events again is safe, and with `event_id`s
+    /// so is sending the whole batch again (a repeat answers `false`).
+    pub async fn record_batch(
+        &self,
+        inputs: Vec<EventInput>,
+        scope: Option<Vec<String>>,
+    ) -> Vec<Option<Result<bool, WriteError>>> {
+        let total = inputs.len();
+        let mut answers = Vec::with_capacity(total);
+        let mut inputs = inputs.into_iter().peekable();
+        let mut stopped = false;
+        while !stopped && inputs.peek().is_some() {
+            let mut waiting = Vec::with_capacity(PART);
+            for input in inputs.by_ref().take(PART) {
+                let (reply, answer) = oneshot::channel();
+                let scope = scope.clone();
+                let pending = Pending {
+                    input,
+                    scope,
+                    reply,
+                };
+                if self.queue.send(pending).await.is_err() {
+                    stopped = true;
+                    break;
+                }
+                waiting.push(answer);
+            }
+            for answer in waiting {
+                let result = answer.await.unwrap_or_else(|_| {
+                    Err(
+                        anyhow::anyhow!("the event writer dropped an event without answering")
+                            .into(),
+                    )
+                });
+                stopped |= matches!(result, Err(WriteError::Internal(_)));
+                answers.push(Some(result));
+            }
+        }
+        answers.resize_with(total, || None);
+        answers
     }
 }
 

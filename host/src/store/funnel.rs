@@ -1,6 +1,7 @@
-//! What the funnel report reads: planned occurrences per rule, and every
-//! attempt of a period with its first open, first click and goal. The
-//! counting itself is [`crate::funnel`]'s.
+//! What the funnel report reads: planned occurrences per rule (counted by
+//! the database), and every attempt of a period with its first open, first
+//! click and goal, streamed an occurrence at a time. The counting itself is
+//! [`crate::funnel`]'s.
 
 use super::backend::on;
 use super::{from_millis, to_millis, Store};
@@ -66,16 +67,22 @@ pub async fn planned_by_rule(
     })
 }
 
-/// The attempts on a channel in `[since, until)` (sent or held back), in
-/// time order, counting only customers of `regions` when given.
-pub async fn attempts(
+/// Hand `each` the attempts on a channel in `[since, until)` (sent or held
+/// back), counting only customers of `regions` when given, as the database
+/// streams them: grouped by occurrence (schedule row), each occurrence's
+/// attempts by channel and then in time order. Nothing of the period is
+/// held here; what `each` keeps is its own.
+pub async fn each_attempt(
     store: &Store,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
     regions: Option<&[String]>,
-) -> Result<Vec<Attempt>> {
+    mut each: impl FnMut(Attempt) -> Result<()>,
+) -> Result<()> {
+    use futures::TryStreamExt;
+    let regions = regions_json(regions)?;
     on!(store.pool(), |db, d| {
-        let rows = sqlx::query(&d.sql("SELECT d.schedule_id, d.rule_id, d.channel, d.status, d.retry_at, d.report, d.at,
+        let sql = d.sql("SELECT d.schedule_id, d.rule_id, d.channel, d.status, d.retry_at, d.report, d.at,
                 (SELECT MIN(t.at) FROM tracking_events t WHERE t.delivery_id = d.id AND t.kind = 'open'),
                 (SELECT MIN(t.at) FROM tracking_events t WHERE t.delivery_id = d.id AND t.kind = 'click'),
                 EXISTS (SELECT 1 FROM goals g WHERE g.delivery_id = d.id)
@@ -83,16 +90,18 @@ pub async fn attempts(
          WHERE d.at >= ?1 AND d.at < ?2 AND d.channel IS NOT NULL
            AND d.status IN ('delivered', 'failed', 'dead', 'suppressed', 'deferred')
            AND (?3 IS NULL OR c.region IN (SELECT value FROM json_each(?3)))
-         ORDER BY d.at, d.id"))
-    .bind(to_millis(since))
-    .bind(to_millis(until))
-    .bind(regions_json(regions)?)
-    .fetch_all(db)
-    .await
-    .context("cannot read the deliveries of the period")?;
-        Ok(rows
-            .iter()
-            .map(|r| Attempt {
+         ORDER BY d.schedule_id, d.channel, d.at, d.id");
+        let mut rows = sqlx::query(&sql)
+            .bind(to_millis(since))
+            .bind(to_millis(until))
+            .bind(regions.as_deref())
+            .fetch(db);
+        while let Some(r) = rows
+            .try_next()
+            .await
+            .context("cannot read the deliveries of the period")?
+        {
+            each(Attempt {
                 schedule_id: r.get(0),
                 rule: r.get(1),
                 channel: r.get(2),
@@ -103,7 +112,8 @@ pub async fn attempts(
                 first_open: r.get::<Option<i64>, _>(7).map(from_millis),
                 first_click: r.get::<Option<i64>, _>(8).map(from_millis),
                 converted: r.get(9),
-            })
-            .collect())
+            })?;
+        }
+        Ok(())
     })
 }

@@ -126,6 +126,63 @@ pub async fn list(store: &Store, customer_id: i64) -> Result<Vec<InboxMessage>> 
     })
 }
 
+/// Where a page of a customer's messages ends, in their listing order
+/// (arrival, then row id): the next page starts after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboxKey {
+    /// When it arrived (Unix milliseconds).
+    pub at_ms: i64,
+    /// The message's row id.
+    pub id: i64,
+}
+
+/// One page of a customer's messages, oldest first, after `after` and at
+/// most `limit` (at least 1), with the key to pass as `after` for the next
+/// page (`None` on the last page). Reads at most `limit + 1` rows, along
+/// the customer's index.
+pub async fn page(
+    store: &Store,
+    customer_id: i64,
+    after: Option<InboxKey>,
+    limit: i64,
+) -> Result<(Vec<InboxMessage>, Option<InboxKey>)> {
+    let limit = limit.max(1);
+    let mut rows: Vec<(InboxMessage, InboxKey)> = on!(store.pool(), |db, d| {
+        let rows = sqlx::query(&d.sql(
+            "SELECT id, rule_id, subject, text, html, created_at, read_at FROM inbox
+         WHERE customer_id = ?1 AND (?2 IS NULL OR (created_at, id) > (?2, ?3))
+         ORDER BY created_at, id LIMIT ?4",
+        ))
+        .bind(customer_id)
+        .bind(after.map(|k| k.at_ms))
+        .bind(after.map(|k| k.id))
+        .bind(limit.saturating_add(1))
+        .fetch_all(db)
+        .await?;
+        anyhow::Ok(
+            rows.iter()
+                .map(|r| {
+                    let key = InboxKey {
+                        at_ms: r.get(5),
+                        id: r.get(0),
+                    };
+                    let message = InboxMessage {
+                        id: r.get(0),
+                        rule: r.get(1),
+                        subject: r.get(2),
+                        text: r.get(3),
+                        html: r.get(4),
+                        created_at: from_millis(r.get(5)),
+                        read_at: r.get::<Option<i64>, _>(6).map(from_millis),
+                    };
+                    (message, key)
+                })
+                .collect(),
+        )
+    })?;
+    Ok(super::split_page(&mut rows, limit))
+}
+
 /// Mark one of a customer's messages read (the first time only); false when
 /// the customer has no such message.
 pub async fn mark_read(

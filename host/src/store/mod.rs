@@ -63,6 +63,20 @@ fn json_list<T: serde::Serialize>(items: &[T]) -> Result<String> {
     serde_json::to_string(items).context("cannot encode a list for the database")
 }
 
+/// The first `limit` of `rows` (each with its key) and the key of the last
+/// of them when more rows follow.
+fn split_page<T, K>(rows: &mut Vec<(T, K)>, limit: i64) -> (Vec<T>, Option<K>) {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit.max(0) as usize);
+    let mut items = Vec::with_capacity(rows.len());
+    let mut last = None;
+    for (item, key) in rows.drain(..) {
+        items.push(item);
+        last = Some(key);
+    }
+    (items, last.filter(|_| more))
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     //! A scratch database for the store's and the engine's unit tests.

@@ -166,3 +166,70 @@ pub async fn list(
             .collect())
     })
 }
+
+/// Where a page of suppressions ends, in their listing order (time added,
+/// customer row, channel): the next page starts after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuppressionKey {
+    /// When it was added (Unix milliseconds).
+    pub at_ms: i64,
+    /// The customer's row id.
+    pub customer_id: i64,
+    /// The channel.
+    pub channel: String,
+}
+
+/// One page of suppressions, oldest first (ties by customer row and
+/// channel, a stable order), after `after` and at most `limit` (at least
+/// 1): optionally of one customer, and only customers of `scope`'s regions
+/// when given. The key to pass as `after` for the next page comes with it,
+/// `None` on the last page. Reads at most `limit + 1` rows.
+pub async fn page(
+    store: &Store,
+    customer: Option<&str>,
+    scope: Option<&[String]>,
+    after: Option<&SuppressionKey>,
+    limit: i64,
+) -> Result<(Vec<Suppression>, Option<SuppressionKey>)> {
+    let limit = limit.max(1);
+    let mut rows: Vec<(Suppression, SuppressionKey)> = on!(store.pool(), |db, d| {
+        let scope = scope.map(serde_json::to_string).transpose()?;
+        let rows = sqlx::query(&d.sql(
+            "SELECT c.external_id, s.channel, s.reason, s.source, s.created_at, s.customer_id
+         FROM suppressions s JOIN customers c ON c.id = s.customer_id
+         WHERE (?1 IS NULL OR c.external_id = ?1)
+           AND (?2 IS NULL OR c.region IN (SELECT value FROM json_each(?2)))
+           AND (?3 IS NULL OR (s.created_at, s.customer_id, s.channel) > (?3, ?4, ?5))
+         ORDER BY s.created_at, s.customer_id, s.channel
+         LIMIT ?6",
+        ))
+        .bind(customer)
+        .bind(scope)
+        .bind(after.map(|k| k.at_ms))
+        .bind(after.map(|k| k.customer_id))
+        .bind(after.map(|k| k.channel.as_str()))
+        .bind(limit.saturating_add(1))
+        .fetch_all(db)
+        .await?;
+        anyhow::Ok(
+            rows.iter()
+                .map(|r| {
+                    let suppression = Suppression {
+                        customer: r.get(0),
+                        channel: r.get(1),
+                        reason: r.get(2),
+                        source: r.get(3),
+                        at: from_millis(r.get(4)),
+                    };
+                    let key = SuppressionKey {
+                        at_ms: r.get(4),
+                        customer_id: r.get(5),
+                        channel: r.get(1),
+                    };
+                    (suppression, key)
+                })
+                .collect(),
+        )
+    })?;
+    Ok(super::split_page(&mut rows, limit))
+}
