@@ -36,7 +36,8 @@
 //!   answers onto retryable / permanent errors;
 //! - [`form`] (form bodies and query strings, [`CallbackRequest::query`]),
 //!   [`time`] (calendar dates, RFC 3339, the host's clock) and
-//!   [`constant_time_eq`] for callback signatures;
+//!   [`constant_time_eq`] for callback signatures, and [`replay`] (the
+//!   freshness window and seen-request store that refuse a replayed one);
 //! - `testing` (with the `testing` feature, for unit tests): a sample
 //!   message, provider answers and callback requests to feed pure functions.
 
@@ -68,6 +69,7 @@ pub use bindings::exports::herald::plugin::channel::{
 };
 
 pub mod form;
+pub mod replay;
 pub mod time;
 
 #[cfg(any(test, feature = "testing"))]
