@@ -149,6 +149,7 @@ async fn plugin_delivery(
         .collect();
     plugin.set_secrets(secrets);
     check_declared_settings(&plugin.info, name, section, found);
+    warn_plaintext_auth(&settings, name, found);
     let address = section.address.unwrap_or(wit_address(plugin.info.address));
     let provider = plugin.info.name.clone();
     let delivery = Delivery::Plugin {
@@ -254,6 +255,22 @@ fn check_declared_settings(
                 info.name,
             )));
         }
+    }
+}
+
+/// The setting with which an operator lets a plugin send a login over a
+/// clear-text connection (`email-smtp`, which has no TLS).
+const PLAINTEXT_AUTH: &str = "allow_plaintext_auth";
+
+/// A warning when the channel lets its plugin send a login in clear text.
+fn warn_plaintext_auth(settings: &[Setting], name: &str, found: &mut Vec<Finding>) {
+    let on = settings
+        .iter()
+        .any(|s| s.key == PLAINTEXT_AUTH && s.value.trim().eq_ignore_ascii_case("true"));
+    if on {
+        found.push(Finding::warning(format!(
+            "channel `{name}` sends its login in clear text ({PLAINTEXT_AUTH} = true): anyone on the network path to the relay can read the password; keep it only for a relay on a trusted network (the same host, a private link)"
+        )));
     }
 }
 
