@@ -506,7 +506,10 @@ fn smtp_login_in_clear_text_needs_the_operators_say_so() {
         server.events()
     );
     assert!(server.messages().is_empty());
-    assert_not_leaked(&[PASSWORD], &[stdout, stderr, serde_json::json!(rows).to_string()]);
+    assert_not_leaked(
+        &[PASSWORD],
+        &[stdout, stderr, serde_json::json!(rows).to_string()],
+    );
 
     let allowed = retrying()
         .channel("mail", smtp_login(server.port, server.port))

@@ -426,7 +426,12 @@ fn a_replayed_or_stale_push_is_refused() {
     let signed = |at: u64, nonce: &str| push_query(CALLBACK_TOKEN, &at.to_string(), nonce);
     let push = |query: &str, event: &str| post_xml(&hook(query), &follow_xml(openid, event));
 
-    assert_eq!(push(&signed(now, "301"), "unsubscribe").0, 200, "{}", server.log());
+    assert_eq!(
+        push(&signed(now, "301"), "unsubscribe").0,
+        200,
+        "{}",
+        server.log()
+    );
     assert_eq!(wechat_suppressions(&server), ["lilei"]);
     let follow = signed(now, "302");
     assert_eq!(push(&follow, "subscribe").0, 200);
@@ -437,7 +442,11 @@ fn a_replayed_or_stale_push_is_refused() {
     let (status, answer) = push(&follow, "subscribe");
     assert_eq!(status, 403, "the replay is refused: {answer}");
     assert!(answer.contains("already received"), "{answer}");
-    assert_eq!(wechat_suppressions(&server), ["lilei"], "the opt-out stands");
+    assert_eq!(
+        wechat_suppressions(&server),
+        ["lilei"],
+        "the opt-out stands"
+    );
 
     for stale in [now - 600, now + 600] {
         let (status, answer) = push(&signed(stale, "304"), "subscribe");

@@ -13,9 +13,9 @@
 use base64::Engine as _;
 use herald_pdk::http::{Request, Response};
 use herald_pdk::{
-    callback_reply, non_empty, replay, time, AddressKind, CallbackError, CallbackEvent, CallbackRequest,
-    CallbackResult, DeliveryReport, DeliveryState, Guest, InboundReply, Message, PluginInfo,
-    Receipt, SendError, Setting, SettingSpec, Settings,
+    callback_reply, non_empty, replay, time, AddressKind, CallbackError, CallbackEvent,
+    CallbackRequest, CallbackResult, DeliveryReport, DeliveryState, Guest, InboundReply, Message,
+    PluginInfo, Receipt, SendError, Setting, SettingSpec, Settings,
 };
 use serde::Serialize;
 use serde_json::Value;

@@ -246,7 +246,11 @@ impl Config {
 
 /// Whether the operator let AUTH go over the clear-text connection.
 fn plaintext_auth_allowed(s: Settings) -> Result<bool, SendError> {
-    match s.optional(PLAINTEXT_AUTH).map(str::to_ascii_lowercase).as_deref() {
+    match s
+        .optional(PLAINTEXT_AUTH)
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None | Some("false") => Ok(false),
         Some("true") => Ok(true),
         Some(other) => Err(SendError::Permanent(format!(

@@ -91,7 +91,10 @@ mod tests {
         assert_eq!(w("3600"), Ok(3600));
         for bad in ["29", "3601", "5m", "-1", "99999999999999999999999"] {
             let err = w(bad).unwrap_err();
-            assert!(err.contains("callback_window") && err.contains("30 to 3600"), "{err}");
+            assert!(
+                err.contains("callback_window") && err.contains("30 to 3600"),
+                "{err}"
+            );
         }
     }
 

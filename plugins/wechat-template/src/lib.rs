@@ -16,9 +16,9 @@
 
 use herald_pdk::http::{HttpError, Request, Response};
 use herald_pdk::{
-    callback_reply, constant_time_eq, form, kv, log, non_empty, replay, time, AddressKind, CallbackError,
-    CallbackEvent, CallbackRequest, CallbackResult, DeliveryReport, DeliveryState, Guest,
-    InboundReply, Message, PluginInfo, Receipt, SendError, Setting, SettingSpec, Settings,
+    callback_reply, constant_time_eq, form, kv, log, non_empty, replay, time, AddressKind,
+    CallbackError, CallbackEvent, CallbackRequest, CallbackResult, DeliveryReport, DeliveryState,
+    Guest, InboundReply, Message, PluginInfo, Receipt, SendError, Setting, SettingSpec, Settings,
 };
 use serde_json::{json, Map, Value};
 use sha1::{Digest, Sha1};
