@@ -138,7 +138,7 @@ pub async fn send_bench(
         clock,
     };
     let runtime = Arc::new(Runtime::new(
-        herald::config::default_cache_dir(),
+        herald::config::default_cache_dir()?,
         DEFAULT_MEMORY,
     )?);
     let allowed = AllowList::parse(&[format!("http://{addr}")]).map_err(|e| anyhow::anyhow!(e))?;

@@ -194,6 +194,7 @@ impl Runtime {
                 path.display()
             )
         })?;
+        cache::check_dir(&self.cache_dir)?;
         let component = cache::load_or_compile(&self.engine, &self.cache_dir, &bytes)
             .with_context(|| format!("{} is not a valid WebAssembly component", path.display()))?;
         let kind = world_of(&self.engine, &component)
