@@ -5,7 +5,7 @@
 //! with a visible marker, so a 10 MB reason is stored as 2 KiB and the
 //! outcome is still recorded.
 //!
-//! Owns the limits and the cut; it does not mask secrets (`state::redact`
+//! Owns the limits and the cut; it does not mask secrets (`redact`
 //! does, before the cut, so a cut never leaves part of a secret behind).
 
 /// The longest failure, skip or report reason kept, in bytes.

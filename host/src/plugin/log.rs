@@ -10,7 +10,7 @@
 
 use super::bindings::host_api::LogLevel;
 use super::bounds;
-use super::state::redact_owned;
+use super::redact::redact_owned;
 
 /// The most log lines one call may write.
 pub const MAX_LINES_PER_CALL: usize = 256;

@@ -59,30 +59,6 @@ pub struct StoreState {
     pub(crate) budget: Option<Arc<RunBudget>>,
 }
 
-/// Replace every occurrence of a secret in `text` with `[redacted]`.
-pub fn redact(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_string();
-    for secret in secrets {
-        // Very short values (a flag, a digit) would mask innocent text.
-        if secret.len() >= 4 && out.contains(secret.as_str()) {
-            out = out.replace(secret.as_str(), "[redacted]");
-        }
-    }
-    out
-}
-
-/// [`redact`] of an owned string: no copy when no secret occurs in it.
-pub(crate) fn redact_owned(text: String, secrets: &[String]) -> String {
-    if secrets
-        .iter()
-        .any(|s| s.len() >= 4 && text.contains(s.as_str()))
-    {
-        redact(&text, secrets)
-    } else {
-        text
-    }
-}
-
 impl StoreState {
     /// Fresh state for one call of the plugin of `channel`.
     pub fn new(
