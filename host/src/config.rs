@@ -228,6 +228,11 @@ pub struct ChannelSection {
     /// `*.` allowed at the start of the host and `*` as the port.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// Let the plugin reach loopback, private and link-local addresses
+    /// (a provider or relay on the operator's own network). Off: whatever
+    /// an allowed name resolves to must be a public address.
+    #[serde(default)]
+    pub allow_private_network: bool,
     /// Wall-clock limit of one send.
     pub timeout: Option<String>,
     /// How long one send may spend running rather than waiting on the

@@ -527,6 +527,68 @@ fn smtp_login_in_clear_text_needs_the_operators_say_so() {
     );
 }
 
+/// A TCP plugin resolves names itself: `tcp://localhost:PORT` names the
+/// relay, but it resolves to loopback, refused without
+/// `allow_private_network = true`.
+#[test]
+fn smtp_to_a_name_resolving_to_loopback_needs_the_operators_say_so() {
+    let scratch = Scratch::new();
+    let server = SmtpServer::start(&scratch, "smtp", &[]);
+    let channel = |allow_private: bool| {
+        Channel::plugin("email-smtp")
+            .allow(&format!("tcp://localhost:{}", server.port))
+            .set("allow_private_network", allow_private)
+            .set("timeout", "10s")
+            .setting("host", "localhost")
+            .setting("port", server.port)
+            .setting("username", USER)
+            .setting("password", env("TEST_SMTP_PASSWORD"))
+            .setting("allow_plaintext_auth", true)
+            .setting("from_email", "noreply@acme.example")
+    };
+    let config = retrying()
+        .channel("public", channel(false))
+        .channel("trusted", channel(true))
+        .rule(rule("via-public", "public"))
+        .rule(rule("via-trusted", "trusted"))
+        .write(&scratch);
+    let timeline = scratch.write("t.jsonl", &customer("li-1", "李雷", "li@example.com"));
+    let db = scratch.path("h.db");
+    let (attempts, _, stderr) = live(&config, &timeline, &db, PASSWORD);
+    assert_eq!(
+        statuses_of_rule(&attempts, "via-public"),
+        ["failed"],
+        "{stderr}"
+    );
+    assert_eq!(
+        statuses_of_rule(&attempts, "via-trusted"),
+        ["delivered"],
+        "{:?}\n{}",
+        deliveries(&config, &db),
+        server.log()
+    );
+    assert!(
+        stderr.contains("127.0.0.1 is a loopback address")
+            && stderr.contains("allow_private_network"),
+        "the refusal is logged, saying what to set: {stderr}"
+    );
+    let rows = deliveries(&config, &db);
+    let refused = rows.iter().find(|r| r["rule"] == "via-public").unwrap();
+    let error = refused["error"].as_str().unwrap();
+    assert!(error.contains("allow_private_network"), "{error}");
+    let connects = server
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "connect")
+        .count();
+    assert_eq!(
+        connects,
+        1,
+        "only the trusted channel connected: {:?}",
+        server.events()
+    );
+}
+
 #[test]
 fn smtp_port_missing_from_allowed_hosts_is_refused_and_a_dead_relay_is_retried() {
     let scratch = Scratch::new();

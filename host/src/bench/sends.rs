@@ -141,7 +141,10 @@ pub async fn send_bench(
         herald::config::default_cache_dir()?,
         DEFAULT_MEMORY,
     )?);
-    let allowed = AllowList::parse(&[format!("http://{addr}")]).map_err(|e| anyhow::anyhow!(e))?;
+    // The bench provider listens on loopback.
+    let allowed = AllowList::parse(&[format!("http://{addr}")])
+        .map_err(|e| anyhow::anyhow!(e))?
+        .with_private_network(true);
     let channel = runtime
         .load_channel(&path, "sms", Limits::default(), allowed, services)
         .await

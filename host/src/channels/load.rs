@@ -87,9 +87,12 @@ fn builtin_delivery(
             return None;
         }
     };
-    if !section.settings.is_empty() || !section.allowed_hosts.is_empty() {
+    if !section.settings.is_empty()
+        || !section.allowed_hosts.is_empty()
+        || section.allow_private_network
+    {
         found.push(Finding::error(format!(
-            "the built-in `{builtin}` channel takes no settings or allowed_hosts; remove them"
+            "the built-in `{builtin}` channel takes no settings, allowed_hosts or allow_private_network; remove them"
         )));
     }
     Some(delivery)
@@ -114,7 +117,14 @@ async fn plugin_delivery(
             found.push(Finding::error(e));
         }
     }
-    let allowed = AllowList::parse(&section.allowed_hosts).unwrap_or_default();
+    let allowed = AllowList::parse(&section.allowed_hosts)
+        .unwrap_or_default()
+        .with_private_network(section.allow_private_network);
+    if section.allow_private_network {
+        found.push(Finding::warning(format!(
+            "channel `{name}` may reach loopback, private and link-local addresses (allow_private_network = true): a name in its allowed_hosts that resolves to an internal service or a cloud metadata address (169.254.169.254) is reached; keep it only for a provider on your own network"
+        )));
+    }
     let (settings, external) = resolve_settings(config, name, section, found);
     let loaded = runtime
         .load_channel(

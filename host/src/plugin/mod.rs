@@ -8,6 +8,7 @@
 //! A plugin that traps, loops, runs out of memory or overruns its deadline
 //! fails only that call; the host carries on.
 
+pub mod address;
 pub mod bindings;
 pub mod bounds;
 mod cache;

@@ -120,17 +120,21 @@ impl StoreState {
                 let channel = log_channel.clone();
                 Box::pin(async move {
                     use wasmtime_wasi::sockets::SocketAddrUse;
-                    let ok = match usage {
-                        SocketAddrUse::TcpConnect => list.permits_tcp(addr).await,
+                    let refusal = match usage {
+                        SocketAddrUse::TcpConnect => list.tcp_refusal(addr).await,
                         // The implicit bind to an ephemeral local port
                         // that precedes a connect; no listening.
-                        SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
-                        _ => false,
+                        SocketAddrUse::TcpBind
+                            if addr.ip().is_unspecified() && addr.port() == 0 =>
+                        {
+                            None
+                        }
+                        _ => Some("only outgoing TCP connections are allowed".to_string()),
                     };
-                    if !ok {
-                        tracing::warn!(%channel, %addr, ?usage, "plugin socket refused: not in the channel's allowed_hosts (add tcp://host:port)");
+                    if let Some(why) = &refusal {
+                        tracing::warn!(%channel, %addr, ?usage, "plugin socket refused: {why}");
                     }
-                    ok
+                    refusal.is_none()
                 })
             });
         }

@@ -304,7 +304,7 @@ fn connect(host: &str, port: u16) -> Result<TcpStream, SendError> {
         None => retry(format!("the SMTP host {host} resolved to no address (will retry)")),
         Some(e) => match e.kind() {
             io::ErrorKind::PermissionDenied => SendError::Permanent(format!(
-                "the host did not allow a connection to {server}: {allow_hint}"
+                "the host did not allow a connection to {server}: {allow_hint} (if it is listed, {host} resolves to a private or loopback address, which needs allow_private_network = true on the channel; the host's log says which)"
             )),
             io::ErrorKind::ConnectionRefused => retry(format!(
                 "{server} refused the connection: is the SMTP relay running and listening on port {port}? (will retry)"
