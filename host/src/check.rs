@@ -321,7 +321,8 @@ async fn inspect_channels(
     services: &PluginServices,
 ) -> Result<(Vec<ChannelReport>, BTreeSet<String>), String> {
     let max_memory = Channels::max_memory(config).unwrap_or(DEFAULT_MEMORY);
-    let runtime = Runtime::new(config.cache_dir(), max_memory)
+    let cache_dir = config.cache_dir().map_err(|e| format!("{e:#}"))?;
+    let runtime = Runtime::new(cache_dir, max_memory)
         .map_err(|e| format!("cannot start the plugin runtime: {e:#}"))?;
     let inspection = Channels::inspect(config, &Arc::new(runtime), services, true)
         .await
@@ -413,7 +414,11 @@ async fn targeting_findings(
     for rule in config.file.rules.iter().filter(|r| r.targeting.is_some()) {
         let mut one = config.clone();
         one.file.rules = vec![rule.clone()];
-        if let Err(e) = crate::targeting::load_all(&one, config.cache_dir(), services).await {
+        let loaded = match config.cache_dir() {
+            Ok(cache_dir) => crate::targeting::load_all(&one, cache_dir, services).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = loaded {
             let id = rule.id.trim();
             for line in format!("{e:#}").lines() {
                 let message = line.strip_prefix(&format!("rule `{id}`, ")).unwrap_or(line);

@@ -253,6 +253,11 @@ pub struct ChannelSection {
     /// `*.` allowed at the start of the host and `*` as the port.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// Let the plugin reach loopback, private and link-local addresses
+    /// (a provider or relay on the operator's own network). Off: whatever
+    /// an allowed name resolves to must be a public address.
+    #[serde(default)]
+    pub allow_private_network: bool,
     /// Wall-clock limit of one send.
     pub timeout: Option<String>,
     /// How long one send may spend running rather than waiting on the
@@ -669,27 +674,43 @@ impl Config {
         })
     }
 
-    /// The compiled-plugin cache directory.
-    pub fn cache_dir(&self) -> PathBuf {
+    /// The compiled-plugin cache directory: `[plugins] cache_dir`, else
+    /// [`default_cache_dir`].
+    pub fn cache_dir(&self) -> Result<PathBuf> {
         if let Some(dir) = &self.file.plugins.cache_dir {
-            return self.resolve(dir);
+            return Ok(self.resolve(dir));
         }
         default_cache_dir()
     }
 }
 
-/// `$HERALD_CACHE_DIR`, else `$XDG_CACHE_HOME/herald`, else `~/.cache/herald`.
-pub fn default_cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("HERALD_CACHE_DIR") {
-        return PathBuf::from(dir);
+/// `$HERALD_CACHE_DIR`, else `$XDG_CACHE_HOME/herald`, else
+/// `~/.cache/herald`; with none of them set, an error. Never a shared
+/// temporary directory: compiled plugins are run as native code, and
+/// another user could put their own there first.
+pub fn default_cache_dir() -> Result<PathBuf> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    cache_dir_from(var("HERALD_CACHE_DIR"), var("XDG_CACHE_HOME"), var("HOME"))
+}
+
+/// [`default_cache_dir`] from the values of its variables.
+fn cache_dir_from(
+    herald: Option<std::ffi::OsString>,
+    xdg: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Result<PathBuf> {
+    if let Some(dir) = herald {
+        return Ok(PathBuf::from(dir));
     }
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(dir).join("herald");
+    if let Some(dir) = xdg {
+        return Ok(PathBuf::from(dir).join("herald"));
     }
-    if let Some(home) = std::env::var_os("HOME") {
-        return PathBuf::from(home).join(".cache").join("herald");
+    if let Some(home) = home {
+        return Ok(PathBuf::from(home).join(".cache").join("herald"));
     }
-    std::env::temp_dir().join("herald-cache")
+    anyhow::bail!(
+        "no directory for compiled plugins: set HERALD_CACHE_DIR (or [plugins] cache_dir) to a directory only this user can write; with neither HOME nor XDG_CACHE_HOME set, Herald will not fall back to a shared temporary directory"
+    )
 }
 
 /// Scheduler settings resolved to durations.
@@ -788,6 +809,25 @@ impl SettingValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cache_directory_is_never_a_shared_temporary_one() {
+        let os = |s: &str| Some(std::ffi::OsString::from(s));
+        assert_eq!(
+            cache_dir_from(os("/c"), os("/x"), os("/h")).unwrap(),
+            Path::new("/c")
+        );
+        assert_eq!(
+            cache_dir_from(None, os("/x"), os("/h")).unwrap(),
+            Path::new("/x/herald")
+        );
+        assert_eq!(
+            cache_dir_from(None, None, os("/h")).unwrap(),
+            Path::new("/h/.cache/herald")
+        );
+        let err = cache_dir_from(None, None, None).unwrap_err().to_string();
+        assert!(err.contains("set HERALD_CACHE_DIR"), "{err}");
+    }
 
     #[test]
     fn unknown_key_is_named() {

@@ -274,12 +274,14 @@ fn the_sandbox_refuses_sockets_files_and_environment() {
     failed_with("r-file", "/etc/passwd refused");
     failed_with("r-env", "environment is empty");
 
-    // Listed as tcp://host:port, the same connection is allowed.
+    // Listed as tcp://host:port (and loopback allowed), the same
+    // connection is allowed.
     let scratch = Scratch::new();
     let config = Config::new()
         .channel(
             "socket",
-            channel("socket", &[&format!("tcp://127.0.0.1:{port}")]),
+            channel("socket", &[&format!("tcp://127.0.0.1:{port}")])
+                .set("allow_private_network", true),
         )
         .rule(rule("r-socket", "socket"))
         .write(&scratch);

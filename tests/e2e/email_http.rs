@@ -12,15 +12,52 @@ use serde_json::json;
 const API_KEY: &str = "SG.hx3Kq9TzRvu1-keep-this-out-of-logs.Qm7wP2aYd";
 const SUBJECT: &str = "【Acme】您的试用将于4天后结束";
 
-/// The verification key of the Signed Event Webhook (P-256, made with
-/// `openssl ecparam -name prime256v1 -genkey`).
-const WEBHOOK_PUBLIC_KEY: &str = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEhlURl6Tr4ThxbypWT2/cfPGCRIKZZIl+bxqTelxADdeKLmKCT19IOLKzv70/QXnP1UODKJeE1XQeK8SMKmic/Q==";
 /// An event batch as SendGrid posts it, for the two messages the fake
 /// accepted for lilei@ and hanmeimei@ (ids from `message_id`).
 const EVENTS: &str = r#"[{"email":"lilei@example.com","timestamp":1772355660,"event":"delivered","sg_message_id":"5f920bc04876f543473ff6.recvd-5f4b7d9c7-k2xq8-1-67C2D1A0-3.0","sg_event_id":"ZGVsaXZlcmVkLTAtMzI","response":"250 2.0.0 OK"},{"email":"hanmeimei@example.com","timestamp":1772355670,"event":"bounce","type":"bounce","sg_message_id":"2d199e9819c26b8db9273d.recvd-5f4b7d9c7-k2xq8-1-67C2D1A0-4.0","reason":"550 5.1.1 The email account that you tried to reach does not exist.","status":"5.1.1"}]"#;
-const EVENTS_TIMESTAMP: &str = "1772355700";
-/// `openssl dgst -sha256 -sign key.pem` over EVENTS_TIMESTAMP ++ EVENTS, base64.
-const EVENTS_SIGNATURE: &str = "MEUCIC9D0polrwFXYwlYQsgvQ8TfXZt30ZEt4Z1fALo0c9fWAiEArQjUTg9zm69AH793nUEm86jvz2ep9pX4ow3ED61n/0o=";
+
+/// The Signed Event Webhook's key pair, as SendGrid holds it (P-256).
+fn webhook_key() -> p256::ecdsa::SigningKey {
+    p256::ecdsa::SigningKey::from_slice(&[0x5e; 32]).expect("a valid P-256 scalar")
+}
+
+/// The verification key SendGrid shows the operator: base64 DER
+/// (SubjectPublicKeyInfo: the P-256 header, then the uncompressed point).
+fn webhook_public_key() -> String {
+    use base64::Engine as _;
+    const P256_SPKI_HEADER: &str = "3059301306072a8648ce3d020106082a8648ce3d030107034200";
+    let mut der = hex::decode(P256_SPKI_HEADER).unwrap();
+    der.extend_from_slice(
+        webhook_key()
+            .verifying_key()
+            .to_encoded_point(false)
+            .as_bytes(),
+    );
+    base64::engine::general_purpose::STANDARD.encode(der)
+}
+
+/// The two headers SendGrid signs a batch with: ECDSA over `at ++ body`.
+fn signed_headers(at: u64, body: &str) -> [(&'static str, String); 2] {
+    use base64::Engine as _;
+    use p256::ecdsa::signature::Signer;
+    let at = at.to_string();
+    let signature: p256::ecdsa::Signature = webhook_key().sign(format!("{at}{body}").as_bytes());
+    [
+        (
+            "X-Twilio-Email-Event-Webhook-Signature",
+            base64::engine::general_purpose::STANDARD.encode(signature.to_der().as_bytes()),
+        ),
+        ("X-Twilio-Email-Event-Webhook-Timestamp", at),
+    ]
+}
+
+/// Seconds since the Unix epoch on the wall clock `herald serve` runs on.
+fn wall_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
 
 fn config(scratch: &Scratch, sendgrid: &FakeSendgrid, api_key: &str) -> std::path::PathBuf {
     let key_file = scratch.write("sendgrid.key", api_key);
@@ -36,7 +73,7 @@ fn config(scratch: &Scratch, sendgrid: &FakeSendgrid, api_key: &str) -> std::pat
                 .setting("from_name", "Acme 云")
                 .setting("reply_to", "support@acme.example")
                 .setting("api_base", sendgrid.origin())
-                .setting("webhook_public_key", WEBHOOK_PUBLIC_KEY),
+                .setting("webhook_public_key", webhook_public_key()),
         )
         .rule(
             Rule::new(
@@ -234,8 +271,15 @@ fn a_rejected_api_key_fails_at_once_and_names_the_setting() {
 }
 
 /// POST `body` to `url` with extra headers; the HTTP status.
-fn post(url: &str, headers: &[(&str, &str)], body: &str) -> u16 {
-    Request::post(url).json(body).headers(headers).send().status
+fn post(url: &str, headers: &[(&str, String)], body: &str) -> u16 {
+    post_text(url, headers, body).0
+}
+
+/// POST `body` to `url` with extra headers; the HTTP status and answer.
+fn post_text(url: &str, headers: &[(&str, String)], body: &str) -> (u16, String) {
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let answer = Request::post(url).json(body).headers(&headers).send();
+    (answer.status, answer.text())
 }
 
 #[test]
@@ -254,17 +298,14 @@ fn signed_event_webhook_reports_delivered_and_bounced() {
 
     let server = Server::start(&config, &db, &scratch, "serve.log");
     let hook = format!("{}/hooks/email", server.base);
-    let signed = [
-        ("X-Twilio-Email-Event-Webhook-Signature", EVENTS_SIGNATURE),
-        ("X-Twilio-Email-Event-Webhook-Timestamp", EVENTS_TIMESTAMP),
-    ];
+    // `serve` runs on the wall clock: batches are signed at its time.
+    let now = wall_secs();
+    let signed = signed_headers(now, EVENTS);
     // A tampered body, a wrong timestamp and a missing signature are refused.
     let tampered = EVENTS.replace("bounce\",\"sg", "delivered\",\"sg");
     assert_eq!(post(&hook, &signed, &tampered), 403);
-    let late = [
-        ("X-Twilio-Email-Event-Webhook-Signature", EVENTS_SIGNATURE),
-        ("X-Twilio-Email-Event-Webhook-Timestamp", "1772355701"),
-    ];
+    let mut late = signed.clone();
+    late[1].1 = (now + 1).to_string();
     assert_eq!(post(&hook, &late, EVENTS), 403);
     assert_eq!(post(&hook, &[], EVENTS), 403);
     let rows = deliveries(&config, &db);
@@ -285,4 +326,70 @@ fn signed_event_webhook_reports_delivered_and_bounced() {
         "bounce: 550 5.1.1 The email account that you tried to reach does not exist."
     );
     assert!(!server.log().contains(API_KEY));
+}
+
+/// SendGrid's events for `email`: `unsubscribe` (an opt-out) or
+/// `group_resubscribe` (back in), with an event id that makes each batch
+/// distinct.
+fn opt_event(email: &str, event: &str, id: &str) -> String {
+    json!([{"email": email, "timestamp": 1772355660, "event": event,
+            "sg_event_id": id, "sg_message_id": "x.filter0001.1.0"}])
+    .to_string()
+}
+
+/// The customers suppressed on `email`, sorted.
+fn email_suppressions(server: &Server) -> Vec<String> {
+    let (status, list) = server.api("GET", "/suppressions", None);
+    assert_eq!(status, 200, "{list}");
+    let mut out: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["channel"] == "email")
+        .map(|s| s["customer"].as_str().unwrap().to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+/// A captured batch replayed later would undo what came after it (a
+/// resubscribe replayed after the customer unsubscribed again would lift
+/// the opt-out): its second copy is refused, as is a batch signed outside
+/// the five-minute window around the server's clock.
+#[test]
+fn a_replayed_or_stale_event_batch_is_refused() {
+    let sendgrid = FakeSendgrid::start(API_KEY);
+    let scratch = Scratch::new();
+    let config = config(&scratch, &sendgrid, API_KEY);
+    let db = scratch.path("h.db");
+    let server = Server::start(&config, &db, &scratch, "serve.log");
+    let email = "lilei@example.com";
+    let body = json!({"external_id": "lilei", "name": "李雷", "email": email}).to_string();
+    assert_eq!(server.api("POST", "/customers", Some(&body)).0, 200);
+    let hook = format!("{}/hooks/email", server.base);
+    let now = wall_secs();
+    let send = |at: u64, body: &str| post_text(&hook, &signed_headers(at, body), body);
+
+    let out = opt_event(email, "unsubscribe", "e-1");
+    assert_eq!(send(now, &out).0, 200, "{}", server.log());
+    assert_eq!(email_suppressions(&server), ["lilei"]);
+    let back = opt_event(email, "group_resubscribe", "e-2");
+    let back_headers = signed_headers(now, &back);
+    assert_eq!(post(&hook, &back_headers, &back), 200);
+    assert_eq!(email_suppressions(&server), Vec::<String>::new());
+    assert_eq!(send(now, &opt_event(email, "unsubscribe", "e-3")).0, 200);
+    assert_eq!(email_suppressions(&server), ["lilei"]);
+
+    let (status, answer) = post_text(&hook, &back_headers, &back);
+    assert_eq!(status, 403, "the replay is refused: {answer}");
+    assert!(answer.contains("already received"), "{answer}");
+    assert_eq!(email_suppressions(&server), ["lilei"], "the opt-out stands");
+
+    let again = opt_event(email, "group_resubscribe", "e-4");
+    for stale in [now - 600, now + 600] {
+        let (status, answer) = send(stale, &again);
+        assert_eq!(status, 403, "signed at {stale}, now {now}: {answer}");
+        assert!(answer.contains("callback_window"), "{answer}");
+    }
+    assert_eq!(email_suppressions(&server), ["lilei"]);
 }

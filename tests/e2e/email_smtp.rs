@@ -140,11 +140,13 @@ fn smtp(port: u16, allowed_port: u16) -> Channel {
         .setting("reply_to", "help@acme.example")
 }
 
-/// [`smtp`] logging in as USER with the password from the environment.
+/// [`smtp`] logging in as USER with the password from the environment,
+/// over the plugin's clear-text connection (the relay is on loopback).
 fn smtp_login(port: u16, allowed_port: u16) -> Channel {
     smtp(port, allowed_port)
         .setting("username", USER)
         .setting("password", env("TEST_SMTP_PASSWORD"))
+        .setting("allow_plaintext_auth", true)
 }
 
 /// Up to three attempts, 10 minutes apart at first.
@@ -410,6 +412,7 @@ fn smtp_wrong_password_fails_clearly_and_auth_login_works() {
                 .setting("username", USER)
                 .setting("password", PASSWORD)
                 .setting("auth", "login")
+                .setting("allow_plaintext_auth", true)
                 .setting("helo_name", "login.acme.example"),
         )
         .rule(rule("via-plain", "badpw"))
@@ -466,6 +469,123 @@ fn smtp_wrong_password_fails_clearly_and_auth_login_works() {
             table_err,
             serde_json::json!(rows).to_string(),
         ],
+    );
+}
+
+/// The plugin has no TLS, so a login would cross the network readable by
+/// anyone on the path: without `allow_plaintext_auth` the send fails before
+/// connecting, saying why and what to set; with it, `herald check` warns.
+#[test]
+fn smtp_login_in_clear_text_needs_the_operators_say_so() {
+    let scratch = Scratch::new();
+    let server = SmtpServer::start(&scratch, "smtp", &[]);
+    let guarded = smtp(server.port, server.port)
+        .setting("username", USER)
+        .setting("password", env("TEST_SMTP_PASSWORD"));
+    let config = retrying()
+        .channel("mail", guarded)
+        .rule(rule("trial-ending", "mail"))
+        .write(&scratch);
+    let timeline = scratch.write("t.jsonl", &customer("li-1", "李雷", "li@example.com"));
+    let db = scratch.path("h.db");
+    let (attempts, stdout, stderr) = live(&config, &timeline, &db, PASSWORD);
+    assert_eq!(
+        statuses_of_rule(&attempts, "trial-ending"),
+        ["failed"],
+        "a configuration problem is not retried: {stderr}"
+    );
+    let rows = deliveries(&config, &db);
+    let error = rows[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("clear text") && error.contains("allow_plaintext_auth = \"true\""),
+        "{error}"
+    );
+    assert!(
+        server.events().iter().all(|e| e["event"] != "auth"),
+        "no login was sent: {:?}",
+        server.events()
+    );
+    assert!(server.messages().is_empty());
+    assert_not_leaked(
+        &[PASSWORD],
+        &[stdout, stderr, serde_json::json!(rows).to_string()],
+    );
+
+    let allowed = retrying()
+        .channel("mail", smtp_login(server.port, server.port))
+        .rule(rule("trial-ending", "mail"))
+        .write_as(&scratch, "allowed.toml");
+    let out = run(herald()
+        .args(["check", "--config"])
+        .arg(&allowed)
+        .env("TEST_SMTP_PASSWORD", PASSWORD));
+    let checked = text(&out.stdout) + &text(&out.stderr);
+    assert!(out.status.success(), "a warning alone passes: {checked}");
+    assert!(
+        checked.contains("allow_plaintext_auth") && checked.contains("clear text"),
+        "{checked}"
+    );
+}
+
+/// A TCP plugin resolves names itself: `tcp://localhost:PORT` names the
+/// relay, but it resolves to loopback, refused without
+/// `allow_private_network = true`.
+#[test]
+fn smtp_to_a_name_resolving_to_loopback_needs_the_operators_say_so() {
+    let scratch = Scratch::new();
+    let server = SmtpServer::start(&scratch, "smtp", &[]);
+    let channel = |allow_private: bool| {
+        Channel::plugin("email-smtp")
+            .allow(&format!("tcp://localhost:{}", server.port))
+            .set("allow_private_network", allow_private)
+            .set("timeout", "10s")
+            .setting("host", "localhost")
+            .setting("port", server.port)
+            .setting("username", USER)
+            .setting("password", env("TEST_SMTP_PASSWORD"))
+            .setting("allow_plaintext_auth", true)
+            .setting("from_email", "noreply@acme.example")
+    };
+    let config = retrying()
+        .channel("public", channel(false))
+        .channel("trusted", channel(true))
+        .rule(rule("via-public", "public"))
+        .rule(rule("via-trusted", "trusted"))
+        .write(&scratch);
+    let timeline = scratch.write("t.jsonl", &customer("li-1", "李雷", "li@example.com"));
+    let db = scratch.path("h.db");
+    let (attempts, _, stderr) = live(&config, &timeline, &db, PASSWORD);
+    assert_eq!(
+        statuses_of_rule(&attempts, "via-public"),
+        ["failed"],
+        "{stderr}"
+    );
+    assert_eq!(
+        statuses_of_rule(&attempts, "via-trusted"),
+        ["delivered"],
+        "{:?}\n{}",
+        deliveries(&config, &db),
+        server.log()
+    );
+    assert!(
+        stderr.contains("127.0.0.1 is a loopback address")
+            && stderr.contains("allow_private_network"),
+        "the refusal is logged, saying what to set: {stderr}"
+    );
+    let rows = deliveries(&config, &db);
+    let refused = rows.iter().find(|r| r["rule"] == "via-public").unwrap();
+    let error = refused["error"].as_str().unwrap();
+    assert!(error.contains("allow_private_network"), "{error}");
+    let connects = server
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "connect")
+        .count();
+    assert_eq!(
+        connects,
+        1,
+        "only the trusted channel connected: {:?}",
+        server.events()
     );
 }
 

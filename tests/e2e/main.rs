@@ -26,6 +26,7 @@ mod openapi;
 mod operators;
 mod plugin_cli;
 mod plugin_faults;
+mod plugin_quotas;
 mod racing;
 mod reactivation;
 mod saas_trial;

@@ -220,7 +220,23 @@ fn check_passes_a_good_config_and_prints_the_table() {
             .map(|c| c["status"].as_str().unwrap().to_string())
             .unwrap()
     };
-    assert_eq!(status("channels", "hook"), "ok");
+    // The provider listens on loopback, so the channel allows private
+    // addresses: its one warning says so.
+    assert_eq!(status("channels", "hook"), "warning");
+    let hook = report["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "hook")
+        .unwrap();
+    let problems = hook["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{hook}");
+    assert!(
+        problems[0]
+            .to_string()
+            .contains("allow_private_network = true"),
+        "{hook}"
+    );
     assert_eq!(status("channels", "inbox"), "ok");
     assert_eq!(status("channels", "spare"), "disabled");
     assert_eq!(status("rules", "welcome"), "ok");

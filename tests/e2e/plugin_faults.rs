@@ -116,3 +116,51 @@ fn a_plugin_of_the_wrong_kind_or_version_is_refused_at_start() {
         "{stderr}"
     );
 }
+
+/// Compiled plugins are loaded as native code, so a cache directory another
+/// user can write would let them run code as Herald: refused, as is a
+/// fallback to a shared temporary directory when no cache directory is set.
+#[test]
+fn a_plugin_cache_other_users_can_write_or_none_at_all_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = Scratch::new();
+    let config = Config::new()
+        .channel("ok", Channel::plugin("chaos"))
+        .rule(Rule::new("r", ON_CREATED, &["ok"], "s", "t"))
+        .write(&scratch);
+    let check = |configure: &dyn Fn(&mut std::process::Command)| {
+        let mut cmd = herald();
+        cmd.args(["check", "--config"]).arg(&config);
+        configure(&mut cmd);
+        let out = run(&mut cmd);
+        (out.status.success(), text(&out.stdout) + &text(&out.stderr))
+    };
+
+    let shared = scratch.path("shared-cache");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let (ok, said) = check(&|cmd| {
+        cmd.env("HERALD_CACHE_DIR", &shared);
+    });
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains("writable by other users") && said.contains("chmod 700"),
+        "{said}"
+    );
+
+    let (ok, said) = check(&|cmd| {
+        cmd.env_remove("HERALD_CACHE_DIR")
+            .env_remove("XDG_CACHE_HOME")
+            .env_remove("HOME");
+    });
+    assert!(!ok, "{said}");
+    assert!(said.contains("set HERALD_CACHE_DIR"), "{said}");
+
+    let fresh = scratch.path("fresh/cache");
+    let (ok, said) = check(&|cmd| {
+        cmd.env("HERALD_CACHE_DIR", &fresh);
+    });
+    assert!(ok, "{said}");
+    let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "created for this user alone: {mode:o}");
+}

@@ -202,3 +202,73 @@ fn a_missing_secret_stops_herald_with_a_clear_error() {
         "{stderr}"
     );
 }
+
+/// `allowed_hosts` names hosts; what a name resolves to is checked too. A
+/// loopback, private or link-local address (the cloud metadata service at
+/// 169.254.169.254) is refused unless the channel says
+/// `allow_private_network = true`, which `herald check` warns about.
+#[test]
+fn private_and_loopback_addresses_need_the_operators_say_so() {
+    let provider = provider();
+    let scratch = Scratch::new();
+    let port = provider.addr.port();
+    // `localhost` is a name: it is allowed, and resolves to loopback.
+    let by_name = |allow_private: bool| {
+        Channel::plugin("webhook")
+            .allow(&format!("http://localhost:{port}"))
+            .set("allow_private_network", allow_private)
+            .setting("url", format!("http://localhost:{port}/hook"))
+            .setting("secret", SECRET)
+    };
+    let metadata = Channel::plugin("webhook")
+        .allow("http://169.254.169.254")
+        .setting("url", "http://169.254.169.254/latest/meta-data/")
+        .setting("secret", SECRET)
+        .set("timeout", "2s");
+    let rule = |id: &str, channel: &str| Rule::new(id, ON_CREATED, &[channel], "s", "t");
+    let config = Config::new()
+        .max_attempts(1)
+        .channel("public-only", by_name(false))
+        .channel("metadata", metadata)
+        .channel("trusted", by_name(true))
+        .rule(rule("r-public-only", "public-only"))
+        .rule(rule("r-metadata", "metadata"))
+        .rule(rule("r-trusted", "trusted"))
+        .write(&scratch);
+    let timeline = scratch.write(
+        "t.jsonl",
+        r#"{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{"external_id":"c1","name":"C"}}"#,
+    );
+    let db = scratch.path("h.db");
+    let out = simulate_into(&config, &timeline, MARCH_1, &db, &["--live"]);
+    let stderr = text(&out.stderr);
+    let rows = deliveries(&config, &db);
+    let row = |rule: &str| rows.iter().find(|r| r["rule"] == rule).unwrap();
+    for refused in ["r-public-only", "r-metadata"] {
+        let r = row(refused);
+        assert_eq!(r["status"], "failed", "{r}");
+        let error = r["error"].as_str().unwrap();
+        assert!(
+            error.contains("private") && error.contains("allow_private_network"),
+            "{error}"
+        );
+    }
+    assert_eq!(row("r-trusted")["status"], "delivered", "{stderr}");
+    assert_eq!(
+        provider.requests().len(),
+        1,
+        "only the trusted channel's request went out"
+    );
+    assert!(
+        stderr.contains("169.254.169.254"),
+        "the refusal is logged: {stderr}"
+    );
+
+    let out = run(herald().args(["check", "--config"]).arg(&config));
+    let checked = text(&out.stdout) + &text(&out.stderr);
+    assert!(out.status.success(), "warnings alone pass: {checked}");
+    assert!(
+        checked.contains("trusted") && checked.contains("allow_private_network = true"),
+        "{checked}"
+    );
+}

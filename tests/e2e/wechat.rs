@@ -345,19 +345,22 @@ fn signed_job_finish_pushes_become_reports() {
 
     let server = Server::start(&config, &db, &scratch, "serve.log");
     let hook = |query: &str| format!("{}/hooks/wechat?{query}", server.base);
-    let good = push_query(CALLBACK_TOKEN, "1772357000", "1847326510");
-    let forged = push_query("not-the-token", "1772357000", "1847326510");
+    // `serve` runs on the wall clock: pushes are signed at its time.
+    let now = wall_secs().to_string();
+    let forged = push_query("not-the-token", &now, "1847326510");
     let ok_xml = job_finish_xml("oLiLei-9f8e7d6c5b4a", &msgid("lilei"), "success");
     assert_eq!(post_xml(&hook(&forged), &ok_xml).0, 403);
     assert!(deliveries(&config, &db)
         .iter()
         .all(|r| r["report"].is_null()));
 
+    let good = push_query(CALLBACK_TOKEN, &now, "1847326510");
     let (status, body) = post_xml(&hook(&good), &ok_xml);
     assert_eq!(status, 200, "{}", server.log());
     assert!(body.contains("success"), "WeChat expects `success`: {body}");
     let blocked = job_finish_xml("oBlocker-5e6f", &msgid("blocker"), "failed:user block");
-    assert_eq!(post_xml(&hook(&good), &blocked).0, 200);
+    let next = push_query(CALLBACK_TOKEN, &now, "1847326511");
+    assert_eq!(post_xml(&hook(&next), &blocked).0, 200);
 
     let rows = wait_for(10, || {
         let rows = deliveries(&config, &db);
@@ -369,4 +372,86 @@ fn signed_job_finish_pushes_become_reports() {
     assert_eq!(b["report"], "undelivered");
     assert_eq!(b["report_reason"], "user block");
     assert!(!server.log().contains(APP_SECRET));
+}
+
+/// Seconds since the Unix epoch on the wall clock `herald serve` runs on.
+fn wall_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A follow (`subscribe`) or unfollow (`unsubscribe`) push from `openid`.
+fn follow_xml(openid: &str, event: &str) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[gh_7f083739789a]]></ToUserName>\
+         <FromUserName><![CDATA[{openid}]]></FromUserName>\
+         <CreateTime>1772357000</CreateTime><MsgType><![CDATA[event]]></MsgType>\
+         <Event><![CDATA[{event}]]></Event></xml>"
+    )
+}
+
+/// The customers suppressed on `wechat`, sorted.
+fn wechat_suppressions(server: &Server) -> Vec<String> {
+    let (status, list) = server.api("GET", "/suppressions", None);
+    assert_eq!(status, 200, "{list}");
+    let mut out: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["channel"] == "wechat")
+        .map(|s| s["customer"].as_str().unwrap().to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+/// A captured push replayed later would undo what came after it (here a
+/// follow replayed after the customer unfollowed again would lift their
+/// opt-out): the second copy of a signed push is refused, as is a push
+/// signed outside the five-minute window around the server's clock.
+#[test]
+fn a_replayed_or_stale_push_is_refused() {
+    let fake = FakeWechat::start(APP_ID, APP_SECRET, &[TEMPLATE]);
+    let scratch = Scratch::new();
+    let config = config(&scratch, &fake, APP_SECRET);
+    let db = scratch.path("h.db");
+    let server = Server::start(&config, &db, &scratch, "serve.log");
+    let openid = "oLiLei-9f8e7d6c5b4a";
+    let body = json!({"external_id": "lilei", "name": "李雷", "wechat_openid": openid}).to_string();
+    assert_eq!(server.api("POST", "/customers", Some(&body)).0, 200);
+    let hook = |query: &str| format!("{}/hooks/wechat?{query}", server.base);
+    let now = wall_secs();
+    let signed = |at: u64, nonce: &str| push_query(CALLBACK_TOKEN, &at.to_string(), nonce);
+    let push = |query: &str, event: &str| post_xml(&hook(query), &follow_xml(openid, event));
+
+    assert_eq!(
+        push(&signed(now, "301"), "unsubscribe").0,
+        200,
+        "{}",
+        server.log()
+    );
+    assert_eq!(wechat_suppressions(&server), ["lilei"]);
+    let follow = signed(now, "302");
+    assert_eq!(push(&follow, "subscribe").0, 200);
+    assert_eq!(wechat_suppressions(&server), Vec::<String>::new());
+    assert_eq!(push(&signed(now, "303"), "unsubscribe").0, 200);
+    assert_eq!(wechat_suppressions(&server), ["lilei"]);
+
+    let (status, answer) = push(&follow, "subscribe");
+    assert_eq!(status, 403, "the replay is refused: {answer}");
+    assert!(answer.contains("already received"), "{answer}");
+    assert_eq!(
+        wechat_suppressions(&server),
+        ["lilei"],
+        "the opt-out stands"
+    );
+
+    for stale in [now - 600, now + 600] {
+        let (status, answer) = push(&signed(stale, "304"), "subscribe");
+        assert_eq!(status, 403, "signed at {stale}, now {now}: {answer}");
+        assert!(answer.contains("callback_window"), "{answer}");
+    }
+    assert_eq!(wechat_suppressions(&server), ["lilei"]);
 }

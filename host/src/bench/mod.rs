@@ -328,7 +328,7 @@ async fn plugin_bench(dir: &Path, calls: usize) -> Result<()> {
         kv: KvBackend::Memory(Arc::new(Mutex::new(HashMap::new()))),
         clock,
     };
-    let cache_dir = herald::config::default_cache_dir();
+    let cache_dir = herald::config::default_cache_dir()?;
     let started = Instant::now();
     let runtime = Arc::new(Runtime::new(cache_dir.clone(), DEFAULT_MEMORY)?);
     let channel_name = "bench";

@@ -138,10 +138,13 @@ pub async fn send_bench(
         clock,
     };
     let runtime = Arc::new(Runtime::new(
-        herald::config::default_cache_dir(),
+        herald::config::default_cache_dir()?,
         DEFAULT_MEMORY,
     )?);
-    let allowed = AllowList::parse(&[format!("http://{addr}")]).map_err(|e| anyhow::anyhow!(e))?;
+    // The bench provider listens on loopback.
+    let allowed = AllowList::parse(&[format!("http://{addr}")])
+        .map_err(|e| anyhow::anyhow!(e))?
+        .with_private_network(true);
     let channel = runtime
         .load_channel(&path, "sms", Limits::default(), allowed, services)
         .await

@@ -88,9 +88,12 @@ fn builtin_delivery(
             return None;
         }
     };
-    if !section.settings.is_empty() || !section.allowed_hosts.is_empty() {
+    if !section.settings.is_empty()
+        || !section.allowed_hosts.is_empty()
+        || section.allow_private_network
+    {
         found.push(Finding::error(format!(
-            "the built-in `{builtin}` channel takes no settings or allowed_hosts; remove them"
+            "the built-in `{builtin}` channel takes no settings, allowed_hosts or allow_private_network; remove them"
         )));
     }
     Some(delivery)
@@ -115,7 +118,14 @@ async fn plugin_delivery(
             found.push(Finding::error(e));
         }
     }
-    let allowed = AllowList::parse(&section.allowed_hosts).unwrap_or_default();
+    let allowed = AllowList::parse(&section.allowed_hosts)
+        .unwrap_or_default()
+        .with_private_network(section.allow_private_network);
+    if section.allow_private_network {
+        found.push(Finding::warning(format!(
+            "channel `{name}` may reach loopback, private and link-local addresses (allow_private_network = true): a name in its allowed_hosts that resolves to an internal service or a cloud metadata address (169.254.169.254) is reached; keep it only for a provider on your own network"
+        )));
+    }
     let (settings, external) = resolve_settings(config, name, section, found);
     let loaded = runtime
         .load_channel(
@@ -155,6 +165,7 @@ async fn plugin_delivery(
         name,
         section,
     ));
+    warn_plaintext_auth(&settings, name, found);
     let address = section.address.unwrap_or(wit_address(plugin.info.address));
     let provider = plugin.info.name.clone();
     let delivery = Delivery::Plugin {
@@ -260,6 +271,22 @@ fn check_declared_settings(
                 info.name,
             )));
         }
+    }
+}
+
+/// The setting with which an operator lets a plugin send a login over a
+/// clear-text connection (`email-smtp`, which has no TLS).
+const PLAINTEXT_AUTH: &str = "allow_plaintext_auth";
+
+/// A warning when the channel lets its plugin send a login in clear text.
+fn warn_plaintext_auth(settings: &[Setting], name: &str, found: &mut Vec<Finding>) {
+    let on = settings
+        .iter()
+        .any(|s| s.key == PLAINTEXT_AUTH && s.value.trim().eq_ignore_ascii_case("true"));
+    if on {
+        found.push(Finding::warning(format!(
+            "channel `{name}` sends its login in clear text ({PLAINTEXT_AUTH} = true): anyone on the network path to the relay can read the password; keep it only for a relay on a trusted network (the same host, a private link)"
+        )));
     }
 }
 

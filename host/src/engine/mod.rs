@@ -161,7 +161,7 @@ impl Herald {
         let scheduler = config.scheduler()?;
         let inbound = crate::inbound::Settings::from_config(&config.file.server.inbound)?;
         let runtime = Arc::new(Runtime::new(
-            config.cache_dir(),
+            config.cache_dir()?,
             Channels::max_memory(config)?,
         )?);
         let services = PluginServices {
@@ -179,7 +179,7 @@ impl Herald {
                 }
             }
         }
-        let targeting = crate::targeting::load_all(config, config.cache_dir(), &services)
+        let targeting = crate::targeting::load_all(config, config.cache_dir()?, &services)
             .await
             .with_context(|| {
                 format!(

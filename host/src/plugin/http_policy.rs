@@ -1,7 +1,13 @@
 //! Outbound network for plugins: HTTP only to the origins on the channel's
 //! allow-list (`scheme://host[:port]`, `*.` host wildcards, `*` port), raw
-//! TCP (for SMTP) only to its `tcp://host:port` entries. A denied request
-//! returns `http-request-denied` to the plugin instead of trapping, and is
+//! TCP (for SMTP) only to its `tcp://host:port` entries, and either only to
+//! public addresses unless the channel allows private ones
+//! (`allow_private_network`; [`super::address`]): an allowed name is
+//! resolved and every address it resolves to checked, and a plain-HTTP
+//! request then goes to the checked address (an HTTPS one re-resolves, but
+//! a name rebound to an internal address fails the certificate check). A
+//! denied request returns `http-request-denied` (or
+//! `destination-IP-prohibited`) to the plugin instead of trapping, and is
 //! logged; a denied connection is refused. Under `herald simulate` requests
 //! go to a recording sink that answers `200 {}` instead of the network; under
 //! `herald plugin test` they are answered from a list of fixtures
@@ -26,6 +32,8 @@ pub struct AllowedOrigin {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AllowList {
     origins: Vec<AllowedOrigin>,
+    /// Whether loopback, private and link-local addresses may be reached.
+    private_network: bool,
 }
 
 fn default_port(scheme: &str) -> u16 {
@@ -82,7 +90,33 @@ impl AllowList {
                 any_port,
             });
         }
-        Ok(AllowList { origins })
+        Ok(AllowList {
+            origins,
+            private_network: false,
+        })
+    }
+
+    /// This list, reaching loopback, private and link-local addresses too
+    /// when `allowed` (the channel's `allow_private_network`).
+    pub fn with_private_network(mut self, allowed: bool) -> AllowList {
+        self.private_network = allowed;
+        self
+    }
+
+    /// Whether loopback, private and link-local addresses may be reached.
+    pub fn private_network(&self) -> bool {
+        self.private_network
+    }
+
+    /// Why the plugin may not reach `ip`, if it may not: it is not public
+    /// and the channel does not allow private addresses.
+    pub fn address_refusal(&self, ip: std::net::IpAddr) -> Option<String> {
+        if self.private_network {
+            return None;
+        }
+        super::address::non_public(ip).map(|why| {
+            format!("{ip} is {why}, and private addresses are refused unless the channel sets allow_private_network = true (only for a provider on your own network)")
+        })
     }
 
     /// Whether a request to this URI may go out.
@@ -123,9 +157,20 @@ impl AllowList {
         })
     }
 
-    /// Whether a TCP connection to `addr` may be opened: some `tcp://host:port`
-    /// entry has that port and a host that is, or resolves to, that address.
-    pub async fn permits_tcp(&self, addr: std::net::SocketAddr) -> bool {
+    /// Why a TCP connection to `addr` may not be opened, if it may not: no
+    /// `tcp://host:port` entry has that port and a host that is, or
+    /// resolves to, that address, or the address is private
+    /// ([`AllowList::address_refusal`]).
+    pub async fn tcp_refusal(&self, addr: std::net::SocketAddr) -> Option<String> {
+        if !self.permits_tcp(addr).await {
+            return Some("not in the channel's allowed_hosts (add tcp://host:port)".to_string());
+        }
+        self.address_refusal(addr.ip())
+    }
+
+    /// Whether some `tcp://host:port` entry has the port of `addr` and a
+    /// host that is, or resolves to, its address.
+    async fn permits_tcp(&self, addr: std::net::SocketAddr) -> bool {
         for o in self.origins.iter().filter(|o| o.scheme == "tcp") {
             if o.port != Some(addr.port()) {
                 continue;
@@ -206,14 +251,19 @@ impl WasiHttpHooks for HttpPolicy {
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
         match &self.mode {
-            HttpMode::Live => Box::new(async move {
-                let (response, io) =
-                    wasmtime_wasi_http::default_send_request(request, options).await?;
-                Ok((
-                    response.map(BodyExt::boxed_unsync),
-                    Box::new(io) as IoFuture,
-                ))
-            }),
+            HttpMode::Live => {
+                let allowed = self.allowed.clone();
+                let channel = self.channel.clone();
+                Box::new(async move {
+                    let request = to_checked_address(request, &allowed, &channel).await?;
+                    let (response, io) =
+                        wasmtime_wasi_http::default_send_request(request, options).await?;
+                    Ok((
+                        response.map(BodyExt::boxed_unsync),
+                        Box::new(io) as IoFuture,
+                    ))
+                })
+            }
             HttpMode::Fixtures(_) => unreachable!("answered above"),
             HttpMode::Sink(log) => {
                 let log = log.clone();
@@ -242,6 +292,54 @@ impl WasiHttpHooks for HttpPolicy {
             }
         }
     }
+}
+
+/// `request` checked against the addresses its host resolves to: refused
+/// (`destination-IP-prohibited`, logged) when one is not public and the
+/// channel does not allow private addresses; else, for plain HTTP, sent to
+/// the first address checked (the `Host` header keeps the name), so the
+/// connection cannot go to an address a second lookup returns. HTTPS keeps
+/// the name for its certificate check, which a rebound name fails.
+async fn to_checked_address(
+    mut request: http::Request<WasiBody>,
+    allowed: &AllowList,
+    channel: &str,
+) -> Result<http::Request<WasiBody>, HttpError> {
+    if allowed.private_network() {
+        return Ok(request);
+    }
+    let uri = request.uri();
+    let https = uri.scheme_str() == Some("https");
+    let host = uri
+        .host()
+        .ok_or(HttpError::HttpRequestUriInvalid)?
+        .trim_matches(['[', ']'])
+        .to_string();
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| HttpError::DnsError {
+            rcode: Some(e.to_string()),
+            info_code: None,
+        })?
+        .collect();
+    let first = *addrs.first().ok_or(HttpError::DestinationNotFound)?;
+    if let Some(why) = addrs.iter().find_map(|a| allowed.address_refusal(a.ip())) {
+        tracing::warn!(%channel, %host, "plugin request refused: {host} resolves to {why}");
+        return Err(HttpError::DestinationIpProhibited);
+    }
+    if !https {
+        let mut parts = uri.clone().into_parts();
+        parts.authority = Some(
+            first
+                .to_string()
+                .parse()
+                .map_err(|_| HttpError::HttpRequestUriInvalid)?,
+        );
+        *request.uri_mut() =
+            http::Uri::from_parts(parts).map_err(|_| HttpError::HttpRequestUriInvalid)?;
+    }
+    Ok(request)
 }
 
 /// The status an unmatched request is answered with under fixtures.

@@ -1,16 +1,22 @@
 //! The WebAssembly plugin runtime: one wasmtime engine with the pooling
 //! allocator and epoch interruption, components compiled once and cached on
 //! disk, an `InstancePre` per plugin and a fresh instance per call, each call
-//! capped in memory and wall time, with no filesystem, environment or
+//! capped in memory (all its memories together), run time and wall time,
+//! its log and what it returns bounded, with no filesystem, environment or
 //! sockets, and HTTP only through the channel's allow-list.
 //!
 //! A plugin that traps, loops, runs out of memory or overruns its deadline
 //! fails only that call; the host carries on.
 
+pub mod address;
 pub mod bindings;
+pub mod bounds;
 mod cache;
 pub mod http_policy;
 pub mod kv;
+mod log;
+pub mod memory;
+mod redact;
 pub mod run_budget;
 pub mod send_task;
 pub(crate) mod state;
@@ -24,9 +30,10 @@ use bindings::channel_api::{
 use bindings::types::{AddressKind, PluginInfo, Setting};
 use http_policy::{AllowList, HttpMode};
 pub use kv::KvBackend;
+pub use redact::redact;
 use run_budget::{BudgetExceeded, Budgeted, RunBudget};
+pub use state::PluginServices;
 use state::StoreState;
-pub use state::{redact, PluginServices};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -190,6 +197,7 @@ impl Runtime {
                 path.display()
             )
         })?;
+        cache::check_dir(&self.cache_dir)?;
         let component = cache::load_or_compile(&self.engine, &self.cache_dir, &bytes)
             .with_context(|| format!("{} is not a valid WebAssembly component", path.display()))?;
         let kind = world_of(&self.engine, &component)
@@ -527,30 +535,7 @@ impl LoadedChannel {
             Ok(Ok(Err(SendError::Permanent(reason)))) => SendOutcome::Permanent { reason },
             Ok(Ok(Err(SendError::Unsubscribed(reason)))) => SendOutcome::Unsubscribed { reason },
         };
-        let redact = |text: String| state::redact_owned(text, &self.secrets);
-        let outcome = match outcome {
-            SendOutcome::Delivered {
-                provider_message_id,
-            } => SendOutcome::Delivered {
-                provider_message_id: redact(provider_message_id),
-            },
-            SendOutcome::Retryable {
-                reason,
-                retry_after,
-            } => SendOutcome::Retryable {
-                reason: redact(reason),
-                retry_after,
-            },
-            SendOutcome::Uncertain { reason } => SendOutcome::Uncertain {
-                reason: redact(reason),
-            },
-            SendOutcome::Permanent { reason } => SendOutcome::Permanent {
-                reason: redact(reason),
-            },
-            SendOutcome::Unsubscribed { reason } => SendOutcome::Unsubscribed {
-                reason: redact(reason),
-            },
-        };
+        let outcome = self.bounded(outcome);
         crate::metrics::plugin_call(&self.call_seconds, started.elapsed());
         tracing::debug!(channel = %self.channel, elapsed_us = started.elapsed().as_micros() as u64, ?outcome, "plugin send");
         outcome
@@ -558,6 +543,38 @@ impl LoadedChannel {
 }
 
 impl LoadedChannel {
+    /// `outcome` as the host keeps it: secrets masked, then reasons and the
+    /// provider message id cut to their [`bounds`].
+    fn bounded(&self, outcome: SendOutcome) -> SendOutcome {
+        let reason = |text: String| bounds::reason(redact::redact_owned(text, &self.secrets));
+        match outcome {
+            SendOutcome::Delivered {
+                provider_message_id,
+            } => SendOutcome::Delivered {
+                provider_message_id: bounds::provider_id(redact::redact_owned(
+                    provider_message_id,
+                    &self.secrets,
+                )),
+            },
+            SendOutcome::Retryable {
+                reason: text,
+                retry_after,
+            } => SendOutcome::Retryable {
+                reason: reason(text),
+                retry_after,
+            },
+            SendOutcome::Uncertain { reason: text } => SendOutcome::Uncertain {
+                reason: reason(text),
+            },
+            SendOutcome::Permanent { reason: text } => SendOutcome::Permanent {
+                reason: reason(text),
+            },
+            SendOutcome::Unsubscribed { reason: text } => SendOutcome::Unsubscribed {
+                reason: reason(text),
+            },
+        }
+    }
+
     /// Hand a provider's callback request to the plugin. Traps, timeouts and
     /// errors come back as text (secrets masked).
     pub async fn handle_callback(
@@ -582,14 +599,38 @@ impl LoadedChannel {
                 self.limits.timeout
             )),
         };
-        result.map_err(|e| self.redact(&e)).map(|r| {
-            r.map_err(|e| match e {
-                CallbackError::Unauthorized(m) => CallbackError::Unauthorized(self.redact(&m)),
-                CallbackError::BadRequest(m) => CallbackError::BadRequest(self.redact(&m)),
+        let reason = |text: &str| bounds::reason(self.redact(text));
+        result.map_err(|e| reason(&e)).map(|r| {
+            r.map(bounded_callback).map_err(|e| match e {
+                CallbackError::Unauthorized(m) => CallbackError::Unauthorized(reason(&m)),
+                CallbackError::BadRequest(m) => CallbackError::BadRequest(reason(&m)),
                 CallbackError::Unsupported => CallbackError::Unsupported,
             })
         })
     }
+}
+
+/// A callback's result as the host keeps it: every report's provider
+/// message id and reason, every reply's sender and text, and the answer to
+/// the provider cut to their [`bounds`].
+fn bounded_callback(mut result: CallbackResult) -> CallbackResult {
+    use bindings::channel_api::CallbackEvent;
+    for event in &mut result.events {
+        match event {
+            CallbackEvent::Report(report) => {
+                report.provider_message_id =
+                    bounds::provider_id(std::mem::take(&mut report.provider_message_id));
+                report.reason = report.reason.take().map(bounds::reason);
+            }
+            CallbackEvent::Reply(reply) => {
+                reply.sender = bounds::cut(std::mem::take(&mut reply.sender), bounds::MAX_ADDRESS);
+                reply.text = bounds::reason(std::mem::take(&mut reply.text));
+            }
+        }
+    }
+    let body = std::mem::take(&mut result.response.body);
+    result.response.body = bounds::cut(body, bounds::MAX_RESPONSE);
+    result
 }
 
 /// `call`, abandoned at `deadline`. A call that finishes in its first poll
@@ -650,12 +691,14 @@ fn describe_error(e: &wasmtime::Error) -> String {
 
 /// Interrupt the guest of `store` once `deadline` has passed, or end its
 /// call with [`BudgetExceeded`] once it has used up `budget`, checked at
-/// every epoch tick (10 ms), yielding to the async runtime in between.
+/// every epoch tick (10 ms), yielding to the async runtime in between. The
+/// call's key-value waits are charged to `budget` too.
 pub(crate) fn interrupt_at(
     store: &mut Store<StoreState>,
     deadline: Instant,
     budget: Option<Arc<RunBudget>>,
 ) {
+    store.data_mut().budget = budget.clone();
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
         let now = Instant::now();
@@ -689,19 +732,51 @@ mod tests {
         assert!(within(past, never).await.is_err());
     }
 
-    #[test]
-    fn redact_owned_masks_like_redact() {
-        let secrets = vec!["s3cret-token".to_string(), "ab".to_string()];
-        for text in [
-            "no secret here",
-            "key s3cret-token twice s3cret-token",
-            "ab",
-        ] {
-            assert_eq!(
-                state::redact_owned(text.to_string(), &secrets),
-                redact(text, &secrets)
-            );
-        }
+    /// Instantiate `wat` (a component) in a store capped at `cap` bytes.
+    async fn instantiate_capped(runtime: &Runtime, wat: &str, cap: usize) -> Result<(), String> {
+        let component = Component::new(runtime.engine(), wat).map_err(|e| e.to_string())?;
+        let services = PluginServices {
+            kv: KvBackend::Memory(Default::default()),
+            clock: Arc::new(crate::clock::SystemClock),
+        };
+        let state = StoreState::new(
+            "memories",
+            Arc::new(AllowList::default()),
+            HttpMode::Live,
+            cap,
+            services,
+            Arc::new(Vec::new()),
+        );
+        let mut store = Store::new(runtime.engine(), state);
+        store.limiter(|s| &mut s.limits);
+        runtime
+            .linker()
+            .instantiate_async(&mut store, &component)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"))
+    }
+
+    #[tokio::test]
+    async fn the_memory_cap_covers_all_of_a_components_memories() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = Runtime::new(dir.path().join("cache"), 128 << 20).unwrap();
+        // 640 pages of 64 KiB: 40 MiB each.
+        let one = r#"(component
+            (core module $a (memory 640))
+            (core instance (instantiate $a)))"#;
+        let two = r#"(component
+            (core module $a (memory 640))
+            (core module $b (memory 640))
+            (core instance (instantiate $a))
+            (core instance (instantiate $b)))"#;
+        let cap = 64 << 20;
+        instantiate_capped(&runtime, one, cap).await.unwrap();
+        let err = instantiate_capped(&runtime, two, cap)
+            .await
+            .expect_err("80 MiB over two memories is past a 64 MiB cap");
+        assert!(err.contains("memory limit"), "{err}");
+        instantiate_capped(&runtime, two, 100 << 20).await.unwrap();
     }
 
     #[test]

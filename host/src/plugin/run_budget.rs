@@ -13,6 +13,12 @@
 //! inside a poll is (it is still time the call kept a thread). The epoch
 //! callback ([`RunBudget::exceeded`]) checks it every epoch tick (10 ms)
 //! while the guest runs; two clock reads per poll cost ~40 ns.
+//!
+//! Host calls are the exception to "waiting is free": the whole time a call
+//! spends in a key-value read or write counts, waiting included
+//! ([`RunBudget::host_call`]), and such a call is abandoned when the budget
+//! runs out, so a plugin cannot hold a send slot for its whole `timeout` by
+//! making slow (or endless) key-value calls, which also load the database.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -38,7 +44,7 @@ impl std::fmt::Display for BudgetExceeded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "ran for more than its {:?} of run time (a loop? raise the channel's `cpu` if the plugin needs more)",
+            "ran for more than its {:?} of run time (a loop, or slow key-value calls? raise the channel's `cpu` if the plugin needs more)",
             self.0
         )
     }
@@ -58,6 +64,15 @@ pub struct RunBudget {
     /// When the poll in progress started (nanoseconds after `origin`, plus
     /// one), or 0 when the call is not being polled.
     poll_started: AtomicU64,
+    /// Nanoseconds host calls spent waiting outside the call's polls.
+    host_waits: AtomicU64,
+}
+
+/// A host call in progress: when it started and the poll time counted by then.
+#[derive(Debug, Clone, Copy)]
+pub struct HostCall {
+    started: Instant,
+    polled: Duration,
 }
 
 impl RunBudget {
@@ -68,21 +83,71 @@ impl RunBudget {
             origin,
             used: AtomicU64::new(0),
             poll_started: AtomicU64::new(0),
+            host_waits: AtomicU64::new(0),
         })
+    }
+
+    /// The budget.
+    pub fn budget(&self) -> Duration {
+        self.budget
     }
 
     fn nanos(&self, at: Instant) -> u64 {
         at.saturating_duration_since(self.origin).as_nanos() as u64
     }
 
-    /// Run time used up to `now`, the poll in progress included.
-    pub fn used(&self, now: Instant) -> Duration {
+    /// Time spent in polls up to `now`, the poll in progress included.
+    fn polled(&self, now: Instant) -> Duration {
         let mut used = self.used.load(Ordering::Relaxed);
         let started = self.poll_started.load(Ordering::Relaxed);
         if started > 0 {
             used += self.nanos(now).saturating_sub(started - 1);
         }
         Duration::from_nanos(used)
+    }
+
+    /// Run time used up to `now`: the polls (the one in progress included)
+    /// and the waits of finished host calls.
+    pub fn used(&self, now: Instant) -> Duration {
+        self.polled(now) + Duration::from_nanos(self.host_waits.load(Ordering::Relaxed))
+    }
+
+    /// What is left of the budget at `now`.
+    pub fn remaining(&self, now: Instant) -> Duration {
+        self.budget.saturating_sub(self.used(now))
+    }
+
+    /// Marks the start of a host call at `now`; pass the mark to
+    /// [`RunBudget::host_call_ended`].
+    pub fn host_call_started(&self, now: Instant) -> HostCall {
+        HostCall {
+            started: now,
+            polled: self.polled(now),
+        }
+    }
+
+    /// Charges the host call marked by `call`, ended at `now`: its whole
+    /// duration, less what the polls during it already counted.
+    pub fn host_call_ended(&self, call: HostCall, now: Instant) {
+        let took = now.saturating_duration_since(call.started);
+        let polled = self.polled(now).saturating_sub(call.polled);
+        let wait = took.saturating_sub(polled).as_nanos() as u64;
+        self.host_waits.fetch_add(wait, Ordering::Relaxed);
+    }
+
+    /// Runs the host call `call` charged to this budget: abandoned with
+    /// [`BudgetExceeded`] once the budget runs out, and refused after it
+    /// when the budget is used up.
+    pub async fn host_call<T>(&self, call: impl Future<Output = T>) -> Result<T, BudgetExceeded> {
+        let mark = self.host_call_started(Instant::now());
+        let result = tokio::time::timeout(self.remaining(mark.started), call).await;
+        let now = Instant::now();
+        self.host_call_ended(mark, now);
+        match result {
+            Err(_) => Err(BudgetExceeded(self.budget)),
+            Ok(_) if self.used(now) > self.budget => Err(BudgetExceeded(self.budget)),
+            Ok(value) => Ok(value),
+        }
     }
 
     /// The error to end the call with, if it has used up its budget by `now`.
@@ -182,5 +247,41 @@ mod tests {
             .expect("over budget");
         assert!(over.to_string().contains("100ms"), "{over}");
         assert!(over.to_string().contains("`cpu`"), "{over}");
+    }
+
+    #[tokio::test]
+    async fn a_host_call_counts_its_wait_and_ends_with_the_budget() {
+        let budget = RunBudget::new(Duration::from_millis(100), Instant::now());
+        let quick = budget
+            .host_call(tokio::time::sleep(Duration::from_millis(30)))
+            .await;
+        assert!(quick.is_ok());
+        let used = budget.used(Instant::now());
+        assert!(
+            used >= Duration::from_millis(30),
+            "the wait counts: {used:?}"
+        );
+        let started = Instant::now();
+        let stalled = budget.host_call(std::future::pending::<()>()).await;
+        let over = stalled.expect_err("a stalled host call ends with the budget");
+        assert!(over.to_string().contains("key-value"), "{over}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "ended at the budget, not later: {:?}",
+            started.elapsed()
+        );
+        assert!(budget.exceeded(Instant::now()).is_some());
+    }
+
+    #[test]
+    fn a_host_call_inside_a_poll_is_not_counted_twice() {
+        let origin = Instant::now();
+        let budget = RunBudget::new(Duration::from_secs(1), origin);
+        // A poll runs from 0 to 50 ms; a host call inside it from 10 to 40 ms.
+        budget.poll_started.store(1, Ordering::Relaxed);
+        let call = budget.host_call_started(origin + Duration::from_millis(10));
+        budget.host_call_ended(call, origin + Duration::from_millis(40));
+        let used = budget.used(origin + Duration::from_millis(50));
+        assert_eq!(used, Duration::from_millis(50));
     }
 }

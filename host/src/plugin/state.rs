@@ -1,17 +1,21 @@
 //! Per-call store state of a plugin: its WASI context (no files, no
 //! environment, the host's clock, TCP only to the channel's `tcp://` allow-list
-//! entries), its `wasi:http` policy, its memory limiter, and the
-//! `herald:plugin/host` capabilities (log with secrets masked; key-value,
-//! which [`super::kv`] implements).
+//! entries), its `wasi:http` policy, its memory cap ([`super::memory`]), and
+//! the `herald:plugin/host` capabilities (log, bounded per call by
+//! [`super::log`]; key-value, which [`super::kv`] implements, its waits
+//! charged to the call's run-time budget).
 
 use super::bindings::host_api::{self, LogLevel};
 use super::http_policy::{AllowList, HttpMode, HttpPolicy};
 use super::kv::KvBackend;
+use super::log::LogQuota;
+use super::memory::MemoryCap;
+use super::run_budget::RunBudget;
 use crate::clock::SharedClock;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -43,35 +47,16 @@ pub struct StoreState {
     http: WasiHttpCtx,
     table: ResourceTable,
     policy: HttpPolicy,
-    /// Memory cap of this call.
-    pub limits: StoreLimits,
+    /// Memory cap of this call, over all its memories.
+    pub limits: MemoryCap,
     services: PluginServices,
     namespace: String,
     secrets: Arc<Vec<String>>,
-}
-
-/// Replace every occurrence of a secret in `text` with `[redacted]`.
-pub fn redact(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_string();
-    for secret in secrets {
-        // Very short values (a flag, a digit) would mask innocent text.
-        if secret.len() >= 4 && out.contains(secret.as_str()) {
-            out = out.replace(secret.as_str(), "[redacted]");
-        }
-    }
-    out
-}
-
-/// [`redact`] of an owned string: no copy when no secret occurs in it.
-pub(crate) fn redact_owned(text: String, secrets: &[String]) -> String {
-    if secrets
-        .iter()
-        .any(|s| s.len() >= 4 && text.contains(s.as_str()))
-    {
-        redact(&text, secrets)
-    } else {
-        text
-    }
+    /// What this call has logged.
+    log: LogQuota,
+    /// The run-time budget of this call, charged with its key-value waits
+    /// (none for targeting plugins, which fuel bounds).
+    pub(crate) budget: Option<Arc<RunBudget>>,
 }
 
 impl StoreState {
@@ -93,13 +78,12 @@ impl StoreState {
                 allowed,
                 mode,
             },
-            limits: StoreLimitsBuilder::new()
-                .memory_size(memory)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: MemoryCap::new(memory),
             services,
             namespace: channel.to_string(),
             secrets,
+            log: LogQuota::default(),
+            budget: None,
         }
     }
 
@@ -136,17 +120,21 @@ impl StoreState {
                 let channel = log_channel.clone();
                 Box::pin(async move {
                     use wasmtime_wasi::sockets::SocketAddrUse;
-                    let ok = match usage {
-                        SocketAddrUse::TcpConnect => list.permits_tcp(addr).await,
+                    let refusal = match usage {
+                        SocketAddrUse::TcpConnect => list.tcp_refusal(addr).await,
                         // The implicit bind to an ephemeral local port
                         // that precedes a connect; no listening.
-                        SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
-                        _ => false,
+                        SocketAddrUse::TcpBind
+                            if addr.ip().is_unspecified() && addr.port() == 0 =>
+                        {
+                            None
+                        }
+                        _ => Some("only outgoing TCP connections are allowed".to_string()),
                     };
-                    if !ok {
-                        tracing::warn!(%channel, %addr, ?usage, "plugin socket refused: not in the channel's allowed_hosts (add tcp://host:port)");
+                    if let Some(why) = &refusal {
+                        tracing::warn!(%channel, %addr, ?usage, "plugin socket refused: {why}");
                     }
-                    ok
+                    refusal.is_none()
                 })
             });
         }
@@ -163,6 +151,9 @@ impl StoreState {
     pub(crate) fn finish(&mut self) {
         self.table = ResourceTable::new();
         self.http = WasiHttpCtx::new();
+        self.limits.reset();
+        self.log = LogQuota::default();
+        self.budget = None;
     }
 
     /// Use a [`finish`](StoreState::finish)ed state for a call in `mode` (with
@@ -198,27 +189,31 @@ impl WasiHttpView for StoreState {
     }
 }
 
+/// `call` charged to `budget` (when the call has one): its wait counts as
+/// run time, and it is abandoned when the budget runs out.
+async fn charged<T>(
+    budget: Option<Arc<RunBudget>>,
+    what: &str,
+    call: impl Future<Output = anyhow::Result<T>>,
+) -> wasmtime::Result<T> {
+    let result = match budget {
+        Some(budget) => budget.host_call(call).await?,
+        None => call.await,
+    };
+    result.map_err(|e| wasmtime::format_err!("key-value {what} failed: {e:#}"))
+}
+
 impl host_api::Host for StoreState {
     async fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
-        let channel = self.namespace.as_str();
-        let message = redact_owned(message, &self.secrets);
-        match level {
-            LogLevel::Trace => tracing::trace!(target: "herald::plugin", channel, "{message}"),
-            LogLevel::Debug => tracing::debug!(target: "herald::plugin", channel, "{message}"),
-            LogLevel::Info => tracing::info!(target: "herald::plugin", channel, "{message}"),
-            LogLevel::Warn => tracing::warn!(target: "herald::plugin", channel, "{message}"),
-            LogLevel::Error => tracing::error!(target: "herald::plugin", channel, "{message}"),
-        }
+        self.log
+            .write(&self.namespace, level, message, &self.secrets);
         Ok(())
     }
 
     async fn kv_get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
         let now = self.services.clock.now();
-        self.services
-            .kv
-            .get(&self.namespace, &key, now)
-            .await
-            .map_err(|e| wasmtime::format_err!("key-value read failed: {e:#}"))
+        let read = self.services.kv.get(&self.namespace, &key, now);
+        charged(self.budget.clone(), "read", read).await
     }
 
     async fn kv_set(
@@ -228,19 +223,16 @@ impl host_api::Host for StoreState {
         ttl_seconds: Option<u64>,
     ) -> wasmtime::Result<()> {
         let now = self.services.clock.now();
-        self.services
+        let write = self
+            .services
             .kv
-            .set(&self.namespace, &key, value, ttl_seconds, now)
-            .await
-            .map_err(|e| wasmtime::format_err!("key-value write failed: {e:#}"))
+            .set(&self.namespace, &key, value, ttl_seconds, now);
+        charged(self.budget.clone(), "write", write).await
     }
 
     async fn kv_delete(&mut self, key: String) -> wasmtime::Result<()> {
-        self.services
-            .kv
-            .delete(&self.namespace, &key)
-            .await
-            .map_err(|e| wasmtime::format_err!("key-value delete failed: {e:#}"))
+        let delete = self.services.kv.delete(&self.namespace, &key);
+        charged(self.budget.clone(), "delete", delete).await
     }
 }
 

@@ -180,9 +180,18 @@ impl LoadedTargeting {
             })
             .await;
         match result {
-            Err(reason) => (Verdict::Failed(reason), self.fuel),
-            Ok((decision, used)) => (verdict(decision, now), used),
+            Err(reason) => (Verdict::Failed(super::bounds::reason(reason)), self.fuel),
+            Ok((decision, used)) => (bounded(verdict(decision, now)), used),
         }
+    }
+}
+
+/// `verdict` with its skip or failure reason cut to [`super::bounds::MAX_REASON`].
+fn bounded(verdict: Verdict) -> Verdict {
+    match verdict {
+        Verdict::Skip(reason) => Verdict::Skip(super::bounds::reason(reason)),
+        Verdict::Failed(reason) => Verdict::Failed(super::bounds::reason(reason)),
+        other => other,
     }
 }
 

@@ -30,10 +30,10 @@ pub enum PluginCommand {
 /// Run a `herald plugin` subcommand. `clock` is the time the plugin sees
 /// unless the test names one.
 pub async fn run(command: PluginCommand, clock: SharedClock) -> Result<ExitCode> {
-    let cache_dir = crate::config::default_cache_dir();
+    let cache_dir = crate::config::default_cache_dir;
     match command {
-        PluginCommand::Inspect(args) => inspect::run(args, cache_dir, clock).await,
-        PluginCommand::Test(args) => harness::run(args, cache_dir, clock).await,
+        PluginCommand::Inspect(args) => inspect::run(args, cache_dir()?, clock).await,
+        PluginCommand::Test(args) => harness::run(args, cache_dir()?, clock).await,
         PluginCommand::New(args) => scaffold::run(args),
     }
 }

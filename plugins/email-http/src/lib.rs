@@ -7,14 +7,15 @@
 //! rule as category), the mapping of SendGrid's answers onto a receipt (the
 //! `X-Message-Id` header) or a retryable / permanent error, and the parsing
 //! and ECDSA verification of SendGrid's signed Event Webhook into delivery
-//! reports.
+//! reports (a batch is taken only within the freshness window of its signed
+//! timestamp and once: see `herald_pdk::replay`).
 
 use base64::Engine as _;
 use herald_pdk::http::{Request, Response};
 use herald_pdk::{
-    callback_reply, non_empty, time, AddressKind, CallbackError, CallbackEvent, CallbackRequest,
-    CallbackResult, DeliveryReport, DeliveryState, Guest, InboundReply, Message, PluginInfo,
-    Receipt, SendError, Setting, SettingSpec, Settings,
+    callback_reply, non_empty, replay, time, AddressKind, CallbackError, CallbackEvent,
+    CallbackRequest, CallbackResult, DeliveryReport, DeliveryState, Guest, InboundReply, Message,
+    PluginInfo, Receipt, SendError, Setting, SettingSpec, Settings,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -43,6 +44,7 @@ impl Guest for EmailHttp {
                 SettingSpec::optional("reply_to", "Reply-To address"),
                 SettingSpec::optional("api_base", "API origin (default https://api.sendgrid.com; https://api.eu.sendgrid.com for EU subusers); must be in allowed_hosts"),
                 SettingSpec::optional("webhook_public_key", "Verification key of SendGrid's Signed Event Webhook (base64 DER or PEM); required to accept delivery events at /hooks/{channel}"),
+                replay::window_setting_spec(),
             ],
         }
     }
@@ -87,20 +89,57 @@ impl Guest for EmailHttp {
         request: CallbackRequest,
     ) -> Result<CallbackResult, CallbackError> {
         let settings = Settings::new(&settings);
-        let key = settings.optional("webhook_public_key").ok_or_else(|| {
-            CallbackError::Unauthorized(
-                "this channel has no `webhook_public_key`: enable the Signed Event Webhook in SendGrid \
-                 (Settings → Mail Settings → Event Webhook) and copy its verification key into the setting"
+        let batch = verify_batch(&settings, &request, time::unix_now_secs())?;
+        if !replay::first_use(&batch.key, batch.fresh_for) {
+            return Err(CallbackError::Unauthorized(
+                "this event batch was already received (same signature): a replayed request is refused"
                     .to_string(),
-            )
-        })?;
-        let signature = request.header(SIGNATURE_HEADER).unwrap_or_default();
-        let timestamp = request.header(TIMESTAMP_HEADER).unwrap_or_default();
-        verify_signature(key, signature, timestamp, &request.body)
-            .map_err(CallbackError::Unauthorized)?;
+            ));
+        }
         let events = parse_events(&request.body).map_err(CallbackError::BadRequest)?;
         callback_reply(events, 200, "text/plain; charset=utf-8", "ok")
     }
+}
+
+/// An event batch whose signature and timestamp checked out.
+#[derive(Debug, PartialEq, Eq)]
+struct VerifiedBatch {
+    /// The key-value entry that marks it seen.
+    key: String,
+    /// Seconds it stays fresh, so how long to remember it.
+    fresh_for: u64,
+}
+
+/// Checks an Event Webhook request's signature and that its signed
+/// timestamp is within the channel's window of `now`.
+fn verify_batch(
+    settings: &Settings,
+    request: &CallbackRequest,
+    now: u64,
+) -> Result<VerifiedBatch, CallbackError> {
+    let key = settings.optional("webhook_public_key").ok_or_else(|| {
+        CallbackError::Unauthorized(
+            "this channel has no `webhook_public_key`: enable the Signed Event Webhook in SendGrid \
+             (Settings → Mail Settings → Event Webhook) and copy its verification key into the setting"
+                .to_string(),
+        )
+    })?;
+    let window = replay::window(settings).map_err(CallbackError::Unauthorized)?;
+    let signature = request.header(SIGNATURE_HEADER).unwrap_or_default();
+    let timestamp = request.header(TIMESTAMP_HEADER).unwrap_or_default();
+    let signed = verify_signature(key, signature, timestamp, &request.body)
+        .map_err(CallbackError::Unauthorized)?;
+    let fresh_for =
+        replay::fresh_for(timestamp, now, window).map_err(CallbackError::Unauthorized)?;
+    Ok(VerifiedBatch {
+        key: format!("event-seen:{}", hex(&signed)),
+        fresh_for,
+    })
+}
+
+/// Lowercase hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(Serialize)]
@@ -288,13 +327,15 @@ fn error_messages(response: &Response) -> String {
 
 /// Checks SendGrid's Event Webhook signature: ECDSA P-256 / SHA-256 over
 /// `timestamp ++ body`, DER signature in base64, key as base64 DER
-/// SubjectPublicKeyInfo (optionally wrapped as PEM).
+/// SubjectPublicKeyInfo (optionally wrapped as PEM). Returns the signature
+/// in one canonical form (`r ++ s` with the low `s`), so the two encodings
+/// ECDSA allows of one signature are one request when it is remembered.
 fn verify_signature(
     public_key: &str,
     signature_b64: &str,
     timestamp: &str,
     body: &[u8],
-) -> Result<(), String> {
+) -> Result<Vec<u8>, String> {
     use p256::ecdsa::signature::Verifier;
     use p256::ecdsa::{Signature, VerifyingKey};
     use p256::pkcs8::DecodePublicKey;
@@ -326,7 +367,8 @@ fn verify_signature(
     signed.extend_from_slice(timestamp.as_bytes());
     signed.extend_from_slice(body);
     key.verify(&signed, &sig)
-        .map_err(|_| "the event webhook signature does not match the body".to_string())
+        .map_err(|_| "the event webhook signature does not match the body".to_string())?;
+    Ok(sig.to_bytes().to_vec())
 }
 
 /// The reports in an Event Webhook body (a JSON array of events).
@@ -615,5 +657,23 @@ mod tests {
             .unwrap_err()
             .contains("webhook_public_key"));
         assert!(verify_signature(PUBLIC_KEY, "%%%", "1", b"[]").is_err());
+    }
+
+    #[test]
+    fn batches_are_taken_within_the_window_of_their_signed_timestamp() {
+        let with_key = herald_pdk::testing::settings(&[("webhook_public_key", PUBLIC_KEY)]);
+        let settings = Settings::new(&with_key);
+        let request = herald_pdk::testing::callback("POST", "https://herald.example/hooks/email")
+            .with_header("X-Twilio-Email-Event-Webhook-Signature", SIGNATURE)
+            .with_header("X-Twilio-Email-Event-Webhook-Timestamp", "1700000000")
+            .with_body(SIGNED_BODY);
+        let batch = verify_batch(&settings, &request, 1_700_000_010).unwrap();
+        assert_eq!(batch.fresh_for, 290);
+        assert_eq!(batch.key.len(), "event-seen:".len() + 128, "{}", batch.key);
+        match verify_batch(&settings, &request, 1_700_000_301) {
+            Err(CallbackError::Unauthorized(m)) => assert!(m.contains("301 s old"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(verify_batch(&Settings::new(&[]), &request, 1_700_000_000).is_err());
     }
 }

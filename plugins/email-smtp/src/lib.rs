@@ -8,7 +8,9 @@
 //! validation, the connection, and the mapping of the outcome onto a receipt
 //! or a retryable / permanent error. The message format lives in [`mime`],
 //! the SMTP conversation in [`smtp`]. STARTTLS is not supported (there is no
-//! TLS stack in the sandbox); see README.md.
+//! TLS stack in the sandbox); see README.md. So a login (AUTH) would cross
+//! the network in clear text: it is refused unless the operator sets
+//! `allow_plaintext_auth = "true"` for a relay on a trusted network.
 
 mod mime;
 mod smtp;
@@ -21,6 +23,8 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const DEFAULT_PORT: u16 = 587;
+/// The setting that lets AUTH go over the clear-text connection.
+const PLAINTEXT_AUTH: &str = "allow_plaintext_auth";
 /// How long one read or write may wait. The host's per-call deadline (the
 /// channel's `timeout`) normally ends a stalled call first.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -48,6 +52,10 @@ impl Guest for EmailSmtp {
                 SettingSpec::optional(
                     "auth",
                     "`plain`, `login` or `none` (default: plain when username is set, else none)",
+                ),
+                SettingSpec::optional(
+                    PLAINTEXT_AUTH,
+                    "`true` to send the login over this plugin's clear-text connection (no TLS): only for a relay on a trusted network",
                 ),
                 SettingSpec::required("from_email", "Sender address (MAIL FROM and From:)"),
                 SettingSpec::optional(
@@ -208,6 +216,11 @@ impl Config {
                     .to_string(),
             ));
         }
+        if auth != AuthKind::None && !plaintext_auth_allowed(s)? {
+            return Err(bad(format!(
+                "refusing to send the SMTP login in clear text: this plugin has no TLS, so `username` and `password` would cross the network readable by anyone on the path; use a relay that needs no login from this host (auth = \"none\"), or, only for a relay on a trusted network (the same host, a private link), set {PLAINTEXT_AUTH} = \"true\""
+            )));
+        }
         Ok(Config {
             host,
             port,
@@ -228,6 +241,21 @@ impl Config {
             AuthKind::Plain => smtp::Auth::Plain { username, password },
             AuthKind::Login => smtp::Auth::Login { username, password },
         }
+    }
+}
+
+/// Whether the operator let AUTH go over the clear-text connection.
+fn plaintext_auth_allowed(s: Settings) -> Result<bool, SendError> {
+    match s
+        .optional(PLAINTEXT_AUTH)
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(SendError::Permanent(format!(
+            "setting `{PLAINTEXT_AUTH}` = {other:?} must be true or false"
+        ))),
     }
 }
 
@@ -276,7 +304,7 @@ fn connect(host: &str, port: u16) -> Result<TcpStream, SendError> {
         None => retry(format!("the SMTP host {host} resolved to no address (will retry)")),
         Some(e) => match e.kind() {
             io::ErrorKind::PermissionDenied => SendError::Permanent(format!(
-                "the host did not allow a connection to {server}: {allow_hint}"
+                "the host did not allow a connection to {server}: {allow_hint} (if it is listed, {host} resolves to a private or loopback address, which needs allow_private_network = true on the channel; the host's log says which)"
             )),
             io::ErrorKind::ConnectionRefused => retry(format!(
                 "{server} refused the connection: is the SMTP relay running and listening on port {port}? (will retry)"
@@ -317,6 +345,7 @@ mod tests {
             ("from_email", "noreply@acme.example"),
             ("username", "u"),
             ("password", "p w"),
+            ("allow_plaintext_auth", "true"),
         ]);
         assert_eq!(
             (c.port, c.auth, c.password.as_str()),
@@ -328,6 +357,7 @@ mod tests {
             ("username", "u"),
             ("password", "p"),
             ("auth", "LOGIN"),
+            ("allow_plaintext_auth", "TRUE"),
         ]);
         assert_eq!(login.auth, AuthKind::Login);
 
@@ -350,5 +380,25 @@ mod tests {
             err(&[("host", "h"), ("from_email", "a@b.c"), ("username", "u")])
                 .contains("`password`")
         );
+        // A login over the clear-text connection needs the operator's say-so.
+        let login = [
+            ("host", "h"),
+            ("from_email", "a@b.c"),
+            ("username", "u"),
+            ("password", "p"),
+        ];
+        let refused = err(&login);
+        assert!(
+            refused.contains("clear text") && refused.contains("allow_plaintext_auth = \"true\""),
+            "{refused}"
+        );
+        let mut maybe = login.to_vec();
+        maybe.push(("allow_plaintext_auth", "yes"));
+        assert!(err(&maybe).contains("true or false"));
+        let mut no = login.to_vec();
+        no.push(("allow_plaintext_auth", "false"));
+        assert!(err(&no).contains("clear text"));
+        let relay = config(&[("host", "h"), ("from_email", "a@b.c"), ("auth", "none")]);
+        assert_eq!(relay.auth, AuthKind::None);
     }
 }

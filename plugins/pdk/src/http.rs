@@ -227,6 +227,13 @@ impl HttpError {
         }
     }
 
+    /// Whether the host refused the address the URL's host resolves to
+    /// (`error-code::destination-IP-prohibited`): a private or loopback
+    /// address, which the channel must allow with `allow_private_network`.
+    pub fn prohibited_address(&self) -> bool {
+        self.message == render_error_code(&ErrorCode::DestinationIpProhibited)
+    }
+
     fn from_code(url: &str, host: &str, code: &ErrorCode) -> Self {
         Self {
             denied: matches!(code, ErrorCode::HttpRequestDenied),

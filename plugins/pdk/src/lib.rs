@@ -36,7 +36,8 @@
 //!   answers onto retryable / permanent errors;
 //! - [`form`] (form bodies and query strings, [`CallbackRequest::query`]),
 //!   [`time`] (calendar dates, RFC 3339, the host's clock) and
-//!   [`constant_time_eq`] for callback signatures;
+//!   [`constant_time_eq`] for callback signatures, and [`replay`] (the
+//!   freshness window and seen-request store that refuse a replayed one);
 //! - `testing` (with the `testing` feature, for unit tests): a sample
 //!   message, provider answers and callback requests to feed pure functions.
 
@@ -68,6 +69,7 @@ pub use bindings::exports::herald::plugin::channel::{
 };
 
 pub mod form;
+pub mod replay;
 pub mod time;
 
 #[cfg(any(test, feature = "testing"))]
@@ -330,6 +332,11 @@ impl From<http::HttpError> for SendError {
                 "request denied by host: {} is not in this channel's allowed_hosts",
                 err.host
             ))
+        } else if err.prohibited_address() {
+            SendError::Permanent(format!(
+                "request refused by host: {} resolves to a private or loopback address; set allow_private_network = true on the channel if the provider is on your own network",
+                err.host
+            ))
         } else if err.invalid_request {
             SendError::Permanent(err.to_string())
         } else {
@@ -394,6 +401,23 @@ mod tests {
         for s in [301, 400, 401, 404, 422] {
             permanent(classify_http_status(s, None));
         }
+    }
+
+    #[test]
+    fn a_prohibited_address_is_a_permanent_failure_naming_the_switch() {
+        let err = http::HttpError {
+            url: "http://localhost:1/x".into(),
+            host: "localhost".into(),
+            message: "destination-IP-prohibited".into(),
+            denied: false,
+            invalid_request: false,
+        };
+        assert!(err.prohibited_address());
+        let m = permanent(Err::<(), _>(SendError::from(err)));
+        assert!(
+            m.contains("private") && m.contains("allow_private_network"),
+            "{m}"
+        );
     }
 
     #[test]

@@ -8,15 +8,17 @@
 //! `data` from the rule's fields), refreshing the token once within a send
 //! when WeChat says it is invalid, the mapping of WeChat's `errcode`s onto a
 //! receipt or a retryable / permanent / unsubscribed error, and the parsing
-//! of the signed `TEMPLATESENDJOBFINISH` event push into delivery reports.
+//! of the signed `TEMPLATESENDJOBFINISH` event push into delivery reports
+//! (a push is taken only within the freshness window and once: see
+//! `herald_pdk::replay`).
 //! The access token and the app secret travel in URLs; no error text this
 //! plugin returns contains a URL's query string.
 
 use herald_pdk::http::{HttpError, Request, Response};
 use herald_pdk::{
-    callback_reply, constant_time_eq, form, kv, log, non_empty, time, AddressKind, CallbackError,
-    CallbackEvent, CallbackRequest, CallbackResult, DeliveryReport, DeliveryState, Guest,
-    InboundReply, Message, PluginInfo, Receipt, SendError, Setting, SettingSpec, Settings,
+    callback_reply, constant_time_eq, form, kv, log, non_empty, replay, time, AddressKind,
+    CallbackError, CallbackEvent, CallbackRequest, CallbackResult, DeliveryReport, DeliveryState,
+    Guest, InboundReply, Message, PluginInfo, Receipt, SendError, Setting, SettingSpec, Settings,
 };
 use serde_json::{json, Map, Value};
 use sha1::{Digest, Sha1};
@@ -54,6 +56,7 @@ impl Guest for WechatTemplate {
                 SettingSpec::optional("url", "Default link opened when the customer taps the message (a rule field `url` overrides it)"),
                 SettingSpec::optional("api_base", "API origin (default https://api.weixin.qq.com); must be in allowed_hosts"),
                 SettingSpec::optional("callback_token", "The Token of the account's server configuration (服务器配置), to verify event pushes at /hooks/{channel}").secret(),
+                replay::window_setting_spec(),
             ],
         }
     }
@@ -136,47 +139,86 @@ impl Guest for WechatTemplate {
         request: CallbackRequest,
     ) -> Result<CallbackResult, CallbackError> {
         let settings = Settings::new(&settings);
-        let token = settings.optional("callback_token").ok_or_else(|| {
-            CallbackError::Unauthorized(
-                "this channel has no `callback_token`: set it to the Token of the account's \
-                 server configuration (开发 → 基本配置 → 服务器配置)"
-                    .to_string(),
-            )
-        })?;
-        let params = request.query();
-        let param = |k: &str| form::get(&params, k).unwrap_or_default();
-        if !signature_ok(
-            token,
-            param("timestamp"),
-            param("nonce"),
-            param("signature"),
-        ) {
+        let push = verify_push(&settings, &request, time::unix_now_secs())?;
+        if !replay::first_use(&push.key, push.fresh_for) {
             return Err(CallbackError::Unauthorized(
-                "the `signature` query parameter does not match sha1(sort(token, timestamp, nonce)): \
-                 check that `callback_token` equals the Token in the server configuration"
+                "this push was already received (same timestamp, nonce and signature): a replayed request is refused"
                     .to_string(),
             ));
         }
-        // WeChat's server-URL check: echo `echostr` back.
-        if request.method.eq_ignore_ascii_case("GET") || request.body.is_empty() {
-            return callback_reply(
-                Vec::new(),
-                200,
-                "text/plain; charset=utf-8",
-                param("echostr"),
-            );
-        }
-        if param("encrypt_type") == "aes" {
-            return Err(CallbackError::BadRequest(
-                "encrypted (安全模式) event pushes are not supported: set the server configuration's \
-                 message encryption to plaintext (明文模式)"
-                    .to_string(),
-            ));
-        }
-        let body = String::from_utf8_lossy(&request.body);
-        let events = parse_event(&body).map_err(CallbackError::BadRequest)?;
-        callback_reply(events, 200, "text/plain; charset=utf-8", "success")
+        answer_push(&request)
     }
+}
+
+/// A push whose signature and timestamp checked out.
+#[derive(Debug, PartialEq, Eq)]
+struct VerifiedPush {
+    /// The key-value entry that marks it seen.
+    key: String,
+    /// Seconds it stays fresh, so how long to remember it.
+    fresh_for: u64,
+}
+
+/// Checks a push's `signature` (sha1 of the sorted token, `timestamp` and
+/// `nonce`) and that its timestamp is within the channel's window of `now`.
+fn verify_push(
+    settings: &Settings,
+    request: &CallbackRequest,
+    now: u64,
+) -> Result<VerifiedPush, CallbackError> {
+    let token = settings.optional("callback_token").ok_or_else(|| {
+        CallbackError::Unauthorized(
+            "this channel has no `callback_token`: set it to the Token of the account's \
+             server configuration (开发 → 基本配置 → 服务器配置)"
+                .to_string(),
+        )
+    })?;
+    let window = replay::window(settings).map_err(CallbackError::Unauthorized)?;
+    let params = request.query();
+    let param = |k: &str| form::get(&params, k).unwrap_or_default();
+    if !signature_ok(
+        token,
+        param("timestamp"),
+        param("nonce"),
+        param("signature"),
+    ) {
+        return Err(CallbackError::Unauthorized(
+            "the `signature` query parameter does not match sha1(sort(token, timestamp, nonce)): \
+             check that `callback_token` equals the Token in the server configuration"
+                .to_string(),
+        ));
+    }
+    let fresh_for =
+        replay::fresh_for(param("timestamp"), now, window).map_err(CallbackError::Unauthorized)?;
+    Ok(VerifiedPush {
+        key: format!("push-seen:{}", param("signature").to_ascii_lowercase()),
+        fresh_for,
+    })
+}
+
+/// The answer to a verified push: `echostr` back for WeChat's check of the
+/// server URL, else the events of the XML body.
+fn answer_push(request: &CallbackRequest) -> Result<CallbackResult, CallbackError> {
+    let params = request.query();
+    let param = |k: &str| form::get(&params, k).unwrap_or_default();
+    if request.method.eq_ignore_ascii_case("GET") || request.body.is_empty() {
+        return callback_reply(
+            Vec::new(),
+            200,
+            "text/plain; charset=utf-8",
+            param("echostr"),
+        );
+    }
+    if param("encrypt_type") == "aes" {
+        return Err(CallbackError::BadRequest(
+            "encrypted (安全模式) event pushes are not supported: set the server configuration's \
+             message encryption to plaintext (明文模式)"
+                .to_string(),
+        ));
+    }
+    let body = String::from_utf8_lossy(&request.body);
+    let events = parse_event(&body).map_err(CallbackError::BadRequest)?;
+    callback_reply(events, 200, "text/plain; charset=utf-8", "success")
 }
 
 /// The Official Account a channel sends as.
@@ -826,12 +868,23 @@ mod tests {
     #[test]
     fn signed_callbacks_verify_the_url_and_take_pushes() {
         let token = settings(&[("callback_token", "token")]);
+        let token = Settings::new(&token);
+        let now = 1_409_659_813;
         let sig = push_signature("token", "1409659813", "abc");
         let url = format!(
             "https://herald.example/hooks/wechat?signature={sig}&timestamp=1409659813&nonce=abc&echostr=hello"
         );
         // WeChat's check of the server URL: `echostr` comes back.
-        let answer = WechatTemplate::handle_callback(token.clone(), callback("GET", &url)).unwrap();
+        let check = callback("GET", &url);
+        let push = verify_push(&token, &check, now).unwrap();
+        assert_eq!(
+            push,
+            VerifiedPush {
+                key: format!("push-seen:{sig}"),
+                fresh_for: 300
+            }
+        );
+        let answer = answer_push(&check).unwrap();
         assert!(answer.events.is_empty());
         assert_eq!(answer.response.body, "hello");
 
@@ -839,7 +892,8 @@ mod tests {
             "<xml><FromUserName><![CDATA[oia2]]></FromUserName><MsgType><![CDATA[event]]></MsgType>\
              <Event><![CDATA[unsubscribe]]></Event></xml>",
         );
-        let answer = WechatTemplate::handle_callback(token.clone(), push.clone()).unwrap();
+        verify_push(&token, &push, now + 10).unwrap();
+        let answer = answer_push(&push).unwrap();
         assert!(
             matches!(&answer.events[..], [CallbackEvent::Reply(r)] if r.sender == "oia2" && r.text == "STOP")
         );
@@ -847,12 +901,24 @@ mod tests {
 
         let forged = callback("GET", &url.replace("nonce=abc", "nonce=abd"));
         assert!(matches!(
-            WechatTemplate::handle_callback(token, forged),
+            verify_push(&token, &forged, now),
             Err(CallbackError::Unauthorized(_))
         ));
         assert!(matches!(
-            WechatTemplate::handle_callback(Vec::new(), push),
+            verify_push(&Settings::new(&[]), &push, now),
             Err(CallbackError::Unauthorized(_))
         ));
+        // Signed, but too old for the window (or the window's setting bad).
+        match verify_push(&token, &push, now + 301) {
+            Err(CallbackError::Unauthorized(m)) => assert!(m.contains("301 s old"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let narrow = settings(&[("callback_token", "token"), ("callback_window", "60")]);
+        assert!(verify_push(&Settings::new(&narrow), &push, now + 61).is_err());
+        let bad = settings(&[("callback_token", "token"), ("callback_window", "1d")]);
+        match verify_push(&Settings::new(&bad), &push, now) {
+            Err(CallbackError::Unauthorized(m)) => assert!(m.contains("callback_window"), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

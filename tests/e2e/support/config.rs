@@ -308,11 +308,18 @@ impl Channel {
         Channel::with("plugin", &path.display().to_string())
     }
 
-    /// Add an origin to `allowed_hosts`.
+    /// Add an origin to `allowed_hosts`. A loopback origin (every fake
+    /// provider listens on 127.0.0.1) also sets `allow_private_network =
+    /// true`, without which Herald refuses loopback and private addresses;
+    /// `.set("allow_private_network", false)` after it takes that back.
     pub fn allow(mut self, origin: &str) -> Channel {
         self.allowed_hosts
             .get_or_insert_with(Vec::new)
             .push(origin.to_string());
+        let host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+        if host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]") {
+            self.lines.set("allow_private_network", true);
+        }
         self
     }
 
@@ -500,6 +507,7 @@ send_windows = ["09:00-10:00"]
 [channels.hook]
 plugin = "/p/webhook.wasm"
 allowed_hosts = ["http://127.0.0.1:9"]
+allow_private_network = true
 timeout = "5s"
 settings = { url = "http://127.0.0.1:9/x", secret = { env = "HOOK_SECRET" }, quote = 'a "b" \ c' }
 [channels.spare]
