@@ -301,8 +301,16 @@ fn the_api_lists_and_drops_held_sends() {
     let id = page["held"][0]["id"].as_i64().unwrap();
     assert_eq!(page["held"][0]["customer"], "ada");
     let (status, body) = server.api("POST", "/held/drop", Some(r#"{"ids": []}"#));
-    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_body")), "{body}");
-    let (status, body) = server.api("POST", "/held/drop", Some(&format!(r#"{{"ids": [{id}, 999999]}}"#)));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_body")),
+        "{body}"
+    );
+    let (status, body) = server.api(
+        "POST",
+        "/held/drop",
+        Some(&format!(r#"{{"ids": [{id}, 999999]}}"#)),
+    );
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, json!({"changed": [id], "not_held": [999999]}));
     let (_, page) = server.api("GET", "/held", None);
