@@ -341,7 +341,7 @@ fn opt_event(email: &str, event: &str, id: &str) -> String {
 fn email_suppressions(server: &Server) -> Vec<String> {
     let (status, list) = server.api("GET", "/suppressions", None);
     assert_eq!(status, 200, "{list}");
-    let mut out: Vec<String> = list
+    let mut out: Vec<String> = list["suppressions"]
         .as_array()
         .unwrap()
         .iter()

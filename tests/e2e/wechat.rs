@@ -396,7 +396,7 @@ fn follow_xml(openid: &str, event: &str) -> String {
 fn wechat_suppressions(server: &Server) -> Vec<String> {
     let (status, list) = server.api("GET", "/suppressions", None);
     assert_eq!(status, 200, "{list}");
-    let mut out: Vec<String> = list
+    let mut out: Vec<String> = list["suppressions"]
         .as_array()
         .unwrap()
         .iter()
