@@ -4,6 +4,7 @@
 //! in the deployment's database, or in memory for plugin tests that have
 //! no deployment.
 
+use crate::store::kv::Usage;
 use crate::store::Store;
 use anyhow::{bail, Result};
 use chrono::{DateTime, Utc};
@@ -22,6 +23,21 @@ pub const MAX_TOTAL: u64 = 4 * 1024 * 1024;
 /// `expires_in`) is shortened to this.
 pub const MAX_TTL_SECONDS: u64 = 366 * 24 * 3600;
 
+/// The most live markers one channel's plugin may hold: small values that
+/// expire within [`MARKER_TTL_SECONDS`] (a signed callback remembered for its
+/// freshness window, so a replay is refused), counted apart from
+/// [`MAX_KEYS`] so a busy channel's callbacks never crowd out its tokens.
+pub const MAX_MARKERS: u64 = 100_000;
+/// The longest time to live of a marker.
+pub const MARKER_TTL_SECONDS: u64 = 3600;
+/// The largest value of a marker.
+pub const MARKER_BYTES: usize = 64;
+
+/// Whether a write of `value` with `ttl_seconds` is a marker.
+fn is_marker(value: &[u8], ttl_seconds: Option<u64>) -> bool {
+    value.len() <= MARKER_BYTES && ttl_seconds.is_some_and(|t| t <= MARKER_TTL_SECONDS)
+}
+
 /// When a value written at `now` with `ttl_seconds` expires: at most
 /// [`MAX_TTL_SECONDS`] later, so no TTL can push it off the calendar.
 pub fn expiry(now: DateTime<Utc>, ttl_seconds: u64) -> DateTime<Utc> {
@@ -31,7 +47,12 @@ pub fn expiry(now: DateTime<Utc>, ttl_seconds: u64) -> DateTime<Utc> {
 }
 
 /// Refuse a write that breaks a quota, saying which and by how much.
-fn check_quota(key: &str, value: &[u8], (keys, bytes): (u64, u64)) -> Result<()> {
+fn check_quota(key: &str, value: &[u8], marker: bool, usage: Usage) -> Result<()> {
+    let Usage {
+        keys,
+        bytes,
+        markers,
+    } = usage;
     if key.len() > MAX_KEY {
         bail!(
             "key-value key is {} bytes; the limit is {MAX_KEY}",
@@ -43,6 +64,12 @@ fn check_quota(key: &str, value: &[u8], (keys, bytes): (u64, u64)) -> Result<()>
             "key-value value for `{key}` is {} bytes; the limit is {MAX_VALUE}",
             value.len()
         );
+    }
+    if marker {
+        if markers >= MAX_MARKERS {
+            bail!("this channel's plugin already holds {markers} short-lived markers; the limit is {MAX_MARKERS}");
+        }
+        return Ok(());
     }
     if keys >= MAX_KEYS {
         bail!("this channel's plugin already holds {keys} keys; the limit is {MAX_KEYS} (delete some, or give them a TTL)");
@@ -98,24 +125,41 @@ impl KvBackend {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let expires = ttl_seconds.map(|s| expiry(now, s));
+        let marker = is_marker(&value, ttl_seconds);
+        let marker_until = expiry(now, MARKER_TTL_SECONDS);
         match self {
             KvBackend::Store(store) => {
-                let usage = crate::store::kv::usage_besides(store, namespace, key, now).await?;
-                check_quota(key, &value, usage)?;
+                let usage = crate::store::kv::usage_besides(
+                    store,
+                    namespace,
+                    key,
+                    now,
+                    (marker_until, MARKER_BYTES),
+                )
+                .await?;
+                check_quota(key, &value, marker, usage)?;
                 crate::store::kv::set(store, namespace, key, &value, expires).await
             }
             KvBackend::Memory(map) => {
                 let mut map = map
                     .lock()
                     .map_err(|_| anyhow::anyhow!("the key-value map is poisoned"))?;
-                let live = |exp: &Option<i64>| exp.is_none_or(|e| e > now.timestamp_millis());
+                let now_ms = now.timestamp_millis();
+                map.retain(|(ns, _), (_, exp)| ns != namespace || exp.is_none_or(|e| e > now_ms));
+                let until = marker_until.timestamp_millis();
                 let usage = map
                     .iter()
-                    .filter(|((ns, k), (_, exp))| ns == namespace && k != key && live(exp))
-                    .fold((0, 0), |(n, b), ((_, k), (v, _))| {
-                        (n + 1, b + (k.len() + v.len()) as u64)
+                    .filter(|((ns, k), _)| ns == namespace && k != key)
+                    .fold(Usage::default(), |mut u, ((_, k), (v, exp))| {
+                        if v.len() <= MARKER_BYTES && exp.is_some_and(|e| e <= until) {
+                            u.markers += 1;
+                        } else {
+                            u.keys += 1;
+                            u.bytes += (k.len() + v.len()) as u64;
+                        }
+                        u
                     });
-                check_quota(key, &value, usage)?;
+                check_quota(key, &value, marker, usage)?;
                 let expires = expires.map(|e| e.timestamp_millis());
                 map.insert((namespace.to_string(), key.to_string()), (value, expires));
                 Ok(())
@@ -235,6 +279,45 @@ mod tests {
         }
         let err = kv.set("big", "last", chunk, None, t(1)).await.unwrap_err();
         assert!(err.to_string().contains("the limit is 4194304"), "{err}");
+    }
+
+    /// A channel remembering one signature per callback for five minutes
+    /// (the replay cache) can take more than 1,000 callbacks in that window
+    /// and still keep its tokens; expired markers are dropped, so the
+    /// store holds only the live ones.
+    async fn markers_have_their_own_quota(kv: KvBackend) {
+        for i in 0..MAX_KEYS {
+            kv.set("wx", &format!("k{i}"), b"token".to_vec(), None, t(0))
+                .await
+                .unwrap();
+        }
+        for i in 0..1_500 {
+            kv.set("wx", &format!("sig{i}"), b"1".to_vec(), Some(300), t(1))
+                .await
+                .expect("a marker does not count against the 1,000 keys");
+        }
+        let err = kv
+            .set("wx", "token2", b"x".to_vec(), None, t(1))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("the limit is 1000"), "{err}");
+        kv.set("wx", "late", b"1".to_vec(), Some(300), t(400))
+            .await
+            .unwrap();
+        assert_eq!(kv.get("wx", "sig0", t(400)).await.unwrap(), None);
+        assert_eq!(
+            kv.get("wx", "late", t(400)).await.unwrap(),
+            Some(b"1".to_vec())
+        );
+    }
+
+    #[tokio::test]
+    async fn markers_have_their_own_quota_in_memory_and_in_the_database() {
+        markers_have_their_own_quota(KvBackend::Memory(Default::default())).await;
+        let (_dir, store) = crate::store::testing::scratch().await;
+        markers_have_their_own_quota(KvBackend::Store(store.clone())).await;
+        let rows = crate::store::kv::rows_of(&store, "wx").await.unwrap();
+        assert_eq!(rows, 1_001, "the expired markers were dropped: {rows}");
     }
 
     #[tokio::test]

@@ -47,25 +47,57 @@ pub async fn set(
     })
 }
 
-/// How many live keys `namespace` holds besides `key`, and their bytes
-/// (keys and values): what a quota weighs a write of `key` against.
+/// What a channel's live keys weigh against its quotas, besides the key
+/// being written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Live keys that are not markers.
+    pub keys: u64,
+    /// Their bytes (keys and values).
+    pub bytes: u64,
+    /// Live markers: small values that expire within `marker_ttl` of now
+    /// (a callback's signature remembered for its freshness window).
+    pub markers: u64,
+}
+
+/// Drop `namespace`'s expired keys, then weigh its live ones besides `key`
+/// (see [`Usage`]; a marker is a value of at most `marker_bytes` expiring
+/// by `marker_until`). Expired keys never pile up: a plugin remembering
+/// one key per callback leaves only the live ones.
 pub async fn usage_besides(
     store: &Store,
     namespace: &str,
     key: &str,
     now: DateTime<Utc>,
-) -> Result<(u64, u64)> {
+    (marker_until, marker_bytes): (DateTime<Utc>, usize),
+) -> Result<Usage> {
     on!(store.pool(), |db, d| {
-        let row = sqlx::query(&d.sql(
-            "SELECT COUNT(*), COALESCE(SUM(LENGTH(key) + LENGTH(value)), 0) FROM plugin_kv
-         WHERE namespace = ? AND key <> ? AND (expires_at IS NULL OR expires_at > ?)",
+        sqlx::query(&d.sql(
+            "DELETE FROM plugin_kv WHERE namespace = ? AND expires_at IS NOT NULL AND expires_at <= ?",
         ))
         .bind(namespace)
-        .bind(key)
         .bind(to_millis(now))
+        .execute(db)
+        .await?;
+        let marker = "(expires_at IS NOT NULL AND expires_at <= ?3 AND LENGTH(value) <= ?4)";
+        let row = sqlx::query(&d.sql(&format!(
+            "SELECT COALESCE(SUM(CASE WHEN {marker} THEN 0 ELSE 1 END), 0),
+                    COALESCE(SUM(CASE WHEN {marker} THEN 0 ELSE LENGTH(key) + LENGTH(value) END), 0),
+                    COALESCE(SUM(CASE WHEN {marker} THEN 1 ELSE 0 END), 0)
+             FROM plugin_kv WHERE namespace = ?1 AND key <> ?2"
+        )))
+        .bind(namespace)
+        .bind(key)
+        .bind(to_millis(marker_until))
+        .bind(i64::try_from(marker_bytes).unwrap_or(i64::MAX))
         .fetch_one(db)
         .await?;
-        Ok((row.get::<i64, _>(0) as u64, row.get::<i64, _>(1) as u64))
+        let count = |i: usize| u64::try_from(row.get::<i64, _>(i)).unwrap_or(0);
+        Ok(Usage {
+            keys: count(0),
+            bytes: count(1),
+            markers: count(2),
+        })
     })
 }
 
@@ -78,5 +110,17 @@ pub async fn delete(store: &Store, namespace: &str, key: &str) -> Result<()> {
             .execute(db)
             .await?;
         Ok(())
+    })
+}
+
+/// How many rows `namespace` has, live or not (tests: expired keys are dropped).
+#[cfg(test)]
+pub async fn rows_of(store: &Store, namespace: &str) -> Result<i64> {
+    on!(store.pool(), |db, d| {
+        let row = sqlx::query(&d.sql("SELECT COUNT(*) FROM plugin_kv WHERE namespace = ?"))
+            .bind(namespace)
+            .fetch_one(db)
+            .await?;
+        Ok(row.get::<i64, _>(0))
     })
 }
