@@ -7,12 +7,15 @@
 use crate::support::*;
 use serde_json::json;
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 
-#[test]
-fn killed_between_claim_and_record_the_reminder_is_still_delivered_once() {
-    // The provider hangs on the very first request (the process is killed
-    // while waiting), then answers; a repeated idempotency key gets the
-    // original message id back instead of a second message.
+/// A `serve` on a provider that hangs on the very first request (so the
+/// process is killed while waiting) and then answers, with a repeated
+/// idempotency key getting the original message id back; the channel sets
+/// `uncertain` as given. `k1` signs up, the provider sees the send, and
+/// the process is killed with SIGKILL before recording it. The provider,
+/// config, database and scratch directory for the restart.
+fn killed_mid_send(uncertain: &str) -> (FakeProvider, PathBuf, PathBuf, Scratch) {
     let provider = FakeProvider::start(|req, earlier| {
         let key = req.header("idempotency-key").unwrap_or("").to_string();
         if earlier.is_empty() {
@@ -28,12 +31,13 @@ fn killed_between_claim_and_record_the_reminder_is_still_delivered_once() {
         .set("scheduler", "lease", "2s")
         .channel(
             "hook",
-            webhook(&provider, "/hook", "s3cret").set("timeout", "60s"),
+            webhook(&provider, "/hook", "s3cret")
+                .set("timeout", "60s")
+                .set("uncertain", uncertain),
         )
         .rule(welcome(&["hook"]).set("subject", "Welcome {{ customer.name }}"))
         .write(&scratch);
     let db = scratch.db("herald.db");
-
     let mut first = Server::start(&config, &db, &scratch, "serve1.log");
     let (status, body) = first.api("PUT", "/customers/k1", Some(r#"{"name":"Kim"}"#));
     assert_eq!(status, 200, "{body}");
@@ -45,7 +49,12 @@ fn killed_between_claim_and_record_the_reminder_is_still_delivered_once() {
         deliveries(&config, &db).is_empty(),
         "nothing was recorded before the kill"
     );
+    (provider, config, db, scratch)
+}
 
+#[test]
+fn killed_between_claim_and_record_the_reminder_is_still_delivered_once() {
+    let (provider, config, db, scratch) = killed_mid_send("resend");
     let second = Server::start(&config, &db, &scratch, "serve2.log");
     let rows = wait_for(30, || {
         let rows = deliveries(&config, &db);
@@ -75,34 +84,7 @@ fn killed_between_claim_and_record_the_reminder_is_still_delivered_once() {
 /// began) and holds it as `unknown` without calling the provider again.
 #[test]
 fn killed_between_send_and_record_a_holding_channel_holds_the_send() {
-    let provider = FakeProvider::start(|_, earlier| {
-        let mut reply = Reply::json(200, json!({"id": format!("m-{}", earlier.len())}));
-        if earlier.is_empty() {
-            reply.delay = std::time::Duration::from_secs(120);
-        }
-        reply
-    });
-    let scratch = Scratch::new();
-    let config = Config::new()
-        .tick("100ms")
-        .set("scheduler", "lease", "2s")
-        .channel(
-            "hook",
-            webhook(&provider, "/hook", "s3cret")
-                .set("timeout", "60s")
-                .set("uncertain", "hold"),
-        )
-        .rule(welcome(&["hook"]))
-        .write(&scratch);
-    let db = scratch.db("herald.db");
-    let mut first = Server::start(&config, &db, &scratch, "serve1.log");
-    let (status, body) = first.api("PUT", "/customers/k1", Some(r#"{"name":"Kim"}"#));
-    assert_eq!(status, 200, "{body}");
-    wait_for(30, || (provider.requests().len() == 1).then_some(()))
-        .unwrap_or_else(|| panic!("the provider never saw the send; log: {}", first.log()));
-    first.child.kill().expect("SIGKILL herald");
-    first.child.wait().expect("reap");
-
+    let (provider, config, db, scratch) = killed_mid_send("hold");
     let second = Server::start(&config, &db, &scratch, "serve2.log");
     let rows = wait_for(30, || {
         let rows = deliveries(&config, &db);

@@ -337,21 +337,6 @@ fn opt_event(email: &str, event: &str, id: &str) -> String {
     .to_string()
 }
 
-/// The customers suppressed on `email`, sorted.
-fn email_suppressions(server: &Server) -> Vec<String> {
-    let (status, list) = server.api("GET", "/suppressions", None);
-    assert_eq!(status, 200, "{list}");
-    let mut out: Vec<String> = list["suppressions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["channel"] == "email")
-        .map(|s| s["customer"].as_str().unwrap().to_string())
-        .collect();
-    out.sort();
-    out
-}
-
 /// A captured batch replayed later would undo what came after it (a
 /// resubscribe replayed after the customer unsubscribed again would lift
 /// the opt-out): its second copy is refused, as is a batch signed outside
@@ -372,18 +357,22 @@ fn a_replayed_or_stale_event_batch_is_refused() {
 
     let out = opt_event(email, "unsubscribe", "e-1");
     assert_eq!(send(now, &out).0, 200, "{}", server.log());
-    assert_eq!(email_suppressions(&server), ["lilei"]);
+    assert_eq!(server.suppressed_on("email"), ["lilei"]);
     let back = opt_event(email, "group_resubscribe", "e-2");
     let back_headers = signed_headers(now, &back);
     assert_eq!(post(&hook, &back_headers, &back), 200);
-    assert_eq!(email_suppressions(&server), Vec::<String>::new());
+    assert_eq!(server.suppressed_on("email"), Vec::<String>::new());
     assert_eq!(send(now, &opt_event(email, "unsubscribe", "e-3")).0, 200);
-    assert_eq!(email_suppressions(&server), ["lilei"]);
+    assert_eq!(server.suppressed_on("email"), ["lilei"]);
 
     let (status, answer) = post_text(&hook, &back_headers, &back);
     assert_eq!(status, 403, "the replay is refused: {answer}");
     assert!(answer.contains("already received"), "{answer}");
-    assert_eq!(email_suppressions(&server), ["lilei"], "the opt-out stands");
+    assert_eq!(
+        server.suppressed_on("email"),
+        ["lilei"],
+        "the opt-out stands"
+    );
 
     let again = opt_event(email, "group_resubscribe", "e-4");
     for stale in [now - 600, now + 600] {
@@ -391,5 +380,5 @@ fn a_replayed_or_stale_event_batch_is_refused() {
         assert_eq!(status, 403, "signed at {stale}, now {now}: {answer}");
         assert!(answer.contains("callback_window"), "{answer}");
     }
-    assert_eq!(email_suppressions(&server), ["lilei"]);
+    assert_eq!(server.suppressed_on("email"), ["lilei"]);
 }

@@ -392,21 +392,6 @@ fn follow_xml(openid: &str, event: &str) -> String {
     )
 }
 
-/// The customers suppressed on `wechat`, sorted.
-fn wechat_suppressions(server: &Server) -> Vec<String> {
-    let (status, list) = server.api("GET", "/suppressions", None);
-    assert_eq!(status, 200, "{list}");
-    let mut out: Vec<String> = list["suppressions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["channel"] == "wechat")
-        .map(|s| s["customer"].as_str().unwrap().to_string())
-        .collect();
-    out.sort();
-    out
-}
-
 /// A captured push replayed later would undo what came after it (here a
 /// follow replayed after the customer unfollowed again would lift their
 /// opt-out): the second copy of a signed push is refused, as is a push
@@ -432,18 +417,18 @@ fn a_replayed_or_stale_push_is_refused() {
         "{}",
         server.log()
     );
-    assert_eq!(wechat_suppressions(&server), ["lilei"]);
+    assert_eq!(server.suppressed_on("wechat"), ["lilei"]);
     let follow = signed(now, "302");
     assert_eq!(push(&follow, "subscribe").0, 200);
-    assert_eq!(wechat_suppressions(&server), Vec::<String>::new());
+    assert_eq!(server.suppressed_on("wechat"), Vec::<String>::new());
     assert_eq!(push(&signed(now, "303"), "unsubscribe").0, 200);
-    assert_eq!(wechat_suppressions(&server), ["lilei"]);
+    assert_eq!(server.suppressed_on("wechat"), ["lilei"]);
 
     let (status, answer) = push(&follow, "subscribe");
     assert_eq!(status, 403, "the replay is refused: {answer}");
     assert!(answer.contains("already received"), "{answer}");
     assert_eq!(
-        wechat_suppressions(&server),
+        server.suppressed_on("wechat"),
         ["lilei"],
         "the opt-out stands"
     );
@@ -453,5 +438,5 @@ fn a_replayed_or_stale_push_is_refused() {
         assert_eq!(status, 403, "signed at {stale}, now {now}: {answer}");
         assert!(answer.contains("callback_window"), "{answer}");
     }
-    assert_eq!(wechat_suppressions(&server), ["lilei"]);
+    assert_eq!(server.suppressed_on("wechat"), ["lilei"]);
 }

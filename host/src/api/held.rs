@@ -4,6 +4,7 @@
 
 use super::auth::Caller;
 use super::{body_of, not_json, ApiError, Current, ErrorBody};
+use crate::engine::Herald;
 use crate::live::Live;
 use crate::store::held::{self, HeldFilter, HeldRow, MAX_LIST, STATUSES};
 use crate::store::tokens::Role;
@@ -120,10 +121,7 @@ async fn redrive(
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<HeldChange>, ApiError> {
-    caller.require(Role::Admin)?;
-    let ids = ids_of(body)?;
-    let changed = held::redrive(&h.store, &ids, h.clock.now()).await?;
-    Ok(Json(change(ids, changed)))
+    act(&h, &caller, body, Act::Redrive).await
 }
 
 /// Let sends held with an unknown outcome go: never sent again.
@@ -135,9 +133,29 @@ async fn drop_unknown(
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<HeldChange>, ApiError> {
+    act(&h, &caller, body, Act::Drop).await
+}
+
+/// What a `POST /held/...` does.
+enum Act {
+    Redrive,
+    Drop,
+}
+
+/// Check the caller and the body, then redrive or drop the ids, now.
+async fn act(
+    h: &Herald,
+    caller: &Caller,
+    body: Result<Bytes, BytesRejection>,
+    act: Act,
+) -> Result<Json<HeldChange>, ApiError> {
     caller.require(Role::Admin)?;
     let ids = ids_of(body)?;
-    let changed = held::drop_unknown(&h.store, &ids, h.clock.now()).await?;
+    let now = h.clock.now();
+    let changed = match act {
+        Act::Redrive => held::redrive(&h.store, &ids, now).await?,
+        Act::Drop => held::drop_unknown(&h.store, &ids, now).await?,
+    };
     Ok(Json(change(ids, changed)))
 }
 

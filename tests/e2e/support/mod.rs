@@ -556,6 +556,21 @@ impl Server {
         http_as(&self.token, method, &self.url(path), body)
     }
 
+    /// The customers suppressed on `channel` (first page of `GET /suppressions`), sorted.
+    pub fn suppressed_on(&self, channel: &str) -> Vec<String> {
+        let (status, list) = self.api("GET", "/suppressions", None);
+        assert_eq!(status, 200, "{list}");
+        let mut out: Vec<String> = list["suppressions"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no suppressions list: {list}"))
+            .iter()
+            .filter(|s| s["channel"] == channel)
+            .map(|s| s["customer"].as_str().unwrap().to_string())
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Sign up each `(external_id, phone)` through the API (named by its
     /// id) and wait until `rule` is delivered to all of them; the provider
     /// message id of each, in order.
