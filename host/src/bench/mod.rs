@@ -102,6 +102,27 @@ pub struct BenchArgs {
     /// herald_bench_* databases there).
     #[arg(long)]
     db: Option<String>,
+    /// Run only these parts (comma-separated: plugin, sends, tick, simulate,
+    /// memory, api) [default: all].
+    #[arg(long, value_delimiter = ',', value_enum)]
+    only: Vec<Part>,
+}
+
+/// One part of the benchmark, for `--only`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// Plugin call cost.
+    Plugin,
+    /// Sends through the sms-twilio plugin to a loopback provider.
+    Sends,
+    /// One tick over a large database (and on PostgreSQL with `--db`).
+    Tick,
+    /// A simulated year of the SaaS example.
+    Simulate,
+    /// The memory `herald serve` holds.
+    Memory,
+    /// Events posted to `herald serve` under load.
+    Api,
 }
 
 struct Sizes {
@@ -188,13 +209,36 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         eprintln!("note: HERALD_LOG enables info logs of herald::plugin: every call below will print a log line, and both sides pay for it");
     }
 
+    let runs = |part: Part| args.only.is_empty() || args.only.contains(&part);
     let plugins_dir = plugins_dir(args.plugins_dir.as_deref())?;
-    plugin_bench(&plugins_dir, sizes.calls).await?;
-    let t0 = Utc
-        .with_ymd_and_hms(2026, 3, 27, 2, 0, 0)
-        .single()
-        .context("bad start time")?;
-    sends::send_bench(&plugins_dir, sizes.sends, sample_message(t0), t0).await?;
+    if runs(Part::Plugin) {
+        plugin_bench(&plugins_dir, sizes.calls).await?;
+    }
+    if runs(Part::Sends) {
+        let t0 = Utc
+            .with_ymd_and_hms(2026, 3, 27, 2, 0, 0)
+            .single()
+            .context("bad start time")?;
+        sends::send_bench(&plugins_dir, sizes.sends, sample_message(t0), t0).await?;
+    }
+    if runs(Part::Tick) {
+        tick_and_postgres(&args, &sizes).await?;
+    }
+    if runs(Part::Simulate) {
+        simulate::simulate_bench(&plugins_dir, sizes.sim_customers).await?;
+    }
+    // `herald serve` runs on the system clock: its reminders are due relative to now.
+    if runs(Part::Memory) {
+        serve::rss_bench(sizes.rss_customers, Utc::now()).await?;
+    }
+    if runs(Part::Api) {
+        api::api_bench(sizes.api_rate, sizes.api_seconds, Utc::now()).await?;
+    }
+    Ok(())
+}
+
+/// The tick on SQLite, then on PostgreSQL when `--db` names a server.
+async fn tick_and_postgres(args: &BenchArgs, sizes: &Sizes) -> Result<()> {
     let sqlite_rows_per_s = tick_bench(
         sizes.customers,
         sizes.due,
@@ -208,10 +252,6 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         }
         postgres::postgres_bench(server, sizes.customers, sizes.due, sqlite_rows_per_s).await?;
     }
-    simulate::simulate_bench(&plugins_dir, sizes.sim_customers).await?;
-    // `herald serve` runs on the system clock: its reminders are due relative to now.
-    serve::rss_bench(sizes.rss_customers, Utc::now()).await?;
-    api::api_bench(sizes.api_rate, sizes.api_seconds, Utc::now()).await?;
     Ok(())
 }
 

@@ -189,7 +189,7 @@ pub async fn simulate_bench(plugins_dir: &Path, customers: u64) -> Result<()> {
     )
     .await?;
     let started = Instant::now();
-    let summary = simulate::run(&herald, &clock, &plan.ops, until, &mut std::io::sink()).await?;
+    let summary = simulate::run(&herald, &clock, &plan.ops, until, &mut |_| Ok(())).await?;
     let wall = started.elapsed().as_secs_f64();
 
     let welcomes = probe::count(&herald.store, Count::Delivered(Some("trial-welcome"))).await?;

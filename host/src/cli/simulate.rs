@@ -48,7 +48,9 @@ pub async fn simulate(
     .await?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let summary = herald::simulate::run(&herald, &clock, &ops, until, &mut out).await?;
+    let mut print =
+        |record: &herald::tick::AttemptRecord| herald::simulate::print_record(&mut out, record);
+    let summary = herald::simulate::run(&herald, &clock, &ops, until, &mut print).await?;
     out.flush()?;
     eprintln!(
         "simulated {} → {}: {} operation(s) applied, {} refused, {} after --until; {} attempt(s); {} HTTP request(s) recorded",
