@@ -6,6 +6,7 @@
 //! Owns the simulation loop; parsing lives in [`timeline`]. May not send for
 //! real: the caller opens the engine with the HTTP mode it wants.
 
+pub mod tally;
 pub mod timeline;
 
 pub use timeline::{load_timeline, parse_timeline, Op, TimelineOp};
