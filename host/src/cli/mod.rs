@@ -85,6 +85,11 @@ pub enum Command {
         /// by default their HTTP goes to a recording sink.
         #[arg(long)]
         live: bool,
+        /// Simulate the customers in this many shards at once, each on its
+        /// own scratch database [default: one per core; not with --db or
+        /// --live].
+        #[arg(long)]
+        shards: Option<usize>,
     },
     /// List delivery attempts.
     Deliveries {

@@ -17,7 +17,8 @@ pub async fn run(command: Command) -> Result<ExitCode> {
             from,
             until,
             live,
-        } => simulate::simulate(config, timeline, from, until, live).await,
+            shards,
+        } => simulate::simulate(config, timeline, from, until, live, shards).await,
         Command::Deliveries {
             config,
             customer,

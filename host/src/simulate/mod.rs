@@ -6,6 +6,8 @@
 //! Owns the simulation loop; parsing lives in [`timeline`]. May not send for
 //! real: the caller opens the engine with the HTTP mode it wants.
 
+pub mod progress;
+pub mod shards;
 pub mod tally;
 pub mod timeline;
 
@@ -29,6 +31,22 @@ pub struct Summary {
     pub after_until: usize,
     /// Attempts printed.
     pub attempts: usize,
+    /// Distinct instants the virtual clock stopped at.
+    pub instants: usize,
+    /// Ticks that claimed something.
+    pub ticks: usize,
+}
+
+impl Summary {
+    /// Add the counts of another run (a shard's) to these.
+    pub fn add(&mut self, other: &Summary) {
+        self.applied += other.applied;
+        self.refused += other.refused;
+        self.after_until += other.after_until;
+        self.attempts += other.attempts;
+        self.instants += other.instants;
+        self.ticks += other.ticks;
+    }
 }
 
 /// Where a simulation's attempts go, in the order they were made.
@@ -55,9 +73,9 @@ pub async fn run(
         }
     }
     let mut next = 0;
+    let mut next_due = schedule::next_due_at(&herald.store).await?;
     loop {
         let next_op = ops.get(next).map(|o| o.at);
-        let next_due = schedule::next_due_at(&herald.store).await?;
         let t = match (next_op, next_due) {
             (Some(a), Some(b)) => a.min(b),
             (Some(a), None) => a,
@@ -68,9 +86,12 @@ pub async fn run(
             break;
         }
         clock.set(t);
+        summary.instants += 1;
         let now = herald.clock.now();
+        let mut applied_any = false;
         while let Some(op) = ops.get(next).filter(|o| o.at <= now) {
             next += 1;
+            applied_any = true;
             match apply(herald, &op.op).await {
                 Ok(()) => summary.applied += 1,
                 Err(WriteError::Internal(e)) => {
@@ -82,9 +103,25 @@ pub async fn run(
                 }
             }
         }
-        for record in tick::drain(herald).await? {
-            sink(&record)?;
-            summary.attempts += 1;
+        if applied_any {
+            next_due = schedule::next_due_at(&herald.store).await?;
+        }
+        // An instant whose operations planned nothing due yet needs no tick,
+        // and a tick that left nothing due needs no empty one after it.
+        while next_due.is_some_and(|due| due <= now) {
+            let Some(records) = tick::step(herald).await? else {
+                bail!(
+                    "a reminder is pending for {} but the tick at {} claimed nothing: the schedule is in a state the simulation cannot advance from",
+                    next_due.map(|d| d.to_rfc3339()).unwrap_or_default(),
+                    now.to_rfc3339()
+                );
+            };
+            summary.ticks += 1;
+            for record in records {
+                sink(&record)?;
+                summary.attempts += 1;
+            }
+            next_due = schedule::next_due_at(&herald.store).await?;
         }
     }
     summary.after_until = ops.len() - next;

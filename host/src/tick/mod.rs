@@ -53,11 +53,18 @@ pub struct AttemptRecord {
 /// any transaction); then record every outcome, inbox message and next
 /// occurrence in one transaction.
 pub async fn run(herald: &Herald) -> Result<Vec<AttemptRecord>> {
+    Ok(step(herald).await?.unwrap_or_default())
+}
+
+/// [`run`], saying whether anything was claimed: `None` when nothing was
+/// due, otherwise the attempts made (none when every claimed row was
+/// canceled or put back to wait).
+pub async fn step(herald: &Herald) -> Result<Option<Vec<AttemptRecord>>> {
     let now = herald.clock.now();
     // Wall time per phase, for `HERALD_LOG=herald::tick=debug`.
     let phase = Instant::now();
     let Some(claimed) = claim::claim(herald, now).await? else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let claim_ms = phase.elapsed().as_secs_f64() * 1e3;
     let phase = Instant::now();
@@ -74,19 +81,16 @@ pub async fn run(herald: &Herald) -> Result<Vec<AttemptRecord>> {
         record_ms = phase.elapsed().as_secs_f64() * 1e3,
         "tick phases"
     );
-    records
+    records.map(Some)
 }
 
 /// Run ticks until nothing is due at the current time.
 pub async fn drain(herald: &Herald) -> Result<Vec<AttemptRecord>> {
     let mut all = Vec::new();
-    loop {
-        let batch = run(herald).await?;
-        if batch.is_empty() {
-            return Ok(all);
-        }
+    while let Some(batch) = step(herald).await? {
         all.extend(batch);
     }
+    Ok(all)
 }
 
 /// Before any plugin is called, note which claimed rows are about to go
