@@ -68,7 +68,8 @@ pub enum Command {
         file: PathBuf,
     },
     /// Replay a timeline through the real engine and plugins on a virtual
-    /// clock; print one JSON line per delivery attempt.
+    /// clock; print one JSON line per delivery attempt, and a summary
+    /// (messages, busiest hours against rate limits, costs) on stderr.
     Simulate {
         #[command(flatten)]
         config: ConfigArgs,
@@ -85,6 +86,8 @@ pub enum Command {
         /// by default their HTTP goes to a recording sink.
         #[arg(long)]
         live: bool,
+        #[command(flatten)]
+        outputs: simulate::Outputs,
     },
     /// List delivery attempts.
     Deliveries {

@@ -17,7 +17,8 @@ pub async fn run(command: Command) -> Result<ExitCode> {
             from,
             until,
             live,
-        } => simulate::simulate(config, timeline, from, until, live).await,
+            outputs,
+        } => simulate::simulate(config, timeline, from, until, live, outputs).await,
         Command::Deliveries {
             config,
             customer,
