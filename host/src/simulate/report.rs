@@ -45,7 +45,7 @@ pub fn render_html(r: &SummaryReport) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>Herald simulation {}</title>\n<style>\n{CSS}</style>\n</head>\n<body>\n<main>\n\
-         <header><h1>Simulation summary</h1><p>{} (UTC) · {} attempt(s), {} by status</p></header>\n",
+         <header><h1>Simulation summary</h1><p>{} (UTC) · {} attempt(s): {}</p></header>\n",
         esc(&period),
         esc(&period),
         r.attempts,
