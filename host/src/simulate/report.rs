@@ -142,7 +142,7 @@ fn chart(h: &mut String, id: &str, dates: &[String], series: &[Series]) {
         return;
     }
     let (w, ht) = (960.0f64, 260.0f64);
-    let (left, right, top, bottom) = (52.0, 12.0, 12.0, 34.0);
+    let (left, right, top, bottom) = (52.0, 32.0, 12.0, 34.0);
     let (pw, ph) = (w - left - right, ht - top - bottom);
     let totals: Vec<u64> = (0..dates.len())
         .map(|i| {
@@ -165,7 +165,13 @@ fn chart(h: &mut String, id: &str, dates: &[String], series: &[Series]) {
         "<svg class=\"chart\" id=\"chart-{id}\" data-days=\"{}\" viewBox=\"0 0 {w} {ht}\" role=\"img\" aria-label=\"messages per day\" xmlns=\"http://www.w3.org/2000/svg\" shape-rendering=\"crispEdges\">",
         dates.len()
     );
-    for tick in [0, max / 2, max] {
+    // Gridlines at 0, the middle (when it is a whole number) and the top.
+    let ticks: Vec<u64> = if max % 2 == 0 {
+        vec![0, max / 2, max]
+    } else {
+        vec![0, max]
+    };
+    for tick in ticks {
         let ty = y(tick);
         let _ = write!(
             h,
@@ -196,10 +202,10 @@ fn chart(h: &mut String, id: &str, dates: &[String], series: &[Series]) {
             );
         }
     }
-    // At most eight date labels, the first and last always.
+    // At most eight date labels, evenly spaced from the first.
     let every = dates.len().div_ceil(8).max(1);
     for (i, date) in dates.iter().enumerate() {
-        if i % every == 0 || i + 1 == dates.len() {
+        if i % every == 0 {
             let x = left + slot * (i as f64 + 0.5);
             let _ = write!(
                 h,
@@ -260,7 +266,12 @@ fn months(h: &mut String, r: &SummaryReport) {
         for m in &months {
             let n = by_month.get(m).copied().unwrap_or(0);
             total = total.saturating_add(n);
-            let _ = write!(h, "<td class=\"num\" data-month=\"{}\">{n}</td>", esc(m));
+            let zero = if n == 0 { " zero" } else { "" };
+            let _ = write!(
+                h,
+                "<td class=\"num{zero}\" data-month=\"{}\">{n}</td>",
+                esc(m)
+            );
         }
         let _ = write!(
             h,
