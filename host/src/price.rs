@@ -95,7 +95,15 @@ impl Price {
             )));
         }
         if !ISO_4217.split_whitespace().any(|c| c == code) {
-            return Err(bad(format!("`{code}` is not an ISO 4217 currency code")));
+            let meant = match code {
+                "RMB" => " (the renminbi is CNY)",
+                "NTD" => " (the New Taiwan dollar is TWD)",
+                "UKP" => " (the pound sterling is GBP)",
+                _ => "",
+            };
+            return Err(bad(format!(
+                "`{code}` is not an ISO 4217 currency code{meant}"
+            )));
         }
         Ok(Price {
             amount,
@@ -176,6 +184,7 @@ mod tests {
             ("0.045 cny", "`cny` is not a currency code"),
             ("0.045 YUAN", "`YUAN` is not a currency code"),
             ("0.045 ABC", "`ABC` is not an ISO 4217 currency code"),
+            ("0.045 RMB", "(the renminbi is CNY)"),
             ("99999999999999999999 USD", "too large"),
             ("", "an amount and a currency code"),
         ] {

@@ -237,7 +237,10 @@ fn a_bad_price_is_refused_with_what_to_write() {
     for (price, says) in [
         ("0.045", "an amount and a currency code"),
         ("CNY 0.045", "the amount comes first"),
-        ("0.045 RMB", "`RMB` is not an ISO 4217 currency code"),
+        (
+            "0.045 RMB",
+            "`RMB` is not an ISO 4217 currency code (the renminbi is CNY)",
+        ),
     ] {
         let stderr = refusal(
             Config::new()

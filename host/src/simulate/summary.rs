@@ -64,7 +64,7 @@ impl Limit {
     pub fn per_hour(&self) -> Result<u64> {
         let steady = 3_600_000_000u64.div_ceil(self.interval_us);
         steady
-            .checked_add(u64::from(self.burst) - 1)
+            .checked_add(u64::from(self.burst).saturating_sub(1))
             .context("sends per hour overflow")
     }
 
