@@ -166,7 +166,7 @@ fn chart(h: &mut String, id: &str, dates: &[String], series: &[Series]) {
         dates.len()
     );
     // Gridlines at 0, the middle (when it is a whole number) and the top.
-    let ticks: Vec<u64> = if max % 2 == 0 {
+    let ticks: Vec<u64> = if max.is_multiple_of(2) {
         vec![0, max / 2, max]
     } else {
         vec![0, max]
