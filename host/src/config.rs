@@ -285,6 +285,9 @@ pub struct ChannelSection {
     /// idempotency key) or `hold` it for an operator (`herald redrive` /
     /// `herald drop`). Default `resend`; `herald check` asks to choose.
     pub uncertain: Option<UncertainSends>,
+    /// What one message on this channel costs, e.g. `"0.045 CNY"`: an amount
+    /// and an ISO 4217 code (`herald simulate` adds up costs with it).
+    pub price: Option<crate::price::Price>,
 }
 
 /// What a channel does with a send whose outcome is unknown.

@@ -39,6 +39,7 @@ pub mod metrics;
 pub mod plan;
 pub mod plugin;
 pub mod plugin_tools;
+pub mod price;
 pub mod render;
 pub mod simulate;
 pub mod span;

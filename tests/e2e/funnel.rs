@@ -538,43 +538,6 @@ fn bars(dom: &str) -> Vec<HashMap<String, String>> {
     out
 }
 
-fn chromium_dom(url: &str) -> String {
-    let chromium =
-        std::env::var("HERALD_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    if !std::path::Path::new(&chromium).exists() {
-        panic!(
-            "{}",
-            std::env::var("HERALD_TEST_CHROMIUM_MISSING").unwrap_or_else(|_| format!(
-                "no Chromium at {chromium}: run scripts/test as root (it installs Debian's `chromium`), or `apt-get install -y --no-install-recommends chromium`, or set HERALD_TEST_CHROMIUM"
-            ))
-        );
-    }
-    let profile = tempfile::tempdir().expect("profile dir");
-    let out = std::process::Command::new(&chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--virtual-time-budget=10000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg("--dump-dom")
-        .arg(url)
-        .output()
-        .expect("run chromium");
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
-
 #[test]
 fn the_dashboard_draws_the_funnel_in_a_headless_browser() {
     let s = Scenario::build();

@@ -68,7 +68,8 @@ pub enum Command {
         file: PathBuf,
     },
     /// Replay a timeline through the real engine and plugins on a virtual
-    /// clock; print one JSON line per delivery attempt.
+    /// clock; print one JSON line per delivery attempt, and a summary
+    /// (messages, busiest hours against rate limits, costs) on stderr.
     Simulate {
         #[command(flatten)]
         config: ConfigArgs,
@@ -90,6 +91,8 @@ pub enum Command {
         /// --live].
         #[arg(long)]
         shards: Option<usize>,
+        #[command(flatten)]
+        outputs: simulate::Outputs,
     },
     /// List delivery attempts.
     Deliveries {

@@ -18,7 +18,8 @@ pub async fn run(command: Command) -> Result<ExitCode> {
             until,
             live,
             shards,
-        } => simulate::simulate(config, timeline, from, until, live, shards).await,
+            outputs,
+        } => simulate::simulate(config, timeline, from, until, live, shards, outputs).await,
         Command::Deliveries {
             config,
             customer,

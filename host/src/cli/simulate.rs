@@ -1,21 +1,37 @@
 //! `herald simulate`: a timeline replayed through the real engine and
-//! plugins on a virtual clock, one JSON line per attempt on stdout.
+//! plugins on a virtual clock, one JSON line per attempt on stdout, the
+//! summary as a table on stderr, and on request as JSON (`--summary`) and
+//! as an HTML page (`--report`).
 
 use super::ConfigArgs;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
+use clap::Args;
 use herald::config::Config;
 use herald::plugin::http_policy::HttpMode;
 use herald::simulate::shards;
+use herald::simulate::summary::{self, Summary, SummaryReport};
 use herald::store::Location;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
+/// Where the summary goes besides stderr.
+#[derive(Debug, Args)]
+pub struct Outputs {
+    /// Also write the summary as JSON to this file (fields in the README).
+    #[arg(long, value_name = "FILE")]
+    summary: Option<PathBuf>,
+    /// Also write the summary as one self-contained HTML page with charts.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+}
+
 /// Replay `timeline` from `from` to `until`; failure when any operation was
-/// refused. Without `--db` the customers are split into `shards` (one per
-/// core by default) simulated at once, each on its own scratch database.
+/// refused. Without `--db` or `--live` the customers are split into `shards`
+/// (one per core by default) simulated at once, each on its own scratch
+/// database.
 pub async fn simulate(
     args: ConfigArgs,
     timeline: PathBuf,
@@ -23,11 +39,13 @@ pub async fn simulate(
     until: DateTime<Utc>,
     live: bool,
     shards: Option<usize>,
+    outputs: Outputs,
 ) -> Result<ExitCode> {
     if until < from {
         anyhow::bail!("--until ({until}) is before --from ({from})");
     }
     let config = Config::load(&args.config)?;
+    let facts = summary::channel_facts(&config)?;
     let ops = herald::simulate::load_timeline(&timeline)?;
     let scratch = tempfile::tempdir().context("cannot create a scratch directory")?;
     let customers = ops
@@ -51,26 +69,32 @@ pub async fn simulate(
     let timelines = shards::split(ops, plan.databases.len());
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let mut print =
-        |record: &herald::tick::AttemptRecord| herald::simulate::print_record(&mut out, record);
+    let mut counted = Summary::new(&facts);
+    let mut print = |record: &herald::tick::AttemptRecord| {
+        herald::simulate::print_record(&mut out, record)?;
+        counted.add(record)
+    };
     let mut bar = herald::simulate::progress::Bar::new(customers, from, until);
-    let summary = tokio::task::block_in_place(|| {
+    let outcome = tokio::task::block_in_place(|| {
         shards::run(plan, timelines, &mut print, &mut |p| bar.update(p))
     });
     bar.finish();
-    let summary = summary?;
+    let outcome = outcome?;
     out.flush()?;
+    let report = counted.report(&facts, from, until)?;
+    write_outputs(&report, &outputs)?;
     eprintln!(
         "simulated {} → {}: {} operation(s) applied, {} refused, {} after --until; {} attempt(s); {} HTTP request(s) recorded",
         from.to_rfc3339(),
         until.to_rfc3339(),
-        summary.applied,
-        summary.refused,
-        summary.after_until,
-        summary.attempts,
+        outcome.applied,
+        outcome.refused,
+        outcome.after_until,
+        outcome.attempts,
         sink.lock().map(|s| s.len()).unwrap_or(0)
     );
-    Ok(if summary.refused == 0 {
+    eprint!("\n{}", summary::render_text(&report));
+    Ok(if outcome.refused == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -109,4 +133,18 @@ fn databases(
     Ok((0..count)
         .map(|i| Location::Embedded(scratch.join(format!("shard-{i}.db"))))
         .collect())
+}
+
+/// Write the JSON summary and the HTML page where `--summary` and `--report` ask.
+fn write_outputs(report: &SummaryReport, outputs: &Outputs) -> Result<()> {
+    if let Some(path) = &outputs.summary {
+        let json = serde_json::to_string_pretty(report).context("cannot serialise the summary")?;
+        std::fs::write(path, json + "\n")
+            .with_context(|| format!("cannot write --summary {}", path.display()))?;
+    }
+    if let Some(path) = &outputs.report {
+        std::fs::write(path, herald::simulate::report::render_html(report))
+            .with_context(|| format!("cannot write --report {}", path.display()))?;
+    }
+    Ok(())
 }

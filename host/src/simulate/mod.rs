@@ -7,7 +7,9 @@
 //! real: the caller opens the engine with the HTTP mode it wants.
 
 pub mod progress;
+pub mod report;
 pub mod shards;
+pub mod summary;
 pub mod tally;
 pub mod timeline;
 

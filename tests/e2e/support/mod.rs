@@ -1,14 +1,17 @@
 //! Shared helpers: locating the binary and plugins, scratch directories,
 //! running commands, parsing `simulate` output, a scriptable fake HTTP
 //! provider on loopback, `herald serve` as a child process, the config
-//! builder ([`config`]) and the one HTTP client ([`http`]).
+//! builder ([`config`]), the one HTTP client ([`http`]) and headless
+//! Chromium ([`browser`]).
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod config;
 pub mod db;
 pub mod http;
 
+pub use browser::{chromium_dom, chromium_screenshot, file_url};
 pub use config::{
     env, file, on_event, targeting, webhook, welcome, Channel, Config, Raw, Rule, ON_CREATED,
 };
