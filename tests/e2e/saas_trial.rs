@@ -115,6 +115,49 @@ fn expected() -> BTreeSet<(String, String, String, String)> {
         .collect()
 }
 
+/// Customers are simulated in shards at once; the attempts come out the
+/// same, in the same order, however many shards there are, and they are the
+/// hand-checked ones.
+#[test]
+fn shards_change_nothing_but_the_speed() {
+    let scratch = Scratch::new();
+    let timeline = scratch.write("timeline.jsonl", TIMELINE.trim_start());
+    let config = repo_root().join("examples/saas-trial/herald.toml");
+    let period = ["--from", "2026-01-01", "--until", "2027-03-01"];
+    let stdout_with = |shards: &str| {
+        let out = run(herald()
+            .args(["simulate", "--config"])
+            .arg(&config)
+            .arg("--timeline")
+            .arg(&timeline)
+            .args(period)
+            .args(["--shards", shards]));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let one = stdout_with("1");
+    let three = stdout_with("3");
+    assert_eq!(one, three, "three shards printed other attempts than one");
+    let got: BTreeSet<_> = parse_attempts(&three)
+        .into_iter()
+        .map(|a| (a.customer, a.rule, a.at, a.channel))
+        .collect();
+    assert_eq!(got, expected());
+    let refused = run(herald()
+        .args(["simulate", "--config"])
+        .arg(&config)
+        .arg("--timeline")
+        .arg(&timeline)
+        .args(period)
+        .args(["--shards", "2", "--live"]));
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("--live runs in one shard"),
+        "{}",
+        text(&refused.stderr)
+    );
+}
+
 #[test]
 fn saas_trial_strategy_over_fourteen_months() {
     let scratch = Scratch::new();

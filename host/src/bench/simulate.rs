@@ -176,7 +176,7 @@ pub async fn simulate_bench(plugins_dir: &Path, customers: u64) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     let customers_count = usize::try_from(customers).context("too many customers")?;
-    let count = simulate::shards::default_shards(customers_count);
+    let count = simulate::shards::default_shards(&config, customers_count);
     let plan_ops = std::mem::take(&mut plan.ops);
     let op_count = plan_ops.len();
     let shards_plan = simulate::shards::Plan {

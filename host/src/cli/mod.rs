@@ -87,8 +87,9 @@ pub enum Command {
         #[arg(long)]
         live: bool,
         /// Simulate the customers in this many shards at once, each on its
-        /// own scratch database [default: one per core; not with --db or
-        /// --live].
+        /// own scratch database [default: one per core, or one when a channel
+        /// has a rate limit (with more, each shard paces its share of the
+        /// limit); not with --db or --live].
         #[arg(long)]
         shards: Option<usize>,
         #[command(flatten)]

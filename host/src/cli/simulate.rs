@@ -53,7 +53,7 @@ pub async fn simulate(
         .map(herald::simulate::shards::customer_of)
         .collect::<std::collections::HashSet<_>>()
         .len();
-    let databases = databases(&args, shards, live, customers, scratch.path())?;
+    let databases = databases(&args, &config, shards, live, customers, scratch.path())?;
     let sink = Arc::new(Mutex::new(Vec::new()));
     let plan = shards::Plan {
         config: &config,
@@ -107,6 +107,7 @@ pub async fn simulate(
 /// as they do in a deployment.
 fn databases(
     args: &ConfigArgs,
+    config: &Config,
     shards: Option<usize>,
     live: bool,
     customers: usize,
@@ -128,7 +129,7 @@ fn databases(
     let count = match shards {
         Some(0) => anyhow::bail!("--shards must be at least 1"),
         Some(n) => n.min(customers.max(1)),
-        None => shards::default_shards(customers),
+        None => shards::default_shards(config, customers),
     };
     Ok((0..count)
         .map(|i| Location::Embedded(scratch.join(format!("shard-{i}.db"))))

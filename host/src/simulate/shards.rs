@@ -7,9 +7,12 @@
 //! customer within an instant, so the output does not depend on the number
 //! of shards.
 //!
-//! Per-channel rate limits are the one thing customers share: each shard
-//! gets an equal share of every channel's `rate` (and `burst`), so the
-//! shards together send no faster than the one limit would let them.
+//! Per-channel rate limits are the one thing customers share, so a strategy
+//! with a rate-limited channel runs in one shard unless the caller asks for
+//! more; then each shard gets an equal share of every channel's `rate` (and
+//! `burst`), so the shards together send no faster than the one limit would
+//! let them (an approximation: a burst that falls in one shard waits longer
+//! than under the one limit).
 //!
 //! Owns splitting, the shard threads and the merge; the loop of one shard is
 //! [`super::run`]. May not touch a live database: every shard opens the
@@ -73,8 +76,12 @@ impl Progress {
     }
 }
 
-/// How many shards to use: one per core, at most one per customer.
-pub fn default_shards(customers: usize) -> usize {
+/// How many shards to use: one per core, at most one per customer; one
+/// when a channel has a rate limit (exact pacing across customers).
+pub fn default_shards(config: &Config, customers: usize) -> usize {
+    if config.file.channels.values().any(|c| c.rate.is_some()) {
+        return 1;
+    }
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
