@@ -16,8 +16,9 @@ pub async fn run(command: Command) -> Result<ExitCode> {
             timeline,
             from,
             until,
+            scope,
             live,
-        } => simulate::simulate(config, timeline, from, until, live).await,
+        } => simulate::simulate(config, timeline, (from, until), scope, live).await,
         Command::Deliveries {
             config,
             customer,

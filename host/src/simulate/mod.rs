@@ -6,6 +6,8 @@
 //! Owns the simulation loop; parsing lives in [`timeline`]. May not send for
 //! real: the caller opens the engine with the HTTP mode it wants.
 
+pub mod compare;
+pub mod snapshot;
 pub mod tally;
 pub mod timeline;
 
