@@ -31,6 +31,7 @@ mod racing;
 mod reactivation;
 mod saas_trial;
 mod sequences;
+mod simulate_snapshot;
 mod sms_aliyun;
 mod sms_twilio;
 mod strategy_change;
