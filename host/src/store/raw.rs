@@ -119,15 +119,17 @@ impl Owned {
         Ok(owned)
     }
 
-    /// Open an existing database file for reading only, touching none of
-    /// its files: no checkpoint when it closes, and its `-shm` index read
-    /// and never written (`readonly_shm`: without another connection SQLite
-    /// reads the `-wal` itself into memory). What a snapshot of a live
-    /// database needs.
-    pub fn open_read_only(path: &std::path::Path) -> Result<Owned> {
+    /// Open an existing database file for reading only: never a checkpoint
+    /// when it closes, so neither the database nor its `-wal` changes. With
+    /// `untouched_shm` its `-shm` index is read and never written either
+    /// (`readonly_shm`: without another connection SQLite reads the `-wal`
+    /// itself into memory); without it a reader may mark the `-shm` as
+    /// readers do. What a snapshot of a live database needs.
+    pub fn open_read_only(path: &std::path::Path, untouched_shm: bool) -> Result<Owned> {
         let name = CString::new(format!(
-            "file:{}?mode=ro&readonly_shm=1",
-            uri_path(&path.to_string_lossy())
+            "file:{}?mode=ro{}",
+            uri_path(&path.to_string_lossy()),
+            if untouched_shm { "&readonly_shm=1" } else { "" }
         ))?;
         let mut raw = std::ptr::null_mut();
         // SAFETY: `name` is NUL-terminated; `raw` receives the handle.

@@ -38,14 +38,35 @@ pub fn copy_sqlite(live: &Location, into: &Path) -> Result<()> {
         .to_str()
         .with_context(|| format!("the scratch path {} is not UTF-8", into.display()))?;
     raw::blocking(|| {
-        let owned = Owned::open_read_only(source)?;
-        let conn = owned.conn();
-        let mut vacuum = conn.prepare("VACUUM INTO ?1")?;
-        vacuum
-            .run(&[target.into()])
-            .with_context(|| format!("cannot copy {} into {}", source.display(), into.display()))?;
-        Ok(())
+        // First without writing a byte of the live files. A reader that may
+        // not mark the `-shm` can find no read slot it may use while
+        // another process writes; then as an ordinary reader, which marks
+        // the `-shm` (an index, not data) and still never the database or
+        // its `-wal`.
+        copy_once(source, into, target, true).or_else(|first| {
+            if into.exists() {
+                std::fs::remove_file(into).with_context(|| {
+                    format!("cannot remove the unfinished copy {}", into.display())
+                })?;
+            }
+            copy_once(source, into, target, false).map_err(|second| {
+                anyhow::anyhow!(
+                    "{second:#} (before that, as a reader that leaves the -shm untouched: {first:#})"
+                )
+            })
+        })
     })
+}
+
+/// One `VACUUM INTO` of `source` into `into` (`target`: its path as text).
+fn copy_once(source: &Path, into: &Path, target: &str, untouched_shm: bool) -> Result<()> {
+    let owned = Owned::open_read_only(source, untouched_shm)?;
+    let conn = owned.conn();
+    let mut vacuum = conn.prepare("VACUUM INTO ?1")?;
+    vacuum
+        .run(&[target.into()])
+        .with_context(|| format!("cannot copy {} into {}", source.display(), into.display()))?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -93,6 +114,11 @@ mod tests {
             .await
             .unwrap()
             .is_some());
+        // The second way, as an ordinary reader: the database and its log
+        // stay as they were too.
+        let second = dir.path().join("second.db");
+        copy_once(&live_path, &second, second.to_str().unwrap(), false).unwrap();
+        assert_eq!(files(&live_path)[..2], before[..2]);
         let err = copy_sqlite(&live, &copy).unwrap_err().to_string();
         assert!(err.contains("already exists"), "{err}");
         let pg = Location::Server("postgres://u:secret@h/db".into());
