@@ -50,9 +50,9 @@ fn person(i: usize) -> Person {
     Person {
         id: format!("c{i:06}"),
         renews,
-        trial: i % 3 != 0,
-        suppressed: i % 10 == 0,
-        pays: (i % 7 == 0).then(|| {
+        trial: !i.is_multiple_of(3),
+        suppressed: i.is_multiple_of(10),
+        pays: i.is_multiple_of(7).then(|| {
             Utc.with_ymd_and_hms(2030, 2, 1, 12, 0, 0).unwrap()
                 + Duration::days(((i / 7) % 28) as i64)
         }),
