@@ -13,6 +13,7 @@ mod run;
 mod serve;
 mod simulate;
 mod token;
+mod what_if;
 
 use clap::{Args, Parser, Subcommand};
 use herald::clock::parse_instant;
@@ -86,7 +87,7 @@ pub enum Command {
         #[arg(long, value_parser = parse_instant)]
         until: Option<chrono::DateTime<chrono::Utc>>,
         #[command(flatten)]
-        scope: simulate::Scope,
+        scope: what_if::Scope,
         /// Let plugins reach the network (their allow-lists still apply);
         /// by default their HTTP goes to a recording sink.
         #[arg(long)]
