@@ -32,6 +32,7 @@ mod reactivation;
 mod saas_trial;
 mod sequences;
 mod simulate_report;
+mod simulate_snapshot;
 mod sms_aliyun;
 mod sms_twilio;
 mod strategy_change;

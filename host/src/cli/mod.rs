@@ -13,6 +13,7 @@ mod run;
 mod serve;
 mod simulate;
 mod token;
+mod what_if;
 
 use clap::{Args, Parser, Subcommand};
 use herald::clock::parse_instant;
@@ -68,20 +69,26 @@ pub enum Command {
         file: PathBuf,
     },
     /// Replay a timeline through the real engine and plugins on a virtual
-    /// clock; print one JSON line per delivery attempt, and a summary
-    /// (messages, busiest hours against rate limits, costs) on stderr.
+    /// clock, or run the strategy over the deployment's own customers
+    /// (--from-db, on a copy); print one JSON line per delivery attempt and
+    /// a summary (messages, busiest hours against rate limits, costs) on
+    /// stderr, or with --compare what another strategy would change.
     Simulate {
         #[command(flatten)]
         config: ConfigArgs,
-        /// Timeline, one JSON operation per line (upsert, event, delete).
+        /// Timeline, one JSON operation per line (upsert, event, delete);
+        /// optional with --from-db (applied on top of the copy).
         #[arg(long)]
-        timeline: PathBuf,
-        /// Start: YYYY-MM-DD (UTC midnight) or RFC 3339.
+        timeline: Option<PathBuf>,
+        /// Start: YYYY-MM-DD (UTC midnight) or RFC 3339; with --from-db,
+        /// default now.
         #[arg(long, value_parser = parse_instant)]
-        from: chrono::DateTime<chrono::Utc>,
-        /// End: YYYY-MM-DD (UTC midnight) or RFC 3339.
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// End: YYYY-MM-DD (UTC midnight) or RFC 3339 (or --for).
         #[arg(long, value_parser = parse_instant)]
-        until: chrono::DateTime<chrono::Utc>,
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        #[command(flatten)]
+        scope: what_if::Scope,
         /// Let plugins reach the network (their allow-lists still apply);
         /// by default their HTTP goes to a recording sink.
         #[arg(long)]

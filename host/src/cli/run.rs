@@ -16,10 +16,22 @@ pub async fn run(command: Command) -> Result<ExitCode> {
             timeline,
             from,
             until,
+            scope,
             live,
             shards,
             outputs,
-        } => simulate::simulate(config, timeline, from, until, live, shards, outputs).await,
+        } => {
+            simulate::simulate(
+                config,
+                timeline,
+                (from, until),
+                scope,
+                live,
+                shards,
+                outputs,
+            )
+            .await
+        }
         Command::Deliveries {
             config,
             customer,

@@ -1,15 +1,17 @@
 //! `herald simulate`: a timeline replayed through the real engine and
 //! plugins on a virtual clock, one JSON line per attempt on stdout, the
 //! summary as a table on stderr, and on request as JSON (`--summary`) and
-//! as an HTML page (`--report`).
+//! as an HTML page (`--report`); `--from-db` and `--compare` are
+//! [`what_if`]'s.
 
-use super::ConfigArgs;
+use super::{what_if, ConfigArgs};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use clap::Args;
 use herald::config::Config;
 use herald::plugin::http_policy::HttpMode;
 use herald::simulate::shards;
+use herald::simulate::snapshot;
 use herald::simulate::summary::{self, Summary, SummaryReport};
 use herald::store::Location;
 use std::io::Write;
@@ -34,16 +36,18 @@ pub struct Outputs {
 /// database.
 pub async fn simulate(
     args: ConfigArgs,
-    timeline: PathBuf,
-    from: DateTime<Utc>,
-    until: DateTime<Utc>,
+    timeline: Option<PathBuf>,
+    (from, until): (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+    scope: what_if::Scope,
     live: bool,
     shards: Option<usize>,
     outputs: Outputs,
 ) -> Result<ExitCode> {
-    if until < from {
-        anyhow::bail!("--until ({until}) is before --from ({from})");
+    if scope.from_db || scope.compare.is_some() {
+        return what_if::run(args, timeline, (from, until), scope, live, &outputs).await;
     }
+    let (from, until) = snapshot::period(from, until, scope.length.as_deref(), None)?;
+    let timeline = timeline.context("give --timeline (a JSON-lines file of operations), or --from-db to start from the deployment's database")?;
     let config = Config::load(&args.config)?;
     let facts = summary::channel_facts(&config)?;
     let ops = herald::simulate::load_timeline(&timeline)?;
@@ -81,8 +85,6 @@ pub async fn simulate(
     bar.finish();
     let outcome = outcome?;
     out.flush()?;
-    let report = counted.report(&facts, from, until)?;
-    write_outputs(&report, &outputs)?;
     eprintln!(
         "simulated {} → {}: {} operation(s) applied, {} refused, {} after --until; {} attempt(s); {} HTTP request(s) recorded",
         from.to_rfc3339(),
@@ -93,7 +95,7 @@ pub async fn simulate(
         outcome.attempts,
         sink.lock().map(|s| s.len()).unwrap_or(0)
     );
-    eprint!("\n{}", summary::render_text(&report));
+    finish_summary(counted, &facts, (from, until), &outputs)?;
     Ok(if outcome.refused == 0 {
         ExitCode::SUCCESS
     } else {
@@ -134,6 +136,27 @@ fn databases(
     Ok((0..count)
         .map(|i| Location::Embedded(scratch.join(format!("shard-{i}.db"))))
         .collect())
+}
+
+/// Print the summary of a run on stderr, and write it where `--summary` and
+/// `--report` ask.
+pub(super) fn finish_summary(
+    counted: Summary,
+    facts: &std::collections::BTreeMap<String, summary::ChannelFacts>,
+    (from, until): (DateTime<Utc>, DateTime<Utc>),
+    outputs: &Outputs,
+) -> Result<()> {
+    let report = counted.report(facts, from, until)?;
+    write_outputs(&report, outputs)?;
+    eprint!("\n{}", summary::render_text(&report));
+    Ok(())
+}
+
+impl Outputs {
+    /// Whether a summary file or page was asked for.
+    pub(super) fn any(&self) -> bool {
+        self.summary.is_some() || self.report.is_some()
+    }
 }
 
 /// Write the JSON summary and the HTML page where `--summary` and `--report` ask.

@@ -6,9 +6,11 @@
 //! Owns the simulation loop; parsing lives in [`timeline`]. May not send for
 //! real: the caller opens the engine with the HTTP mode it wants.
 
+pub mod compare;
 pub mod progress;
 pub mod report;
 pub mod shards;
+pub mod snapshot;
 pub mod summary;
 pub mod tally;
 pub mod timeline;

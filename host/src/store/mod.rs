@@ -33,6 +33,7 @@ pub mod rates;
 mod raw;
 pub mod retry;
 pub mod schedule;
+pub mod snapshot;
 pub mod suppressions;
 pub mod tasks;
 pub mod tick;

@@ -119,6 +119,59 @@ impl Owned {
         Ok(owned)
     }
 
+    /// Open an existing database file for reading only: never a checkpoint
+    /// when it closes, so neither the database nor its `-wal` changes. With
+    /// `untouched_shm` its `-shm` index is read and never written either
+    /// (`readonly_shm`: without another connection SQLite reads the `-wal`
+    /// itself into memory); without it a reader may mark the `-shm` as
+    /// readers do. What a snapshot of a live database needs.
+    pub fn open_read_only(path: &std::path::Path, untouched_shm: bool) -> Result<Owned> {
+        let name = CString::new(format!(
+            "file:{}?mode=ro{}",
+            uri_path(&path.to_string_lossy()),
+            if untouched_shm { "&readonly_shm=1" } else { "" }
+        ))?;
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: `name` is NUL-terminated; `raw` receives the handle.
+        let rc = unsafe {
+            ffi::sqlite3_open_v2(
+                name.as_ptr(),
+                &mut raw,
+                ffi::SQLITE_OPEN_READONLY | ffi::SQLITE_OPEN_URI,
+                std::ptr::null(),
+            )
+        };
+        let Some(handle) = NonNull::new(raw) else {
+            bail!("cannot open {}: out of memory", path.display());
+        };
+        let owned = Owned(handle);
+        if rc != ffi::SQLITE_OK {
+            bail!(
+                "cannot open {} read-only: {}",
+                path.display(),
+                owned.conn().errmsg()
+            );
+        }
+        // SAFETY: a live connection; this option takes an int and an
+        // optional int pointer.
+        let rc = unsafe {
+            ffi::sqlite3_db_config(
+                handle.as_ptr(),
+                ffi::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                1 as c_int,
+                std::ptr::null_mut::<c_int>(),
+            )
+        };
+        if rc != ffi::SQLITE_OK {
+            bail!(
+                "cannot keep {} from being checkpointed: {}",
+                path.display(),
+                owned.conn().errmsg()
+            );
+        }
+        Ok(owned)
+    }
+
     /// The connection, for as long as this value lives.
     pub fn conn(&self) -> Conn<'_> {
         // SAFETY: opened by `Owned::open` and closed only when `self` drops,
@@ -133,6 +186,21 @@ impl Drop for Owned {
         // so all of them were finalized before this runs.
         unsafe { ffi::sqlite3_close(self.0.as_ptr()) };
     }
+}
+
+/// `path` as the path of a `file:` URI: the characters a URI gives a
+/// meaning to (`%`, `?`, `#`) percent-encoded.
+fn uri_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '?' => out.push_str("%3f"),
+            '#' => out.push_str("%23"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A value bound to a statement parameter.
