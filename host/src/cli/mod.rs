@@ -11,6 +11,7 @@ pub mod print;
 mod report;
 mod run;
 mod serve;
+mod sim_outputs;
 mod simulate;
 mod token;
 mod what_if;
@@ -100,7 +101,7 @@ pub enum Command {
         #[arg(long)]
         shards: Option<usize>,
         #[command(flatten)]
-        outputs: simulate::Outputs,
+        outputs: sim_outputs::Outputs,
     },
     /// List delivery attempts.
     Deliveries {

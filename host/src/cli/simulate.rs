@@ -4,31 +4,20 @@
 //! as an HTML page (`--report`); `--from-db` and `--compare` are
 //! [`what_if`]'s.
 
+use super::sim_outputs::{self, Outputs};
 use super::{what_if, ConfigArgs};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
-use clap::Args;
 use herald::config::Config;
 use herald::plugin::http_policy::HttpMode;
 use herald::simulate::shards;
 use herald::simulate::snapshot;
-use herald::simulate::summary::{self, Summary, SummaryReport};
+use herald::simulate::summary::{self, Summary};
 use herald::store::Location;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-
-/// Where the summary goes besides stderr.
-#[derive(Debug, Args)]
-pub struct Outputs {
-    /// Also write the summary as JSON to this file (fields in the README).
-    #[arg(long, value_name = "FILE")]
-    summary: Option<PathBuf>,
-    /// Also write the summary as one self-contained HTML page with charts.
-    #[arg(long, value_name = "FILE")]
-    report: Option<PathBuf>,
-}
 
 /// Replay `timeline` from `from` to `until`; failure when any operation was
 /// refused. Without `--db` or `--live` the customers are split into `shards`
@@ -95,7 +84,7 @@ pub async fn simulate(
         outcome.attempts,
         sink.lock().map(|s| s.len()).unwrap_or(0)
     );
-    finish_summary(counted, &facts, (from, until), &outputs)?;
+    sim_outputs::finish_summary(counted, &facts, (from, until), &outputs)?;
     Ok(if outcome.refused == 0 {
         ExitCode::SUCCESS
     } else {
@@ -136,39 +125,4 @@ fn databases(
     Ok((0..count)
         .map(|i| Location::Embedded(scratch.join(format!("shard-{i}.db"))))
         .collect())
-}
-
-/// Print the summary of a run on stderr, and write it where `--summary` and
-/// `--report` ask.
-pub(super) fn finish_summary(
-    counted: Summary,
-    facts: &std::collections::BTreeMap<String, summary::ChannelFacts>,
-    (from, until): (DateTime<Utc>, DateTime<Utc>),
-    outputs: &Outputs,
-) -> Result<()> {
-    let report = counted.report(facts, from, until)?;
-    write_outputs(&report, outputs)?;
-    eprint!("\n{}", summary::render_text(&report));
-    Ok(())
-}
-
-impl Outputs {
-    /// Whether a summary file or page was asked for.
-    pub(super) fn any(&self) -> bool {
-        self.summary.is_some() || self.report.is_some()
-    }
-}
-
-/// Write the JSON summary and the HTML page where `--summary` and `--report` ask.
-fn write_outputs(report: &SummaryReport, outputs: &Outputs) -> Result<()> {
-    if let Some(path) = &outputs.summary {
-        let json = serde_json::to_string_pretty(report).context("cannot serialise the summary")?;
-        std::fs::write(path, json + "\n")
-            .with_context(|| format!("cannot write --summary {}", path.display()))?;
-    }
-    if let Some(path) = &outputs.report {
-        std::fs::write(path, herald::simulate::report::render_html(report))
-            .with_context(|| format!("cannot write --report {}", path.display()))?;
-    }
-    Ok(())
 }

@@ -47,7 +47,7 @@ pub async fn run(
     (from, until): (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
     scope: Scope,
     live: bool,
-    outputs: &super::simulate::Outputs,
+    outputs: &super::sim_outputs::Outputs,
 ) -> Result<ExitCode> {
     if scope.compare.is_some() && outputs.any() {
         bail!("--summary and --report describe one strategy's run: leave them out with --compare (run each strategy with --from-db or --timeline for its own summary)");
@@ -87,7 +87,7 @@ pub async fn run(
             "simulated {} → {} from a copy of {live_db}: {} operation(s) applied, {} refused, {} after --until; {} attempt(s); {requests} HTTP request(s) recorded",
             period.0.to_rfc3339(), period.1.to_rfc3339(), summary.applied, summary.refused, summary.after_until, summary.attempts
         );
-        super::simulate::finish_summary(counted, &facts, period, outputs)?;
+        super::sim_outputs::finish_summary(counted, &facts, period, outputs)?;
         return Ok(exit(&summary));
     };
     let other = Config::load(other_path)?;
