@@ -231,3 +231,47 @@ text = "x"
     assert_eq!(of("zh"), ["欢迎", "还在吗？"]);
     assert_eq!(of("en"), ["Welcome", "Still there?"]);
 }
+
+/// A date rule that fires once (a week before a membership expires) keeps
+/// its follow-up: the step is not canceled because the rule has no next
+/// date.
+#[test]
+fn a_one_time_date_rule_sends_its_follow_up_steps() {
+    let scratch = Scratch::new();
+    let console = || Channel::plugin("console");
+    let config = Config::new()
+        .attribute("expires_at", "date")
+        .channel("push", console())
+        .channel("sms", console().set("address", "phone"))
+        .rule(
+            Rule::new(
+                "expiry",
+                r#"{ on = "date", attribute = "expires_at", before = "7d", at = "10:00" }"#,
+                &["push"],
+                "Your membership ends in a week",
+                "Renew, {{ customer.name }}",
+            )
+            .step(
+                "2d",
+                &["sms"],
+                "5 days left",
+                "{{ customer.name }}, 5 days left",
+            ),
+        )
+        .write(&scratch);
+    let timeline = scratch.write(
+        "t.jsonl",
+        r#"{"at":"2026-03-01T00:00:00Z","op":"upsert","customer":{"external_id":"m","name":"Mia","phone":"+8613800000009","timezone":"UTC","attributes":{"expires_at":"2026-03-20"}}}
+"#,
+    );
+    let db = scratch.db("h.db");
+    simulate_into(&config, &timeline, ("2026-03-01", "2026-04-01"), &db, &[]);
+    let rows = deliveries(&config, &db);
+    assert_eq!(
+        steps(&rows, "m"),
+        [
+            row("2026-03-13T10:00:00Z", "push", "delivered"),
+            row("2026-03-15T10:00:00Z", "sms", "delivered"),
+        ]
+    );
+}

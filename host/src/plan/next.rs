@@ -59,10 +59,13 @@ pub fn after_fired(
             out.plan.push(occ);
         }
         Ok(None) => {}
+        // No next date (a rule that fires once, a date moved into the
+        // past): the rule's other pending occurrences go, but not the
+        // follow-up step just planned for this one.
         Err(reason) => out.cancel.push(Cancel {
             customer_id: customer.id,
             rule_id: rule.id.clone(),
-            keep: None,
+            keep: out.plan.first().map(|step| step.key.clone()),
             reason,
         }),
     }
