@@ -337,6 +337,10 @@ async fn open_sqlite(path: &Path) -> Result<SqlitePool> {
     })?;
     SqlitePoolOptions::new()
         .max_connections(8)
+        // An embedded database's connections do not go stale: pinging each
+        // one before handing it out costs a round trip to its thread per
+        // transaction or read session.
+        .test_before_acquire(false)
         .connect_with(options)
         .await
         .with_context(|| format!("cannot open database {}", path.display()))

@@ -296,6 +296,11 @@ impl<'h, 'c> Decider<'h, 'c> {
     /// split over the machine's cores; the decisions come back in order.
     fn decide_all(&self, rows: &[ScheduledRow]) -> Vec<Decision<'h>> {
         let one = |row: &ScheduledRow| self.decide_one(row, None);
+        if rows.len() < 2 * PARALLEL_DECIDE_MIN {
+            return rows.iter().map(one).collect();
+        }
+        // Asked only for a batch worth splitting: on Linux the answer reads
+        // three cgroup files.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = cores.min(rows.len() / PARALLEL_DECIDE_MIN);
         if threads <= 1 {
