@@ -202,21 +202,17 @@ pub async fn simulate_bench(plugins_dir: &Path, customers: u64) -> Result<()> {
         )
     })?;
     let wall = started.elapsed().as_secs_f64();
+    let messages = tally.messages();
     let delivered_to = |rule: &str| -> i64 {
-        tally
-            .cells
+        messages
             .iter()
             .filter(|(cell, _)| cell.rule == rule)
-            .map(|(_, by)| by.get("delivered").copied().unwrap_or(0) as i64)
+            .map(|(_, n)| *n as i64)
             .sum()
     };
     let welcomes = delivered_to("trial-welcome");
     let confirms = delivered_to("paid-confirm");
-    let delivered: i64 = tally
-        .cells
-        .values()
-        .map(|by| by.get("delivered").copied().unwrap_or(0) as i64)
-        .sum();
+    let delivered: i64 = messages.values().map(|n| *n as i64).sum();
     let mut problems = Vec::new();
     if summary.refused != 0 || summary.applied != op_count {
         problems.push(format!(
