@@ -52,6 +52,9 @@ fn bench_smoke_run_prints_every_key() {
         "e2e_native_ratio",
         "simulate_customer_years_per_s",
         "simulate_wall_seconds",
+        "simulate_floor_sql_us_per_attempt",
+        "simulate_floor_plugin_us_per_attempt",
+        "simulate_floor_customer_years_per_s",
         "rss_mb",
         "hwm_mb",
         "api_events_per_s",
@@ -67,6 +70,11 @@ fn bench_smoke_run_prints_every_key() {
     }
     assert_eq!(figures["done_rows"], "500");
     assert_eq!(figures["simulate_customers"], "100");
+    let floor_rows: u64 = figures["simulate_floor_sql_rows"].parse().unwrap();
+    assert!(
+        floor_rows > 0,
+        "shard 0 keeps the paid customers' renewals pending"
+    );
     assert_eq!(figures["rss_customers"], "1000");
     assert_eq!(
         figures["rss_due_delivered"], "10",

@@ -38,7 +38,7 @@ use herald::plugin::http_policy::{AllowList, HttpMode};
 use herald::plugin::{KvBackend, Limits, PluginServices, Runtime, SendOutcome, DEFAULT_MEMORY};
 use herald::store::probe::{self, Count};
 use herald::store::Location;
-use herald::store::{customers, planning, Store};
+use herald::store::{customers, floor, planning, Store};
 use herald::strategy::{date_anchor, Trigger};
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -357,110 +357,168 @@ fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-async fn plugin_bench(dir: &Path, calls: usize) -> Result<()> {
-    let path = dir.join("console.wasm");
-    let t0 = Utc
-        .with_ymd_and_hms(2026, 3, 27, 2, 0, 0)
-        .single()
-        .context("bad start time")?;
-    let clock: SharedClock = Arc::new(VirtualClock::new(t0));
-    let services = PluginServices {
-        kv: KvBackend::Memory(Arc::new(Mutex::new(HashMap::new()))),
-        clock,
-    };
-    let cache_dir = herald::config::default_cache_dir()?;
-    let started = Instant::now();
-    let runtime = Arc::new(Runtime::new(cache_dir.clone(), DEFAULT_MEMORY)?);
-    let channel_name = "bench";
-    let channel = runtime
-        .load_channel(
-            &path,
-            channel_name,
-            Limits::default(),
-            AllowList::default(),
-            services,
-        )
-        .await
-        .with_context(|| {
-            format!(
-                "cannot load {} (rebuild it with scripts/build-plugins)",
-                path.display()
-            )
-        })?;
-    eprintln!(
-        "plugin: loaded {} ({} {}) in {:.0} ms (compiled-plugin cache: {})",
-        path.display(),
-        channel.info.name,
-        channel.info.version,
-        started.elapsed().as_secs_f64() * 1e3,
-        cache_dir.display()
-    );
-    if channel.info.name != "console" {
-        bail!(
-            "{} is the `{}` plugin, not the console plugin",
-            path.display(),
-            channel.info.name
-        );
-    }
-    let settings = vec![Setting {
-        key: "prefix".into(),
-        value: "bench".into(),
-    }];
-    let message = sample_message(t0);
+/// The console plugin loaded as a channel, with the settings and message
+/// every timed call sends.
+pub(crate) struct ConsoleBench {
+    channel: herald::plugin::LoadedChannel,
+    settings: Vec<Setting>,
+    message: Message,
+}
 
-    // Both sides must give the same answer before their times mean anything.
-    let native =
-        native_console_send(channel_name, &settings, &message).map_err(|e| anyhow::anyhow!(e))?;
-    match channel.send(&settings, &message, HttpMode::Live).await {
-        SendOutcome::Delivered {
-            provider_message_id,
-        } if provider_message_id == native => {}
-        other => {
-            eprintln!("error=the console plugin answered {other:?}; the native code answers Delivered({native})");
-            bail!("the plugin and the native code disagree");
+/// `calls` sends through a [`ConsoleBench`]: each call's time and the total.
+pub(crate) struct Timed {
+    samples: Vec<Duration>,
+    total: Duration,
+}
+
+impl ConsoleBench {
+    /// Load `console.wasm` from `dir` and check that its first answer is the
+    /// native code's.
+    pub(crate) async fn load(dir: &Path) -> Result<ConsoleBench> {
+        let path = dir.join("console.wasm");
+        let t0 = Utc
+            .with_ymd_and_hms(2026, 3, 27, 2, 0, 0)
+            .single()
+            .context("bad start time")?;
+        let clock: SharedClock = Arc::new(VirtualClock::new(t0));
+        let services = PluginServices {
+            kv: KvBackend::Memory(Arc::new(Mutex::new(HashMap::new()))),
+            clock,
+        };
+        let cache_dir = herald::config::default_cache_dir()?;
+        let started = Instant::now();
+        let runtime = Arc::new(Runtime::new(cache_dir.clone(), DEFAULT_MEMORY)?);
+        let channel = runtime
+            .load_channel(
+                &path,
+                CONSOLE_CHANNEL,
+                Limits::default(),
+                AllowList::default(),
+                services,
+            )
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot load {} (rebuild it with scripts/build-plugins)",
+                    path.display()
+                )
+            })?;
+        eprintln!(
+            "plugin: loaded {} ({} {}) in {:.0} ms (compiled-plugin cache: {})",
+            path.display(),
+            channel.info.name,
+            channel.info.version,
+            started.elapsed().as_secs_f64() * 1e3,
+            cache_dir.display()
+        );
+        if channel.info.name != "console" {
+            bail!(
+                "{} is the `{}` plugin, not the console plugin",
+                path.display(),
+                channel.info.name
+            );
+        }
+        let bench = ConsoleBench {
+            channel,
+            settings: vec![Setting {
+                key: "prefix".into(),
+                value: "bench".into(),
+            }],
+            message: sample_message(t0),
+        };
+        bench.check_against_native().await?;
+        Ok(bench)
+    }
+
+    /// Both sides must give the same answer before their times mean anything.
+    async fn check_against_native(&self) -> Result<()> {
+        let native = native_console_send(CONSOLE_CHANNEL, &self.settings, &self.message)
+            .map_err(|e| anyhow::anyhow!(e))?;
+        match self
+            .channel
+            .send(&self.settings, &self.message, HttpMode::Live)
+            .await
+        {
+            SendOutcome::Delivered {
+                provider_message_id,
+            } if provider_message_id == native => Ok(()),
+            other => {
+                eprintln!("error=the console plugin answered {other:?}; the native code answers Delivered({native})");
+                bail!("the plugin and the native code disagree");
+            }
         }
     }
 
+    /// [`WARMUP_CALLS`] untimed sends, then `calls` timed ones (a fresh
+    /// instance each); every one must deliver.
+    pub(crate) async fn timed(&self, calls: usize) -> Result<Timed> {
+        for _ in 0..WARMUP_CALLS {
+            black_box(
+                self.channel
+                    .send(&self.settings, &self.message, HttpMode::Live)
+                    .await,
+            );
+        }
+        let mut samples = Vec::with_capacity(calls);
+        let mut failures = 0usize;
+        let all = Instant::now();
+        for _ in 0..calls {
+            let one = Instant::now();
+            let outcome = self
+                .channel
+                .send(
+                    black_box(&self.settings),
+                    black_box(&self.message),
+                    HttpMode::Live,
+                )
+                .await;
+            samples.push(one.elapsed());
+            if !matches!(outcome, SendOutcome::Delivered { .. }) {
+                failures += 1;
+            }
+            black_box(outcome);
+        }
+        let total = all.elapsed();
+        if failures > 0 {
+            eprintln!("error={failures} of {calls} plugin calls did not deliver");
+            bail!("plugin calls failed");
+        }
+        Ok(Timed { samples, total })
+    }
+}
+
+impl Timed {
+    /// Mean microseconds per call.
+    pub(crate) fn mean_us(&self) -> f64 {
+        micros(self.total) / self.samples.len().max(1) as f64
+    }
+}
+
+/// The channel name the console plugin is loaded under.
+const CONSOLE_CHANNEL: &str = "bench";
+
+async fn plugin_bench(dir: &Path, calls: usize) -> Result<()> {
+    let console = ConsoleBench::load(dir).await?;
     eprintln!(
         "plugin: {WARMUP_CALLS} warm-up calls, then {calls} timed calls (fresh instance per call)"
     );
-    for _ in 0..WARMUP_CALLS {
-        black_box(channel.send(&settings, &message, HttpMode::Live).await);
-    }
-    let mut samples = Vec::with_capacity(calls);
-    let mut failures = 0usize;
-    let all = Instant::now();
-    for _ in 0..calls {
-        let one = Instant::now();
-        let outcome = channel
-            .send(black_box(&settings), black_box(&message), HttpMode::Live)
-            .await;
-        samples.push(one.elapsed());
-        if !matches!(outcome, SendOutcome::Delivered { .. }) {
-            failures += 1;
-        }
-        black_box(outcome);
-    }
-    let plugin_total = all.elapsed();
-    if failures > 0 {
-        eprintln!("error={failures} of {calls} plugin calls did not deliver");
-        bail!("plugin calls failed");
-    }
-    samples.sort_unstable();
+    let mut timed = console.timed(calls).await?;
+    timed.samples.sort_unstable();
+    let samples = &timed.samples;
     let p = |q: f64| {
         samples[(((samples.len() as f64) * q).ceil() as usize).clamp(1, samples.len()) - 1]
     };
-    let plugin_mean = micros(plugin_total) / calls as f64;
-
+    let plugin_mean = timed.mean_us();
+    let (settings, message) = (&console.settings, &console.message);
     for _ in 0..WARMUP_CALLS {
         black_box(
-            native_console_send(channel_name, black_box(&settings), black_box(&message)).ok(),
+            native_console_send(CONSOLE_CHANNEL, black_box(settings), black_box(message)).ok(),
         );
     }
     let all = Instant::now();
     for _ in 0..calls {
         black_box(
-            native_console_send(channel_name, black_box(&settings), black_box(&message)).ok(),
+            native_console_send(CONSOLE_CHANNEL, black_box(settings), black_box(message)).ok(),
         );
     }
     let native_mean = micros(all.elapsed()) / calls as f64;
@@ -841,7 +899,13 @@ async fn tick_bench(
     eprintln!("tick: the SQLite floor (the same rows' minimal SQL on a copy, C API) ...");
     let t0_ms = bench.t0.timestamp_millis();
     let floor = tokio::task::spawn_blocking(move || {
-        herald::store::floor::run(&floor_db, t0_ms, due as i64)
+        herald::store::floor::run(
+            &floor_db,
+            t0_ms,
+            due as i64,
+            floor::Work::Reminder,
+            floor::Journal::Wal,
+        )
     })
     .await
     .context("the floor thread failed")??;

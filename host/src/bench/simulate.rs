@@ -9,13 +9,14 @@
 //! extended. The run is checked against what the strategy must have done
 //! (one welcome per signup, one order confirmation per payment).
 
+use super::ConsoleBench;
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Duration as ChronoDuration, TimeZone, Utc};
 use herald::config::Config;
 use herald::plugin::http_policy::HttpMode;
 use herald::simulate::tally::Tally;
 use herald::simulate::{self, Op, TimelineOp};
-use herald::store::Location;
+use herald::store::{floor, Location};
 use serde_json::json;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -255,5 +256,80 @@ pub async fn simulate_bench(plugins_dir: &Path, customers: u64) -> Result<()> {
         "simulate: {} payments, {} trial extensions, {} deletions; {} attempts, {delivered} delivered",
         plan.payments, plan.extensions, plan.deletions, summary.attempts
     );
+    let calls = summary.attempts.clamp(100, FLOOR_PLUGIN_CALLS);
+    let shard_db = scratch.path().join("shard-0.db");
+    match Floor::measure(plugins_dir, &shard_db, until, calls).await? {
+        Some(floor) => floor.print(customers as f64 * years, summary.attempts, count),
+        None => eprintln!("simulate: no floor: shard 0 has no pending reminder left to measure it on (simulate more customers)"),
+    }
     Ok(())
+}
+
+/// Plugin calls timed for the floor at most (the plugin part times more).
+const FLOOR_PLUGIN_CALLS: usize = 5_000;
+
+/// What one attempt costs at the least on this machine, whatever the engine
+/// around it does: its SQL through SQLite's C API in one transaction on a
+/// scratch journal ([`floor::Work::Attempt`], on shard 0's own database
+/// with every reminder it still has pending), and one call of the real
+/// console plugin. Everything else — operations, decisions, rendering,
+/// planning the next occurrence, one transaction per instant — counts as
+/// free, so the customer-years per second this allows is an upper bound for
+/// any simulation through SQLite and the real plugins.
+struct Floor {
+    sql_rows: u64,
+    sql_us_per_row: f64,
+    plugin_us: f64,
+}
+
+impl Floor {
+    /// `None` when shard 0 has nothing pending to measure on.
+    async fn measure(
+        plugins_dir: &Path,
+        shard_db: &Path,
+        until: DateTime<Utc>,
+        calls: usize,
+    ) -> Result<Option<Floor>> {
+        eprintln!("simulate: the floor (each pending reminder of shard 0 as one attempt's SQL, C API, one transaction; {calls} console plugin calls)");
+        let db = shard_db.to_path_buf();
+        let far = (until + ChronoDuration::days(3650)).timestamp_millis();
+        let sql = tokio::task::spawn_blocking(move || {
+            floor::run(
+                &db,
+                far,
+                i64::MAX,
+                floor::Work::Attempt,
+                floor::Journal::Scratch,
+            )
+        })
+        .await
+        .context("the floor thread failed")??;
+        if sql.rows == 0 {
+            return Ok(None);
+        }
+        let plugin = ConsoleBench::load(plugins_dir).await?.timed(calls).await?;
+        Ok(Some(Floor {
+            sql_rows: sql.rows,
+            sql_us_per_row: sql.seconds * 1e6 / sql.rows as f64,
+            plugin_us: plugin.mean_us(),
+        }))
+    }
+
+    /// The floor's figures beside the run's: `attempts` in `customer_years`
+    /// on `shards` cores.
+    fn print(&self, customer_years: f64, attempts: usize, shards: usize) {
+        let per_customer_year = attempts as f64 / customer_years.max(1e-9);
+        let us_per_customer_year = per_customer_year * (self.sql_us_per_row + self.plugin_us);
+        println!("simulate_floor_sql_rows={}", self.sql_rows);
+        println!(
+            "simulate_floor_sql_us_per_attempt={:.2}",
+            self.sql_us_per_row
+        );
+        println!("simulate_floor_plugin_us_per_attempt={:.2}", self.plugin_us);
+        println!("simulate_attempts_per_customer_year={per_customer_year:.3}");
+        println!(
+            "simulate_floor_customer_years_per_s={:.0}",
+            shards as f64 * 1e6 / us_per_customer_year.max(1e-9)
+        );
+    }
 }

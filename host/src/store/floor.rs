@@ -1,15 +1,19 @@
-//! The SQLite floor of `plan_rows_per_s`: the least SQL a tick has to run
-//! for each due row on Herald's schema, run straight on SQLite's C API (no
-//! driver, no claim, no decisions, no rendering, no planning), so
-//! `herald bench` can print how far the real tick is from what the storage
-//! itself allows on this machine, measured in the same run.
+//! The SQLite floor: the least SQL a tick has to run for each due row on
+//! Herald's schema, run straight on SQLite's C API (no driver, no claim, no
+//! decisions, no rendering, no planning), so `herald bench` can print how
+//! far the real tick (`plan_rows_per_s`) or a simulation
+//! (`simulate_customer_years_per_s`) is from what the storage itself allows
+//! on this machine, measured in the same run.
 //!
-//! On a copy of the tick benchmark's database, with the engine's settings
-//! (WAL, `synchronous = NORMAL`, 64 MiB page cache, foreign keys on), one
-//! write transaction: read the due rows through `schedule_due`, read their
-//! customers, and for every row mark it done, insert its delivery, its inbox
-//! message and its next occurrence a year later, in customer order (the
-//! cheapest order for the b-trees); then commit.
+//! On a database the caller may throw away, one write transaction: read the
+//! due rows through `schedule_due`, read their customers, and for every row
+//! mark it done and insert its delivery — and for [`Work::Reminder`] also its
+//! inbox message and its next occurrence a year later — in customer order
+//! (the cheapest order for the b-trees); then commit. [`Journal::Wal`] runs
+//! with the engine's settings (WAL, `synchronous = NORMAL`); a simulation's
+//! scratch database needs no durability, so [`Journal::Scratch`] keeps the
+//! journal in memory and never syncs. Both: 64 MiB page cache, foreign keys
+//! on.
 
 use super::raw::Owned;
 use anyhow::{bail, Context, Result};
@@ -36,15 +40,35 @@ struct Due {
 
 const YEAR_MS: i64 = 365 * 86_400_000;
 
+/// What each due row costs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// A tick's renewal reminder to the inbox: done, delivery, inbox
+    /// message, next occurrence.
+    Reminder,
+    /// The least any recorded attempt needs: done and its delivery.
+    Attempt,
+}
+
+/// How the database keeps its changes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Journal {
+    /// As the engine runs: WAL, `synchronous = NORMAL`.
+    Wal,
+    /// As a throw-away database may: journal in memory, no syncs.
+    Scratch,
+}
+
 /// Run the floor on `db_path` (a copy the caller may throw away): every row
 /// due at `now_ms`, at most `limit` of them.
-pub fn run(db_path: &Path, now_ms: i64, limit: i64) -> Result<Floor> {
+pub fn run(db_path: &Path, now_ms: i64, limit: i64, work: Work, journal: Journal) -> Result<Floor> {
     let owned = Owned::open(db_path)?;
     let db = owned.conn();
-    db.exec(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
-         PRAGMA cache_size = -65536;",
-    )?;
+    db.exec(match journal {
+        Journal::Wal => "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
+        Journal::Scratch => "PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF;",
+    })?;
+    db.exec("PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536;")?;
     let started = Instant::now();
     db.exec("BEGIN IMMEDIATE")?;
     let mut due = Vec::new();
@@ -116,6 +140,9 @@ pub fn run(db_path: &Path, now_ms: i64, limit: i64) -> Result<Floor> {
             subject.as_str().into(),
             now_ms.into(),
         ])?;
+        if work == Work::Attempt {
+            continue;
+        }
         inbox.run(&[
             d.customer_id.into(),
             d.key.as_str().into(),
