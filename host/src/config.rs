@@ -315,6 +315,8 @@ pub enum AddressKind {
     Phone,
     /// A WeChat OpenID.
     Wechat,
+    /// A registered app installation (push token).
+    Push,
     /// No address: every customer can be reached.
     None,
 }
@@ -325,6 +327,7 @@ impl std::fmt::Display for AddressKind {
             AddressKind::Email => "email",
             AddressKind::Phone => "phone",
             AddressKind::Wechat => "wechat",
+            AddressKind::Push => "push",
             AddressKind::None => "none",
         })
     }

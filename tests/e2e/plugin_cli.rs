@@ -2,7 +2,7 @@
 //! as a vendor would — on the real bundled plugins (sms-twilio, cadence,
 //! chaos) and on a freshly scaffolded crate built with cargo.
 
-use crate::support::{herald, plugin, repo_root, run, text, Scratch};
+use crate::support::{herald, plugin, plugin_built_for_0_1, repo_root, run, text, Scratch};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -26,7 +26,8 @@ fn inspect_shows_world_settings_with_secrets_and_imports() {
     let twilio = plugin("sms-twilio");
     let v = inspect_json(&twilio);
     assert_eq!(v["world"], "channel-plugin");
-    assert_eq!(v["package"], "herald:plugin@0.1.0");
+    assert_eq!(v["package"], "herald:plugin@0.2.0");
+    assert_eq!(v["current_contract"], true);
     assert_eq!(v["name"], "sms-twilio");
     assert_eq!(v["address"], "phone");
     assert_eq!(v["accepts_callbacks"], true);
@@ -50,7 +51,7 @@ fn inspect_shows_world_settings_with_secrets_and_imports() {
         .map(|i| i.as_str().unwrap())
         .collect();
     assert!(
-        imports.contains(&"herald:plugin/types@0.1.0"),
+        imports.contains(&"herald:plugin/types@0.2.0"),
         "{imports:?}"
     );
     assert!(
@@ -64,7 +65,11 @@ fn inspect_shows_world_settings_with_secrets_and_imports() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(
-        stdout.contains("world     channel-plugin (herald:plugin@0.1.0)"),
+        stdout.contains("world     channel-plugin (herald:plugin@0.2.0)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("contract  herald:plugin@0.2.0, the current contract"),
         "{stdout}"
     );
     let token_line = stdout
@@ -96,6 +101,37 @@ fn inspect_shows_world_settings_with_secrets_and_imports() {
             .contains("wasi:http/outgoing-handler"),
         "a targeting plugin has no network: {v}"
     );
+}
+
+/// A plugin a vendor built against contract 0.1.0 inspects as such, with its
+/// own 0.1.0 imports, and says it is served through the adapter.
+#[test]
+fn inspect_names_the_contract_a_plugin_was_built_against() {
+    for (name, world) in [
+        ("console", "channel-plugin"),
+        ("cadence", "targeting-plugin"),
+    ] {
+        let old = plugin_built_for_0_1(name);
+        let v = inspect_json(&old);
+        assert_eq!(v["world"], world);
+        assert_eq!(v["package"], "herald:plugin@0.1.0");
+        assert_eq!(v["current_contract"], false);
+        assert_eq!(v["name"], name);
+        let imports = v["imports"].to_string();
+        assert!(
+            imports.contains("herald:plugin/types@0.1.0") && !imports.contains("@0.2.0"),
+            "{imports}"
+        );
+        let out = run(herald().args(["plugin", "inspect"]).arg(&old));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.contains(
+                "contract  herald:plugin@0.1.0, an earlier contract: this Herald still serves it"
+            ),
+            "{stdout}"
+        );
+    }
 }
 
 /// A copy of a bundled plugin with every `from` replaced by `to` (same length).
@@ -132,7 +168,7 @@ fn inspect_refuses_what_is_not_a_herald_plugin_and_says_why() {
     let s = Scratch::new();
     let err = inspect_error(&s.write("notes.wasm", "hello"));
     assert!(err.contains("is not a WebAssembly file"), "{err}");
-    assert!(err.contains("herald:plugin/channel@0.1.0"), "{err}");
+    assert!(err.contains("herald:plugin/channel@0.2.0"), "{err}");
 
     let core = s.path("core.wasm");
     std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
@@ -146,22 +182,22 @@ fn inspect_refuses_what_is_not_a_herald_plugin_and_says_why() {
     let err = inspect_error(&other);
     assert!(
         err.contains("is not a Herald plugin")
-            && err.contains("it exports acmeco:plugin/channel@0.1.0")
-            && err.contains("Herald expects a component exporting herald:plugin/channel@0.1.0"),
+            && err.contains("it exports acmeco:plugin/channel@0.2.0")
+            && err.contains("Herald expects a component exporting herald:plugin/channel@0.2.0"),
         "{err}"
     );
 
     let newer = patched(
         &s,
         "newer.wasm",
-        "herald:plugin/channel@0.1.0",
+        "herald:plugin/channel@0.2.0",
         "herald:plugin/channel@0.9.0",
     );
     let err = inspect_error(&newer);
     assert!(
         err.contains("was built for herald:plugin@0.9.0")
             && err.contains("herald:plugin/channel@0.9.0")
-            && err.contains("this Herald speaks herald:plugin@0.1.0"),
+            && err.contains("this Herald serves herald:plugin@0.1.0, herald:plugin@0.2.0"),
         "{err}"
     );
 
@@ -332,9 +368,9 @@ fn twilio_parses_a_deeply_nested_error_body_without_overflowing_its_stack() {
             json!({"code": 21211, "message": "bad number", "more": nested, "status": 400}),
         ),
     );
-    let out = plugin_test(&args, &["--json", "--expect", "permanent"]);
+    let out = plugin_test(&args, &["--json", "--expect", "invalid-address"]);
     let r = report(&out);
-    assert_eq!(r["outcome"], "permanent", "{r}");
+    assert_eq!(r["outcome"], "invalid-address", "{r}");
     assert!(r["reason"].as_str().unwrap().contains("21211"), "{r}");
 }
 
@@ -349,25 +385,25 @@ fn test_maps_provider_errors_and_the_exit_code_follows_expect() {
         ),
     );
     let out = plugin_test(&args, &["--json"]);
-    assert!(!out.status.success(), "a permanent error is not a pass");
+    assert!(!out.status.success(), "an invalid address is not a pass");
     let r = report(&out);
-    assert_eq!(r["outcome"], "permanent");
+    assert_eq!(r["outcome"], "invalid-address");
     assert!(r["reason"].as_str().unwrap().contains("21211"), "{r}");
     assert_eq!(r["pass"], false);
     assert!(
         r["problems"][0]
             .as_str()
             .unwrap()
-            .contains("expected sent, got permanent"),
+            .contains("expected sent, got invalid-address"),
         "{r}"
     );
-    let out = plugin_test(&args, &["--expect", "permanent"]);
+    let out = plugin_test(&args, &["--expect", "invalid-address"]);
     assert!(out.status.success(), "{}", text(&out.stdout));
-    assert!(text(&out.stdout).contains("result   PASS (expected permanent)"));
+    assert!(text(&out.stdout).contains("result   PASS (expected invalid-address)"));
     let out = plugin_test(&args, &["--expect", "retryable"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stdout).contains("FAIL: expected retryable, got permanent"),
+        text(&out.stdout).contains("FAIL: expected retryable, got invalid-address"),
         "{}",
         text(&out.stdout)
     );

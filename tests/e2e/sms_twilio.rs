@@ -11,19 +11,26 @@ use crate::fakes::codec::{base64, form_encode, form_get};
 use crate::fakes::twilio::{self, FakeTwilio, ACCOUNT_SID, FROM};
 use crate::support::*;
 use serde_json::{json, Value};
+use std::path::Path;
 
 const TOKEN: &str = "9f8e7d6c5b4a39281706f5e4d3c2b1a0";
 const PUBLIC_URL: &str = "https://herald.example.com";
 const TEXT: &str = "您好，李雷：您的试用将于4天后结束";
 
 fn config(fake: &FakeTwilio, auth_token: Raw) -> Config {
+    config_for(&plugin("sms-twilio"), fake, auth_token)
+}
+
+/// [`config`] with the plugin file at `plugin` (the current build, or the
+/// one built against contract 0.1.0).
+fn config_for(plugin: &Path, fake: &FakeTwilio, auth_token: Raw) -> Config {
     Config::new()
         .tick("100ms")
         .retry(3, "1m", "6h")
         .public_url(PUBLIC_URL)
         .channel(
             "sms",
-            Channel::plugin("sms-twilio")
+            Channel::plugin_at(plugin)
                 .allow(&fake.api_base())
                 .set("timeout", "5s")
                 .setting("account_sid", ACCOUNT_SID)
@@ -49,9 +56,22 @@ fn rows_of<'a>(rows: &'a [Value], customer: &str) -> Vec<&'a Value> {
 
 #[test]
 fn twilio_sends_and_classifies_every_answer() {
+    sends_and_classifies_every_answer(&plugin("sms-twilio"), true);
+}
+
+/// The plugin as a vendor built it against contract 0.1.0 gets the same
+/// requests out and the same answers classified.
+#[test]
+fn twilio_built_for_contract_0_1_sends_and_classifies_every_answer() {
+    sends_and_classifies_every_answer(&plugin_built_for_0_1("sms-twilio"), false);
+}
+
+/// `invalid_address`: the plugin answers 0.2.0's `invalid-address` for a
+/// number that does not exist (0.1.0 has only `permanent`).
+fn sends_and_classifies_every_answer(plugin: &Path, invalid_address: bool) {
     let fake = FakeTwilio::start(TOKEN);
     let scratch = Scratch::new();
-    let config = config(&fake, env("TEST_TWILIO_TOKEN")).write(&scratch);
+    let config = config_for(plugin, &fake, env("TEST_TWILIO_TOKEN")).write(&scratch);
     let timeline = scratch.write(
         "t.jsonl",
         &[
@@ -125,6 +145,11 @@ fn twilio_sends_and_classifies_every_answer() {
         assert!(r[0]["retry_at"].is_null(), "{customer} is not retried");
         let error = r[0]["error"].as_str().unwrap();
         assert!(error.contains(code), "{customer}: {error}");
+        assert_eq!(
+            error.starts_with("invalid address: "),
+            invalid_address,
+            "{customer}: {error}"
+        );
         assert!(
             error.contains(&format!("https://www.twilio.com/docs/errors/{code}")),
             "{error}"
@@ -233,10 +258,20 @@ fn webhook(base: &str, token: Option<&str>, params: &[(&str, &str)]) -> (u16, St
 
 #[test]
 fn twilio_callbacks_report_refuse_forgeries_and_honour_stop() {
+    callbacks_report_refuse_forgeries_and_honour_stop(&plugin("sms-twilio"));
+}
+
+/// Callbacks through a plugin built against contract 0.1.0.
+#[test]
+fn twilio_built_for_contract_0_1_handles_callbacks() {
+    callbacks_report_refuse_forgeries_and_honour_stop(&plugin_built_for_0_1("sms-twilio"));
+}
+
+fn callbacks_report_refuse_forgeries_and_honour_stop(plugin: &Path) {
     let fake = FakeTwilio::start(TOKEN);
     let scratch = Scratch::new();
     let token_file = scratch.write("twilio-token", &format!("{TOKEN}\n"));
-    let config = config(&fake, file(&token_file))
+    let config = config_for(plugin, &fake, file(&token_file))
         .rule(Rule::new(
             "ping",
             &on_event("ping"),

@@ -22,6 +22,16 @@ fn sent(rows: &[Value], customer: &str, rule: &str) -> Vec<(String, String, Stri
 
 #[test]
 fn cadence_alerts_at_the_first_missed_interval() {
+    cadence_alerts_at_first_missed_interval(&plugin("cadence"));
+}
+
+/// The same, through the plugin as built against contract 0.1.0.
+#[test]
+fn cadence_built_for_contract_0_1_alerts_at_the_first_missed_interval() {
+    cadence_alerts_at_first_missed_interval(&plugin_built_for_0_1("cadence"));
+}
+
+fn cadence_alerts_at_first_missed_interval(plugin: &std::path::Path) {
     let scratch = Scratch::new();
     let config = Config::new()
         .inbox()
@@ -33,7 +43,7 @@ fn cadence_alerts_at_the_first_missed_interval() {
                 "Time to restock? You usually order every {{ target.usual_interval_days }} days ({{ target.days_overdue }} days overdue)",
                 "Hello",
             )
-            .set("targeting", targeting("cadence", r#"settings = { kind = "purchase" }"#)),
+            .set("targeting", targeting_at(plugin, r#"settings = { kind = "purchase" }"#)),
         )
         .write(&scratch);
     // Every two months for eight months (Jan 5, Mar 5, May 5, Jul 5, Sep 5),

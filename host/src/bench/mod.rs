@@ -302,6 +302,7 @@ fn sample_message(t0: DateTime<Utc>) -> Message {
             wechat_openid: None,
             locale: Some("zh-CN".into()),
             timezone: "Asia/Shanghai".into(),
+            push_tokens: Vec::new(),
         },
         subject: "Your Acme Cloud trial ends in 4 days".into(),
         text: "Hello Li Wei,\n\nYour trial ends on 2026-03-31. To keep your\nprojects, choose a plan at https://acme.example/pricing.\n\nNeed more time to decide? We are happy to extend your trial: reply to this\nmessage or write to trials@acme.example and tell us how long you need.\n\nThe Acme Cloud team\n".into(),

@@ -91,6 +91,7 @@ fn wit_address(kind: WitAddressKind) -> AddressKind {
         WitAddressKind::Email => AddressKind::Email,
         WitAddressKind::Phone => AddressKind::Phone,
         WitAddressKind::Wechat => AddressKind::Wechat,
+        WitAddressKind::Push => AddressKind::Push,
         WitAddressKind::None => AddressKind::None,
     }
 }

@@ -177,7 +177,8 @@ async fn customers_by_address(tx: &mut Tx, kind: AddressKind, address: &str) -> 
         AddressKind::Email => Address::Email(address),
         AddressKind::Phone => Address::Phone(address),
         AddressKind::Wechat => Address::Wechat(address),
-        AddressKind::None => return Ok(Vec::new()),
+        // A push token identifies a device, not a sender of replies.
+        AddressKind::Push | AddressKind::None => return Ok(Vec::new()),
     };
     let mut ids = customers::ids_by_address(tx, exact).await?;
     if kind == AddressKind::Phone {

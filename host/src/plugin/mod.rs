@@ -12,6 +12,7 @@ pub mod address;
 pub mod bindings;
 pub mod bounds;
 mod cache;
+pub mod contract;
 pub mod http_policy;
 pub mod kv;
 mod log;
@@ -21,13 +22,14 @@ pub mod run_budget;
 pub mod send_task;
 pub(crate) mod state;
 pub mod targeting;
+pub(crate) mod worlds;
 
 use anyhow::{anyhow, bail, Context, Result};
-use bindings::channel::{ChannelPlugin as ChannelWorld, ChannelPluginPre};
 use bindings::channel_api::{
     CallbackError, CallbackRequest, CallbackResult, Message, Receipt, SendError,
 };
 use bindings::types::{AddressKind, PluginInfo, Setting};
+pub use contract::{Contract, PluginKind};
 use http_policy::{AllowList, HttpMode};
 pub use kv::KvBackend;
 pub use redact::redact;
@@ -42,11 +44,7 @@ use wasmtime::component::{Component, ComponentExportIndex, Linker, TypedFunc};
 use wasmtime::{
     Config as EngineConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
 };
-
-/// The WIT package version this host speaks.
-pub const WIT_VERSION: &str = "0.1.0";
-const CHANNEL_EXPORT: &str = "herald:plugin/channel";
-const TARGETING_EXPORT: &str = "herald:plugin/targeting";
+use worlds::{ChannelInstance, ChannelPre};
 
 /// Default memory cap of one call.
 pub const DEFAULT_MEMORY: usize = 64 << 20;
@@ -156,6 +154,7 @@ impl Runtime {
             |s| s,
         )
         .map_err(|e| anyhow!("{e}"))?;
+        contract::add_v0_1_to_linker(&mut linker).map_err(|e| anyhow!("{e}"))?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         {
             let engine = engine.clone();
@@ -188,9 +187,9 @@ impl Runtime {
         &self.linker
     }
 
-    /// Compile (or load from the cache) a component and check which world it
-    /// implements.
-    pub fn load_component(&self, path: &Path) -> Result<(Component, PluginKind)> {
+    /// Compile (or load from the cache) a component and check which world
+    /// and contract version it implements.
+    pub fn load_component(&self, path: &Path) -> Result<(Component, PluginKind, Contract)> {
         let bytes = std::fs::read(path).with_context(|| {
             format!(
                 "cannot read plugin {}: build the plugins first (scripts/build-plugins)",
@@ -200,9 +199,9 @@ impl Runtime {
         cache::check_dir(&self.cache_dir)?;
         let component = cache::load_or_compile(&self.engine, &self.cache_dir, &bytes)
             .with_context(|| format!("{} is not a valid WebAssembly component", path.display()))?;
-        let kind = world_of(&self.engine, &component)
+        let (kind, contract) = contract::world_of(&self.engine, &component)
             .map_err(|e| anyhow!("plugin {}: {e}", path.display()))?;
-        Ok((component, kind))
+        Ok((component, kind, contract))
     }
 
     /// Load a channel plugin and ask it to describe itself.
@@ -214,11 +213,12 @@ impl Runtime {
         allowed: AllowList,
         services: PluginServices,
     ) -> Result<LoadedChannel> {
-        let (component, kind) = self.load_component(path)?;
+        let (component, kind, contract) = self.load_component(path)?;
         if kind != PluginKind::Channel {
             bail!(
-                "plugin {} is a {kind} plugin; channel `{channel}` needs a channel plugin (one that exports {CHANNEL_EXPORT}@{WIT_VERSION})",
-                path.display()
+                "plugin {} is a {kind} plugin; channel `{channel}` needs a channel plugin (one that exports {})",
+                path.display(),
+                PluginKind::Channel.export()
             );
         }
         let pre = self.linker.instantiate_pre(&component).map_err(|e| {
@@ -227,15 +227,23 @@ impl Runtime {
                 path.display()
             )
         })?;
-        let pre =
-            ChannelPluginPre::new(pre).map_err(|e| anyhow!("plugin {}: {e}", path.display()))?;
-        let send_index = send_export_index(pre.instance_pre().component())
+        let pre = ChannelPre::new(pre, contract)
             .map_err(|e| anyhow!("plugin {}: {e}", path.display()))?;
+        // The fast path of `send` serves the current contract; an older one
+        // goes through its adapter.
+        let send_index = match &pre {
+            ChannelPre::Current(current) => Some(
+                send_export_index(current.instance_pre().component())
+                    .map_err(|e| anyhow!("plugin {}: {e}", path.display()))?,
+            ),
+            ChannelPre::V0_1(_) => None,
+        };
         let mut loaded = LoadedChannel {
             runtime: self.clone(),
             channel: channel.to_string(),
             path: path.to_path_buf(),
             pre,
+            contract,
             send_index,
             call_seconds: crate::metrics::plugin_call_histogram(channel),
             spare: Default::default(),
@@ -260,50 +268,6 @@ impl Runtime {
             .map_err(|e| anyhow!("plugin {} failed in describe(): {e}", path.display()))?;
         Ok(loaded)
     }
-}
-
-/// Which world a component implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PluginKind {
-    /// Exports `herald:plugin/channel`.
-    Channel,
-    /// Exports `herald:plugin/targeting`.
-    Targeting,
-}
-
-impl std::fmt::Display for PluginKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            PluginKind::Channel => "channel",
-            PluginKind::Targeting => "targeting",
-        })
-    }
-}
-
-/// Find the Herald interface a component exports and check its version.
-fn world_of(engine: &Engine, component: &Component) -> Result<PluginKind, String> {
-    let ty = component.component_type();
-    let mut seen = Vec::new();
-    for (name, _) in ty.exports(engine) {
-        for (prefix, kind) in [
-            (CHANNEL_EXPORT, PluginKind::Channel),
-            (TARGETING_EXPORT, PluginKind::Targeting),
-        ] {
-            if let Some(version) = name.strip_prefix(prefix).and_then(|v| v.strip_prefix('@')) {
-                if version == WIT_VERSION {
-                    return Ok(kind);
-                }
-                return Err(format!(
-                    "it was built for herald:plugin@{version}, but this host speaks herald:plugin@{WIT_VERSION}; rebuild the plugin against the WIT shipped with this Herald"
-                ));
-            }
-        }
-        seen.push(name.to_string());
-    }
-    Err(format!(
-        "it exports neither {CHANNEL_EXPORT}@{WIT_VERSION} nor {TARGETING_EXPORT}@{WIT_VERSION} (exports: {}); is it a Herald plugin?",
-        if seen.is_empty() { "none".to_string() } else { seen.join(", ") }
-    ))
 }
 
 /// The outcome of one send.
@@ -348,9 +312,11 @@ pub struct LoadedChannel {
     pub channel: String,
     /// Where the plugin came from.
     pub path: PathBuf,
-    pre: ChannelPluginPre<StoreState>,
-    /// `send` within the channel interface, found once.
-    send_index: ComponentExportIndex,
+    pre: ChannelPre,
+    /// The contract version the plugin was built against.
+    pub contract: Contract,
+    /// `send` within the channel interface, found once (current contract only).
+    send_index: Option<ComponentExportIndex>,
     /// The `herald_plugin_call_seconds` histogram of this channel.
     call_seconds: prometheus::Histogram,
     /// States of finished sends, without and with TCP
@@ -444,7 +410,11 @@ impl LoadedChannel {
     /// Cheaper than [`Self::instantiate`]: the bindings look up and
     /// type-check all three functions of the channel interface on every
     /// instantiation, this only finds `send`, by the index found at load.
-    async fn send_func<'a>(&self, store: &mut Store<StoreState>) -> Result<SendFunc<'a>, String> {
+    async fn send_func<'a>(
+        &self,
+        store: &mut Store<StoreState>,
+        send_index: ComponentExportIndex,
+    ) -> Result<SendFunc<'a>, String> {
         let instance = self
             .pre
             .instance_pre()
@@ -452,7 +422,7 @@ impl LoadedChannel {
             .await
             .map_err(|e| format!("cannot instantiate plugin: {}", describe_error(&e)))?;
         let func = instance
-            .get_func(&mut *store, self.send_index)
+            .get_func(&mut *store, send_index)
             .ok_or_else(|| "the plugin does not export send".to_string())?;
         // SAFETY: the type of `send` in this component was checked when it
         // was loaded (describe() instantiates through the typed bindings,
@@ -460,9 +430,9 @@ impl LoadedChannel {
         Ok(unsafe { SendFunc::new_unchecked(func) })
     }
 
-    async fn instantiate(&self, store: &mut Store<StoreState>) -> Result<ChannelWorld, String> {
+    async fn instantiate(&self, store: &mut Store<StoreState>) -> Result<ChannelInstance, String> {
         self.pre
-            .instantiate_async(&mut *store)
+            .instantiate(store)
             .await
             .map_err(|e| format!("cannot instantiate plugin: {}", describe_error(&e)))
     }
@@ -474,8 +444,7 @@ impl LoadedChannel {
         let call = std::pin::pin!(async {
             let world = self.instantiate(&mut store).await?;
             world
-                .herald_plugin_channel()
-                .call_describe(&mut store)
+                .describe(&mut store)
                 .await
                 .map_err(|e| describe_error(&e))
         });
@@ -501,7 +470,14 @@ impl LoadedChannel {
         let result = {
             // Pinned here, not moved into `within`: the future is large.
             let call = std::pin::pin!(async {
-                let send = self.send_func(&mut store).await?;
+                let Some(send_index) = self.send_index else {
+                    let world = self.instantiate(&mut store).await?;
+                    return world
+                        .send(&mut store, settings, message)
+                        .await
+                        .map_err(|e| describe_error(&e));
+                };
+                let send = self.send_func(&mut store, send_index).await?;
                 send.call_async(&mut store, (settings, message))
                     .await
                     .map(|(result,)| result)
@@ -534,6 +510,9 @@ impl LoadedChannel {
             },
             Ok(Ok(Err(SendError::Permanent(reason)))) => SendOutcome::Permanent { reason },
             Ok(Ok(Err(SendError::Unsubscribed(reason)))) => SendOutcome::Unsubscribed { reason },
+            Ok(Ok(Err(SendError::InvalidAddress(reason)))) => SendOutcome::Permanent {
+                reason: format!("invalid address: {reason}"),
+            },
         };
         let outcome = self.bounded(outcome);
         crate::metrics::plugin_call(&self.call_seconds, started.elapsed());
@@ -587,8 +566,7 @@ impl LoadedChannel {
         let call = std::pin::pin!(async {
             let world = self.instantiate(&mut store).await?;
             world
-                .herald_plugin_channel()
-                .call_handle_callback(&mut store, settings, request)
+                .handle_callback(&mut store, settings, request)
                 .await
                 .map_err(|e| describe_error(&e))
         });
@@ -648,7 +626,11 @@ async fn within<F: std::future::Future + Unpin>(
 
 /// The index of `send` within the channel interface a component exports.
 fn send_export_index(component: &Component) -> Result<ComponentExportIndex> {
-    let interface = format!("{CHANNEL_EXPORT}@{WIT_VERSION}");
+    let interface = format!(
+        "{}@{}",
+        PluginKind::Channel.export(),
+        Contract::CURRENT.version()
+    );
     let index = component
         .get_export_index(None, &interface)
         .ok_or_else(|| anyhow!("it does not export {interface}"))?;
@@ -784,31 +766,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let runtime = Runtime::new(dir.path().join("cache"), DEFAULT_MEMORY).unwrap();
 
-        let path = component_exporting(dir.path(), "herald:plugin/channel@0.1.0");
-        assert_eq!(
-            runtime.load_component(&path).unwrap().1,
-            PluginKind::Channel
-        );
+        let path = component_exporting(dir.path(), "herald:plugin/channel@0.2.0");
+        let (_, kind, contract) = runtime.load_component(&path).unwrap();
+        assert_eq!((kind, contract), (PluginKind::Channel, Contract::V0_2));
         let cached: Vec<_> = std::fs::read_dir(dir.path().join("cache"))
             .unwrap()
             .collect();
         assert_eq!(cached.len(), 1, "the compiled component is cached on disk");
-        assert_eq!(
-            runtime.load_component(&path).unwrap().1,
-            PluginKind::Channel,
-            "and loads from the cache"
-        );
+        let (_, kind, _) = runtime.load_component(&path).unwrap();
+        assert_eq!(kind, PluginKind::Channel, "and loads from the cache");
 
         let path = component_exporting(dir.path(), "herald:plugin/targeting@0.1.0");
-        assert_eq!(
-            runtime.load_component(&path).unwrap().1,
-            PluginKind::Targeting
-        );
+        let (_, kind, contract) = runtime.load_component(&path).unwrap();
+        assert_eq!((kind, contract), (PluginKind::Targeting, Contract::V0_1));
 
-        let path = component_exporting(dir.path(), "herald:plugin/channel@0.2.0");
+        let path = component_exporting(dir.path(), "herald:plugin/channel@0.9.0");
         let err = runtime.load_component(&path).unwrap_err().to_string();
         assert!(
-            err.contains("herald:plugin@0.2.0") && err.contains("herald:plugin@0.1.0"),
+            err.contains("herald:plugin@0.9.0")
+                && err.contains("herald:plugin@0.1.0, herald:plugin@0.2.0"),
             "{err}"
         );
 

@@ -8,11 +8,11 @@
 use super::bindings::targeting::exports::herald::plugin::targeting::{
     CustomerView, Decision as WitDecision, Event,
 };
-use super::bindings::targeting::{TargetingPlugin, TargetingPluginPre};
 use super::bindings::types::{PluginInfo, Setting};
 use super::http_policy::{AllowList, HttpMode};
 use super::state::StoreState;
-use super::{describe_call_error, Limits, PluginKind, PluginServices, Runtime, IO_GRACE};
+use super::worlds::{TargetingInstance, TargetingPre};
+use super::{describe_call_error, Contract, Limits, PluginKind, PluginServices, Runtime, IO_GRACE};
 use anyhow::{anyhow, bail, Result};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Map, Value};
@@ -42,7 +42,9 @@ pub struct LoadedTargeting {
     runtime: Arc<Runtime>,
     /// Where it came from.
     pub path: PathBuf,
-    pre: TargetingPluginPre<StoreState>,
+    pre: TargetingPre,
+    /// The contract version the plugin was built against.
+    pub contract: Contract,
     /// Memory and deadline per call.
     pub limits: Limits,
     /// Fuel per call.
@@ -64,7 +66,7 @@ impl Runtime {
         fuel: u64,
         services: PluginServices,
     ) -> Result<LoadedTargeting> {
-        let (component, kind) = self.load_component(path)?;
+        let (component, kind, contract) = self.load_component(path)?;
         if kind != PluginKind::Targeting {
             bail!(
                 "plugin {} is a {kind} plugin; rule `{rule}` needs a targeting plugin (one that exports herald:plugin/targeting)",
@@ -77,12 +79,13 @@ impl Runtime {
                 path.display()
             )
         })?;
-        let pre =
-            TargetingPluginPre::new(pre).map_err(|e| anyhow!("plugin {}: {e}", path.display()))?;
+        let pre = TargetingPre::new(pre, contract)
+            .map_err(|e| anyhow!("plugin {}: {e}", path.display()))?;
         let mut loaded = LoadedTargeting {
             runtime: self.clone(),
             path: path.to_path_buf(),
             pre,
+            contract,
             limits,
             fuel,
             services,
@@ -96,9 +99,7 @@ impl Runtime {
             },
         };
         loaded.info = loaded
-            .call(|world, store| {
-                Box::pin(async move { world.herald_plugin_targeting().call_describe(store).await })
-            })
+            .call(|world, store| Box::pin(async move { world.describe(store).await }))
             .await
             .map_err(|e| anyhow!("plugin {} failed in describe(): {e}", path.display()))?
             .0;
@@ -132,12 +133,12 @@ impl LoadedTargeting {
     /// Run one call in a fresh instance; returns its result and the fuel used.
     async fn call<T: Send + 'static>(
         &self,
-        f: impl for<'a> FnOnce(&'a TargetingPlugin, &'a mut Store<StoreState>) -> CallFuture<'a, T>,
+        f: impl for<'a> FnOnce(&'a TargetingInstance, &'a mut Store<StoreState>) -> CallFuture<'a, T>,
     ) -> Result<(T, u64), String> {
         let mut store = self.new_store()?;
         let call = async {
             let world =
-                self.pre.instantiate_async(&mut store).await.map_err(|e| {
+                self.pre.instantiate(&mut store).await.map_err(|e| {
                     format!("cannot instantiate plugin: {}", describe_call_error(&e))
                 })?;
             f(&world, &mut store)
@@ -167,8 +168,7 @@ impl LoadedTargeting {
             .call(move |world, store| {
                 Box::pin(async move {
                     world
-                        .herald_plugin_targeting()
-                        .call_evaluate(
+                        .evaluate(
                             store,
                             &settings,
                             &customer,

@@ -8,7 +8,7 @@
 use super::sandbox::{self, CallFailure, FailureKind, MeteredChannel};
 use crate::clock::{SharedClock, VirtualClock};
 use crate::config::{parse_memory, SettingValue};
-use crate::plugin::bindings::channel_api::{Field, Message, Recipient, SendError};
+use crate::plugin::bindings::channel_api::{Field, Message, PushToken, Recipient, SendError};
 use crate::plugin::bindings::targeting::exports::herald::plugin::targeting::{CustomerView, Event};
 use crate::plugin::bindings::types::{PluginInfo, Setting};
 use crate::plugin::http_policy::{
@@ -86,6 +86,8 @@ pub enum Expect {
     Permanent,
     /// The recipient has unsubscribed.
     Unsubscribed,
+    /// The address does not exist (contract 0.2.0).
+    InvalidAddress,
     /// A targeting plugin said send.
     Send,
     /// A targeting plugin said skip.
@@ -101,6 +103,7 @@ impl Expect {
             Expect::Retryable => "retryable",
             Expect::Permanent => "permanent",
             Expect::Unsubscribed => "unsubscribed",
+            Expect::InvalidAddress => "invalid-address",
             Expect::Send => "send",
             Expect::Skip => "skip",
             Expect::Defer => "defer",
@@ -111,7 +114,11 @@ impl Expect {
         match kind {
             PluginKind::Channel => matches!(
                 self,
-                Expect::Sent | Expect::Retryable | Expect::Permanent | Expect::Unsubscribed
+                Expect::Sent
+                    | Expect::Retryable
+                    | Expect::Permanent
+                    | Expect::Unsubscribed
+                    | Expect::InvalidAddress
             ),
             PluginKind::Targeting => matches!(self, Expect::Send | Expect::Skip | Expect::Defer),
         }
@@ -174,6 +181,17 @@ struct RecipientFile {
     locale: Option<String>,
     #[serde(default = "default_zone")]
     timezone: String,
+    #[serde(default)]
+    push_tokens: Vec<PushTokenFile>,
+}
+
+/// One push registration of the recipient, as the message file writes it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushTokenFile {
+    token: String,
+    platform: String,
+    app: String,
 }
 
 /// A targeting plugin's input as JSON.
@@ -212,7 +230,7 @@ struct EventFile {
 
 /// What the call came to.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum Outcome {
     /// The provider accepted the message.
     Sent {
@@ -233,6 +251,11 @@ pub enum Outcome {
     },
     /// The recipient refused the channel.
     Unsubscribed {
+        /// What the provider said.
+        reason: String,
+    },
+    /// The address does not exist.
+    InvalidAddress {
         /// What the provider said.
         reason: String,
     },
@@ -268,6 +291,7 @@ impl Outcome {
             Outcome::Retryable { .. } => "retryable",
             Outcome::Permanent { .. } => "permanent",
             Outcome::Unsubscribed { .. } => "unsubscribed",
+            Outcome::InvalidAddress { .. } => "invalid-address",
             Outcome::Send { .. } => "send",
             Outcome::Skip { .. } => "skip",
             Outcome::Defer { .. } => "defer",
@@ -292,6 +316,7 @@ impl Outcome {
             },
             Outcome::Permanent { reason } => format!("permanent: {reason}"),
             Outcome::Unsubscribed { reason } => format!("unsubscribed: {reason}"),
+            Outcome::InvalidAddress { reason } => format!("invalid address: {reason}"),
             Outcome::Send { variables } => {
                 format!("send, variables {}", Value::Object(variables.clone()))
             }
@@ -505,6 +530,16 @@ fn message_from(file: MessageFile, now: DateTime<Utc>) -> Message {
             wechat_openid: file.recipient.wechat_openid,
             locale: file.recipient.locale,
             timezone: file.recipient.timezone,
+            push_tokens: file
+                .recipient
+                .push_tokens
+                .into_iter()
+                .map(|t| PushToken {
+                    token: t.token,
+                    platform: t.platform,
+                    app: t.app,
+                })
+                .collect(),
         },
         subject: file.subject,
         text: file.text,
@@ -594,6 +629,9 @@ fn outcome_of_send(
         },
         Ok(Err(SendError::Permanent(reason))) => Outcome::Permanent { reason: r(&reason) },
         Ok(Err(SendError::Unsubscribed(reason))) => Outcome::Unsubscribed { reason: r(&reason) },
+        Ok(Err(SendError::InvalidAddress(reason))) => {
+            Outcome::InvalidAddress { reason: r(&reason) }
+        }
         Err(failure) => Outcome::Failed {
             kind: Some(failure.kind),
             reason: failure.message,
@@ -617,7 +655,8 @@ pub async fn test(args: &TestArgs, cache_dir: PathBuf, clock: SharedClock) -> Re
                 expect.name(),
                 probe.kind,
                 match probe.kind {
-                    PluginKind::Channel => "sent, retryable, permanent or unsubscribed",
+                    PluginKind::Channel =>
+                        "sent, retryable, permanent, unsubscribed or invalid-address",
                     PluginKind::Targeting => "send, skip or defer",
                 }
             );

@@ -3,12 +3,12 @@
 //! about itself in `describe` (name, version, address kind, settings with the
 //! secret ones marked, callbacks), and the interfaces it imports.
 
-use super::sandbox::{self, MeteredChannel, PACKAGE};
+use super::sandbox::{self, MeteredChannel};
 use crate::clock::SharedClock;
 use crate::plugin::bindings::types::{AddressKind, PluginInfo};
 use crate::plugin::http_policy::AllowList;
 use crate::plugin::targeting::DEFAULT_FUEL;
-use crate::plugin::{KvBackend, Limits, PluginKind, PluginServices, Runtime, WIT_VERSION};
+use crate::plugin::{Contract, KvBackend, Limits, PluginKind, PluginServices, Runtime};
 use anyhow::Result;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -45,13 +45,16 @@ pub struct Inspection {
     pub plugin: String,
     /// `channel-plugin` or `targeting-plugin`.
     pub world: &'static str,
-    /// `herald:plugin@0.1.0`.
+    /// The contract version it targets, e.g. `herald:plugin@0.1.0`.
     pub package: String,
+    /// Whether that is the current contract (otherwise the host serves it
+    /// through the adapter of that older version).
+    pub current_contract: bool,
     /// `describe().name`.
     pub name: String,
     /// `describe().version`.
     pub version: String,
-    /// The address the channel needs: email, phone, wechat or none.
+    /// The address the channel needs: email, phone, wechat, push or none.
     pub address: &'static str,
     /// Whether it parses provider callbacks (`POST /hooks/{channel}`).
     pub accepts_callbacks: bool,
@@ -68,6 +71,7 @@ fn address_name(kind: AddressKind) -> &'static str {
         AddressKind::Email => "email",
         AddressKind::Phone => "phone",
         AddressKind::Wechat => "wechat",
+        AddressKind::Push => "push",
         AddressKind::None => "none",
     }
 }
@@ -115,7 +119,8 @@ pub async fn inspect(
     Ok(Inspection {
         plugin: path.display().to_string(),
         world: sandbox::world_name(probe.kind),
-        package: format!("{PACKAGE}@{WIT_VERSION}"),
+        package: probe.contract.to_string(),
+        current_contract: probe.contract == Contract::CURRENT,
         name: info.name,
         version: info.version,
         address: address_name(info.address),
@@ -144,6 +149,18 @@ pub fn render(i: &Inspection) -> String {
     };
     line("plugin", i.plugin.clone());
     line("world", format!("{} ({})", i.world, i.package));
+    line(
+        "contract",
+        if i.current_contract {
+            format!("{}, the current contract", i.package)
+        } else {
+            format!(
+                "{}, an earlier contract: this Herald still serves it (adapted in the host); rebuild against {} for what it added",
+                i.package,
+                Contract::CURRENT
+            )
+        },
+    );
     line("name", format!("{} {}", i.name, i.version));
     line("address", i.address.to_string());
     line(

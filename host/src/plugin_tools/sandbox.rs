@@ -8,13 +8,13 @@
 //! meters fuel; channel plugins run here because a deployment's channel
 //! engine does not meter.
 
-use crate::plugin::bindings::channel::ChannelPluginPre;
 use crate::plugin::bindings::channel_api::{Message, Receipt, SendError};
 use crate::plugin::bindings::types::{PluginInfo, Setting};
 use crate::plugin::http_policy::{AllowList, HttpMode};
 use crate::plugin::run_budget::{BudgetExceeded, Budgeted, RunBudget};
 use crate::plugin::state::StoreState;
-use crate::plugin::{PluginKind, PluginServices, Runtime, WIT_VERSION};
+use crate::plugin::worlds::{ChannelInstance, ChannelPre};
+use crate::plugin::{Contract, PluginKind, PluginServices, Runtime};
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::Path;
 use std::sync::Arc;
@@ -30,6 +30,8 @@ pub const PACKAGE: &str = "herald:plugin";
 pub struct Probe {
     /// Which Herald world it implements.
     pub kind: PluginKind,
+    /// The contract version it was built against.
+    pub contract: Contract,
     /// Its imports (interface names, e.g. `wasi:http/outgoing-handler@0.2.12`).
     pub imports: Vec<String>,
     /// Its exports.
@@ -47,8 +49,10 @@ pub fn world_name(kind: PluginKind) -> &'static str {
 }
 
 fn expectation() -> String {
+    let current = Contract::CURRENT.version();
     format!(
-        "Herald expects a component exporting {PACKAGE}/channel@{WIT_VERSION} (world channel-plugin) or {PACKAGE}/targeting@{WIT_VERSION} (world targeting-plugin)"
+        "Herald expects a component exporting {PACKAGE}/channel@{current} (world channel-plugin) or {PACKAGE}/targeting@{current} (world targeting-plugin), or the same of an earlier version it serves ({})",
+        Contract::served_list()
     )
 }
 
@@ -82,7 +86,7 @@ pub fn probe(runtime: &Runtime, path: &Path) -> Result<Probe> {
     }
     // The cached path first (fast, and the same check a deployment makes);
     // on refusal, compile here to say what the component does export.
-    let (component, kind) = match runtime.load_component(path) {
+    let (component, kind, contract) = match runtime.load_component(path) {
         Ok(found) => found,
         Err(load_error) => {
             let component = Component::new(runtime.engine(), &bytes).map_err(|e| {
@@ -93,16 +97,18 @@ pub fn probe(runtime: &Runtime, path: &Path) -> Result<Probe> {
                 )
             })?;
             let (imports, exports) = names(runtime, &component);
+            let served = Contract::SERVED.map(|c| c.version());
             let other_version = exports.iter().find_map(|e| {
                 let rest = e.strip_prefix(PACKAGE)?;
                 let (_, version) = rest.split_once('@')?;
-                (version != WIT_VERSION).then(|| version.to_string())
+                (!served.contains(&version)).then(|| version.to_string())
             });
             if let Some(version) = other_version {
                 bail!(
-                    "{} was built for {PACKAGE}@{version} (it exports {}), but this Herald speaks {PACKAGE}@{WIT_VERSION}: rebuild it against the WIT of this Herald (wit/herald.wit); {}",
+                    "{} was built for {PACKAGE}@{version} (it exports {}), but this Herald serves {}: rebuild it against the WIT of this Herald (wit/herald.wit); {}",
                     path.display(),
                     list(&exports),
+                    Contract::served_list(),
                     expectation()
                 );
             }
@@ -121,6 +127,7 @@ pub fn probe(runtime: &Runtime, path: &Path) -> Result<Probe> {
     let (imports, exports) = names(runtime, &component);
     Ok(Probe {
         kind,
+        contract,
         imports,
         exports,
         component,
@@ -208,7 +215,7 @@ pub struct Metered<T> {
 /// A channel plugin ready to be called on the fuel-metered engine.
 pub struct MeteredChannel {
     runtime: Arc<Runtime>,
-    pre: ChannelPluginPre<StoreState>,
+    pre: ChannelPre,
     /// Memory cap per call.
     pub memory: usize,
     /// Wall deadline per call.
@@ -242,8 +249,8 @@ impl MeteredChannel {
                     path.display()
                 )
             })?;
-        let pre =
-            ChannelPluginPre::new(pre).map_err(|e| anyhow!("plugin {}: {e}", path.display()))?;
+        let pre = ChannelPre::new(pre, probe.contract)
+            .map_err(|e| anyhow!("plugin {}: {e}", path.display()))?;
         let (
             crate::plugin::Limits {
                 memory,
@@ -298,10 +305,7 @@ impl MeteredChannel {
     async fn call<T: Send + 'static>(
         &self,
         mode: HttpMode,
-        f: impl for<'a> FnOnce(
-            &'a crate::plugin::bindings::channel::ChannelPlugin,
-            &'a mut Store<StoreState>,
-        ) -> CallFuture<'a, T>,
+        f: impl for<'a> FnOnce(&'a ChannelInstance, &'a mut Store<StoreState>) -> CallFuture<'a, T>,
     ) -> Metered<T> {
         let started = Instant::now();
         let (mut store, budget) = match self.new_store(mode, started) {
@@ -316,17 +320,17 @@ impl MeteredChannel {
         };
         let result = {
             let call = std::pin::pin!(async {
-                let world =
-                    self.pre
-                        .instantiate_async(&mut store)
-                        .await
-                        .map_err(|e| CallFailure {
-                            kind: FailureKind::Instantiate,
-                            message: format!(
-                                "cannot instantiate plugin: {}",
-                                crate::plugin::describe_call_error(&e)
-                            ),
-                        })?;
+                let world = self
+                    .pre
+                    .instantiate(&mut store)
+                    .await
+                    .map_err(|e| CallFailure {
+                        kind: FailureKind::Instantiate,
+                        message: format!(
+                            "cannot instantiate plugin: {}",
+                            crate::plugin::describe_call_error(&e)
+                        ),
+                    })?;
                 f(&world, &mut store).await.map_err(|e| failure(&e))
             });
             let call = Budgeted::new(call, budget);
@@ -354,7 +358,7 @@ impl MeteredChannel {
     /// Call `describe`.
     pub async fn describe(&self) -> Result<PluginInfo> {
         self.call(HttpMode::Sink(Default::default()), |world, store| {
-            Box::pin(async move { world.herald_plugin_channel().call_describe(store).await })
+            Box::pin(async move { world.describe(store).await })
         })
         .await
         .result
@@ -371,12 +375,7 @@ impl MeteredChannel {
         let settings = settings.to_vec();
         let message = message.clone();
         self.call(mode, move |world, store| {
-            Box::pin(async move {
-                world
-                    .herald_plugin_channel()
-                    .call_send(store, &settings, &message)
-                    .await
-            })
+            Box::pin(async move { world.send(store, &settings, &message).await })
         })
         .await
     }

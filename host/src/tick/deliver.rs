@@ -102,6 +102,10 @@ fn message(
             wechat_openid: customer.wechat_openid.clone(),
             locale: customer.locale.clone(),
             timezone: customer.timezone.clone(),
+            // Customers carry no push registrations yet: a push channel
+            // never routes (`address_of` finds no push address), so a
+            // plugin sees an empty list.
+            push_tokens: Vec::new(),
         },
         subject: rendered.subject.clone(),
         text: rendered.text.clone(),

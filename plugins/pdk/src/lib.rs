@@ -1,7 +1,9 @@
 //! `herald-pdk`: the plugin development kit for Herald channel plugins.
 //!
-//! This crate owns the guest side of the `herald:plugin@0.1.0` contract
-//! (`wit/herald.wit`, world `channel-plugin`): it generates the bindings
+//! This crate owns the guest side of the `herald:plugin@0.2.0` contract
+//! (`wit/herald.wit`, world `channel-plugin`; a plugin built with it runs on
+//! a Herald that serves 0.2.0, and Herald keeps serving 0.1.0 plugins built
+//! with earlier versions of this crate): it generates the bindings
 //! (including `wasi:http` for outgoing requests) and wraps them in a small,
 //! safe API so a channel plugin only has to implement [`Guest`] and call
 //! [`export!`]:
@@ -64,8 +66,8 @@ pub use bindings::export;
 
 pub use bindings::exports::herald::plugin::channel::{
     CallbackError, CallbackEvent, CallbackRequest, CallbackResponse, CallbackResult,
-    DeliveryReport, DeliveryState, Field, Guest, InboundReply, Message, Receipt, Recipient,
-    RetryableError, SendError,
+    DeliveryReport, DeliveryState, Field, Guest, InboundReply, Message, PushToken, Receipt,
+    Recipient, RetryableError, SendError,
 };
 
 pub mod form;

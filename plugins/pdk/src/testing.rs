@@ -55,6 +55,11 @@ pub fn sample_message() -> Message {
             wechat_openid: Some("oia2TjuEGTNoeX76QEjQNrcURxG8".into()),
             locale: Some("en".into()),
             timezone: "Europe/London".into(),
+            push_tokens: vec![crate::PushToken {
+                token: "fcm-token-ada-pixel".into(),
+                platform: "android".into(),
+                app: "com.acme.app".into(),
+            }],
         },
         subject: "Your Acme trial ends in 4 days".into(),
         text: "Hi Ada, your Acme trial ends in 4 days.".into(),
@@ -196,6 +201,16 @@ pub fn unsubscribed<T: Debug>(outcome: Result<T, SendError>) -> String {
     match outcome {
         Err(SendError::Unsubscribed(reason)) => reason,
         other => panic!("expected an unsubscribed error, got {other:?}"),
+    }
+}
+
+/// The reason of a [`SendError::InvalidAddress`]; panics with the outcome
+/// when `outcome` is anything else.
+#[track_caller]
+pub fn invalid_address<T: Debug>(outcome: Result<T, SendError>) -> String {
+    match outcome {
+        Err(SendError::InvalidAddress(reason)) => reason,
+        other => panic!("expected an invalid-address error, got {other:?}"),
     }
 }
 

@@ -276,6 +276,8 @@ fn classify(status: u16, err: &TwilioError, retry_after_ms: Option<u64>) -> Send
         (_, Some(21606 | 21659 | 21212 | 21603)) => SendError::Permanent(format!(
             "{what}: check the channel's `from` setting (a number of this Twilio account) or use messaging_service_sid"
         )),
+        // The number does not exist, or cannot take SMS (a landline).
+        (_, Some(21211 | 21614)) => SendError::InvalidAddress(what),
         (_, Some(21408)) => SendError::Permanent(format!(
             "{what}: enable this country in the Twilio console under Messaging > Settings > Geo permissions"
         )),
@@ -408,7 +410,7 @@ herald_pdk::export!(Twilio);
 mod tests {
     use super::*;
     use herald_pdk::testing::{
-        callback, pairs, permanent, response, retryable, settings, unsubscribed,
+        callback, invalid_address, pairs, permanent, response, retryable, settings, unsubscribed,
     };
 
     #[test]
@@ -528,7 +530,9 @@ mod tests {
         permanent(answer(201, "{}"));
 
         let perm = |code, status, msg| permanent(answer(status, &twilio_error(code, status, msg)));
-        let m = perm(
+        let invalid =
+            |code, status, msg| invalid_address(answer(status, &twilio_error(code, status, msg)));
+        let m = invalid(
             21211,
             400,
             "The 'To' number +15005550001 is not a valid phone number.",
@@ -541,7 +545,7 @@ mod tests {
             m.contains("https://www.twilio.com/docs/errors/21211"),
             "{m}"
         );
-        perm(21614, 400, "'To' number is not a valid mobile number");
+        invalid(21614, 400, "'To' number is not a valid mobile number");
         assert!(perm(21408, 400, "Permission to send an SMS has not been enabled for the region indicated by the 'To' number").contains("Geo permissions"));
         assert!(perm(21606, 400, "The 'From' phone number provided is not a valid message-capable Twilio phone number for this destination.").contains("`from`"));
         let m = perm(20003, 401, "Authentication Error - invalid username");

@@ -138,7 +138,7 @@ fn outcome(response: &Response, idempotency_key: &str) -> Result<Receipt, SendEr
                 r.reason = describe("will retry");
                 SendError::Retryable(r)
             }
-            SendError::Permanent(_) | SendError::Unsubscribed(_) => {
+            SendError::Permanent(_) | SendError::Unsubscribed(_) | SendError::InvalidAddress(_) => {
                 SendError::Permanent(describe("rejected"))
             }
         });

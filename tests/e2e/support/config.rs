@@ -119,7 +119,12 @@ pub fn file(path: &Path) -> Raw {
 /// entries of the inline table written as they are (`settings = {...}`,
 /// `fuel = ...`), or none.
 pub fn targeting(name: &str, more: &str) -> Raw {
-    let path = plugin(name).display().to_string().toml();
+    targeting_at(&plugin(name), more)
+}
+
+/// [`targeting`] with the plugin file at `path`.
+pub fn targeting_at(path: &Path, more: &str) -> Raw {
+    let path = path.display().to_string().toml();
     Raw(match more.trim() {
         "" => format!("{{ plugin = {path} }}"),
         more => format!("{{ plugin = {path}, {more} }}"),

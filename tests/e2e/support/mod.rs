@@ -13,7 +13,8 @@ pub mod http;
 
 pub use browser::{chromium_dom, chromium_screenshot, file_url};
 pub use config::{
-    env, file, on_event, targeting, webhook, welcome, Channel, Config, Raw, Rule, ON_CREATED,
+    env, file, on_event, targeting, targeting_at, webhook, welcome, Channel, Config, Raw, Rule,
+    ON_CREATED,
 };
 pub use db::{on_postgres, query_i64};
 pub use http::{http, http_as, http_text, Request, Response};
@@ -34,6 +35,17 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// A plugin built by `scripts/build-plugins`.
+/// A bundled plugin as it was built against the frozen `herald:plugin@0.1.0`
+/// contract (`tests/fixtures/plugins-0.1.0/`, kept as vendors shipped it):
+/// the host must keep loading and serving it.
+pub fn plugin_built_for_0_1(name: &str) -> PathBuf {
+    let path = repo_root()
+        .join("tests/fixtures/plugins-0.1.0")
+        .join(format!("{name}.wasm"));
+    assert!(path.exists(), "{} is missing", path.display());
+    path
+}
+
 pub fn plugin(name: &str) -> PathBuf {
     let path = repo_root()
         .join("target/plugins")
