@@ -56,6 +56,58 @@ pub struct Customer {
     pub updated_at: DateTime<Utc>,
     /// When the record was deleted, if it was.
     pub deleted_at: Option<DateTime<Utc>>,
+    /// App installations registered for push, most recently registered
+    /// first (at most [`limits::DEVICES`]).
+    pub devices: Vec<Device>,
+}
+
+/// One app installation that can receive push messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Device {
+    /// The push provider's token for the installation (an FCM registration
+    /// token, a JPush registration id, an APNs device token).
+    #[schema(min_length = 1, max_length = 4096)]
+    pub token: String,
+    /// `android`, `ios`, `web` or `harmony`.
+    #[schema(max_length = 16)]
+    pub platform: String,
+    /// The app the token belongs to (bundle id or package name).
+    #[schema(min_length = 1, max_length = 256)]
+    pub app: String,
+    /// When it was last registered.
+    pub registered_at: DateTime<Utc>,
+}
+
+/// The platforms a device may be on.
+pub const PLATFORMS: &[&str] = &["android", "ios", "web", "harmony"];
+
+impl Device {
+    /// Check a registration from outside: what is wrong, in words that say
+    /// what to send instead.
+    pub fn check(token: &str, platform: &str, app: &str) -> Result<(), String> {
+        if token.trim().is_empty() || token.len() > limits::DEVICE_TOKEN {
+            return Err(format!(
+                "token must be 1 to {} bytes, without blanks around it",
+                limits::DEVICE_TOKEN
+            ));
+        }
+        if token.trim() != token || token.chars().any(char::is_control) {
+            return Err("token must have no spaces around it and no control characters".into());
+        }
+        if !PLATFORMS.contains(&platform) {
+            return Err(format!(
+                "platform `{platform}` is not one of {}",
+                PLATFORMS.join(", ")
+            ));
+        }
+        if app.trim().is_empty() || app.len() > limits::ID {
+            return Err(format!(
+                "app must be the app's bundle id or package name (1 to {} bytes)",
+                limits::ID
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Customer {
@@ -77,6 +129,7 @@ impl Customer {
             created_at: at,
             updated_at: at,
             deleted_at: None,
+            devices: Vec::new(),
         }
     }
 
@@ -209,6 +262,11 @@ pub mod limits {
     pub const EVENT_KIND: usize = 128;
     /// An event's `event_id`.
     pub const EVENT_ID: usize = 256;
+    /// A device's push token.
+    pub const DEVICE_TOKEN: usize = 4096;
+    /// Devices kept per customer: registering one more forgets the one
+    /// registered longest ago.
+    pub const DEVICES: usize = 10;
 }
 
 /// Distinguish an absent field (`None`) from an explicit `null` (`Some(None)`).

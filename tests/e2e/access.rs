@@ -128,7 +128,8 @@ fn documented_operations(spec: &Value) -> Vec<(String, String)> {
                 let concrete = path
                     .replace("{external_id}", "n1")
                     .replace("{message_id}", "1")
-                    .replace("{channel}", "inbox");
+                    .replace("{channel}", "inbox")
+                    .replace("{token}", "t1");
                 out.push((method.to_uppercase(), concrete));
             }
         }
@@ -148,6 +149,8 @@ fn every_endpoint_refuses_a_missing_or_bad_token_and_the_spec_matches_the_routes
         ("GET", "/customers/n1"),
         ("PUT", "/customers/n1"),
         ("DELETE", "/customers/n1"),
+        ("POST", "/customers/n1/devices"),
+        ("DELETE", "/customers/n1/devices/t1"),
         ("POST", "/events"),
         ("GET", "/deliveries"),
         ("GET", "/customers/n1/inbox"),

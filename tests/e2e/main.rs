@@ -12,6 +12,7 @@ mod bench;
 mod channels;
 mod chaos;
 mod crash;
+mod devices;
 mod dormancy;
 mod edge;
 mod email_http;

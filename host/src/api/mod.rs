@@ -12,6 +12,7 @@ mod admin;
 pub mod auth;
 mod customers;
 mod deliveries;
+mod devices;
 mod events;
 mod funnel;
 mod held;
@@ -189,6 +190,7 @@ impl utoipa::Modify for BearerAuth {
 pub fn documented_routes() -> OpenApiRouter<Arc<Live>> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(customers::routes())
+        .merge(devices::routes())
         .merge(events::routes())
         .merge(deliveries::routes())
         .merge(inbox::routes())

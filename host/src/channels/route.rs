@@ -19,7 +19,10 @@ impl Channels {
             return Some(format!("{} (the customer unsubscribed)", channel.name));
         }
         if address_of(customer, channel.address).is_none() {
-            return Some(format!("{} (needs {})", channel.name, channel.address));
+            return Some(match channel.address {
+                AddressKind::Push => format!("{} (no device registered for push)", channel.name),
+                kind => format!("{} (needs {kind})", channel.name),
+            });
         }
         None
     }
@@ -88,9 +91,9 @@ pub fn address_of(customer: &Customer, kind: AddressKind) -> Option<&str> {
         AddressKind::Email => customer.email.as_deref(),
         AddressKind::Phone => customer.phone.as_deref(),
         AddressKind::Wechat => customer.wechat_openid.as_deref(),
-        // No push registration is stored for customers yet, so a push
-        // channel reaches no one and routing passes it over.
-        AddressKind::Push => None,
+        // The most recently registered device stands for them all: the
+        // plugin gets every token.
+        AddressKind::Push => customer.devices.first().map(|d| d.token.as_str()),
         AddressKind::None => Some(""),
     }
 }

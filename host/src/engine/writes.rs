@@ -4,10 +4,10 @@
 //! lookups the HTTP edge and the tools need around them.
 
 use super::Herald;
-use crate::customer::{Customer, CustomerPatch};
+use crate::customer::{Customer, CustomerPatch, Device};
 use crate::plan::{self, Change};
 use crate::store::suppressions::{self, source};
-use crate::store::{customers, events, retry};
+use crate::store::{customers, devices, events, retry};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -210,6 +210,41 @@ impl Herald {
         Ok(())
     }
 
+    /// Register an app installation of a customer for push (or refresh it:
+    /// a token registered for someone else moves to this customer). Returns
+    /// whether the token was new to them. Within `scope`, like every write.
+    pub async fn register_device(
+        &self,
+        external_id: &str,
+        token: &str,
+        platform: &str,
+        app: &str,
+        scope: RegionScope<'_>,
+    ) -> Result<bool, WriteError> {
+        Device::check(token, platform, app).map_err(WriteError::Invalid)?;
+        let now = self.clock.now();
+        let mut tx = self.store.write().await?;
+        let customer = live_in_scope(&mut tx, external_id, scope).await?;
+        let new = devices::register(&mut tx, customer.id, token, platform, app, now).await?;
+        tx.commit().await?;
+        Ok(new)
+    }
+
+    /// Forget an app installation of a customer (the app was uninstalled or
+    /// signed out). Returns whether it was registered.
+    pub async fn forget_device(
+        &self,
+        external_id: &str,
+        token: &str,
+        scope: RegionScope<'_>,
+    ) -> Result<bool, WriteError> {
+        let mut tx = self.store.write().await?;
+        let customer = live_in_scope(&mut tx, external_id, scope).await?;
+        let removed = devices::remove(&mut tx, customer.id, &[token]).await?;
+        tx.commit().await?;
+        Ok(removed > 0)
+    }
+
     /// Record an event and re-plan. Returns false when `event_id` was seen before.
     pub async fn record_event(&self, input: &EventInput) -> Result<bool, WriteError> {
         self.record_event_in(input, None).await
@@ -360,4 +395,17 @@ fn event_sizes(input: &EventInput, kind: &str) -> Result<(), WriteError> {
         Some(id) if id.len() > limits::EVENT_ID => long("event_id", id.len(), limits::EVENT_ID),
         _ => Ok(()),
     }
+}
+
+/// The live customer `external_id` within `scope`; outside it, or deleted,
+/// it is a [`WriteError::NotFound`].
+async fn live_in_scope(
+    tx: &mut crate::store::Tx,
+    external_id: &str,
+    scope: RegionScope<'_>,
+) -> Result<Customer, WriteError> {
+    customers::by_external_id(tx, external_id)
+        .await?
+        .filter(|c| c.deleted_at.is_none() && in_scope(scope, c.region.as_deref()))
+        .ok_or_else(|| WriteError::NotFound(external_id.to_string()))
 }

@@ -1,11 +1,13 @@
 //! `herald import`: customers from CSV. The header names the fields
-//! (`external_id,name,email,phone,wechat_openid,region,timezone,locale,state,created_at`);
-//! any other column becomes an attribute, typed by its declaration or, when
+//! (`external_id,name,email,phone,wechat_openid,region,timezone,locale,state,created_at`)
+//! and, for an app installation to register for push, `push_token`,
+//! `push_platform` and `push_app` (all three, or none); any other column
+//! becomes an attribute, typed by its declaration or, when
 //! undeclared, by its look (ISO dates become dates). A bad row is reported by
 //! line number and reason and skipped; the rest import.
 
 use crate::customer::{
-    infer_text, parse_date_or_datetime, AttributeSchema, CustomerPatch, DateOrTime,
+    infer_text, parse_date_or_datetime, AttributeSchema, CustomerPatch, DateOrTime, Device,
 };
 use crate::engine::{Herald, WriteError};
 use anyhow::{bail, Context, Result};
@@ -21,12 +23,21 @@ pub struct ImportReport {
     pub failed: Vec<(u64, String)>,
 }
 
-/// Build the patch of one CSV row.
-pub fn row_to_patch(
+/// One CSV row: the customer's patch and the device it registers, if any.
+#[derive(Debug, Default)]
+pub struct ImportRow {
+    /// What changes in the record.
+    pub patch: CustomerPatch,
+    /// `push_token`, `push_platform`, `push_app`.
+    pub device: Option<[String; 3]>,
+}
+
+/// Build the patch (and device) of one CSV row.
+pub fn read_row(
     headers: &[String],
     record: &csv::StringRecord,
     declared: &AttributeSchema,
-) -> Result<CustomerPatch, String> {
+) -> Result<ImportRow, String> {
     if record.len() != headers.len() {
         return Err(format!(
             "has {} fields but the header has {}",
@@ -35,6 +46,7 @@ pub fn row_to_patch(
         ));
     }
     let mut patch = CustomerPatch::default();
+    let mut device: [Option<String>; 3] = Default::default();
     for (header, cell) in headers.iter().zip(record.iter()) {
         let cell = cell.trim();
         if cell.is_empty() {
@@ -51,6 +63,9 @@ pub fn row_to_patch(
             "timezone" => patch.timezone = Some(cell.to_string()),
             "locale" => patch.locale = text,
             "state" => patch.state = text,
+            "push_token" => device[0] = Some(cell.to_string()),
+            "push_platform" => device[1] = Some(cell.to_string()),
+            "push_app" => device[2] = Some(cell.to_string()),
             "created_at" => {
                 patch.created_at = Some(match parse_date_or_datetime(cell) {
                     Some(DateOrTime::Time(t)) => t,
@@ -79,7 +94,30 @@ pub fn row_to_patch(
     if patch.external_id.is_empty() {
         return Err("external_id is empty".into());
     }
-    Ok(patch)
+    let device = match device {
+        [None, None, None] => None,
+        [Some(token), Some(platform), Some(app)] => {
+            Device::check(&token, &platform, &app)?;
+            Some([token, platform, app])
+        }
+        _ => {
+            return Err(
+                "push_token, push_platform and push_app go together: fill all three or none".into(),
+            )
+        }
+    };
+    Ok(ImportRow { patch, device })
+}
+
+/// Write one row: the customer, then their device.
+async fn write_row(herald: &Herald, row: &ImportRow) -> Result<(), WriteError> {
+    herald.upsert_customer(&row.patch).await?;
+    if let Some([token, platform, app]) = &row.device {
+        herald
+            .register_device(&row.patch.external_id, token, platform, app, None)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Import every row of a CSV file.
@@ -118,9 +156,9 @@ pub async fn import_csv(herald: &Herald, input: impl Read) -> Result<ImportRepor
             ),
             Ok(record) => {
                 let line = record.position().map(|p| p.line()).unwrap_or(0);
-                let outcome = match row_to_patch(&headers, &record, &herald.strategy.attributes) {
+                let outcome = match read_row(&headers, &record, &herald.strategy.attributes) {
                     Err(e) => Err(e),
-                    Ok(patch) => match herald.upsert_customer(&patch).await {
+                    Ok(row) => match write_row(herald, &row).await {
                         Ok(_) => Ok(()),
                         Err(WriteError::Internal(e)) => {
                             return Err(e.context(format!("line {line}")))

@@ -303,6 +303,13 @@ pub enum SendOutcome {
         /// What the provider said.
         reason: String,
     },
+    /// The address does not exist (a hard bounce, a number not in service,
+    /// push tokens the provider no longer knows): never retried; dead push
+    /// tokens are forgotten.
+    InvalidAddress {
+        /// What the provider said.
+        reason: String,
+    },
 }
 
 /// A loaded channel plugin.
@@ -510,9 +517,9 @@ impl LoadedChannel {
             },
             Ok(Ok(Err(SendError::Permanent(reason)))) => SendOutcome::Permanent { reason },
             Ok(Ok(Err(SendError::Unsubscribed(reason)))) => SendOutcome::Unsubscribed { reason },
-            Ok(Ok(Err(SendError::InvalidAddress(reason)))) => SendOutcome::Permanent {
-                reason: format!("invalid address: {reason}"),
-            },
+            Ok(Ok(Err(SendError::InvalidAddress(reason)))) => {
+                SendOutcome::InvalidAddress { reason }
+            }
         };
         let outcome = self.bounded(outcome);
         crate::metrics::plugin_call(&self.call_seconds, started.elapsed());
@@ -549,6 +556,9 @@ impl LoadedChannel {
                 reason: reason(text),
             },
             SendOutcome::Unsubscribed { reason: text } => SendOutcome::Unsubscribed {
+                reason: reason(text),
+            },
+            SendOutcome::InvalidAddress { reason: text } => SendOutcome::InvalidAddress {
                 reason: reason(text),
             },
         }

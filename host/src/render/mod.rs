@@ -393,6 +393,7 @@ mod tests {
             created_at: Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap(),
             updated_at: Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap(),
             deleted_at: None,
+            devices: Vec::new(),
         }
     }
 

@@ -1,4 +1,5 @@
 //! The `customers` table: load, save and soft-delete customer records.
+//! Every record read carries its devices ([`super::devices`]).
 
 use super::backend::on;
 use super::Fields;
@@ -31,12 +32,30 @@ where
         created_at: from_millis(row.int("created_at")),
         updated_at: from_millis(row.int("updated_at")),
         deleted_at: row.opt_int("deleted_at").map(from_millis),
+        devices: Vec::new(),
     })
+}
+
+/// `customers` with their devices.
+async fn with_devices(tx: &mut Tx, mut customers: Vec<Customer>) -> Result<Vec<Customer>> {
+    let ids: Vec<i64> = customers.iter().map(|c| c.id).collect();
+    let mut devices = super::devices::of_customers(tx, &ids).await?;
+    for c in &mut customers {
+        c.devices = devices.remove(&c.id).unwrap_or_default();
+    }
+    Ok(customers)
+}
+
+/// `customer` with its devices.
+async fn one_with_devices(tx: &mut Tx, customer: Option<Customer>) -> Result<Option<Customer>> {
+    Ok(with_devices(tx, customer.into_iter().collect())
+        .await?
+        .pop())
 }
 
 /// The customer with this external id, deleted or not.
 pub async fn by_external_id(tx: &mut Tx, external_id: &str) -> Result<Option<Customer>> {
-    on!(tx.conn(), |db, d| {
+    let found = on!(tx.conn(), |db, d| {
         let row = sqlx::query(&d.sql(&format!(
             "SELECT {COLUMNS} FROM customers WHERE external_id = ?"
         )))
@@ -44,18 +63,20 @@ pub async fn by_external_id(tx: &mut Tx, external_id: &str) -> Result<Option<Cus
         .fetch_optional(&mut *db)
         .await?;
         row.as_ref().map(from_row).transpose()
-    })
+    })?;
+    one_with_devices(tx, found).await
 }
 
 /// The customer with this row id.
 pub async fn by_id(tx: &mut Tx, id: i64) -> Result<Option<Customer>> {
-    on!(tx.conn(), |db, d| {
+    let found = on!(tx.conn(), |db, d| {
         let row = sqlx::query(&d.sql(&format!("SELECT {COLUMNS} FROM customers WHERE id = ?")))
             .bind(id)
             .fetch_optional(&mut *db)
             .await?;
         row.as_ref().map(from_row).transpose()
-    })
+    })?;
+    one_with_devices(tx, found).await
 }
 
 /// One customer as [`by_ids`] reads it back: the columns in [`COLUMNS`]
@@ -85,7 +106,7 @@ type CustomerTuple = (
 /// tick's batches (see docs/performance.md). Ids are looked up in ascending
 /// order, so the b-tree is walked front to back.
 pub async fn by_ids(tx: &mut Tx, ids: &[i64]) -> Result<std::collections::HashMap<i64, Customer>> {
-    on!(tx.conn(), |db, d| {
+    let mut found: std::collections::HashMap<i64, Customer> = on!(tx.conn(), |db, d| {
         if ids.is_empty() {
             return Ok(Default::default());
         }
@@ -106,48 +127,58 @@ pub async fn by_ids(tx: &mut Tx, ids: &[i64]) -> Result<std::collections::HashMa
         .get(0);
         let tuples: Vec<CustomerTuple> =
             serde_json::from_str(&json).context("cannot read the stored customers back")?;
-        Ok(tuples
-            .into_iter()
-            .map(
-                |(
-                    id,
-                    external_id,
-                    name,
-                    email,
-                    phone,
-                    wechat_openid,
-                    region,
-                    timezone,
-                    locale,
-                    state,
-                    attributes,
-                    created_at,
-                    updated_at,
-                    deleted_at,
-                )| {
-                    (
+        Ok::<_, anyhow::Error>(
+            tuples
+                .into_iter()
+                .map(
+                    |(
                         id,
-                        Customer {
+                        external_id,
+                        name,
+                        email,
+                        phone,
+                        wechat_openid,
+                        region,
+                        timezone,
+                        locale,
+                        state,
+                        attributes,
+                        created_at,
+                        updated_at,
+                        deleted_at,
+                    )| {
+                        (
                             id,
-                            external_id,
-                            name,
-                            email,
-                            phone,
-                            wechat_openid,
-                            region,
-                            timezone,
-                            locale,
-                            state,
-                            attributes,
-                            created_at: from_millis(created_at),
-                            updated_at: from_millis(updated_at),
-                            deleted_at: deleted_at.map(from_millis),
-                        },
-                    )
-                },
-            )
-            .collect())
-    })
+                            Customer {
+                                id,
+                                external_id,
+                                name,
+                                email,
+                                phone,
+                                wechat_openid,
+                                region,
+                                timezone,
+                                locale,
+                                state,
+                                attributes,
+                                created_at: from_millis(created_at),
+                                updated_at: from_millis(updated_at),
+                                deleted_at: deleted_at.map(from_millis),
+                                devices: Vec::new(),
+                            },
+                        )
+                    },
+                )
+                .collect::<std::collections::HashMap<_, _>>(),
+        )
+    })?;
+    let ids: Vec<i64> = found.keys().copied().collect();
+    for (id, devices) in super::devices::of_customers(tx, &ids).await? {
+        if let Some(c) = found.get_mut(&id) {
+            c.devices = devices;
+        }
+    }
+    Ok(found)
 }
 
 /// Insert or update a record; returns its id. A deleted record that is
@@ -198,7 +229,7 @@ pub async fn mark_deleted(tx: &mut Tx, id: i64, at: DateTime<Utc>) -> Result<()>
 
 /// Live customers with row ids above `after_id`, in id order (for walking the whole base).
 pub async fn page_by_id(tx: &mut Tx, after_id: i64, limit: i64) -> Result<Vec<Customer>> {
-    on!(tx.conn(), |db, d| {
+    let page = on!(tx.conn(), |db, d| {
         let rows = sqlx::query(&d.sql(&format!(
         "SELECT {COLUMNS} FROM customers WHERE deleted_at IS NULL AND id > ? ORDER BY id LIMIT ?"
     )))
@@ -206,8 +237,9 @@ pub async fn page_by_id(tx: &mut Tx, after_id: i64, limit: i64) -> Result<Vec<Cu
         .bind(limit)
         .fetch_all(&mut *db)
         .await?;
-        rows.iter().map(from_row).collect()
-    })
+        rows.iter().map(from_row).collect::<Result<Vec<_>>>()
+    })?;
+    with_devices(tx, page).await
 }
 
 /// Filters for [`list`].
@@ -227,7 +259,7 @@ pub struct CustomerFilter {
 
 /// Live customers ordered by external id, for listings.
 pub async fn list(tx: &mut Tx, filter: &CustomerFilter) -> Result<Vec<Customer>> {
-    on!(tx.conn(), |db, d| {
+    let listed = on!(tx.conn(), |db, d| {
         let scope = filter
             .scope
             .as_ref()
@@ -247,8 +279,9 @@ pub async fn list(tx: &mut Tx, filter: &CustomerFilter) -> Result<Vec<Customer>>
         .bind(filter.limit)
         .fetch_all(&mut *db)
         .await?;
-        rows.iter().map(from_row).collect()
-    })
+        rows.iter().map(from_row).collect::<Result<Vec<_>>>()
+    })?;
+    with_devices(tx, listed).await
 }
 
 /// A contact address of one kind, to find the customer it belongs to.

@@ -17,6 +17,7 @@
 
 pub mod customers;
 pub mod deliveries;
+pub mod devices;
 pub mod events;
 pub mod fleet;
 pub mod floor;

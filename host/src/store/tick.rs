@@ -1,12 +1,13 @@
 //! What one tick writes when its sends are done, in one transaction: claim
 //! releases, delivery rows, inbox messages, staff tasks, next occurrences,
-//! cancellations and suppressions. On SQLite the bulk goes straight through
+//! cancellations, suppressions and push tokens the provider no longer knows. On SQLite the bulk goes straight through
 //! its C API on the transaction's own connection ([`super::raw`]): per row,
 //! the driver's hand-over between threads cost more than the b-tree work
 //! (see docs/performance.md). On PostgreSQL each table's rows are one
 //! statement.
 
 use super::deliveries::{self, NewDelivery};
+use super::devices;
 use super::inbox::{self, NewMessage};
 use super::schedule::{self, Cancel, PlannedOccurrence, Release};
 use super::suppressions::{self, NewSuppression};
@@ -32,6 +33,8 @@ pub struct TickWrites<'a> {
     pub cancels: Vec<Cancel>,
     /// Recipients who refused a channel at the provider.
     pub suppressions: Vec<NewSuppression<'a>>,
+    /// Push tokens a provider said do not exist: (customer row id, tokens).
+    pub dead_devices: Vec<(i64, Vec<&'a str>)>,
 }
 
 impl<'a> TickWrites<'a> {
@@ -60,6 +63,10 @@ impl<'a> TickWrites<'a> {
         }
         for s in self.suppressions {
             parts.entry(s.customer_id).or_default().suppressions.push(s);
+        }
+        for (customer_id, tokens) in self.dead_devices {
+            let part = parts.entry(customer_id).or_default();
+            part.dead_devices.push((customer_id, tokens));
         }
         parts.into_iter().collect()
     }
@@ -92,6 +99,9 @@ async fn record_once(store: &Store, writes: &TickWrites<'_>, now: DateTime<Utc>)
     schedule::cancel_rules_many(&mut tx, &writes.cancels, now).await?;
     for s in &writes.suppressions {
         suppressions::add(&mut tx, s.customer_id, s.channel, &s.reason, s.source, now).await?;
+    }
+    for (customer_id, tokens) in &writes.dead_devices {
+        devices::remove(&mut tx, *customer_id, tokens).await?;
     }
     tx.commit().await?;
     Ok(released)

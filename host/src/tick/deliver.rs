@@ -9,7 +9,7 @@ use super::decide::{Decision, Work};
 use crate::channels::{address_of, Channel, Delivery};
 use crate::customer::Customer;
 use crate::engine::Herald;
-use crate::plugin::bindings::channel_api::{Field, Message, Recipient};
+use crate::plugin::bindings::channel_api::{Field, Message, PushToken, Recipient};
 use crate::plugin::send_task::send_on_own_task;
 use crate::plugin::SendOutcome;
 use crate::render::Rendered;
@@ -102,10 +102,15 @@ fn message(
             wechat_openid: customer.wechat_openid.clone(),
             locale: customer.locale.clone(),
             timezone: customer.timezone.clone(),
-            // Customers carry no push registrations yet: a push channel
-            // never routes (`address_of` finds no push address), so a
-            // plugin sees an empty list.
-            push_tokens: Vec::new(),
+            push_tokens: customer
+                .devices
+                .iter()
+                .map(|d| PushToken {
+                    token: d.token.clone(),
+                    platform: d.platform.clone(),
+                    app: d.app.clone(),
+                })
+                .collect(),
         },
         subject: rendered.subject.clone(),
         text: rendered.text.clone(),

@@ -9,7 +9,7 @@
 use super::decide::{Decision, Work};
 use super::AttemptRecord;
 use crate::channels::{backoff, Channel, Delivery};
-use crate::config::UncertainSends;
+use crate::config::{AddressKind, UncertainSends};
 use crate::customer::Customer;
 use crate::engine::Herald;
 use crate::plan::next::after_fired;
@@ -408,6 +408,31 @@ impl<'w> Book<'w> {
                 self.release(row, "pending", Some(reason), Some(now), true);
                 self.push(entry, DeliveryStatus::Suppressed);
                 Ok(false)
+            }
+            SendOutcome::InvalidAddress { reason } if channel.address == AddressKind::Push => {
+                // Every token the message went to is dead: forget them, and
+                // let the reminder move to the rule's next channel now (the
+                // push channel no longer reaches this customer).
+                channel.breaker.record_success();
+                let reason = format!("invalid address: {reason}");
+                entry.delivery.error = Some(reason.clone());
+                if let Some(customer) = self.customers.get(&row.customer_id) {
+                    let tokens = customer.devices.iter().map(|d| d.token.as_str()).collect();
+                    self.writes.dead_devices.push((row.customer_id, tokens));
+                }
+                self.release(row, "pending", Some(reason), Some(now), true);
+                self.push(entry, DeliveryStatus::Failed);
+                Ok(false)
+            }
+            // An email or phone number that does not exist fails the
+            // reminder for good, as a permanent error does.
+            SendOutcome::InvalidAddress { reason } => {
+                channel.breaker.record_success();
+                let reason = format!("invalid address: {reason}");
+                entry.delivery.error = Some(reason.clone());
+                self.release(row, "failed", Some(reason), None, true);
+                self.push(entry, DeliveryStatus::Failed);
+                Ok(true)
             }
             SendOutcome::Permanent { reason } => {
                 channel.breaker.record_success();

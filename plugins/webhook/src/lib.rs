@@ -5,7 +5,9 @@
 //! `recipient`, `subject`, `text`, `html`, `sent_at`), the request headers
 //! (`Idempotency-Key`, `User-Agent`, and an HMAC-SHA256 signature of the exact
 //! body bytes under the configured `signature_header`), and the mapping of
-//! the receiver's answer onto a receipt or a retryable / permanent error.
+//! the receiver's answer onto a receipt or a retryable / permanent error (and
+//! `410 Gone` onto invalid-address: the recipient's address, e.g. the push
+//! tokens of a channel with `address = "push"`, no longer exists).
 
 use herald_pdk::http::{Request, Response};
 use herald_pdk::{
@@ -87,6 +89,15 @@ struct RecipientJson<'a> {
     wechat_openid: Option<&'a str>,
     locale: Option<&'a str>,
     timezone: &'a str,
+    /// The customer's app installations, most recently registered first.
+    push_tokens: Vec<PushTokenJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct PushTokenJson<'a> {
+    token: &'a str,
+    platform: &'a str,
+    app: &'a str,
 }
 
 /// The JSON body POSTed for `message`.
@@ -103,6 +114,15 @@ fn payload_json(message: &Message) -> Result<Vec<u8>, SendError> {
             wechat_openid: r.wechat_openid.as_deref(),
             locale: r.locale.as_deref(),
             timezone: &r.timezone,
+            push_tokens: r
+                .push_tokens
+                .iter()
+                .map(|t| PushTokenJson {
+                    token: &t.token,
+                    platform: &t.platform,
+                    app: &t.app,
+                })
+                .collect(),
         },
         subject: &message.subject,
         text: &message.text,
@@ -124,6 +144,14 @@ fn sign(secret: &str, body: &[u8]) -> String {
 /// Maps the receiver's answer to a receipt or an error.
 fn outcome(response: &Response, idempotency_key: &str) -> Result<Receipt, SendError> {
     let status = response.status;
+    if status == 410 {
+        let detail = response.snippet(BODY_SNIPPET_CHARS);
+        return Err(SendError::InvalidAddress(if detail.is_empty() {
+            "webhook answered HTTP 410 (the recipient's address is gone)".to_string()
+        } else {
+            format!("webhook answered HTTP 410 (the recipient's address is gone): {detail}")
+        }));
+    }
     if let Err(err) = classify_http_status(status, response.header("retry-after")) {
         let detail = response.snippet(BODY_SNIPPET_CHARS);
         let describe = |what: &str| {
@@ -166,7 +194,7 @@ herald_pdk::export!(Webhook);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herald_pdk::testing::{permanent, response, retryable, sample_message};
+    use herald_pdk::testing::{invalid_address, permanent, response, retryable, sample_message};
 
     #[test]
     fn payload_shape() {
@@ -183,6 +211,10 @@ mod tests {
         assert!(v["recipient"]["phone"].is_null());
         assert!(v["recipient"]["wechat_openid"].is_null());
         assert_eq!(v["recipient"]["timezone"], "Europe/London");
+        assert_eq!(
+            v["recipient"]["push_tokens"],
+            serde_json::json!([{"token": "fcm-token-ada-pixel", "platform": "android", "app": "com.acme.app"}])
+        );
         assert!(v["html"].is_null());
         assert_eq!(v["sent_at"], "2024-03-01T08:30:00.123Z");
         assert!(std::str::from_utf8(&body)
@@ -225,8 +257,11 @@ mod tests {
         assert_eq!(r.retry_after_ms, Some(30_000));
         assert!(r.reason.contains("429") && r.reason.contains("slow down"));
         retryable(answer(503, ""));
-        let m = permanent(answer(400, &"x".repeat(500)));
+        let long = "x".repeat(500);
+        let m = permanent(answer(400, &long));
         assert!(m.contains("400"));
         assert_eq!(m.matches('x').count(), 200);
+        let m = invalid_address(answer(410, "token unregistered"));
+        assert!(m.contains("410") && m.contains("token unregistered"), "{m}");
     }
 }
