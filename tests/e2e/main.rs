@@ -28,6 +28,7 @@ mod operators;
 mod plugin_cli;
 mod plugin_faults;
 mod plugin_quotas;
+mod push_fcm;
 mod racing;
 mod reactivation;
 mod saas_trial;

@@ -2,6 +2,7 @@
 //! provider checks and answer with its real error codes.
 pub mod aliyun;
 pub mod codec;
+pub mod fcm;
 pub mod twilio;
 
 pub mod sendgrid;
