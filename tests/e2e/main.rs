@@ -29,6 +29,7 @@ mod plugin_cli;
 mod plugin_faults;
 mod plugin_quotas;
 mod push_fcm;
+mod push_jpush;
 mod racing;
 mod reactivation;
 mod saas_trial;

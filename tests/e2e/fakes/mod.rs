@@ -3,6 +3,7 @@
 pub mod aliyun;
 pub mod codec;
 pub mod fcm;
+pub mod jpush;
 pub mod twilio;
 
 pub mod sendgrid;
