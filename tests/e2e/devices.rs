@@ -72,7 +72,7 @@ fn devices_are_registered_checked_capped_and_forgotten() {
     let receiver = push_receiver();
     let scratch = Scratch::new();
     let config = config(&scratch, &receiver);
-    let db = scratch.path("h.db");
+    let db = scratch.db("h.db");
     let server = Server::start(&config, &db, &scratch, "serve.log");
     for (id, region) in [("amy", "north"), ("sam", "south")] {
         let customer = json!({"external_id": id, "name": id, "region": region});
@@ -152,7 +152,7 @@ fn push_reaches_customers_with_a_device_and_a_gone_token_moves_on() {
     let receiver = push_receiver();
     let scratch = Scratch::new();
     let config = config(&scratch, &receiver);
-    let db = scratch.path("h.db");
+    let db = scratch.db("h.db");
     let server = Server::start(&config, &db, &scratch, "serve.log");
     for id in ["amy", "bo", "cy"] {
         let customer = json!({"external_id": id, "name": id});
@@ -231,7 +231,7 @@ fn devices_come_in_with_a_csv_import() {
     let receiver = push_receiver();
     let scratch = Scratch::new();
     let config = config(&scratch, &receiver);
-    let db = scratch.path("h.db");
+    let db = scratch.db("h.db");
     let csv = scratch.write(
         "customers.csv",
         "external_id,name,push_token,push_platform,push_app\n\
@@ -258,4 +258,89 @@ fn devices_come_in_with_a_csv_import() {
     let server = Server::start(&config, &db, &scratch, "serve.log");
     assert_eq!(tokens_of(&server, "amy"), ["tok-amy"]);
     assert!(tokens_of(&server, "bo").is_empty());
+}
+
+/// Devices in a timeline, and the `app_uninstalled` event: `herald simulate`
+/// routes to push only while a customer has a device, on the virtual clock.
+#[test]
+fn timelines_register_devices_and_an_uninstall_event_forgets_them() {
+    let scratch = Scratch::new();
+    let config = Config::new()
+        .channel(
+            "push",
+            Channel::plugin("console")
+                .set("address", "push")
+                .setting("prefix", "push"),
+        )
+        .inbox()
+        .rule(Rule::new(
+            "ping",
+            &on_event("ping"),
+            &["push", "inbox"],
+            "Ping",
+            "Ping {{ customer.name }}",
+        ))
+        .write(&scratch);
+    let line = |at: &str, rest: &str| format!(r#"{{"at":"2026-03-01T{at}:00Z",{rest}}}"#);
+    let timeline = scratch.write(
+        "t.jsonl",
+        &[
+            line("09:00", r#""op":"upsert","customer":{"external_id":"amy","name":"Amy"}"#),
+            line("09:00", r#""op":"upsert","customer":{"external_id":"bo","name":"Bo"}"#),
+            line("09:01", r#""op":"device","customer":"amy","token":"tok-amy","platform":"ios","app":"com.acme.app""#),
+            line("09:02", r#""op":"device","customer":"bo","token":"tok-bo","platform":"android","app":"com.other.app""#),
+            line("10:00", r#""op":"event","customer":"amy","kind":"ping""#),
+            line("10:00", r#""op":"event","customer":"bo","kind":"ping""#),
+            line("11:00", r#""op":"event","customer":"amy","kind":"app_uninstalled","properties":{"token":"tok-amy"}"#),
+            line("11:00", r#""op":"event","customer":"bo","kind":"app_uninstalled","properties":{"app":"com.acme.app"}"#),
+            line("12:00", r#""op":"event","customer":"amy","kind":"ping""#),
+            line("12:00", r#""op":"event","customer":"bo","kind":"ping""#),
+        ]
+        .join("\n"),
+    );
+    let db = scratch.db("sim.db");
+    let db_arg = db.display().to_string();
+    let (attempts, stderr) = simulate(
+        &config,
+        &timeline,
+        ("2026-03-01", "2026-03-02"),
+        &["--db", &db_arg],
+    );
+    let got: Vec<(String, String, String)> = attempts
+        .iter()
+        .map(|a| (a.at.clone(), a.customer.clone(), a.channel.clone()))
+        .collect();
+    let want = |at: &str, c: &str, ch: &str| {
+        (
+            format!("2026-03-01T{at}:00Z"),
+            c.to_string(),
+            ch.to_string(),
+        )
+    };
+    assert_eq!(
+        got,
+        [
+            want("10:00", "amy", "push"),
+            want("10:00", "bo", "push"),
+            // amy's only device is gone; bo's is of another app, so it stays.
+            want("12:00", "amy", "inbox"),
+            want("12:00", "bo", "push"),
+        ],
+        "{stderr}"
+    );
+    let bad = scratch.write(
+        "bad.jsonl",
+        &line("09:00", r#""op":"device","customer":"amy","token":"t""#),
+    );
+    let out = run(herald()
+        .args(["simulate", "--config"])
+        .arg(&config)
+        .arg("--timeline")
+        .arg(&bad)
+        .args(["--from", "2026-03-01", "--until", "2026-03-02"]));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("bad.jsonl:1: device: missing field `platform`"),
+        "{stderr}"
+    );
 }

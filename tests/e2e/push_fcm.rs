@@ -70,7 +70,7 @@ fn fcm_pushes_every_device_and_forgets_unregistered_tokens() {
     let fcm = FakeFcm::start();
     let scratch = Scratch::new();
     let config = config(&scratch, &fcm);
-    let db = scratch.path("h.db");
+    let db = scratch.db("h.db");
     let server = Server::start(&config, &db, &scratch, "serve.log");
     sign_up(
         &server,

@@ -320,6 +320,9 @@ impl Herald {
                 results.push(Ok(false));
                 continue;
             };
+            if kind == APP_UNINSTALLED {
+                forget_uninstalled(&mut tx, customer.id, &input.properties).await?;
+            }
             plan::reconcile(
                 &mut tx,
                 &self.strategy,
@@ -408,4 +411,21 @@ async fn live_in_scope(
         .await?
         .filter(|c| c.deleted_at.is_none() && in_scope(scope, c.region.as_deref()))
         .ok_or_else(|| WriteError::NotFound(external_id.to_string()))
+}
+
+/// The event kind that says the app was uninstalled: it forgets the device
+/// whose `token` it names, else every device of its `app`, else all of the
+/// customer's devices. Rules can trigger on it like on any event.
+pub const APP_UNINSTALLED: &str = "app_uninstalled";
+
+async fn forget_uninstalled(
+    tx: &mut crate::store::Tx,
+    customer_id: i64,
+    properties: &Map<String, Value>,
+) -> Result<u64> {
+    let text = |key: &str| properties.get(key).and_then(Value::as_str);
+    match (text("token"), text("app")) {
+        (Some(token), _) => devices::remove(tx, customer_id, &[token]).await,
+        (None, app) => devices::remove_all(tx, customer_id, app).await,
+    }
 }

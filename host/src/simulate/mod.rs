@@ -137,6 +137,10 @@ async fn apply(herald: &Herald, op: &Op) -> Result<(), WriteError> {
         Op::Upsert(patch) => herald.upsert_customer(patch).await.map(|_| ()),
         Op::Event(event) => herald.record_event(event).await.map(|_| ()),
         Op::Delete(id) => herald.delete_customer(id).await,
+        Op::Device(d) => herald
+            .register_device(&d.customer, &d.token, &d.platform, &d.app, None)
+            .await
+            .map(|_| ()),
     }
 }
 

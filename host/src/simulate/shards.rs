@@ -94,6 +94,7 @@ pub fn customer_of(op: &TimelineOp) -> &str {
         super::Op::Upsert(patch) => &patch.external_id,
         super::Op::Event(event) => &event.customer,
         super::Op::Delete(id) => id,
+        super::Op::Device(device) => &device.customer,
     }
 }
 

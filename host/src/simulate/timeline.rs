@@ -1,5 +1,5 @@
 //! Timelines: the JSON-lines files of customer operations `herald simulate`
-//! replays (upsert, event, delete at an instant), parsed with every bad line
+//! replays (upsert, event, delete, device at an instant), parsed with every bad line
 //! reported by number. Owns parsing only; may not touch the engine or store.
 
 use crate::customer::CustomerPatch;
@@ -30,6 +30,22 @@ pub enum Op {
     Event(EventInput),
     /// Delete a customer.
     Delete(String),
+    /// Register an app installation of a customer for push.
+    Device(DeviceLine),
+}
+
+/// A `device` line: what `POST /customers/{id}/devices` takes, and whose.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceLine {
+    /// The customer's external id.
+    pub customer: String,
+    /// The push token.
+    pub token: String,
+    /// `android`, `ios`, `web` or `harmony`.
+    pub platform: String,
+    /// The app's bundle id or package name.
+    pub app: String,
 }
 
 #[derive(Deserialize)]
@@ -92,7 +108,7 @@ fn parse_line(raw: &str) -> Result<(DateTime<Utc>, Op), String> {
     };
     let op = match value.remove("op") {
         Some(Value::String(s)) => s,
-        _ => return Err("missing `op` (upsert, event or delete)".into()),
+        _ => return Err("missing `op` (upsert, event, delete or device)".into()),
     };
     let rest = Value::Object(value);
     let op = match op.as_str() {
@@ -116,7 +132,14 @@ fn parse_line(raw: &str) -> Result<(DateTime<Utc>, Op), String> {
                 .map_err(|e| format!("delete: {e}"))?
                 .customer,
         ),
-        other => return Err(format!("unknown op `{other}`; use upsert, event or delete")),
+        "device" => Op::Device(
+            serde_json::from_value::<DeviceLine>(rest).map_err(|e| format!("device: {e}"))?,
+        ),
+        other => {
+            return Err(format!(
+                "unknown op `{other}`; use upsert, event, delete or device"
+            ))
+        }
     };
     Ok((at, op))
 }

@@ -73,6 +73,22 @@ pub async fn remove(tx: &mut Tx, customer_id: i64, tokens: &[&str]) -> Result<u6
     })
 }
 
+/// Forget every device of `customer_id`, or only those of `app`. Returns
+/// how many there were.
+pub async fn remove_all(tx: &mut Tx, customer_id: i64, app: Option<&str>) -> Result<u64> {
+    on!(tx.conn(), |db, d| {
+        let done = sqlx::query(
+            &d.sql("DELETE FROM devices WHERE customer_id = ? AND (? IS NULL OR app = ?)"),
+        )
+        .bind(customer_id)
+        .bind(app)
+        .bind(app)
+        .execute(&mut *db)
+        .await?;
+        Ok(done.rows_affected())
+    })
+}
+
 /// The devices of these customers, most recently registered first. Only
 /// customers with devices have an entry.
 pub async fn of_customers(tx: &mut Tx, ids: &[i64]) -> Result<HashMap<i64, Vec<Device>>> {
