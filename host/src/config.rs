@@ -432,6 +432,11 @@ pub struct RuleSection {
     pub when: Option<String>,
     /// Channels in order of preference.
     pub channels: Vec<String>,
+    /// When a channel of the list applies: channel → condition (a template
+    /// expression like `when`); a channel whose condition is false is passed
+    /// over for the next.
+    #[serde(default)]
+    pub channel_when: BTreeMap<String, String>,
     /// Subject template.
     pub subject: String,
     /// Plain-text body template.
@@ -510,6 +515,9 @@ pub struct StepSection {
     pub after: Span,
     /// Channels in order of preference (e.g. `["sms"]`, `["calls"]` for a task).
     pub channels: Vec<String>,
+    /// When a channel of the list applies, as for the rule.
+    #[serde(default)]
+    pub channel_when: BTreeMap<String, String>,
     /// Subject template.
     pub subject: String,
     /// Plain-text body template.

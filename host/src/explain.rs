@@ -130,6 +130,28 @@ pub struct RuleState {
     pub detail: String,
 }
 
+/// Which channel a reminder would go by now and why, or why none can.
+fn route_note(
+    route: &Result<crate::channels::Route<'_>, String>,
+    preference: &crate::strategy::ChannelPreference,
+) -> String {
+    let route = match route {
+        Ok(route) => route,
+        Err(why) => return why.clone(),
+    };
+    let mut note = format!("would go by {}", route.channel.name);
+    if preference.preferred_first.as_deref() == Some(route.channel.name.as_str()) {
+        note.push_str(" (the customer's preferred channel)");
+    }
+    if let Some(from) = route.failover_from {
+        note.push_str(&format!(" (failing over from {from})"));
+    }
+    if !route.passed_over.is_empty() {
+        note.push_str(&format!(", passing over {}", route.passed_over.join(", ")));
+    }
+    note
+}
+
 async fn find_customer(herald: &Herald, external_id: &str) -> Result<Customer> {
     let mut tx = herald.store.read().await?;
     match customers::by_external_id(&mut tx, external_id).await? {
@@ -231,28 +253,34 @@ pub async fn explain(
         let mut pending: Vec<&&ScheduledRow> =
             mine.iter().filter(|r| r.status == "pending").collect();
         pending.sort_by_key(|r| r.due_at);
+        let step = pending
+            .first()
+            .map(|next| step_of(next.context.as_ref()))
+            .unwrap_or(0);
+        let preference = herald
+            .strategy
+            .channel_preference(rule, step, &customer, now);
+        let route =
+            herald
+                .channels
+                .route(&preference, &customer, suppressed.get(&customer.id), 0, now);
         if let Some(next) = pending.first() {
+            let mut detail = next
+                .last_error
+                .clone()
+                .map(|e| format!("held back before: {e}; "))
+                .unwrap_or_default();
+            detail.push_str(&route_note(&route, &preference));
             out.push(RuleState {
                 rule: rule.id.clone(),
                 state: "upcoming".into(),
                 due: Some(next.due_at),
-                step: step_of(next.context.as_ref()),
-                detail: next
-                    .last_error
-                    .clone()
-                    .map(|e| format!("held back before: {e}"))
-                    .unwrap_or_default(),
+                step,
+                detail,
             });
             continue;
         }
         let condition = herald.strategy.condition_holds(rule, &customer, now, None);
-        let route = herald.channels.route(
-            rule.channels_of(0),
-            &customer,
-            suppressed.get(&customer.id),
-            0,
-            now,
-        );
         let (state, detail) = if let Some(goal) = reached.iter().rev().find(|g| g.rule == rule.id) {
             (
                 "goal reached".to_string(),
@@ -291,9 +319,10 @@ pub async fn explain(
             Err(e) => detail.push_str(&format!("; its condition fails: {e}")),
             _ => {}
         }
-        if let Err(why) = route {
-            detail.push_str(&format!("; {why}"));
+        if !detail.is_empty() {
+            detail.push_str("; ");
         }
+        detail.push_str(&route_note(&route, &preference));
         out.push(RuleState {
             rule: rule.id.clone(),
             state,

@@ -32,6 +32,7 @@ mod push_fcm;
 mod push_jpush;
 mod racing;
 mod reactivation;
+mod routing;
 mod saas_trial;
 mod sequences;
 mod simulate_report;

@@ -77,6 +77,8 @@ pub struct Route<'a> {
     pub channel: &'a Channel,
     /// The channel the rule wanted, when a failover moved it.
     pub failover_from: Option<&'a str>,
+    /// The channels tried before it, each with why it was passed over.
+    pub passed_over: Vec<String>,
 }
 
 /// All channels of a deployment.

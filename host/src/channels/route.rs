@@ -1,10 +1,14 @@
-//! Routing: the first channel of a rule's preference list that can reach
-//! the customer — enabled, not refused by them, with their address — or its
-//! failover backup while its provider is failing.
+//! Routing: the first channel of a reminder's preference list (the rule's
+//! channels that apply to the customer, their preferred one first:
+//! [`crate::strategy::Strategy::channel_preference`]) that can reach the
+//! customer — enabled, not refused by them, with their address — or its
+//! failover backup while its provider is failing. Says why every channel
+//! before it was passed over.
 
 use super::{Channel, Channels, Route};
 use crate::config::AddressKind;
 use crate::customer::Customer;
+use crate::strategy::ChannelPreference;
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
 
@@ -35,15 +39,21 @@ impl Channels {
     /// times in a row on it), the backup carries it instead.
     pub fn route(
         &self,
-        preference: &[String],
+        preference: &ChannelPreference,
         customer: &Customer,
         suppressed: Option<&HashSet<String>>,
         failed_attempts: i64,
         now: DateTime<Utc>,
     ) -> Result<Route<'_>, String> {
         let mut tried = Vec::new();
+        let mut conditions_out = 0;
         let mut disabled = Vec::new();
-        for name in preference {
+        for (name, left_out) in &preference.channels {
+            if let Some(why) = left_out {
+                tried.push(why.clone());
+                conditions_out += 1;
+                continue;
+            }
             let Some(channel) = self.by_name.get(name) else {
                 if self.disabled.contains(name) {
                     disabled.push(name.as_str());
@@ -63,6 +73,7 @@ impl Channels {
                         return Ok(Route {
                             channel: backup,
                             failover_from: Some(&channel.name),
+                            passed_over: tried,
                         });
                     }
                 }
@@ -70,9 +81,12 @@ impl Channels {
             return Ok(Route {
                 channel,
                 failover_from: None,
+                passed_over: tried,
             });
         }
-        if !disabled.is_empty() && disabled.len() == tried.len() {
+        // Every channel of the list is disabled (none was left out by its
+        // condition): say that, it is the operator's to fix.
+        if !disabled.is_empty() && conditions_out == 0 && disabled.len() == tried.len() {
             return Err(format!(
                 "every channel of this rule is disabled in the config ({}); enable one (enabled = true) or give the rule another channel",
                 disabled.join(", ")

@@ -30,6 +30,8 @@ pub enum Part {
     When,
     /// A named extra field (`fields.NAME`), e.g. a provider template parameter.
     Field(String),
+    /// The condition under which a channel of the rule applies (`channel_when.NAME`).
+    ChannelWhen(String),
 }
 
 impl Part {
@@ -40,6 +42,7 @@ impl Part {
             Part::Html => format!("{rule}/body.html"),
             Part::When => format!("{rule}/when.txt"),
             Part::Field(name) => format!("{rule}/fields/{name}.txt"),
+            Part::ChannelWhen(channel) => format!("{rule}/channel_when/{channel}.txt"),
         }
     }
 
@@ -51,6 +54,7 @@ impl Part {
             Part::Html => "html".into(),
             Part::When => "when".into(),
             Part::Field(name) => format!("fields.{name}"),
+            Part::ChannelWhen(channel) => format!("channel_when.{channel}"),
         }
     }
 }
@@ -125,7 +129,7 @@ impl Templates {
     ) -> Result<(), String> {
         let name = part.template_name(rule);
         let body = match part {
-            Part::When => format!("{{% if {source} %}}1{{% endif %}}"),
+            Part::When | Part::ChannelWhen(_) => format!("{{% if {source} %}}1{{% endif %}}"),
             _ => source.to_string(),
         };
         let located = |e: &JinjaError| -> String {
@@ -196,6 +200,17 @@ impl Templates {
     /// Evaluate a rule's condition.
     pub fn condition(&self, rule: &str, ctx: &JinjaValue) -> Result<bool, String> {
         Ok(self.render_part(rule, Part::When, ctx)? == "1")
+    }
+
+    /// Whether `channel` applies for the template set `rule` (a rule or a
+    /// step of it) in `ctx`.
+    pub fn channel_condition(
+        &self,
+        rule: &str,
+        channel: &str,
+        ctx: &JinjaValue,
+    ) -> Result<bool, String> {
+        Ok(self.render_part(rule, Part::ChannelWhen(channel.to_string()), ctx)? == "1")
     }
 
     fn render_part(&self, rule: &str, part: Part, ctx: &JinjaValue) -> Result<String, String> {

@@ -173,6 +173,13 @@ impl<'a> Compiler<'a> {
             has_target: section.targeting.is_some(),
         };
         self.message_templates(&id, section, &vocab);
+        let channel_when = self.channel_when(
+            &format!("rule `{id}`"),
+            &id,
+            &section.channels,
+            &section.channel_when,
+            &vocab,
+        );
         let goal = self.goal(&id, section);
         let steps = self.steps(&id, section, &vocab);
         if !section.steps.is_empty() && matches!(trigger, Trigger::Deleted) {
@@ -186,6 +193,7 @@ impl<'a> Compiler<'a> {
             id,
             trigger,
             channels: section.channels.clone(),
+            channel_when,
             has_condition: section.when.is_some(),
             has_html: section.html.is_some(),
             fields: section.fields.keys().cloned().collect(),
@@ -361,6 +369,36 @@ impl<'a> Compiler<'a> {
         self.add_parts(id, parts, vocab);
     }
 
+    /// Compile the `channel_when` conditions of one channel list (the
+    /// rule's, or a step's, template set `set`); each must name a channel of
+    /// the list. Returns the channels that have one.
+    fn channel_when(
+        &mut self,
+        place: &str,
+        set: &str,
+        channels: &[String],
+        conditions: &BTreeMap<String, String>,
+        vocab: &Vocabulary,
+    ) -> BTreeSet<String> {
+        let mut with = BTreeSet::new();
+        for (channel, source) in conditions {
+            if !channels.contains(channel) {
+                self.errors.push(format!(
+                    "{place}: channel_when names `{channel}`, which is not in its channels ({}); list it in channels or remove the condition",
+                    channels.join(", ")
+                ));
+                continue;
+            }
+            self.add_parts(
+                set,
+                vec![(Part::ChannelWhen(channel.clone()), source.as_str())],
+                vocab,
+            );
+            with.insert(channel.clone());
+        }
+        with
+    }
+
     fn add_parts(&mut self, set: &str, parts: Vec<(Part, &str)>, vocab: &Vocabulary) {
         for (part, source) in parts {
             if let Err(e) = self.templates.add(set, part, source, vocab) {
@@ -462,10 +500,13 @@ impl<'a> Compiler<'a> {
             }
             self.add_parts(&variant, parts, vocab);
             let place = format!("{id}, steps[{i}]");
+            let channel_when =
+                self.channel_when(&place, &variant, &step.channels, &step.channel_when, vocab);
             self.translations(&place, &variant, step.html.is_some(), &step.locales, vocab);
             steps.push(Step {
                 after,
                 channels: step.channels.clone(),
+                channel_when,
                 has_html: step.html.is_some(),
                 locales: step.locales.keys().cloned().collect(),
             });

@@ -15,7 +15,7 @@ use caps::Cap;
 use chrono::{DateTime, Duration, Utc};
 use dates::DateTrigger;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use windows::Window;
 
 /// What makes a rule fire.
@@ -92,6 +92,8 @@ pub struct Rule {
     pub trigger: Trigger,
     /// Channels in order of preference.
     pub channels: Vec<String>,
+    /// Channels of the list with a `channel_when` condition.
+    pub channel_when: BTreeSet<String>,
     /// Whether the rule has a `when` condition.
     pub has_condition: bool,
     /// Whether the rule has an HTML body.
@@ -128,6 +130,8 @@ pub struct Step {
     pub after: Duration,
     /// Channels in order of preference.
     pub channels: Vec<String>,
+    /// Channels of the list with a `channel_when` condition.
+    pub channel_when: BTreeSet<String>,
     /// Whether it has an HTML body.
     pub has_html: bool,
     /// Locales the step is translated into (template sets `id#k@locale`).
@@ -164,6 +168,22 @@ pub fn step_of(context: Option<&Value>) -> usize {
 }
 
 impl Rule {
+    /// The channels of step `step` with a `channel_when` condition.
+    fn channel_when_of(&self, step: usize) -> Option<&BTreeSet<String>> {
+        match step {
+            0 => Some(&self.channel_when),
+            k => self.steps.get(k - 1).map(|s| &s.channel_when),
+        }
+    }
+
+    /// The template set of step `step`: the rule's own, or `id#k`.
+    fn template_set(&self, step: usize) -> String {
+        match step {
+            0 => self.id.clone(),
+            k => format!("{}#{k}", self.id),
+        }
+    }
+
     /// The channels of step `step`.
     pub fn channels_of(&self, step: usize) -> &[String] {
         match step {
@@ -236,6 +256,66 @@ impl Strategy {
         let ctx = crate::render::context(customer, &rule.id, now, event);
         self.templates.condition(&rule.id, &ctx)
     }
+
+    /// The channels step `step` of `rule` offers `customer` at `now`, in
+    /// the order to try them, and why the others are passed over: a channel
+    /// whose `channel_when` is false (or fails) is left out; the channel the
+    /// customer's `preferred_channel` attribute names goes first when the
+    /// list has it. The same for the tick, preview and explain.
+    pub fn channel_preference(
+        &self,
+        rule: &Rule,
+        step: usize,
+        customer: &Customer,
+        now: DateTime<Utc>,
+    ) -> ChannelPreference {
+        let conditional = rule.channel_when_of(step);
+        let mut ctx = None;
+        let mut channels = Vec::new();
+        for channel in rule.channels_of(step) {
+            let mut left_out = None;
+            if conditional.is_some_and(|c| c.contains(channel)) {
+                let ctx = ctx
+                    .get_or_insert_with(|| crate::render::context(customer, &rule.id, now, None));
+                let set = rule.template_set(step);
+                left_out = match self.templates.channel_condition(&set, channel, ctx) {
+                    Ok(true) => None,
+                    Ok(false) => Some(format!("{channel} (its channel_when is false)")),
+                    Err(e) => Some(format!("{channel} (its channel_when fails: {e})")),
+                };
+            }
+            channels.push((channel.clone(), left_out));
+        }
+        let preferred = customer
+            .attributes
+            .get(PREFERRED_CHANNEL)
+            .and_then(Value::as_str);
+        let candidate =
+            |(c, out): &(String, Option<String>)| Some(c.as_str()) == preferred && out.is_none();
+        let mut preferred_first = None;
+        if let Some(at) = channels.iter().position(candidate).filter(|at| *at > 0) {
+            let entry = channels.remove(at);
+            preferred_first = Some(entry.0.clone());
+            channels.insert(0, entry);
+        }
+        ChannelPreference {
+            channels,
+            preferred_first,
+        }
+    }
+}
+
+/// The customer attribute naming the channel they prefer.
+pub const PREFERRED_CHANNEL: &str = "preferred_channel";
+
+/// The channels to try for one reminder, in order, and why others are not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelPreference {
+    /// The rule's channels in the order to try them, each with why its
+    /// condition leaves it out (`None`: a candidate).
+    pub channels: Vec<(String, Option<String>)>,
+    /// The channel moved first because the customer prefers it.
+    pub preferred_first: Option<String>,
 }
 
 /// The anchor of a date trigger for a customer: the attribute's stored text

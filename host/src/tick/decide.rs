@@ -329,16 +329,17 @@ impl<'h, 'c> Decider<'h, 'c> {
         };
         let step = step_of(row.context.as_ref());
         let suppressed = self.context.suppressed.get(&customer.id);
-        let route = match herald.channels.route(
-            rule.channels_of(step),
-            customer,
-            suppressed,
-            row.attempts,
-            self.now,
-        ) {
-            Ok(r) => r,
-            Err(reason) => return Decision::Skip(reason),
-        };
+        let preference = herald
+            .strategy
+            .channel_preference(rule, step, customer, self.now);
+        let route =
+            match herald
+                .channels
+                .route(&preference, customer, suppressed, row.attempts, self.now)
+            {
+                Ok(r) => r,
+                Err(reason) => return Decision::Skip(reason),
+            };
         if target.is_none() && herald.targeting.contains_key(&rule.id) {
             return Decision::Target {
                 channel: route.channel,
