@@ -319,10 +319,15 @@ pub async fn explain(
             Err(e) => detail.push_str(&format!("; its condition fails: {e}")),
             _ => {}
         }
-        if !detail.is_empty() {
-            detail.push_str("; ");
+        // Where a reminder could still go out, say by which channel; where
+        // none can reach the customer, say why whatever the state.
+        let may_send = matches!(state.as_str(), "not triggered" | "condition false");
+        if may_send || route.is_err() {
+            if !detail.is_empty() {
+                detail.push_str("; ");
+            }
+            detail.push_str(&route_note(&route, &preference));
         }
-        detail.push_str(&route_note(&route, &preference));
         out.push(RuleState {
             rule: rule.id.clone(),
             state,
