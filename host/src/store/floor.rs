@@ -64,6 +64,9 @@ pub enum Journal {
 pub fn run(db_path: &Path, now_ms: i64, limit: i64, work: Work, journal: Journal) -> Result<Floor> {
     let owned = Owned::open(db_path)?;
     let db = owned.conn();
+    // The engine that wrote the file may still be closing its connections
+    // (a pool closes in the background): wait for them rather than fail.
+    db.exec("PRAGMA busy_timeout = 10000")?;
     db.exec(match journal {
         Journal::Wal => "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
         Journal::Scratch => "PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF;",
