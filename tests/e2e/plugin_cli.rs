@@ -134,6 +134,38 @@ fn inspect_names_the_contract_a_plugin_was_built_against() {
     }
 }
 
+/// `herald check` passes a deployment with a plugin built against 0.1.0,
+/// warning that it is served through the adapter and what a rebuild brings.
+#[test]
+fn check_warns_about_a_plugin_built_against_an_earlier_contract() {
+    let scratch = Scratch::new();
+    let config = crate::support::Config::new()
+        .channel(
+            "old",
+            crate::support::Channel::plugin_at(&plugin_built_for_0_1("console")),
+        )
+        .channel("new", crate::support::Channel::plugin("console"))
+        .rule(crate::support::Rule::new(
+            "r",
+            crate::support::ON_CREATED,
+            &["old", "new"],
+            "s",
+            "t",
+        ))
+        .write(&scratch);
+    let out = run(herald().args(["check", "--config"]).arg(&config));
+    let said = text(&out.stdout) + &text(&out.stderr);
+    assert!(
+        out.status.success(),
+        "a warning does not fail the check: {said}"
+    );
+    assert!(
+        said.contains("its plugin was built against herald:plugin@0.1.0, an earlier contract this Herald still serves"),
+        "{said}"
+    );
+    assert_eq!(said.matches("an earlier contract").count(), 1, "{said}");
+}
+
 /// A copy of a bundled plugin with every `from` replaced by `to` (same length).
 fn patched(scratch: &Scratch, name: &str, from: &str, to: &str) -> PathBuf {
     assert_eq!(from.len(), to.len());

@@ -209,6 +209,13 @@ impl Channels {
             if let Some(channel) = channel {
                 if let Delivery::Plugin { plugin, .. } = &channel.delivery {
                     plugins.insert(name.clone(), plugin.info.clone());
+                    if plugin.contract != crate::plugin::Contract::CURRENT {
+                        found.push(Finding::warning(format!(
+                            "its plugin was built against {}, an earlier contract this Herald still serves (adapted in the host); rebuild it against {} to receive push tokens and report invalid addresses",
+                            plugin.contract,
+                            crate::plugin::Contract::CURRENT
+                        )));
+                    }
                 }
                 if section.enabled {
                     by_name.insert(name.clone(), channel);
