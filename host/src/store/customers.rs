@@ -5,7 +5,7 @@ use super::backend::on;
 use super::Fields;
 use super::Tx;
 use super::{from_millis, to_millis};
-use crate::customer::Customer;
+use crate::customer::{Customer, Device};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -80,7 +80,8 @@ pub async fn by_id(tx: &mut Tx, id: i64) -> Result<Option<Customer>> {
 }
 
 /// One customer as [`by_ids`] reads it back: the columns in [`COLUMNS`]
-/// order, with the attributes as a JSON object.
+/// order, with the attributes as a JSON object, then the customer's devices
+/// (token, platform, app, registered at), most recent first.
 type CustomerTuple = (
     i64,
     String,
@@ -96,6 +97,7 @@ type CustomerTuple = (
     i64,
     i64,
     Option<i64>,
+    Vec<(String, String, String, i64)>,
 );
 
 /// The customers with these row ids, by id.
@@ -104,9 +106,11 @@ type CustomerTuple = (
 /// set: the driver hands result rows one by one from its SQLite thread to
 /// the async task, which cost more per row than SQLite's own lookup for the
 /// tick's batches (see docs/performance.md). Ids are looked up in ascending
-/// order, so the b-tree is walked front to back.
+/// order, so the b-tree is walked front to back. Each customer's devices
+/// come in the same statement: a second one would cost the tick another
+/// hand-over per batch.
 pub async fn by_ids(tx: &mut Tx, ids: &[i64]) -> Result<std::collections::HashMap<i64, Customer>> {
-    let mut found: std::collections::HashMap<i64, Customer> = on!(tx.conn(), |db, d| {
+    on!(tx.conn(), |db, d| {
         if ids.is_empty() {
             return Ok(Default::default());
         }
@@ -115,10 +119,16 @@ pub async fn by_ids(tx: &mut Tx, ids: &[i64]) -> Result<std::collections::HashMa
         sorted.dedup();
         let json: String = sqlx::query(&d.sql(d.pick(
             "SELECT json_group_array(json_array(id, external_id, name, email, phone, wechat_openid, region,
-                    timezone, locale, state, json(attributes), created_at, updated_at, deleted_at))
+                    timezone, locale, state, json(attributes), created_at, updated_at, deleted_at,
+                    (SELECT json_group_array(json_array(token, platform, app, updated_at)
+                                             ORDER BY updated_at DESC, id DESC)
+                     FROM devices WHERE devices.customer_id = customers.id)))
              FROM customers WHERE id IN (SELECT value FROM json_each(?))",
             "SELECT COALESCE(json_agg(json_build_array(id, external_id, name, email, phone, wechat_openid, region,
-                    timezone, locale, state, attributes::json, created_at, updated_at, deleted_at)), '[]')::text
+                    timezone, locale, state, attributes::json, created_at, updated_at, deleted_at,
+                    (SELECT COALESCE(json_agg(json_build_array(token, platform, app, updated_at)
+                                              ORDER BY updated_at DESC, id DESC), '[]'::json)
+                     FROM devices WHERE devices.customer_id = customers.id))), '[]')::text
              FROM customers WHERE id IN (SELECT CAST(value AS BIGINT) FROM json_each(?))",
         )))
         .bind(serde_json::to_string(&sorted)?)
@@ -146,6 +156,7 @@ pub async fn by_ids(tx: &mut Tx, ids: &[i64]) -> Result<std::collections::HashMa
                         created_at,
                         updated_at,
                         deleted_at,
+                        devices,
                     )| {
                         (
                             id,
@@ -164,21 +175,22 @@ pub async fn by_ids(tx: &mut Tx, ids: &[i64]) -> Result<std::collections::HashMa
                                 created_at: from_millis(created_at),
                                 updated_at: from_millis(updated_at),
                                 deleted_at: deleted_at.map(from_millis),
-                                devices: Vec::new(),
+                                devices: devices
+                                    .into_iter()
+                                    .map(|(token, platform, app, at)| Device {
+                                        token,
+                                        platform,
+                                        app,
+                                        registered_at: from_millis(at),
+                                    })
+                                    .collect(),
                             },
                         )
                     },
                 )
                 .collect::<std::collections::HashMap<_, _>>(),
         )
-    })?;
-    let ids: Vec<i64> = found.keys().copied().collect();
-    for (id, devices) in super::devices::of_customers(tx, &ids).await? {
-        if let Some(c) = found.get_mut(&id) {
-            c.devices = devices;
-        }
-    }
-    Ok(found)
+    })
 }
 
 /// Insert or update a record; returns its id. A deleted record that is
