@@ -61,7 +61,8 @@ pub async fn claim(herald: &Herald, now: DateTime<Utc>) -> Result<Option<Claimed
         return Ok(None);
     }
     let ids: Vec<i64> = rows.iter().map(|r| r.customer_id).collect();
-    let mut context = Context::load(herald, &ids, now).await?;
+    let claimed: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let mut context = Context::load_claimed(herald, &ids, now, &claimed).await?;
     context.in_doubt = in_doubt;
     Ok(Some(Claimed { rows, context }))
 }
@@ -69,10 +70,22 @@ pub async fn claim(herald: &Herald, now: DateTime<Utc>) -> Result<Option<Claimed
 impl Context {
     /// The context of these customers at `now`.
     pub async fn load(herald: &Herald, ids: &[i64], now: DateTime<Utc>) -> Result<Context> {
+        Self::load_claimed(herald, ids, now, &[]).await
+    }
+
+    /// [`Context::load`] for a claim of these schedule rows: their own
+    /// sends in doubt are left out of the cap history (the claim decides
+    /// them), other claims' are counted.
+    pub async fn load_claimed(
+        herald: &Herald,
+        ids: &[i64],
+        now: DateTime<Utc>,
+        claimed: &[i64],
+    ) -> Result<Context> {
         let mut tx = herald.store.read().await?;
         let customers = customers::by_ids(&mut tx, ids).await?;
         let suppressed = suppressions::for_customers(&mut tx, ids).await?;
-        let history = cap_history(herald, &mut tx, ids, now).await?;
+        let history = cap_history(herald, &mut tx, ids, now, claimed).await?;
         Ok(Context {
             customers,
             suppressed,
@@ -89,12 +102,13 @@ async fn cap_history(
     tx: &mut crate::store::Tx,
     ids: &[i64],
     now: DateTime<Utc>,
+    claimed: &[i64],
 ) -> Result<HashMap<i64, Vec<Sent>>> {
     let strategy = &herald.strategy;
     let Some(longest) = strategy.caps.iter().map(|c| c.per).max() else {
         return Ok(HashMap::new());
     };
-    let recent = deliveries::recent_sends(tx, ids, now - longest).await?;
+    let recent = deliveries::recent_sends(tx, ids, now - longest, claimed).await?;
     Ok(recent
         .into_iter()
         .map(|(id, sends)| {
