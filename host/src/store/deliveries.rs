@@ -534,6 +534,53 @@ mod tests {
         assert_eq!(row.report_reason.as_deref(), Some("30006"));
     }
 
+    /// A row claimed and marked sending, never recorded (its node died):
+    /// counted for other claims, not for the claim that holds it.
+    #[tokio::test]
+    async fn a_send_in_doubt_counts_except_for_its_own_claim() {
+        let (_dir, store) = scratch().await;
+        let mut tx = store.write().await.unwrap();
+        let id = crate::store::customers::save(&mut tx, &Customer::new("c", t(0)))
+            .await
+            .unwrap();
+        let changes = Changes {
+            upserts: vec![PlannedOccurrence {
+                customer_id: id,
+                rule_id: "tips".into(),
+                key: format!("{id}:tips:created"),
+                due_at: t(0),
+                anchor: None,
+                context: None,
+            }],
+            ..Changes::default()
+        };
+        planning::apply(&mut tx, &changes, t(0)).await.unwrap();
+        tx.commit().await.unwrap();
+        let rows = schedule::claim_due(&store, t(0), t(5), 10, "tok")
+            .await
+            .unwrap();
+        let mut tx = store.read().await.unwrap();
+        let claimed = [rows[0].id];
+        assert!(
+            recent_sends(&mut tx, &[id], t(-60), &[])
+                .await
+                .unwrap()
+                .is_empty(),
+            "claimed, not sending"
+        );
+        drop(tx);
+        schedule::mark_sending(&store, &claimed, "tok", t(1))
+            .await
+            .unwrap();
+        let mut tx = store.read().await.unwrap();
+        let recent = recent_sends(&mut tx, &[id], t(-60), &[]).await.unwrap();
+        assert_eq!(recent[&id], [("tips".to_string(), String::new(), t(1))]);
+        assert!(recent_sends(&mut tx, &[id], t(-60), &claimed)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
     #[tokio::test]
     async fn recent_sends_are_the_delivered_ones_since_the_cutoff() {
         let (_dir, store, ids) = seeded().await;
@@ -542,6 +589,9 @@ mod tests {
         assert_eq!(recent.len(), 1, "only the delivered attempt counts");
         let sends: Vec<_> = recent.values().flatten().collect();
         assert_eq!(sends[0].1, "sms");
-        assert!(recent_sends(&mut tx, &ids, t(1), &[]).await.unwrap().is_empty());
+        assert!(recent_sends(&mut tx, &ids, t(1), &[])
+            .await
+            .unwrap()
+            .is_empty());
     }
 }
