@@ -311,6 +311,11 @@ fn settings_findings(config: &Config) -> Vec<Finding> {
             Err(e) => general.push(Finding::error(format!("{e:#}"))),
         }
     }
+    if !config.file.topics.is_empty() && config.file.server.public_url.is_none() {
+        general.push(Finding::warning(
+            "[topics] are declared but [server] public_url is not set: `{{ preferences_url }}` renders empty and customers cannot reach their preference page; set public_url to the address customers reach this server at",
+        ));
+    }
     general
 }
 
@@ -465,6 +470,12 @@ fn rule_report(
                 configured.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
             )));
         }
+    }
+    if rule.topic.is_none() && !rule.transactional && !config.file.topics.is_empty() {
+        problems.push(Finding::warning(format!(
+            "no topic: customers can turn its reminders off only channel by channel; add topic = \"NAME\" (one of {}), or transactional = true for messages that must always go",
+            config.file.topics.keys().cloned().collect::<Vec<_>>().join(", ")
+        )));
     }
     RuleReport {
         id: rule.id.trim().to_string(),

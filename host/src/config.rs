@@ -43,6 +43,10 @@ pub struct ConfigFile {
     /// Strategy-wide defaults.
     #[serde(default)]
     pub strategy: StrategySection,
+    /// What reminders are about (`service`, `marketing`, `billing`), by
+    /// name: a customer can turn a topic off on the preference page.
+    #[serde(default)]
+    pub topics: BTreeMap<String, TopicSection>,
     /// The reminder rules, in order.
     #[serde(default)]
     pub rules: Vec<RuleSection>,
@@ -466,6 +470,10 @@ pub struct RuleSection {
     /// frequency caps, and do not count towards caps.
     #[serde(default)]
     pub transactional: bool,
+    /// The topic (a name under `[topics]`) the rule's reminders belong to:
+    /// a customer who turned it off gets none of them, unless the rule is
+    /// transactional.
+    pub topic: Option<String>,
     /// What a frequency cap does to this rule's reminders: `defer` (default)
     /// until the cap allows, or `drop`.
     pub on_cap: Option<String>,
@@ -474,6 +482,17 @@ pub struct RuleSection {
     /// text; everyone else gets the rule's own.
     #[serde(default)]
     pub locales: BTreeMap<String, LocaleSection>,
+}
+
+/// `[topics.NAME]`: a topic as customers see it on the preference page.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicSection {
+    /// Its name by BCP 47 tag: `label = { en = "Offers", "zh-CN" = "优惠活动" }`.
+    pub label: BTreeMap<String, String>,
+    /// A line saying what it covers, by tag (optional).
+    #[serde(default)]
+    pub description: BTreeMap<String, String>,
 }
 
 /// `targeting = { plugin = "…/cadence.wasm", settings = { kind = "purchase" } }`

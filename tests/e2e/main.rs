@@ -28,6 +28,7 @@ mod operators;
 mod plugin_cli;
 mod plugin_faults;
 mod plugin_quotas;
+mod preferences;
 mod push_fcm;
 mod push_jpush;
 mod racing;

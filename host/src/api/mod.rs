@@ -1,5 +1,5 @@
 //! The HTTP edge of `herald serve` (axum): every handler lives here — the
-//! API resources, provider callbacks ([`hooks`]), the unsubscribe pages,
+//! API resources, provider callbacks ([`hooks`]), the unsubscribe and preference pages,
 //! tracking links and the dashboard ([`funnel`]), reload and the metrics
 //! scrape ([`admin`]) — with the router, the listener ([`server`]), the
 //! OpenAPI document derived from the handlers (`/openapi.json`, utoipa), and
@@ -17,8 +17,11 @@ mod events;
 mod funnel;
 mod held;
 pub mod hooks;
+mod html;
 mod inbox;
 mod limits;
+mod preference_page;
+mod preferences;
 pub mod server;
 mod strategy;
 mod suppressions;
@@ -165,7 +168,7 @@ pub struct ErrorDetail {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Herald", description = "Lifecycle reminder engine API. Every endpoint except /health, /openapi.json, /hooks, /unsubscribe and the tracking links needs `Authorization: Bearer <token>` (`herald token create`)."),
+    info(title = "Herald", description = "Lifecycle reminder engine API. Every endpoint except /health, /openapi.json, /hooks, /unsubscribe, /preferences and the tracking links needs `Authorization: Bearer <token>` (`herald token create`)."),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     components(schemas(ErrorBody, ErrorDetail))
@@ -191,6 +194,7 @@ pub fn documented_routes() -> OpenApiRouter<Arc<Live>> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(customers::routes())
         .merge(devices::routes())
+        .merge(preferences::routes())
         .merge(events::routes())
         .merge(deliveries::routes())
         .merge(inbox::routes())
@@ -217,6 +221,10 @@ pub fn router(live: Arc<Live>) -> Router {
                 let doc = doc.clone();
                 async move { Json(doc.as_ref().clone()) }
             }),
+        )
+        .route(
+            "/preferences",
+            get(preference_page::show).post(preference_page::save),
         )
         .route(
             "/unsubscribe",

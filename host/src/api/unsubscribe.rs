@@ -5,11 +5,12 @@
 //! one-click request — puts the customer on that channel's suppression list.
 //! No login: the link's signature is the proof.
 
+use super::html::escape;
 use super::Current;
 use crate::engine::Herald;
 use axum::extract::Query;
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 
 /// The link's query.
@@ -23,23 +24,8 @@ pub struct LinkQuery {
     s: Option<String>,
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    (
-        status,
-        Html(format!(
-            "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{title}</title></head>\
-             <body style=\"font-family:sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem\"><h1>{title}</h1>{body}</body></html>"
-        )),
-    )
-        .into_response()
+    super::html::page(status, "en", title, body)
 }
 
 /// Check the link; `Err` is the page to show.

@@ -6,6 +6,7 @@
 //! nothing here imports them.
 
 pub mod callbacks;
+pub mod preferences;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod writes;

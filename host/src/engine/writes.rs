@@ -402,7 +402,7 @@ fn event_sizes(input: &EventInput, kind: &str) -> Result<(), WriteError> {
 
 /// The live customer `external_id` within `scope`; outside it, or deleted,
 /// it is a [`WriteError::NotFound`].
-async fn live_in_scope(
+pub(super) async fn live_in_scope(
     tx: &mut crate::store::Tx,
     external_id: &str,
     scope: RegionScope<'_>,

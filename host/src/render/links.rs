@@ -1,8 +1,10 @@
 //! Signed links a customer can follow without logging in: the
-//! unsubscribe link of a channel (`{public_url}/unsubscribe?c=…&ch=…&s=…`).
-//! The signature is HMAC-SHA256 over the customer's external id and the
-//! channel, under the deployment's link key (`[server] link_secret`, or a
-//! random key generated once and kept in the database).
+//! unsubscribe link of a channel (`{public_url}/unsubscribe?c=…&ch=…&s=…`)
+//! and the preference page (`{public_url}/preferences?c=…&s=…`). The
+//! signature is HMAC-SHA256 over the customer's external id (and the
+//! channel), under the deployment's link key (`[server] link_secret`, or a
+//! random key generated once and kept in the database); preference links
+//! use a key derived for them, so neither kind passes for the other.
 
 use crate::store::meta;
 use crate::store::Store;
@@ -18,6 +20,8 @@ pub struct Links {
     /// The public URL links start with, if the deployment has one.
     base: Option<String>,
     key: Vec<u8>,
+    /// The key preference-page links are signed with (derived from `key`).
+    preferences_key: Vec<u8>,
 }
 
 impl std::fmt::Debug for Links {
@@ -69,15 +73,37 @@ impl Links {
                 }
             },
         };
-        Ok(Links { base, key })
+        Ok(Links::new(base, key))
+    }
+
+    fn new(base: Option<String>, key: Vec<u8>) -> Links {
+        let preferences_key = derive(&key, PREFERENCES);
+        Links {
+            base,
+            key,
+            preferences_key,
+        }
     }
 
     fn sign(&self, customer: &str, channel: &str) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
-        mac.update(customer.as_bytes());
-        mac.update(b"\0");
-        mac.update(channel.as_bytes());
-        hex::encode(&mac.finalize().into_bytes()[..16])
+        sign_with(&self.key, customer, channel)
+    }
+
+    /// The link to a customer's preference page; `None` without a public URL.
+    pub fn preferences_url(&self, customer: &str) -> Option<String> {
+        let base = self.base.as_ref()?;
+        Some(format!(
+            "{base}/preferences?c={}&s={}",
+            escape(customer),
+            sign_with(&self.preferences_key, customer, "")
+        ))
+    }
+
+    /// Whether `signature` is this deployment's preference-page signature
+    /// for `customer`.
+    pub fn verify_preferences(&self, customer: &str, signature: &str) -> bool {
+        let expected = sign_with(&self.preferences_key, customer, "");
+        constant_time_eq(&expected, signature)
     }
 
     /// The unsubscribe link for a customer on a channel; `None` without a public URL.
@@ -95,22 +121,42 @@ impl Links {
     /// pixel), derived from the link key as HMAC(link key, `purpose`), so its
     /// signatures can never pass for unsubscribe signatures or vice versa.
     pub fn derived_key(&self, purpose: &str) -> Vec<u8> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
-        mac.update(purpose.as_bytes());
-        mac.finalize().into_bytes().to_vec()
+        derive(&self.key, purpose)
     }
 
     /// Whether `signature` is this deployment's signature of the pair.
     pub fn verify(&self, customer: &str, channel: &str, signature: &str) -> bool {
-        let expected = self.sign(customer, channel);
-        // Constant-time comparison.
-        expected.len() == signature.len()
-            && expected
-                .bytes()
-                .zip(signature.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
+        constant_time_eq(&self.sign(customer, channel), signature)
     }
+}
+
+/// The purpose preference-page signatures are keyed for.
+const PREFERENCES: &str = "preferences";
+
+/// HMAC(`key`, `purpose`): a key for one kind of link.
+fn derive(key: &[u8], purpose: &str) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
+    mac.update(purpose.as_bytes());
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// HMAC-SHA256 of `customer` and `channel` under `key`, first 16 bytes in hex.
+fn sign_with(key: &[u8], customer: &str, channel: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
+    mac.update(customer.as_bytes());
+    mac.update(b"\0");
+    mac.update(channel.as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..16])
+}
+
+/// Compare signatures in time independent of where they differ.
+fn constant_time_eq(expected: &str, given: &str) -> bool {
+    expected.len() == given.len()
+        && expected
+            .bytes()
+            .zip(given.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 fn escape(text: &str) -> String {
@@ -141,10 +187,7 @@ mod tests {
 
     #[test]
     fn signs_and_verifies() {
-        let links = Links {
-            base: Some("https://h.example".into()),
-            key: b"k".to_vec(),
-        };
+        let links = Links::new(Some("https://h.example".into()), b"k".to_vec());
         let url = links.unsubscribe_url("李 1", "sms").unwrap();
         assert!(
             url.starts_with("https://h.example/unsubscribe?c=%E6%9D%8E%201&ch=sms&s="),
@@ -155,11 +198,25 @@ mod tests {
         assert!(!links.verify("李 1", "email", sig));
         assert!(!links.verify("李 2", "sms", sig));
         assert!(!links.verify("李 1", "sms", "00"));
-        let other = Links {
-            base: None,
-            key: b"other".to_vec(),
-        };
+        let other = Links::new(None, b"other".to_vec());
         assert!(!other.verify("李 1", "sms", sig));
         assert_eq!(other.unsubscribe_url("a", "b"), None);
+    }
+
+    #[test]
+    fn preference_links_are_signed_apart_from_unsubscribe_links() {
+        let links = Links::new(Some("https://h.example".into()), b"k".to_vec());
+        let url = links.preferences_url("李 1").unwrap();
+        assert!(
+            url.starts_with("https://h.example/preferences?c=%E6%9D%8E%201&s="),
+            "{url}"
+        );
+        let sig = url.rsplit("s=").next().unwrap();
+        assert!(links.verify_preferences("李 1", sig));
+        assert!(!links.verify_preferences("李 2", sig));
+        // An unsubscribe signature for an empty channel is not a preference signature.
+        assert!(!links.verify_preferences("李 1", &links.sign("李 1", "")));
+        assert!(!links.verify("李 1", "", sig));
+        assert_eq!(Links::new(None, b"k".to_vec()).preferences_url("a"), None);
     }
 }

@@ -240,7 +240,7 @@ impl Vocabulary {
                 None => true,
                 Some(field) => CORE_FIELDS.contains(&field) || self.attributes.contains(field),
             },
-            "now" | "rule" | "unsubscribe_url" => true,
+            "now" | "rule" | "unsubscribe_url" | "preferences_url" => true,
             "event" => self.has_event,
             "target" => self.has_target,
             _ => false,
@@ -261,7 +261,7 @@ impl Vocabulary {
                 field.split('.').next().unwrap_or(field)
             );
         }
-        "variables are `customer.<field>`, `event.kind`, `event.properties.<name>`, `rule.id`, `now` and `unsubscribe_url`".into()
+        "variables are `customer.<field>`, `event.kind`, `event.properties.<name>`, `rule.id`, `now`, `unsubscribe_url` and `preferences_url`".into()
     }
 }
 
@@ -273,21 +273,31 @@ pub fn context(
     now: DateTime<Utc>,
     event: Option<&Value>,
 ) -> JinjaValue {
-    message_context(customer, rule, now, event, None, None)
+    message_context(customer, rule, now, event, MessageLinks::default(), None)
 }
 
-/// The context of a message about to be sent: [`context`] plus the
-/// `unsubscribe_url` of the channel carrying it (empty without one).
+/// The signed links a message can carry (each empty without a public URL).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MessageLinks<'a> {
+    /// Unsubscribes the customer from the channel carrying the message.
+    pub unsubscribe_url: Option<&'a str>,
+    /// The customer's preference page.
+    pub preferences_url: Option<&'a str>,
+}
+
+/// The context of a message about to be sent: [`context`] plus its signed
+/// links (`unsubscribe_url`, `preferences_url`; empty without them).
 pub fn message_context(
     customer: &Customer,
     rule: &str,
     now: DateTime<Utc>,
     event: Option<&Value>,
-    unsubscribe_url: Option<&str>,
+    links: MessageLinks<'_>,
     target: Option<&serde_json::Map<String, Value>>,
 ) -> JinjaValue {
     let mut ctx = json!({
-        "unsubscribe_url": unsubscribe_url.unwrap_or(""),
+        "unsubscribe_url": links.unsubscribe_url.unwrap_or(""),
+        "preferences_url": links.preferences_url.unwrap_or(""),
         "target": target.cloned().unwrap_or_default(),
         "customer": customer.to_template_value(),
         "rule": {"id": rule},

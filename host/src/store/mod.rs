@@ -28,6 +28,7 @@ pub mod inbox;
 pub mod kv;
 pub mod meta;
 pub mod planning;
+pub mod preferences;
 pub mod probe;
 pub mod probe_pg;
 pub mod rates;

@@ -23,6 +23,17 @@ pub mod source {
     pub const UNSUBSCRIBE: &str = "unsubscribe";
     /// An imported suppression list.
     pub const IMPORT: &str = "import";
+    /// The customer turned the channel off on their preference page (or the
+    /// operator's app did, through the preferences API).
+    pub const PREFERENCES: &str = "preferences";
+
+    /// Whether the customer may lift a suppression from `source` themselves
+    /// (their own link or preference choice), as opposed to a STOP reply
+    /// (lifted only by a START reply), a provider's refusal, or an
+    /// operator's list.
+    pub fn customer_may_lift(source: &str) -> bool {
+        source == UNSUBSCRIBE || source == PREFERENCES
+    }
 }
 
 /// A suppression to add (see [`add`]).
@@ -95,6 +106,22 @@ pub async fn remove_from_source(
         .execute(&mut *db)
         .await?;
         Ok(done.rows_affected() > 0)
+    })
+}
+
+/// The suppressions of one customer: (channel, source, reason).
+pub async fn of_customer(tx: &mut Tx, customer_id: i64) -> Result<Vec<(String, String, String)>> {
+    on!(tx.conn(), |db, d| {
+        let rows = sqlx::query(&d.sql(
+            "SELECT channel, source, reason FROM suppressions WHERE customer_id = ? ORDER BY channel",
+        ))
+        .bind(customer_id)
+        .fetch_all(&mut *db)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
     })
 }
 

@@ -33,6 +33,7 @@ impl Strategy {
             Vec::new()
         });
         let caps = compiler.caps();
+        let topics = super::topics::Topics::compile(&file.topics, &mut compiler.errors);
         let mut rules = Vec::new();
         let mut by_id = HashMap::new();
         for (index, section) in file.rules.iter().enumerate() {
@@ -42,6 +43,7 @@ impl Strategy {
                 continue;
             }
             if let Some(rule) = compiler.rule(id, section) {
+                compiler.check_topic(&rule, &topics);
                 rules.push(rule);
             }
         }
@@ -55,6 +57,7 @@ impl Strategy {
             default_timezone: file.strategy.default_timezone.clone(),
             send_windows,
             caps,
+            topics,
             by_id,
         })
     }
@@ -203,7 +206,21 @@ impl<'a> Compiler<'a> {
             send_windows,
             transactional: section.transactional,
             drop_when_capped,
+            topic: section.topic.clone(),
         })
+    }
+
+    /// A rule's topic is declared under `[topics]`.
+    fn check_topic(&mut self, rule: &Rule, topics: &super::topics::Topics) {
+        if let Some(topic) = &rule.topic {
+            if topics.get(topic).is_none() {
+                self.errors.push(format!(
+                    "rule `{}`: topic `{topic}` is not declared; declared topics: {}",
+                    rule.id,
+                    topics.names()
+                ));
+            }
+        }
     }
 
     /// Every channel named is configured.

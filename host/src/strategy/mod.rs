@@ -7,6 +7,7 @@
 pub mod caps;
 mod compile;
 pub mod dates;
+pub mod topics;
 pub mod windows;
 
 use crate::customer::{parse_date_or_datetime, AttributeSchema, Customer};
@@ -15,7 +16,7 @@ use caps::Cap;
 use chrono::{DateTime, Duration, Utc};
 use dates::DateTrigger;
 use serde_json::Value;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use windows::Window;
 
 /// What makes a rule fire.
@@ -112,6 +113,8 @@ pub struct Rule {
     pub transactional: bool,
     /// Drop (rather than defer) a reminder a cap holds back.
     pub drop_when_capped: bool,
+    /// The topic its reminders belong to (see [`topics`]).
+    pub topic: Option<String>,
 }
 
 /// A rule's goal.
@@ -157,6 +160,26 @@ fn pick_locale(base: &str, locales: &[String], locale: Option<&str>) -> String {
         Some(l) => format!("{base}@{l}"),
         None => base.to_string(),
     }
+}
+
+/// The text for `locale` among texts by BCP 47 tag: the exact tag
+/// (ignoring case and `_`/`-`), else one of the same language, else
+/// English, else the first.
+pub fn pick_language<'a>(texts: &'a BTreeMap<String, String>, locale: &str) -> Option<&'a str> {
+    let norm = |tag: &str| tag.trim().replace('_', "-").to_ascii_lowercase();
+    let language = |tag: &str| norm(tag).split('-').next().unwrap_or("").to_string();
+    let wanted = norm(locale);
+    texts
+        .iter()
+        .find(|(tag, _)| norm(tag) == wanted)
+        .or_else(|| {
+            texts
+                .iter()
+                .find(|(tag, _)| language(tag) == language(&wanted))
+        })
+        .or_else(|| texts.iter().find(|(tag, _)| language(tag) == "en"))
+        .or_else(|| texts.iter().next())
+        .map(|(_, text)| text.as_str())
 }
 
 /// The step of a sequence an occurrence is (0: the rule's own message).
@@ -232,6 +255,8 @@ pub struct Strategy {
     pub send_windows: Vec<Window>,
     /// Frequency caps per customer.
     pub caps: Vec<Cap>,
+    /// What reminders are about; customers turn topics off.
+    pub topics: topics::Topics,
     by_id: HashMap<String, usize>,
 }
 

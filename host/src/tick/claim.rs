@@ -1,12 +1,12 @@
 //! Claim: due occurrences taken under a lease (they stay pending with their
 //! due time moved to the lease's end, so a process that dies leaves them to
 //! come due again), and what deciding needs about their customers, read in
-//! one go: the records, their suppressions, their recent sends for the caps.
+//! one go: the records, their suppressions and topic opt-outs, their recent sends for the caps.
 
 use crate::customer::Customer;
 use crate::engine::Herald;
 use crate::store::schedule::{self, ScheduledRow};
-use crate::store::{customers, deliveries, suppressions};
+use crate::store::{customers, deliveries, preferences, suppressions};
 use crate::strategy::caps::Sent;
 use anyhow::Result;
 use chrono::{DateTime, Duration, Utc};
@@ -20,6 +20,9 @@ pub struct Context {
     pub customers: HashMap<i64, Customer>,
     /// The channels each customer refused.
     pub suppressed: HashMap<i64, HashSet<String>>,
+    /// The topics each customer turned off (read only when the strategy
+    /// has topics).
+    pub opted_out: HashMap<i64, HashSet<String>>,
     /// The reminders each customer received recently that count towards
     /// the frequency caps (transactional rules do not count).
     pub history: HashMap<i64, Vec<Sent>>,
@@ -85,10 +88,16 @@ impl Context {
         let mut tx = herald.store.read().await?;
         let customers = customers::by_ids(&mut tx, ids).await?;
         let suppressed = suppressions::for_customers(&mut tx, ids).await?;
+        let opted_out = if herald.strategy.topics.is_empty() {
+            HashMap::new()
+        } else {
+            preferences::opted_out(&mut tx, ids).await?
+        };
         let history = cap_history(herald, &mut tx, ids, now, claimed).await?;
         Ok(Context {
             customers,
             suppressed,
+            opted_out,
             history,
             in_doubt: Default::default(),
         })

@@ -17,7 +17,7 @@ use crate::render;
 use crate::store::rates;
 use crate::store::schedule::ScheduledRow;
 use crate::strategy::caps::{self, Sent};
-use crate::strategy::{date_anchor, step_of, windows, Rule, Trigger};
+use crate::strategy::{date_anchor, step_of, topics, windows, Rule, Trigger};
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 use serde_json::{Map, Value};
@@ -327,6 +327,10 @@ impl<'h, 'c> Decider<'h, 'c> {
             Ok(found) => found,
             Err(decision) => return *decision,
         };
+        let opted_out = self.context.opted_out.get(&customer.id);
+        if let Some(why) = topics::refused(rule.topic.as_deref(), rule.transactional, opted_out) {
+            return Decision::Skip(why);
+        }
         let step = step_of(row.context.as_ref());
         let suppressed = self.context.suppressed.get(&customer.id);
         let preference = herald
@@ -428,12 +432,17 @@ impl<'h, 'c> Decider<'h, 'c> {
                 .links
                 .unsubscribe_url(&customer.external_id, &channel.name),
         };
+        let preferences_url = herald.links.preferences_url(&customer.external_id);
+        let links = render::MessageLinks {
+            unsubscribe_url: unsubscribe_url.as_deref(),
+            preferences_url: preferences_url.as_deref(),
+        };
         let ctx = render::message_context(
             customer,
             &rule.id,
             self.now,
             row.context.as_ref(),
-            unsubscribe_url.as_deref(),
+            links,
             target,
         );
         let step = step_of(row.context.as_ref());

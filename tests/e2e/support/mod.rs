@@ -11,7 +11,7 @@ pub mod config;
 pub mod db;
 pub mod http;
 
-pub use browser::{chromium_dom, chromium_screenshot, file_url};
+pub use browser::{chromium_dom, chromium_screenshot, file_url, Browser};
 pub use config::{
     env, file, on_event, targeting, targeting_at, webhook, welcome, Channel, Config, Raw, Rule,
     ON_CREATED,
