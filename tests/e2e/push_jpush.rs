@@ -171,3 +171,95 @@ fn jpush_wrong_credentials_fail_with_a_fix_it_message() {
     );
     assert_not_leaked(&[wrong], &[output, json!(rows).to_string()]);
 }
+
+/// `simulate --http`: JPush's answers from fixtures instead of the network
+/// or the recording sink's `200 {}`: a known id is delivered with JPush's
+/// msg_id, a request no fixture matches gets 501 and the run says which;
+/// `--http` cannot be combined with `--live` or `--from-db`.
+#[test]
+fn simulate_answers_jpush_from_fixtures_and_names_what_matched_none() {
+    let scratch = Scratch::new();
+    let config = Config::new()
+        .retry(1, "10s", "1h")
+        .channel(
+            "push",
+            Channel::plugin("push-jpush")
+                .allow("https://api.jpush.cn")
+                .setting("app_key", APP_KEY)
+                .setting("master_secret", MASTER_SECRET),
+        )
+        .rule(Rule::new(
+            "ping",
+            &on_event("ping"),
+            &["push"],
+            "积分",
+            "积分将过期",
+        ))
+        .write(&scratch);
+    let fixtures = scratch.write(
+        "answers.json",
+        r#"[{"method": "POST", "url": "https://api.jpush.cn/v3/push",
+             "body": {"contains": "\"1a0018970a8f8c2b3d\""},
+             "response": {"status": 200, "body": {"sendno": "0", "msg_id": "777"}}}]"#,
+    );
+    let timeline = scratch.write(
+        "t.jsonl",
+        &[
+            r#"{"at":"2026-03-02T09:00:00Z","op":"upsert","customer":{"external_id":"amy"}}"#,
+            r#"{"at":"2026-03-02T09:00:00Z","op":"device","customer":"amy","token":"1a0018970a8f8c2b3d","platform":"android","app":"com.acme.shop"}"#,
+            r#"{"at":"2026-03-02T09:00:00Z","op":"upsert","customer":{"external_id":"bo"}}"#,
+            r#"{"at":"2026-03-02T09:00:00Z","op":"device","customer":"bo","token":"19abc","platform":"ios","app":"com.acme.shop"}"#,
+            r#"{"at":"2026-03-02T10:00:00Z","op":"event","customer":"amy","kind":"ping"}"#,
+            r#"{"at":"2026-03-02T10:00:00Z","op":"event","customer":"bo","kind":"ping"}"#,
+        ]
+        .join("\n"),
+    );
+    let db = scratch.db("h.db");
+    let out = run_cmd(
+        simulate_cmd(&config, &timeline, "2026-03-02", "2026-03-03")
+            .arg("--http")
+            .arg(&fixtures)
+            .arg("--db")
+            .arg(&db),
+    );
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "1 HTTP request(s) answered from fixtures, 1 matched none, 0 outside allowed_hosts"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("warning: 1 HTTP request(s) matched no fixture")
+            && stderr.contains("POST https://api.jpush.cn/v3/push: fixture 1: the body lacks"),
+        "the warning names the request and why: {stderr}"
+    );
+    let rows = deliveries(&config, &db);
+    let amy = only_row(&rows, "amy");
+    assert_eq!(
+        (&amy["status"], &amy["provider_message_id"]),
+        (&json!("delivered"), &json!("777")),
+        "{amy}"
+    );
+    let bo = only_row(&rows, "bo");
+    assert_ne!(bo["status"], "delivered", "{bo}");
+
+    for (other, says) in [
+        ("--live", "cannot be used with"),
+        ("--from-db", "drop --http"),
+    ] {
+        let out = run_cmd(
+            simulate_cmd(&config, &timeline, "2026-03-02", "2026-03-03")
+                .args(["--http"])
+                .arg(&fixtures)
+                .arg(other),
+        );
+        assert!(!out.status.success());
+        assert!(
+            text(&out.stderr).contains(says),
+            "{other}: {}",
+            text(&out.stderr)
+        );
+    }
+}

@@ -62,24 +62,30 @@ fn expected() -> BTreeMap<&'static str, Vec<Row>> {
         ],
     );
     // 陳美玲 (Taipei, UTC+8, zh-TW) registers 02-02 05:00Z; due 02-05 05:00Z
-    // = 13:00 local → 19:00 = 11:00Z.
+    // = 13:00 local → 19:00 = 11:00Z. JPush no longer knows her
+    // registration id (error 1011, jpush-answers.json): the push fails as
+    // an invalid address, the device is forgotten, and the rule's next
+    // channel, SMS, carries it at once (no other SMS that day).
     e.insert(
         "ax-104",
         vec![
             row("2026-02-05T05:00:00Z", "no-visit", "push", "deferred"),
-            row("2026-02-05T11:00:00Z", "no-visit", "push", "delivered"),
+            row("2026-02-05T11:00:00Z", "no-visit", "push", "failed"),
+            row("2026-02-05T11:00:00Z", "no-visit", "sms", "delivered"),
         ],
     );
     // 张小北 registers 02-02 06:00Z and closes the account 02-04, before the
     // 02-05 06:00Z reminder: nothing.
     e.insert("ax-105", vec![]);
     // Daniel (Los Angeles, PST = UTC-8 before 03-08, no locale) registers
-    // 03-02 20:00Z; due 03-05 20:00Z = 12:00 PST → 19:00 PST = 03-06 03:00Z.
+    // 03-02 20:00Z on the website: no app (no device), no phone, so the
+    // rule's push and SMS are passed over for its email. Due 03-05 20:00Z
+    // = 12:00 PST → 19:00 PST = 03-06 03:00Z.
     e.insert(
         "ax-106",
         vec![
-            row("2026-03-05T20:00:00Z", "no-visit", "push", "deferred"),
-            row("2026-03-06T03:00:00Z", "no-visit", "push", "delivered"),
+            row("2026-03-05T20:00:00Z", "no-visit", "email", "deferred"),
+            row("2026-03-06T03:00:00Z", "no-visit", "email", "delivered"),
         ],
     );
 
@@ -164,14 +170,17 @@ fn expected() -> BTreeMap<&'static str, Vec<Row>> {
             "delivered",
         )],
     );
-    // 马丽: credit 02-10 03:00Z (11:00 local). Push 02-17 03:00Z, SMS 02-20
-    // 03:00Z, email due 02-23 03:00Z capped (2 in 7d) until the push is 7
-    // days old: 02-24 03:00Z. She borrows 02-25 04:00Z, within 3 days of the
-    // email: goal recorded on the email, no call.
+    // 马丽: credit 02-10 03:00Z (11:00 local); she uninstalls the app 02-14
+    // (`app_uninstalled` forgets her device), so the first message, due
+    // 02-17 03:00Z, passes over push for SMS (her limit, 3000, is at least
+    // the rule's 2000 for SMS). SMS step 02-20 03:00Z (another day, 1 sent
+    // in 7d), email due 02-23 03:00Z capped (2 in 7d) until the first SMS is
+    // 7 days old: 02-24 03:00Z. She borrows 02-25 04:00Z, within 3 days of
+    // the email: goal recorded on the email, no call.
     e.insert(
         "ax-303",
         vec![
-            row("2026-02-17T03:00:00Z", "credit-unused", "push", "delivered"),
+            row("2026-02-17T03:00:00Z", "credit-unused", "sms", "delivered"),
             row("2026-02-20T03:00:00Z", "credit-unused", "sms", "delivered"),
             row("2026-02-23T03:00:00Z", "credit-unused", "email", "deferred"),
             row(
@@ -307,14 +316,16 @@ fn expected() -> BTreeMap<&'static str, Vec<Row>> {
     // 郑爽 (regular: the cadence skips her, no loans) logs in 03-10 12:00Z
     // and becomes VIP at 12:30Z = 20:30 local: the upgrade message at once.
     // VIP dormancy counts from that login: 14 days → 03-24 12:00Z (20:00
-    // local), repeat 14 days → 04-07 12:00Z, max 2.
+    // local), repeat 14 days → 04-07 12:00Z, max 2. Her `preferred_channel`
+    // is SMS, which the rule lists after push: both go by SMS (no other SMS
+    // on those days).
     e.insert(
         "ax-601",
         vec![
             row("2026-01-02T01:00:00Z", "loan-cadence", "-", "skipped"),
             row("2026-03-10T12:30:00Z", "vip-upgrade", "inbox", "delivered"),
-            row("2026-03-24T12:00:00Z", "vip-no-login", "push", "delivered"),
-            row("2026-04-07T12:00:00Z", "vip-no-login", "push", "delivered"),
+            row("2026-03-24T12:00:00Z", "vip-no-login", "sms", "delivered"),
+            row("2026-04-07T12:00:00Z", "vip-no-login", "sms", "delivered"),
         ],
     );
     // Tom (Berlin) becomes VIP 03-12 09:00Z = 10:00 CET → 11:00 CET = 10:00Z.
@@ -403,18 +414,22 @@ fn the_lending_reactivation_example_does_what_its_readme_says() {
     // The example names its channel plugins relative to itself.
     plugin("console");
     plugin("cadence");
+    plugin("push-jpush");
     let scratch = Scratch::new();
     let db = scratch.db("reactivation.db");
     let out = run(simulate_cmd(&config, &timeline, FROM, UNTIL)
         .arg("--db")
         .arg(&db)
+        // JPush's answers, canned: one stale registration id, the rest accepted.
+        .arg("--http")
+        .arg(root.join("examples/reactivation/jpush-answers.json"))
         // The console plugin logs each message it "sends": the email's
         // unsubscribe link is checked below.
         .env("HERALD_LOG", "info"));
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "simulate failed: {stderr}");
     assert!(
-        stderr.contains("119 operation(s) applied, 0 refused"),
+        stderr.contains("135 operation(s) applied, 0 refused"),
         "every timeline line is valid: {stderr}"
     );
     let attempts = parse_attempts(&text(&out.stdout));
@@ -567,6 +582,54 @@ fn the_lending_reactivation_example_does_what_its_readme_says() {
         )["retry_at"],
         "2026-04-03T17:00:00Z",
         "19:00 in Berlin summer time"
+    );
+
+    // ── Routing by what the customer has ────────────────────────────────
+    let stale = find(
+        &rows,
+        "ax-104",
+        "no-visit",
+        "2026-02-05T11:00:00Z",
+        "failed",
+    );
+    let why = stale["error"].as_str().unwrap();
+    assert!(
+        why.contains("1011"),
+        "JPush's error reaches the record: {stale}"
+    );
+    let customers = lines(&run(herald()
+        .args(["customers", "--json", "--config"])
+        .arg(&config)
+        .arg("--db")
+        .arg(&db)));
+    let devices = |id: &str| -> usize {
+        let c = customers.iter().find(|c| c["external_id"] == id).unwrap();
+        c["devices"].as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(
+        devices("ax-104"),
+        0,
+        "JPush's unknown registration id is forgotten"
+    );
+    assert_eq!(devices("ax-303"), 0, "the uninstall forgot her device");
+    assert_eq!(devices("ax-101"), 1);
+    let (_, explained) = {
+        let out = run(herald()
+            .args([
+                "explain",
+                "ax-601",
+                "--at",
+                "2026-04-07T12:00:00Z",
+                "--config",
+            ])
+            .arg(&config)
+            .arg("--db")
+            .arg(&db));
+        (out.status, text(&out.stdout) + &text(&out.stderr))
+    };
+    assert!(
+        explained.contains("would go by sms (the customer's preferred channel)"),
+        "explain says why SMS goes first: {explained}"
     );
 
     // ── Caps: one deferred, one dropped ─────────────────────────────────

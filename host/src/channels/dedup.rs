@@ -15,6 +15,8 @@ const SHIPPED: &[(&str, &str)] = &[
     ("email-http", "passes it as a custom argument, which SendGrid records but does not deduplicate by"),
     ("email-smtp", "puts it in the Message-ID, which mail servers do not deduplicate by"),
     ("wechat-template", "cannot pass it: WeChat's template message API has no idempotency key"),
+    ("push-fcm", "cannot pass it: FCM's HTTP v1 API has no idempotency key (a repeat shows a second notification)"),
+    ("push-jpush", "cannot pass it: JPush's push API has no idempotency key (`sendno` is only echoed back)"),
 ];
 
 /// How plugin `plugin` treats a repeated send, in words.

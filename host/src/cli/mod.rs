@@ -94,6 +94,12 @@ pub enum Command {
         /// by default their HTTP goes to a recording sink.
         #[arg(long)]
         live: bool,
+        /// Answer plugins' HTTP requests from fixtures (the JSON list
+        /// `herald plugin test --http` takes; the first match answers)
+        /// instead of the recording sink's `200 {}`, so providers' real
+        /// answers (ids, errors) reach the strategy; nothing leaves the machine.
+        #[arg(long, value_name = "FIXTURES", conflicts_with = "live")]
+        http: Option<PathBuf>,
         /// Simulate the customers in this many shards at once, each on its
         /// own scratch database [default: one per core, or one when a channel
         /// has a rate limit (with more, each shard paces its share of the

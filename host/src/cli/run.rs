@@ -18,15 +18,21 @@ pub async fn run(command: Command) -> Result<ExitCode> {
             until,
             scope,
             live,
+            http,
             shards,
             outputs,
         } => {
+            let network = match (live, http) {
+                (true, _) => simulate::Network::Live,
+                (false, Some(fixtures)) => simulate::Network::Fixtures(fixtures),
+                (false, None) => simulate::Network::Recorded,
+            };
             simulate::simulate(
                 config,
                 timeline,
                 (from, until),
                 scope,
-                live,
+                network,
                 shards,
                 outputs,
             )

@@ -1,7 +1,8 @@
 //! `herald simulate`: a timeline replayed through the real engine and
 //! plugins on a virtual clock, one JSON line per attempt on stdout, the
 //! summary as a table on stderr, and on request as JSON (`--summary`) and
-//! as an HTML page (`--report`); `--from-db` and `--compare` are
+//! as an HTML page (`--report`); plugin HTTP recorded, answered from
+//! fixtures (`--http`) or sent (`--live`); `--from-db` and `--compare` are
 //! [`what_if`]'s.
 
 use super::sim_outputs::{self, Outputs};
@@ -9,7 +10,9 @@ use super::{what_if, ConfigArgs};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use herald::config::Config;
-use herald::plugin::http_policy::HttpMode;
+use herald::plugin::http_policy::{
+    FixtureResult, FixtureSet, HttpFixture, HttpMode, RecordedRequest, UNMATCHED_STATUS,
+};
 use herald::simulate::shards;
 use herald::simulate::snapshot;
 use herald::simulate::summary::{self, Summary};
@@ -18,6 +21,69 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
+
+/// Where the simulation's plugin HTTP goes.
+pub enum Network {
+    /// Recorded and answered `200 {}` (the default).
+    Recorded,
+    /// The network (`--live`).
+    Live,
+    /// Answered from this file's fixtures (`--http`).
+    Fixtures(PathBuf),
+}
+
+impl Network {
+    /// The plugins' HTTP mode; `sink` records under [`Network::Recorded`].
+    fn mode(&self, sink: &Arc<Mutex<Vec<RecordedRequest>>>) -> Result<HttpMode> {
+        Ok(match self {
+            Network::Recorded => HttpMode::Sink(sink.clone()),
+            Network::Live => HttpMode::Live,
+            Network::Fixtures(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the HTTP fixtures {}", path.display()))?;
+                let fixtures: Vec<HttpFixture> = serde_json::from_str(&text).with_context(|| {
+                    format!(
+                        "{} is not a JSON list of fixtures {{method, url, body?, response: {{status, headers?, body}}}}",
+                        path.display()
+                    )
+                })?;
+                HttpMode::Fixtures(Arc::new(FixtureSet::new(fixtures, true)))
+            }
+        })
+    }
+}
+
+/// What became of the plugins' HTTP requests, for the closing line (and a
+/// warning naming the first request no fixture answered).
+fn http_outcome(mode: &HttpMode, sink: &Arc<Mutex<Vec<RecordedRequest>>>) -> String {
+    match mode {
+        HttpMode::Live => "HTTP went to the network".into(),
+        HttpMode::Sink(_) => format!(
+            "{} HTTP request(s) recorded",
+            sink.lock().map(|s| s.len()).unwrap_or(0)
+        ),
+        HttpMode::Fixtures(set) => {
+            let tally = set.tally();
+            if tally.unmatched > 0 {
+                let first = set.exchanges().into_iter().find_map(|e| match e.result {
+                    FixtureResult::Unmatched { why } => {
+                        Some(format!("{} {}: {why}", e.method, e.url))
+                    }
+                    _ => None,
+                });
+                eprintln!(
+                    "warning: {} HTTP request(s) matched no fixture and were answered {UNMATCHED_STATUS}; add fixtures for them (first: {})",
+                    tally.unmatched,
+                    first.unwrap_or_default()
+                );
+            }
+            format!(
+                "{} HTTP request(s) answered from fixtures, {} matched none, {} outside allowed_hosts",
+                tally.answered, tally.unmatched, tally.denied
+            )
+        }
+    }
+}
 
 /// Replay `timeline` from `from` to `until`; failure when any operation was
 /// refused. Without `--db` or `--live` the customers are split into `shards`
@@ -28,11 +94,15 @@ pub async fn simulate(
     timeline: Option<PathBuf>,
     (from, until): (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
     scope: what_if::Scope,
-    live: bool,
+    network: Network,
     shards: Option<usize>,
     outputs: Outputs,
 ) -> Result<ExitCode> {
+    let live = matches!(network, Network::Live);
     if scope.from_db || scope.compare.is_some() {
+        if matches!(network, Network::Fixtures(_)) {
+            anyhow::bail!("--http answers a timeline simulation's requests; --from-db and --compare record them: drop --http");
+        }
         return what_if::run(args, timeline, (from, until), scope, live, &outputs).await;
     }
     let (from, until) = snapshot::period(from, until, scope.length.as_deref(), None)?;
@@ -48,15 +118,12 @@ pub async fn simulate(
         .len();
     let databases = databases(&args, &config, shards, live, customers, scratch.path())?;
     let sink = Arc::new(Mutex::new(Vec::new()));
+    let http_mode = network.mode(&sink)?;
     let plan = shards::Plan {
         config: &config,
         from,
         until,
-        http_mode: if live {
-            HttpMode::Live
-        } else {
-            HttpMode::Sink(sink.clone())
-        },
+        http_mode: http_mode.clone(),
         databases,
     };
     let timelines = shards::split(ops, plan.databases.len());
@@ -75,14 +142,14 @@ pub async fn simulate(
     let outcome = outcome?;
     out.flush()?;
     eprintln!(
-        "simulated {} → {}: {} operation(s) applied, {} refused, {} after --until; {} attempt(s); {} HTTP request(s) recorded",
+        "simulated {} → {}: {} operation(s) applied, {} refused, {} after --until; {} attempt(s); {}",
         from.to_rfc3339(),
         until.to_rfc3339(),
         outcome.applied,
         outcome.refused,
         outcome.after_until,
         outcome.attempts,
-        sink.lock().map(|s| s.len()).unwrap_or(0)
+        http_outcome(&http_mode, &sink)
     );
     sim_outputs::finish_summary(counted, &facts, (from, until), &outputs)?;
     Ok(if outcome.refused == 0 {

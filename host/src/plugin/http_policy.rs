@@ -458,13 +458,30 @@ pub struct FixtureExchange {
     pub result: FixtureResult,
 }
 
-/// The fixtures of one plugin test and the log of what was asked.
+/// Most exchanges a [`FixtureSet`] keeps in its log (a simulation may ask
+/// millions of times; the rest are only counted).
+const MAX_LOGGED: usize = 10_000;
+
+/// The fixtures of one plugin test or simulation, the log of what was
+/// asked (the first [`MAX_LOGGED`] requests) and how every request went.
 #[derive(Debug, Default)]
 pub struct FixtureSet {
     fixtures: Vec<HttpFixture>,
     /// Whether `allowed_hosts` was given; if not, every origin may be asked.
     enforce_allowed_hosts: bool,
     log: Mutex<Vec<FixtureExchange>>,
+    tally: Mutex<FixtureTally>,
+}
+
+/// How many requests fixtures answered, matched none, or were denied.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FixtureTally {
+    /// Answered by a fixture.
+    pub answered: u64,
+    /// Matched no fixture (answered [`UNMATCHED_STATUS`]).
+    pub unmatched: u64,
+    /// Outside the channel's `allowed_hosts`.
+    pub denied: u64,
 }
 
 /// `url` in a canonical form for comparison (lowercase scheme and host,
@@ -493,10 +510,16 @@ impl FixtureSet {
             fixtures,
             enforce_allowed_hosts,
             log: Mutex::new(Vec::new()),
+            tally: Mutex::new(FixtureTally::default()),
         }
     }
 
-    /// Every request made so far, in order.
+    /// How every request so far went.
+    pub fn tally(&self) -> FixtureTally {
+        *self.tally.lock().expect("fixture lock")
+    }
+
+    /// The requests made so far (the first [`MAX_LOGGED`]), in order.
     pub fn exchanges(&self) -> Vec<FixtureExchange> {
         self.log.lock().expect("fixture lock").clone()
     }
@@ -533,6 +556,15 @@ impl FixtureSet {
         } else {
             near.join("; ")
         })
+    }
+
+    fn count(&self, result: &FixtureResult) {
+        let mut tally = self.tally.lock().expect("fixture lock");
+        match result {
+            FixtureResult::Answered { .. } => tally.answered += 1,
+            FixtureResult::Unmatched { .. } => tally.unmatched += 1,
+            FixtureResult::Denied => tally.denied += 1,
+        }
     }
 
     fn answer(
@@ -576,8 +608,7 @@ impl FixtureSet {
                         )
                     }
                     Err(why) => {
-                        let text =
-                            format!("herald plugin test: no fixture matches {method} {url}: {why}");
+                        let text = format!("herald: no HTTP fixture matches {method} {url}: {why}");
                         (
                             FixtureResult::Unmatched { why },
                             Some(
@@ -591,13 +622,18 @@ impl FixtureSet {
                     }
                 }
             };
-            set.log.lock().expect("fixture lock").push(FixtureExchange {
-                method,
-                url,
-                headers,
-                body,
-                result,
-            });
+            set.count(&result);
+            let mut log = set.log.lock().expect("fixture lock");
+            if log.len() < MAX_LOGGED {
+                log.push(FixtureExchange {
+                    method,
+                    url,
+                    headers,
+                    body,
+                    result,
+                });
+            }
+            drop(log);
             let response = match response {
                 None => return Err(HttpError::HttpRequestDenied),
                 Some(Ok(r)) => r,
