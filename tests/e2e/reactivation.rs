@@ -736,9 +736,18 @@ fn the_lending_reactivation_example_does_what_its_readme_says() {
     // 周杰's level changed too, to "regular": no VIP message.
     assert!(inbox("ax-402").is_empty());
 
-    // ── The email step carries a signed unsubscribe link for its channel ──
+    // ── The email step carries signed unsubscribe and preference links ──
     assert!(
         stderr.contains("退订 Unsubscribe: https://anxin.example/unsubscribe?c=ax-301&ch=email&s="),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("通知设置 Preferences: https://anxin.example/preferences?c=ax-301&s="),
+        "and a signed link to the customer's preference page: {stderr}"
+    );
+    // Every rule has a topic (receipts' is transactional only): `herald
+    // check` has nothing to warn about.
+    let check = run(herald().args(["check", "--config"]).arg(&config));
+    let report = text(&check.stdout) + &text(&check.stderr);
+    assert!(!report.contains("no topic"), "{report}");
 }
