@@ -47,6 +47,9 @@ pub struct ConfigFile {
     /// name: a customer can turn a topic off on the preference page.
     #[serde(default)]
     pub topics: BTreeMap<String, TopicSection>,
+    /// Named groups of customers (`herald segment`, campaigns), by name.
+    #[serde(default)]
+    pub segments: BTreeMap<String, SegmentSection>,
     /// The reminder rules, in order.
     #[serde(default)]
     pub rules: Vec<RuleSection>,
@@ -482,6 +485,19 @@ pub struct RuleSection {
     /// text; everyone else gets the rule's own.
     #[serde(default)]
     pub locales: BTreeMap<String, LocaleSection>,
+}
+
+/// `[segments.NAME]`: who belongs to a segment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentSection {
+    /// The condition, in the language of rules' `when`, plus `count(kind[,
+    /// period])`, `idle(kind, period)` and `last(kind)` over the customer's
+    /// events: `customer.state == 'borrower' and idle('login', '30d')`.
+    pub when: String,
+    /// What the segment is, for listings.
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 /// `[topics.NAME]`: a topic as customers see it on the preference page.

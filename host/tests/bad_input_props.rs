@@ -1337,11 +1337,13 @@ proptest! {
         source in template_source(),
         has_event in any::<bool>(),
         has_target in any::<bool>(),
+        has_history in any::<bool>(),
     ) {
         let vocab = Vocabulary {
             attributes: ["ends_at".to_string()].into_iter().collect(),
             has_event,
             has_target,
+            has_history,
         };
         let mut templates = Templates::new();
         let key = part.key();

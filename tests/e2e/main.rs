@@ -35,6 +35,7 @@ mod racing;
 mod reactivation;
 mod routing;
 mod saas_trial;
+mod segments;
 mod sequences;
 mod simulate_report;
 mod simulate_snapshot;

@@ -22,6 +22,7 @@ mod inbox;
 mod limits;
 mod preference_page;
 mod preferences;
+mod segments;
 pub mod server;
 mod strategy;
 mod suppressions;
@@ -195,6 +196,7 @@ pub fn documented_routes() -> OpenApiRouter<Arc<Live>> {
         .merge(customers::routes())
         .merge(devices::routes())
         .merge(preferences::routes())
+        .merge(segments::routes())
         .merge(events::routes())
         .merge(deliveries::routes())
         .merge(inbox::routes())

@@ -10,6 +10,7 @@ mod load;
 pub mod print;
 mod report;
 mod run;
+mod segment;
 mod serve;
 mod sim_outputs;
 mod simulate;
@@ -109,6 +110,9 @@ pub enum Command {
         #[command(flatten)]
         outputs: sim_outputs::Outputs,
     },
+    /// How many customers a segment (`[segments.NAME]`) holds, and who.
+    #[command(subcommand)]
+    Segment(segment::SegmentCommand),
     /// List delivery attempts.
     Deliveries {
         #[command(flatten)]

@@ -46,6 +46,7 @@ pub async fn run(command: Command) -> Result<ExitCode> {
             limit,
             json,
         } => data::deliveries(config, customer, status, rule, limit, json).await,
+        Command::Segment(command) => super::segment::run(command).await,
         Command::Customers {
             config,
             limit,

@@ -7,6 +7,7 @@
 
 pub mod callbacks;
 pub mod preferences;
+pub mod segments;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod writes;

@@ -4,6 +4,7 @@
 //! the customer's fields and date helpers that work in the customer's zone.
 //! Values are HTML-escaped in HTML bodies.
 
+pub mod history;
 pub mod links;
 pub mod tracking;
 
@@ -68,6 +69,9 @@ pub struct Vocabulary {
     pub has_event: bool,
     /// Whether `target` (a targeting plugin's variables) exists for this rule.
     pub has_target: bool,
+    /// Whether the event-history functions (`count`, `idle`, `last`) exist:
+    /// segment conditions only.
+    pub has_history: bool,
 }
 
 /// All compiled templates of a strategy.
@@ -116,6 +120,9 @@ impl Templates {
         env.add_filter("date", date_filter);
         env.add_filter("days_until", days_until_filter);
         env.add_filter("days_since", days_since_filter);
+        env.add_function("count", history::count);
+        env.add_function("idle", history::idle);
+        env.add_function("last", history::last);
         Templates { env }
     }
 
@@ -243,6 +250,7 @@ impl Vocabulary {
             "now" | "rule" | "unsubscribe_url" | "preferences_url" => true,
             "event" => self.has_event,
             "target" => self.has_target,
+            f if history::FUNCTIONS.contains(&f) => self.has_history,
             _ => false,
         }
     }
@@ -250,6 +258,9 @@ impl Vocabulary {
     fn hint(&self, var: &str) -> String {
         if var.starts_with("event") {
             return "`event` exists only for rules with `on = \"event\"` triggers".into();
+        }
+        if history::FUNCTIONS.contains(&var) {
+            return "count(), idle() and last() over a customer's events work in segment conditions ([segments.NAME] when), not in rules".into();
         }
         if var.starts_with("target") {
             return "`target` exists only for rules with a targeting plugin".into();
@@ -274,6 +285,20 @@ pub fn context(
     event: Option<&Value>,
 ) -> JinjaValue {
     message_context(customer, rule, now, event, MessageLinks::default(), None)
+}
+
+/// The context of a segment condition: the customer, `now`, and their
+/// event history for `count`, `idle` and `last` ([`history`]).
+pub fn segment_context(
+    customer: &Customer,
+    now: DateTime<Utc>,
+    events: &history::History,
+) -> JinjaValue {
+    JinjaValue::from_serialize(json!({
+        "customer": customer.to_template_value(),
+        "now": now.to_rfc3339(),
+        "events": events,
+    }))
 }
 
 /// The signed links a message can carry (each empty without a public URL).
@@ -399,6 +424,7 @@ mod tests {
             attributes: ["trial_ends_at".to_string()].into(),
             has_event: false,
             has_target: false,
+            has_history: false,
         }
     }
 

@@ -132,3 +132,34 @@ where
     out.reverse();
     Ok(out)
 }
+
+/// Each of `ids`' event times by kind (Unix ms, oldest first): what
+/// segment conditions count (customers without events are absent).
+pub async fn histories(
+    tx: &mut Tx,
+    ids: &[i64],
+) -> Result<std::collections::HashMap<i64, std::collections::BTreeMap<String, Vec<i64>>>> {
+    let mut out: std::collections::HashMap<i64, std::collections::BTreeMap<String, Vec<i64>>> =
+        Default::default();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    on!(tx.conn(), |db, d| {
+        let rows = sqlx::query(&d.sql(
+            "SELECT customer_id, kind, at FROM events
+             WHERE customer_id IN (SELECT CAST(value AS BIGINT) FROM json_each(?))
+             ORDER BY customer_id, at, id",
+        ))
+        .bind(super::json_list(ids)?)
+        .fetch_all(&mut *db)
+        .await?;
+        for r in rows {
+            out.entry(r.get(0))
+                .or_default()
+                .entry(r.get(1))
+                .or_default()
+                .push(r.get(2));
+        }
+        Ok(out)
+    })
+}

@@ -47,6 +47,12 @@ impl Strategy {
                 rules.push(rule);
             }
         }
+        let segments = super::segments::compile(
+            &file.segments,
+            &compiler.attribute_names,
+            &mut compiler.templates,
+            &mut compiler.errors,
+        );
         if !compiler.errors.is_empty() {
             return Err(compiler.errors.join("\n"));
         }
@@ -58,6 +64,7 @@ impl Strategy {
             send_windows,
             caps,
             topics,
+            segments,
             by_id,
         })
     }
@@ -174,6 +181,7 @@ impl<'a> Compiler<'a> {
             attributes: self.attribute_names.clone(),
             has_event: matches!(trigger, Trigger::Event { .. }),
             has_target: section.targeting.is_some(),
+            has_history: false,
         };
         self.message_templates(&id, section, &vocab);
         let channel_when = self.channel_when(

@@ -7,6 +7,7 @@
 pub mod caps;
 mod compile;
 pub mod dates;
+pub mod segments;
 pub mod topics;
 pub mod windows;
 
@@ -257,6 +258,8 @@ pub struct Strategy {
     pub caps: Vec<Cap>,
     /// What reminders are about; customers turn topics off.
     pub topics: topics::Topics,
+    /// Named groups of customers.
+    pub segments: Vec<segments::Segment>,
     by_id: HashMap<String, usize>,
 }
 
