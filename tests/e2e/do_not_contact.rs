@@ -70,7 +70,13 @@ fn sign_up(server: &Server, customer: Value) {
 }
 
 /// Wait until `rule` has a row for each of `customers`; all rows then.
-fn rows_for(server: &Server, config: &Path, db: &Path, customers: &[&str], rule: &str) -> Vec<Value> {
+fn rows_for(
+    server: &Server,
+    config: &Path,
+    db: &Path,
+    customers: &[&str],
+    rule: &str,
+) -> Vec<Value> {
     wait_for(20, || {
         let rows = deliveries(config, db);
         let all = customers.iter().all(|c| row_for(&rows, c, rule).is_some());
@@ -119,7 +125,10 @@ fn an_address_added_by_api_stops_customers_created_later_on_that_kind_only() {
     let (status, entry) = add("phone", "+86 138-0000-0000", Some("hard bounce"));
     assert_eq!(status, 201, "{entry}");
     assert_eq!(entry["address"], "+8613800000000");
-    assert_eq!((&entry["kind"], &entry["source"]), (&json!("phone"), &json!("api")));
+    assert_eq!(
+        (&entry["kind"], &entry["source"]),
+        (&json!("phone"), &json!("api"))
+    );
     let (status, again) = add("phone", "0086 (138) 0000.0000", Some("other"));
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["reason"], "hard bounce", "the first entry is kept");
@@ -140,14 +149,27 @@ fn an_address_added_by_api_stops_customers_created_later_on_that_kind_only() {
     assert_eq!(listed(&server).len(), 2);
 
     // Customers created after the entries, with the addresses written otherwise.
-    sign_up(&server, json!({"external_id": "li", "phone": "+86 138 0000 0000", "email": "li@example.com"}));
-    sign_up(&server, json!({"external_id": "ann", "email": "ANN@example.com"}));
-    sign_up(&server, json!({"external_id": "zoe", "phone": "+14155550100", "email": "zoe@example.com"}));
+    sign_up(
+        &server,
+        json!({"external_id": "li", "phone": "+86 138 0000 0000", "email": "li@example.com"}),
+    );
+    sign_up(
+        &server,
+        json!({"external_id": "ann", "email": "ANN@example.com"}),
+    );
+    sign_up(
+        &server,
+        json!({"external_id": "zoe", "phone": "+14155550100", "email": "zoe@example.com"}),
+    );
     let rows = rows_for(&server, &config, &db, &["li", "ann", "zoe"], "welcome");
 
     // li's number is listed: not texted, emailed instead.
     let li = only_row(&rows, "li");
-    assert_eq!((&li["channel"], &li["status"]), (&json!("email"), &json!("delivered")), "{li}");
+    assert_eq!(
+        (&li["channel"], &li["status"]),
+        (&json!("email"), &json!("delivered")),
+        "{li}"
+    );
     assert!(twilio.requests_to("+8613800000000").is_empty());
     assert_eq!(sendgrid.sends_to("li@example.com").len(), 1);
     // ann's only address is listed: nothing reaches her, and the reason says why.
@@ -155,13 +177,19 @@ fn an_address_added_by_api_stops_customers_created_later_on_that_kind_only() {
     assert_eq!(ann["status"], "skipped", "{ann}");
     let why = ann["error"].as_str().unwrap();
     assert!(
-        why.contains("email: ann@example.com is on the do-not-contact list (added by an operator, "),
+        why.contains(
+            "email: ann@example.com is on the do-not-contact list (added by an operator, "
+        ),
         "{why}"
     );
     assert!(sendgrid.sends_to("ANN@example.com").is_empty());
     // zoe is on no list: texted.
     let zoe = only_row(&rows, "zoe");
-    assert_eq!((&zoe["channel"], &zoe["status"]), (&json!("sms"), &json!("delivered")), "{zoe}");
+    assert_eq!(
+        (&zoe["channel"], &zoe["status"]),
+        (&json!("sms"), &json!("delivered")),
+        "{zoe}"
+    );
 
     // Explain routes through the same list.
     let detail = explain(&config, &db, "li", "later");
@@ -171,9 +199,17 @@ fn an_address_added_by_api_stops_customers_created_later_on_that_kind_only() {
     );
 
     // Taken off (named in another spelling): li's next reminder is texted.
-    let (status, body) = server.api("DELETE", "/suppressions/addresses/phone/0086%2013800000000", None);
+    let (status, body) = server.api(
+        "DELETE",
+        "/suppressions/addresses/phone/0086%2013800000000",
+        None,
+    );
     assert_eq!(status, 204, "{body}");
-    let (status, _) = server.api("DELETE", "/suppressions/addresses/phone/+8613800000000", None);
+    let (status, _) = server.api(
+        "DELETE",
+        "/suppressions/addresses/phone/+8613800000000",
+        None,
+    );
     assert_eq!(status, 404);
     let detail = explain(&config, &db, "li", "later");
     assert!(detail.contains("would go by sms"), "{detail}");
@@ -204,7 +240,10 @@ fn twilio_invalid_number_lists_it_and_the_next_customer_with_it_is_passed_over()
     // Twilio said 21211 once: the reminder failed for good.
     let first = only_row(&rows, "first");
     assert_eq!(first["status"], "failed", "{first}");
-    assert!(first["error"].as_str().unwrap().contains("21211"), "{first}");
+    assert!(
+        first["error"].as_str().unwrap().contains("21211"),
+        "{first}"
+    );
     // The number went on the list: the second customer with it is emailed.
     let second = only_row(&rows, "second");
     assert_eq!(
@@ -212,14 +251,21 @@ fn twilio_invalid_number_lists_it_and_the_next_customer_with_it_is_passed_over()
         (&json!("email"), &json!("delivered")),
         "{second}"
     );
-    assert_eq!(twilio.requests_to(twilio::INVALID).len(), 1, "one send to the number");
+    assert_eq!(
+        twilio.requests_to(twilio::INVALID).len(),
+        1,
+        "one send to the number"
+    );
 
     let server = Server::start(&config, &db, &scratch, "serve.log");
     let list = listed(&server);
     assert_eq!(list.len(), 1, "{list:?}");
     assert_eq!(list[0]["address"], twilio::INVALID);
     assert_eq!(list[0]["source"], "invalid_address");
-    assert!(list[0]["reason"].as_str().unwrap().contains("21211"), "{list:?}");
+    assert!(
+        list[0]["reason"].as_str().unwrap().contains("21211"),
+        "{list:?}"
+    );
 }
 
 /// A SendGrid hard bounce (type `bounce`) reported through the signed
@@ -232,8 +278,14 @@ fn a_sendgrid_hard_bounce_lists_the_email_and_a_block_does_not() {
     let config = config(&scratch, &twilio, &sendgrid);
     let db = scratch.db("h.db");
     let server = Server::start(&config, &db, &scratch, "serve.log");
-    sign_up(&server, json!({"external_id": "han", "email": "han@example.com"}));
-    sign_up(&server, json!({"external_id": "bo", "email": "bo@example.com"}));
+    sign_up(
+        &server,
+        json!({"external_id": "han", "email": "han@example.com"}),
+    );
+    sign_up(
+        &server,
+        json!({"external_id": "bo", "email": "bo@example.com"}),
+    );
     let rows = rows_for(&server, &config, &db, &["han", "bo"], "welcome");
     assert!(rows.iter().all(|r| r["status"] == "delivered"), "{rows:?}");
 
@@ -261,18 +313,27 @@ fn a_sendgrid_hard_bounce_lists_the_email_and_a_block_does_not() {
     assert_eq!(list.len(), 1, "{list:?}");
     assert_eq!(list[0]["address"], "han@example.com");
     assert_eq!(list[0]["source"], "bounce");
-    assert!(list[0]["reason"].as_str().unwrap().contains("5.1.1"), "{list:?}");
+    assert!(
+        list[0]["reason"].as_str().unwrap().contains("5.1.1"),
+        "{list:?}"
+    );
     let rows = deliveries(&config, &db);
     let han = only_row(&rows, "han");
     assert_eq!(han["report"], "undelivered", "{han}");
 
     // A customer who signs up later with the bounced address, in capitals.
-    sign_up(&server, json!({"external_id": "han2", "email": "HAN@Example.com"}));
+    sign_up(
+        &server,
+        json!({"external_id": "han2", "email": "HAN@Example.com"}),
+    );
     let rows = rows_for(&server, &config, &db, &["han2"], "welcome");
     let han2 = only_row(&rows, "han2");
     assert_eq!(han2["status"], "skipped", "{han2}");
     assert!(
-        han2["error"].as_str().unwrap().contains("email: han@example.com is on the do-not-contact list"),
+        han2["error"]
+            .as_str()
+            .unwrap()
+            .contains("email: han@example.com is on the do-not-contact list"),
         "{han2}"
     );
     assert_eq!(sendgrid.sends_to("HAN@Example.com").len(), 0);
@@ -310,37 +371,68 @@ fn an_imported_list_keeps_unknown_addresses_and_refuses_bad_rows_by_line() {
         .arg("--db")
         .arg(&db));
     let stderr = text(&out.stderr);
-    assert!(!out.status.success(), "bad rows make the exit code non-zero");
+    assert!(
+        !out.status.success(),
+        "bad rows make the exit code non-zero"
+    );
     let name = list.display();
-    assert!(stderr.contains(&format!("{name}:4: `13900000000` has no country code")), "{stderr}");
-    assert!(stderr.contains(&format!("{name}:5: `not-an-email` is not an email address")), "{stderr}");
-    assert!(stderr.contains(&format!("{name}:6: no address")), "{stderr}");
-    assert!(stderr.contains("imported 4 suppression(s); 3 row(s) failed"), "{stderr}");
-    assert!(stderr.contains("3 address(es) belong to no customer yet"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{name}:4: `13900000000` has no country code")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{name}:5: `not-an-email` is not an email address")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{name}:6: no address")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("imported 4 suppression(s); 3 row(s) failed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("3 address(es) belong to no customer yet"),
+        "{stderr}"
+    );
 
     let server = Server::start(&config, &db, &scratch, "serve.log");
     let mut addresses: Vec<(String, String)> = listed(&server)
         .iter()
         .map(|e| {
             assert_eq!(e["source"], "import");
-            (e["address"].as_str().unwrap().to_string(), e["reason"].as_str().unwrap().to_string())
+            (
+                e["address"].as_str().unwrap().to_string(),
+                e["reason"].as_str().unwrap().to_string(),
+            )
         })
         .collect();
     addresses.sort();
     assert_eq!(
         addresses,
         [
-            ("+14155550199".to_string(), "imported do-not-contact list".to_string()),
+            (
+                "+14155550199".to_string(),
+                "imported do-not-contact list".to_string()
+            ),
             ("+8613900000000".into(), "list from the old CRM".into()),
             ("known@example.com".into(), "complained".into()),
             ("nobody@example.com".into(), "list from the old CRM".into()),
         ]
     );
     // A customer created later with an imported number is not texted.
-    sign_up(&server, json!({"external_id": "late", "phone": "+8613900000000", "email": "late@example.com"}));
+    sign_up(
+        &server,
+        json!({"external_id": "late", "phone": "+8613900000000", "email": "late@example.com"}),
+    );
     let rows = rows_for(&server, &config, &db, &["late"], "welcome");
     let late = only_row(&rows, "late");
-    assert_eq!((&late["channel"], &late["status"]), (&json!("email"), &json!("delivered")), "{late}");
+    assert_eq!(
+        (&late["channel"], &late["status"]),
+        (&json!("email"), &json!("delivered")),
+        "{late}"
+    );
 }
 
 /// The SendGrid Signed Event Webhook as the tests sign it.

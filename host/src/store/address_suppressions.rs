@@ -39,6 +39,22 @@ pub struct AddressSuppression {
     pub at: DateTime<Utc>,
 }
 
+/// An entry a tick adds (a send the provider refused for good).
+#[derive(Debug, Clone)]
+pub struct NewAddressSuppression {
+    /// The customer the send went to (the tick's writes are split by
+    /// customer when their one transaction fails).
+    pub customer_id: i64,
+    /// `email` or `phone`.
+    pub kind: &'static str,
+    /// The normalised address.
+    pub address: String,
+    /// Why.
+    pub reason: String,
+    /// One of [`source`].
+    pub source: &'static str,
+}
+
 /// Put `address` of `kind` on the list; an entry already there is kept as
 /// it was (returns false).
 pub async fn add(
