@@ -56,6 +56,7 @@ pub(super) struct AddressPage {
 #[serde(deny_unknown_fields)]
 pub(super) struct NewAddress {
     /// `email` or `phone`.
+    #[schema(max_length = 16, pattern = "^(email|phone)$")]
     kind: String,
     /// The address as written: an email (lower-cased when stored) or a
     /// phone number with its country code (`+86 138-0000-0000`, `0086...`;
