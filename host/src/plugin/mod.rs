@@ -22,6 +22,8 @@ pub mod run_budget;
 pub mod send_task;
 pub(crate) mod state;
 pub mod targeting;
+pub mod tls;
+pub mod tls_trust;
 pub(crate) mod worlds;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -150,6 +152,11 @@ impl Runtime {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| anyhow!("{e}"))?;
         bindings::host_api::add_to_linker::<StoreState, wasmtime::component::HasSelf<StoreState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+        bindings::tls_api::add_to_linker::<StoreState, wasmtime::component::HasSelf<StoreState>>(
             &mut linker,
             |s| s,
         )
