@@ -2,8 +2,9 @@
 //! allocator and epoch interruption, components compiled once and cached on
 //! disk, an `InstancePre` per plugin and a fresh instance per call, each call
 //! capped in memory (all its memories together), run time and wall time,
-//! its log and what it returns bounded, with no filesystem, environment or
-//! sockets, and HTTP only through the channel's allow-list.
+//! its log and what it returns bounded, with no filesystem or environment,
+//! and HTTP, TCP and TLS ([`tls`], verified by the host) only through the
+//! channel's allow-list.
 //!
 //! A plugin that traps, loops, runs out of memory or overruns its deadline
 //! fails only that call; the host carries on.
