@@ -254,6 +254,16 @@ impl StoreState {
 
 impl tls_api::Host for StoreState {}
 
+/// The WIT form of a connection failure.
+fn wit_error(e: super::tls::TlsError) -> tls_api::TlsError {
+    use super::tls::TlsError as E;
+    match e {
+        E::Denied(m) => tls_api::TlsError::Denied(m),
+        E::Io(m) => tls_api::TlsError::Io(m),
+        E::Tls(m) => tls_api::TlsError::Tls(m),
+    }
+}
+
 impl tls_api::HostConnection for StoreState {
     async fn connect(
         &mut self,
@@ -261,9 +271,13 @@ impl tls_api::HostConnection for StoreState {
         port: u16,
         mode: tls_api::Mode,
     ) -> wasmtime::Result<Result<Resource<Connection>, tls_api::TlsError>> {
+        let mode = match mode {
+            tls_api::Mode::Implicit => super::tls::Mode::Implicit,
+            tls_api::Mode::Plain => super::tls::Mode::Plain,
+        };
         match Connection::connect(&self.reach(), &host, port, mode).await {
             Ok(conn) => Ok(Ok(self.table.push(conn)?)),
-            Err(e) => Ok(Err(e)),
+            Err(e) => Ok(Err(wit_error(e))),
         }
     }
 
@@ -272,7 +286,12 @@ impl tls_api::HostConnection for StoreState {
         conn: Resource<Connection>,
         max: u32,
     ) -> wasmtime::Result<Result<Vec<u8>, tls_api::TlsError>> {
-        Ok(self.table.get_mut(&conn)?.read(max).await)
+        Ok(self
+            .table
+            .get_mut(&conn)?
+            .read(max)
+            .await
+            .map_err(wit_error))
     }
 
     async fn write(
@@ -280,14 +299,24 @@ impl tls_api::HostConnection for StoreState {
         conn: Resource<Connection>,
         bytes: Vec<u8>,
     ) -> wasmtime::Result<Result<(), tls_api::TlsError>> {
-        Ok(self.table.get_mut(&conn)?.write(&bytes).await)
+        Ok(self
+            .table
+            .get_mut(&conn)?
+            .write(&bytes)
+            .await
+            .map_err(wit_error))
     }
 
     async fn start_tls(
         &mut self,
         conn: Resource<Connection>,
     ) -> wasmtime::Result<Result<(), tls_api::TlsError>> {
-        Ok(self.table.get_mut(&conn)?.start_tls().await)
+        Ok(self
+            .table
+            .get_mut(&conn)?
+            .start_tls()
+            .await
+            .map_err(wit_error))
     }
 
     async fn is_encrypted(&mut self, conn: Resource<Connection>) -> wasmtime::Result<bool> {

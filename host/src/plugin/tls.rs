@@ -14,7 +14,6 @@
 //! Certificates are checked against the real wall clock (rustls reads it):
 //! the peer is real even when Herald's clock is simulated.
 
-use super::bindings::channel::herald::plugin::tls::{Mode, TlsError};
 use super::http_policy::AllowList;
 use super::tls_trust::TlsTrust;
 use std::future::Future;
@@ -33,6 +32,26 @@ pub const MAX_READ: u32 = 64 * 1024;
 pub const MAX_WRITE: usize = 1024 * 1024;
 /// Longest wait of one connect, handshake, read or write.
 pub const IO_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How a connection starts (the WIT `mode`; [`super::state`] converts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// TLS from the first byte.
+    Implicit,
+    /// Clear text until [`Connection::start_tls`].
+    Plain,
+}
+
+/// Why an operation failed (the WIT `tls-error`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsError {
+    /// The host did not allow it.
+    Denied(String),
+    /// The network failed; worth retrying.
+    Io(String),
+    /// The certificate or the handshake failed.
+    Tls(String),
+}
 
 /// What the plugin of one call may reach.
 pub struct Reach<'a> {
