@@ -3,14 +3,16 @@
 //! what is wrong and how to fix it. It loads every plugin (channel and
 //! targeting), checks worlds and versions, settings against what each plugin
 //! declares, secrets (resolvable, never printed), templates, allowed hosts
-//! and the rules' channels, using the same loading code `herald serve` runs,
+//! and the rules' channels (and, for channels reaching `tcp://` hosts, the
+//! TLS mode and trusted CAs), using the same loading code `herald serve` runs,
 //! so what passes here starts there. A reload refuses a config for the same
 //! reasons with the same texts.
 
 use crate::channels::{Channels, Finding, Severity};
 use crate::clock::SystemClock;
-use crate::config::{ChannelSection, Config, RuleSection};
+use crate::config::{ChannelSection, Config, RuleSection, SettingValue};
 use crate::plugin::bindings::types::PluginInfo;
+use crate::plugin::tls_trust::TlsTrust;
 use crate::plugin::{KvBackend, PluginServices, Runtime, DEFAULT_MEMORY};
 use crate::strategy::Strategy;
 use serde::Serialize;
@@ -62,6 +64,10 @@ pub struct ChannelReport {
     pub kind: String,
     /// How it stands.
     pub status: Status,
+    /// For a channel with `tcp://` allowed hosts: its `tls` mode and whom
+    /// its TLS connections trust.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<String>,
     /// What is wrong and how to fix it.
     pub problems: Vec<Finding>,
 }
@@ -149,6 +155,18 @@ impl Report {
             &rows,
             self.channels.iter().map(|c| c.problems.as_slice()),
         ));
+        let tls: Vec<_> = self
+            .channels
+            .iter()
+            .filter_map(|c| Some((&c.name, c.tls.as_ref()?)))
+            .collect();
+        if !tls.is_empty() {
+            out.push_str("\nTLS\n");
+            let width = tls.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+            for (name, line) in tls {
+                out.push_str(&format!("  {name:<width$}  tls: {line}\n"));
+            }
+        }
         let rows: Vec<[String; 3]> = self
             .rules
             .iter()
@@ -357,10 +375,45 @@ async fn inspect_channels(
             name: name.clone(),
             kind: channel_kind(section, inspection.plugins.get(name)),
             status,
+            tls: tls_summary(config, section),
             problems,
         });
     }
     Ok((channels, broken))
+}
+
+/// The `tls` mode of a channel that reaches `tcp://` hosts (its `tls`
+/// setting, else the SMTP plugin's default for its `port`) and whom its TLS
+/// connections trust.
+fn tls_summary(config: &Config, section: &ChannelSection) -> Option<String> {
+    if !section
+        .allowed_hosts
+        .iter()
+        .any(|h| h.starts_with("tcp://"))
+    {
+        return None;
+    }
+    let literal = |key: &str| match section.settings.get(key)? {
+        SettingValue::Literal(s) => Some(s.trim().to_ascii_lowercase()),
+        SettingValue::Scalar(v) => Some(v.to_string().trim_matches('"').to_ascii_lowercase()),
+        _ => None,
+    };
+    let mode = match (literal("tls"), literal("port")) {
+        (Some(mode), _) => mode,
+        (None, Some(port)) if port == "465" => "implicit (the default on port 465)".to_string(),
+        (None, _) => "starttls (the default)".to_string(),
+    };
+    if mode == "none" {
+        return Some("none: mail crosses the network unencrypted".to_string());
+    }
+    let trust = match &section.tls_ca_file {
+        None => TlsTrust::default().describe(),
+        Some(file) => match TlsTrust::with_ca_file(&config.resolve(file)) {
+            Ok(trust) => trust.describe(),
+            Err(_) => format!("webpki roots + {file} (unusable: see the error)"),
+        },
+    };
+    Some(format!("{mode}; certificates checked against {trust}"))
 }
 
 /// What a channel is, in the table: `builtin inbox`, or the plugin's name

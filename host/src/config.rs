@@ -265,6 +265,10 @@ pub struct ChannelSection {
     /// an allowed name resolves to must be a public address.
     #[serde(default)]
     pub allow_private_network: bool,
+    /// A PEM file of CA certificates (relative to the config file) that the
+    /// plugin's TLS connections (`tcp://` entries, the `tls` capability)
+    /// trust besides the webpki roots: a relay with a private CA.
+    pub tls_ca_file: Option<String>,
     /// Wall-clock limit of one send.
     pub timeout: Option<String>,
     /// How long one send may spend running rather than waiting on the

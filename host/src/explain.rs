@@ -8,7 +8,7 @@ use crate::customer::Customer;
 use crate::engine::Herald;
 use crate::plan::event_context;
 use crate::store::schedule::ScheduledRow;
-use crate::store::{customers, events, goals, schedule, suppressions};
+use crate::store::{customers, events, goals, schedule};
 use crate::strategy::{date_anchor, step_of, Rule, Trigger};
 use crate::tick::claim::Context;
 use crate::tick::decide::{Decider, Decision};
@@ -243,7 +243,11 @@ pub async fn explain(
         let mut tx = herald.store.read().await?;
         (
             schedule::all_for(&mut tx, customer.id).await?,
-            suppressions::for_customers(&mut tx, &[customer.id]).await?,
+            crate::tick::claim::refusals(
+                &mut tx,
+                &std::collections::HashMap::from([(customer.id, customer.clone())]),
+            )
+            .await?,
         )
     };
     let reached = goals::for_customer(&herald.store, customer.id).await?;

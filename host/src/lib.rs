@@ -22,6 +22,7 @@
 
 #![warn(missing_docs)]
 
+pub mod address;
 pub mod api;
 pub mod channels;
 pub mod check;

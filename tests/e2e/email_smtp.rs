@@ -5,7 +5,10 @@
 //! Message-ID, Date on the virtual clock, no defects), greylisting (451 then
 //! accepted on retry), an unknown mailbox (550), a wrong password (535, never
 //! printed), AUTH LOGIN, a port missing from allowed_hosts, and a relay that
-//! demands STARTTLS.
+//! demands STARTTLS from a channel set to `tls = "none"`. Over TLS (the
+//! host's `tls` capability, aiosmtpd's STARTTLS and implicit TLS with the
+//! test CA of tests/fixtures/smtp-tls): delivery with a login, untrusted and
+//! misnamed certificates, a relay without STARTTLS, and `herald check`.
 
 use crate::support::*;
 use serde_json::Value;
@@ -128,13 +131,15 @@ impl Drop for SmtpServer {
     }
 }
 
-/// The plugin pointed at `port`, allowed to reach `allowed_port`.
+/// The plugin pointed at `port`, allowed to reach `allowed_port`, in clear
+/// text (`tls = "none"`: these servers have no TLS).
 fn smtp(port: u16, allowed_port: u16) -> Channel {
     Channel::plugin("email-smtp")
         .allow(&format!("tcp://127.0.0.1:{allowed_port}"))
         .set("timeout", "10s")
         .setting("host", "127.0.0.1")
         .setting("port", port)
+        .setting("tls", "none")
         .setting("from_email", "noreply@acme.example")
         .setting("from_name", "Acme 团队")
         .setting("reply_to", "help@acme.example")
@@ -541,6 +546,7 @@ fn smtp_to_a_name_resolving_to_loopback_needs_the_operators_say_so() {
             .set("timeout", "10s")
             .setting("host", "localhost")
             .setting("port", server.port)
+            .setting("tls", "none")
             .setting("username", USER)
             .setting("password", env("TEST_SMTP_PASSWORD"))
             .setting("allow_plaintext_auth", true)
@@ -647,7 +653,7 @@ fn smtp_port_missing_from_allowed_hosts_is_refused_and_a_dead_relay_is_retried()
 #[test]
 fn smtp_relay_demanding_starttls_fails_in_plain_words() {
     let scratch = Scratch::new();
-    let server = SmtpServer::start(&scratch, "smtp", &["--require-starttls"]);
+    let server = SmtpServer::start(&scratch, "smtp", &["--tls", "starttls"]);
     let config = retrying()
         .channel(
             "open",
@@ -673,22 +679,282 @@ fn smtp_relay_demanding_starttls_fails_in_plain_words() {
     let rows = deliveries(&config, &db);
     for (rule, server_said) in [
         // Without a login the relay answers MAIL FROM with 530.
-        ("via-open", "530 5.7.0 Must issue a STARTTLS command first"),
+        ("via-open", "530 Must issue a STARTTLS command first"),
         // With one, the plugin sees AUTH is only offered after STARTTLS.
         ("via-authed", "offers AUTH only after STARTTLS"),
     ] {
         let r = rows.iter().find(|r| r["rule"] == rule).unwrap();
         let error = r["error"].as_str().unwrap();
         assert!(error.contains(server_said), "{rule}: {error}");
-        assert!(
-            error.contains("does not support") && error.contains("relay reachable without TLS"),
-            "{rule}: {error}"
-        );
+        assert!(error.contains("tls = \"starttls\""), "{rule}: {error}");
         assert!(r["retry_at"].is_null(), "{r}");
     }
     assert!(server.messages().is_empty());
     assert!(
         server.events().iter().all(|e| e["event"] != "auth"),
         "no credentials were offered to a server that wants TLS first"
+    );
+}
+
+/// A test-only file of tests/fixtures/smtp-tls.
+fn tls_fixture(name: &str) -> String {
+    repo_root()
+        .join("tests/fixtures/smtp-tls")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// The plugin logging in to 127.0.0.1:`port` over TLS (its `tls` setting
+/// left to the default), trusting the test CA.
+fn smtp_tls(port: u16) -> Channel {
+    smtp_tls_trusting(port, Some("ca.pem"))
+}
+
+/// [`smtp_tls`] trusting the fixture `ca` besides the webpki roots, or
+/// only them.
+fn smtp_tls_trusting(port: u16, ca: Option<&str>) -> Channel {
+    let channel = Channel::plugin("email-smtp")
+        .allow(&format!("tcp://127.0.0.1:{port}"))
+        .set("timeout", "10s");
+    let channel = match ca {
+        Some(ca) => channel.set("tls_ca_file", tls_fixture(ca)),
+        None => channel,
+    };
+    channel
+        .setting("host", "127.0.0.1")
+        .setting("port", port)
+        .setting("username", USER)
+        .setting("password", env("TEST_SMTP_PASSWORD"))
+        .setting("from_email", "noreply@acme.example")
+}
+
+/// `(event, tls)` of the server's EHLO, AUTH and MAIL events, in order.
+fn tls_trail(server: &SmtpServer) -> Vec<(String, bool)> {
+    server
+        .events()
+        .iter()
+        .filter(|e| matches!(e["event"].as_str(), Some("ehlo" | "auth" | "mail")))
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap().to_string(),
+                e["tls"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect()
+}
+
+/// STARTTLS by default (the port is neither 465 nor set otherwise): EHLO in
+/// clear text, STARTTLS, the certificate verified against `tls_ca_file`,
+/// EHLO again, and only then the login and the mail, all over TLS.
+#[test]
+fn smtp_starttls_delivers_with_a_login_over_a_verified_connection() {
+    let scratch = Scratch::new();
+    let server = SmtpServer::start(&scratch, "smtp", &["--tls", "starttls"]);
+    let config = retrying()
+        .channel("mail", smtp_tls(server.port))
+        .rule(rule("trial-ending", "mail"))
+        .write(&scratch);
+    let timeline = scratch.write("t.jsonl", &customer("li-1", "李雷", "li@example.com"));
+    let db = scratch.path("h.db");
+    let (attempts, stdout, stderr) = live(&config, &timeline, &db, PASSWORD);
+    assert_eq!(
+        statuses_of_rule(&attempts, "trial-ending"),
+        ["delivered"],
+        "{:?}\n{stderr}\n{}",
+        deliveries(&config, &db),
+        server.log()
+    );
+    let trail = tls_trail(&server);
+    let at = |s: &str, tls: bool| (s.to_string(), tls);
+    assert_eq!(
+        trail,
+        [
+            at("ehlo", false),
+            at("ehlo", true),
+            at("auth", true),
+            at("mail", true)
+        ],
+        "{:#?}",
+        server.events()
+    );
+    let cleartext_ehlo = &server.events()[1];
+    assert!(
+        !cleartext_ehlo["offered"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o.as_str().unwrap().starts_with("AUTH")),
+        "the relay offers no login before TLS: {cleartext_ehlo}"
+    );
+    let messages = server.messages();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["tls"], true);
+    assert_eq!(messages[0]["login"], USER);
+    assert_eq!(
+        messages[0]["parsed"]["subject"],
+        "【Acme】您的试用将于4天后结束"
+    );
+    assert_not_leaked(&[PASSWORD], &[stdout, stderr]);
+
+    // herald check names the TLS mode and whom the channel trusts.
+    let out = run(herald()
+        .args(["check", "--config"])
+        .arg(&config)
+        .env("TEST_SMTP_PASSWORD", PASSWORD));
+    let checked = text(&out.stdout) + &text(&out.stderr);
+    assert!(out.status.success(), "{checked}");
+    assert!(
+        checked.contains("tls: starttls") && checked.contains("ca.pem (1 certificate)"),
+        "{checked}"
+    );
+    assert!(!checked.contains("clear text"), "{checked}");
+}
+
+/// `tls = "implicit"`: TLS from the first byte (SMTPS, port 465 style).
+#[test]
+fn smtp_implicit_tls_delivers() {
+    let scratch = Scratch::new();
+    let server = SmtpServer::start(&scratch, "smtp", &["--tls", "implicit"]);
+    let config = retrying()
+        .channel("mail", smtp_tls(server.port).setting("tls", "implicit"))
+        .rule(rule("trial-ending", "mail"))
+        .write(&scratch);
+    let timeline = scratch.write("t.jsonl", &customer("li-1", "李雷", "li@example.com"));
+    let db = scratch.path("h.db");
+    let (attempts, _, stderr) = live(&config, &timeline, &db, PASSWORD);
+    assert_eq!(
+        statuses_of_rule(&attempts, "trial-ending"),
+        ["delivered"],
+        "{:?}\n{stderr}\n{}",
+        deliveries(&config, &db),
+        server.log()
+    );
+    let at = |s: &str| (s.to_string(), true);
+    assert_eq!(tls_trail(&server), [at("ehlo"), at("auth"), at("mail")]);
+    let messages = server.messages();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["tls"], true);
+    assert_eq!(messages[0]["login"], USER);
+}
+
+/// A certificate no trusted CA signed (no tls_ca_file, or an unrelated CA),
+/// and one for another name, fail permanently, saying so, before any login.
+#[test]
+fn smtp_tls_refuses_untrusted_and_misnamed_certificates() {
+    let scratch = Scratch::new();
+    let server = SmtpServer::start(&scratch, "smtp", &["--tls", "starttls"]);
+    let misnamed = SmtpServer::start(
+        &scratch,
+        "misnamed",
+        &[
+            "--tls",
+            "implicit",
+            "--cert",
+            &tls_fixture("wrong-name.pem"),
+        ],
+    );
+    let config = retrying()
+        .channel("no-ca", smtp_tls_trusting(server.port, None))
+        .channel(
+            "other-ca",
+            smtp_tls_trusting(server.port, Some("other-ca.pem")),
+        )
+        .channel(
+            "misnamed",
+            smtp_tls(misnamed.port).setting("tls", "implicit"),
+        )
+        .rule(rule("via-no-ca", "no-ca"))
+        .rule(rule("via-other-ca", "other-ca"))
+        .rule(rule("via-misnamed", "misnamed"))
+        .write(&scratch);
+    let timeline = scratch.write("t.jsonl", &customer("li-1", "李雷", "li@example.com"));
+    let db = scratch.path("h.db");
+    let (attempts, stdout, stderr) = live(&config, &timeline, &db, PASSWORD);
+    assert_eq!(attempts.len(), 3, "{attempts:?}\n{stderr}");
+    assert!(
+        attempts.iter().all(|a| a.status == "failed"),
+        "not retried: {attempts:?}"
+    );
+    let rows = deliveries(&config, &db);
+    let error = |rule: &str| {
+        let r = rows.iter().find(|r| r["rule"] == rule).unwrap();
+        assert!(r["retry_at"].is_null(), "permanent: {r}");
+        r["error"].as_str().unwrap().to_string()
+    };
+    let e = error("via-no-ca");
+    assert!(
+        e.contains("is not trusted") && e.contains("webpki roots)") && e.contains("tls_ca_file"),
+        "{e}"
+    );
+    let e = error("via-other-ca");
+    assert!(
+        e.contains("is not trusted") && e.contains("other-ca.pem (1 certificate)"),
+        "{e}"
+    );
+    let e = error("via-misnamed");
+    assert!(e.contains("is not valid for the name 127.0.0.1"), "{e}");
+    for s in [&server, &misnamed] {
+        assert!(s.messages().is_empty());
+        assert!(
+            s.events().iter().all(|e| e["event"] != "auth"),
+            "no login went to an unverified server: {:?}",
+            s.events()
+        );
+    }
+    assert_not_leaked(
+        &[PASSWORD],
+        &[stdout, stderr, serde_json::json!(rows).to_string()],
+    );
+}
+
+/// With TLS required (the default) a relay that does not offer STARTTLS is
+/// a permanent failure, not a quiet fall back to clear text; and a bad
+/// `tls_ca_file` stops the deployment at `herald check`.
+#[test]
+fn smtp_without_starttls_is_refused_when_tls_is_required() {
+    let scratch = Scratch::new();
+    let server = SmtpServer::start(&scratch, "smtp", &[]);
+    let config = retrying()
+        .channel("mail", smtp_tls(server.port))
+        .rule(rule("trial-ending", "mail"))
+        .write(&scratch);
+    let timeline = scratch.write("t.jsonl", &customer("li-1", "李雷", "li@example.com"));
+    let db = scratch.path("h.db");
+    let (attempts, _, stderr) = live(&config, &timeline, &db, PASSWORD);
+    assert_eq!(
+        statuses_of_rule(&attempts, "trial-ending"),
+        ["failed"],
+        "{stderr}"
+    );
+    let rows = deliveries(&config, &db);
+    let error = rows[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("does not offer STARTTLS") && error.contains("tls = \"starttls\""),
+        "{error}"
+    );
+    assert!(rows[0]["retry_at"].is_null(), "{}", rows[0]);
+    assert!(
+        server
+            .events()
+            .iter()
+            .all(|e| !matches!(e["event"].as_str(), Some("auth" | "mail"))),
+        "neither the login nor the mail went out in clear text: {:?}",
+        server.events()
+    );
+
+    let bad = retrying()
+        .channel("mail", smtp_tls_trusting(server.port, Some("server.key")))
+        .rule(rule("trial-ending", "mail"))
+        .write_as(&scratch, "bad.toml");
+    let out = run(herald()
+        .args(["check", "--config"])
+        .arg(&bad)
+        .env("TEST_SMTP_PASSWORD", PASSWORD));
+    let checked = text(&out.stdout) + &text(&out.stderr);
+    assert!(!out.status.success(), "{checked}");
+    assert!(
+        checked.contains("tls_ca_file") && checked.contains("server.key holds no"),
+        "{checked}"
     );
 }

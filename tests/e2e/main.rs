@@ -13,6 +13,7 @@ mod channels;
 mod chaos;
 mod crash;
 mod devices;
+mod do_not_contact;
 mod dormancy;
 mod edge;
 mod email_http;

@@ -1,23 +1,29 @@
 """A real SMTP server for Herald's email-smtp end-to-end test (tests/e2e/email_smtp.rs).
 
 Owns the aiosmtpd set-up: aiosmtpd's Controller on 127.0.0.1 with an
-ephemeral port, AUTH PLAIN and LOGIN against one fixed user and password
-(without TLS), and scripted replies:
+ephemeral port, AUTH PLAIN and LOGIN against one fixed user and password,
+TLS as asked (--tls), and scripted replies:
 
 - RCPT TO greylist@...  -> 451 4.7.1 Greylisted, try again later
   (the first time for each recipient; accepted from the second attempt on)
 - RCPT TO nouser@...    -> 550 5.1.1 User unknown
 - wrong password        -> 535 5.7.8 Authentication credentials invalid (aiosmtpd's own)
-- --require-starttls    -> advertises STARTTLS but no AUTH in EHLO (as Postfix does
-  with smtpd_tls_auth_only) and answers MAIL with 530 5.7.0 Must issue a STARTTLS
-  command first
+- --tls none (default)   -> clear text; AUTH offered without TLS
+- --tls starttls        -> aiosmtpd's own STARTTLS (tls_context=, require_starttls=True):
+  no AUTH before TLS (538 to an AUTH, as Postfix's smtpd_tls_auth_only), MAIL
+  before STARTTLS answered 530 Must issue a STARTTLS command first
+- --tls implicit        -> TLS from the first byte (the Controller's ssl_context=)
+  The certificate is --cert/--key (default tests/fixtures/smtp-tls/server.pem).
 
 Prints `PORT <n>` on stdout once it accepts connections. Every accepted
 message becomes a JSON file in --out (envelope, raw bytes in base64, and
 what Python's `email` package makes of it); every connection and command
 outcome is appended to --out/events.jsonl.
 
-Usage: python smtp_server.py --out DIR --user USER --password PASSWORD [--require-starttls]
+Whether each command came over TLS is recorded (`tls` in events and messages).
+
+Usage: python smtp_server.py --out DIR --user USER --password PASSWORD
+       [--tls none|starttls|implicit] [--cert PEM --key PEM]
 """
 
 import argparse
@@ -27,6 +33,7 @@ import email.policy
 import json
 import os
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -40,7 +47,10 @@ def parse_args():
     p.add_argument("--out", required=True)
     p.add_argument("--user", required=True)
     p.add_argument("--password", required=True)
-    p.add_argument("--require-starttls", action="store_true")
+    p.add_argument("--tls", choices=["none", "starttls", "implicit"], default="none")
+    fixtures = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "smtp-tls")
+    p.add_argument("--cert", default=os.path.join(fixtures, "server.pem"))
+    p.add_argument("--key", default=os.path.join(fixtures, "server.key"))
     return p.parse_args()
 
 
@@ -125,21 +135,13 @@ class Handler:
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
-        event("ehlo", hostname=hostname)
-        if ARGS.require_starttls:
-            # Like Postfix with smtpd_tls_auth_only: no AUTH before TLS.
-            lines = [r[4:] for r in responses if not r[4:].startswith("AUTH")]
-            lines.insert(-1, "STARTTLS")
-            return [f"250-{l}" for l in lines[:-1]] + [f"250 {lines[-1]}"]
+        event("ehlo", hostname=hostname, tls=_tls(server), offered=[r[4:] for r in responses])
         return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
-        if ARGS.require_starttls:
-            event("mail", address=address, reply=530)
-            return "530 5.7.0 Must issue a STARTTLS command first"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
-        event("mail", address=address, reply=250, login=_login(session))
+        event("mail", address=address, reply=250, login=_login(session), tls=_tls(server))
         return "250 2.1.0 Ok"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -163,6 +165,7 @@ class Handler:
         queue_id = f"Q{n:05d}"
         record = {
             "queue_id": queue_id,
+            "tls": _tls(server),
             "helo": session.host_name,
             "login": _login(session),
             "mail_from": envelope.mail_from,
@@ -183,6 +186,12 @@ class Handler:
         return f"250 2.0.0 Ok: queued as {queue_id}"
 
 
+def _tls(server):
+    """Whether the connection of `server` (an SMTP instance) is encrypted now."""
+    transport = getattr(server, "transport", None)
+    return transport is not None and transport.get_extra_info("ssl_object") is not None
+
+
 def _login(session):
     data = getattr(session, "login_data", None)
     return data.decode("utf-8", "replace") if isinstance(data, bytes) else data
@@ -195,7 +204,7 @@ def authenticator(server, session, envelope, mechanism, auth_data):
         and auth_data.password == ARGS.password.encode()
     )
     # The password is never written anywhere; only whether it matched.
-    event("auth", mechanism=mechanism, login=auth_data.login.decode("utf-8", "replace"), success=ok)
+    event("auth", mechanism=mechanism, login=auth_data.login.decode("utf-8", "replace"), success=ok, tls=_tls(server))
     return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
 
@@ -219,14 +228,25 @@ class EphemeralController(Controller):
 
 def main():
     os.makedirs(ARGS.out, exist_ok=True)
+    tls = {}
+    if ARGS.tls != "none":
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(ARGS.cert, ARGS.key)
+        if ARGS.tls == "starttls":
+            tls = {"tls_context": context, "require_starttls": True, "auth_require_tls": True}
+        else:
+            # Every byte is encrypted (aiosmtpd's own TLS flag is for STARTTLS).
+            tls = {"ssl_context": context, "auth_require_tls": False}
+    else:
+        tls = {"auth_require_tls": False}
     controller = EphemeralController(
         Handler(),
         hostname="127.0.0.1",
         port=0,
         server_hostname="relay.test",
         authenticator=authenticator,
-        auth_require_tls=False,
-        auth_required=not ARGS.require_starttls,
+        auth_required=True,
+        **tls,
     )
     controller.start()
     READY.set()

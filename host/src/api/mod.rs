@@ -8,6 +8,7 @@
 //! is bad. [`auth`] says who is calling; `limits` holds callbacks and link
 //! hits to their `[server.inbound]` limits. Nothing else imports this module.
 
+mod address_suppressions;
 mod admin;
 pub mod auth;
 mod customers;
@@ -201,6 +202,7 @@ pub fn documented_routes() -> OpenApiRouter<Arc<Live>> {
         .merge(deliveries::routes())
         .merge(inbox::routes())
         .merge(suppressions::routes())
+        .merge(address_suppressions::routes())
         .merge(strategy::routes())
         .merge(admin::routes())
         .merge(funnel::routes())

@@ -9,6 +9,7 @@ use super::{wit_address, Channel, Delivery, Finding, Severity};
 use crate::config::{parse_memory, AddressKind, ChannelSection, Config, RetryPolicy, SettingValue};
 use crate::plugin::bindings::types::{PluginInfo, Setting};
 use crate::plugin::http_policy::AllowList;
+use crate::plugin::tls_trust::TlsTrust;
 use crate::plugin::{Limits, PluginServices, Runtime};
 use crate::span::parse_exact;
 use anyhow::{anyhow, bail, Result};
@@ -91,9 +92,10 @@ fn builtin_delivery(
     if !section.settings.is_empty()
         || !section.allowed_hosts.is_empty()
         || section.allow_private_network
+        || section.tls_ca_file.is_some()
     {
         found.push(Finding::error(format!(
-            "the built-in `{builtin}` channel takes no settings, allowed_hosts or allow_private_network; remove them"
+            "the built-in `{builtin}` channel takes no settings, allowed_hosts, allow_private_network or tls_ca_file; remove them"
         )));
     }
     Some(delivery)
@@ -120,7 +122,8 @@ async fn plugin_delivery(
     }
     let allowed = AllowList::parse(&section.allowed_hosts)
         .unwrap_or_default()
-        .with_private_network(section.allow_private_network);
+        .with_private_network(section.allow_private_network)
+        .with_tls(tls_trust(config, name, section, found));
     if section.allow_private_network {
         found.push(Finding::warning(format!(
             "channel `{name}` may reach loopback, private and link-local addresses (allow_private_network = true): a name in its allowed_hosts that resolves to an internal service or a cloud metadata address (169.254.169.254) is reached; keep it only for a provider on your own network"
@@ -173,6 +176,36 @@ async fn plugin_delivery(
         settings: settings.into(),
     };
     Some((delivery, address, provider))
+}
+
+/// Whom the channel's TLS connections trust: the webpki roots, plus its
+/// `tls_ca_file` when it names one (a bad file is an error; one on a channel
+/// without `tcp://` entries, which nothing would use, a warning).
+fn tls_trust(
+    config: &Config,
+    name: &str,
+    section: &ChannelSection,
+    found: &mut Vec<Finding>,
+) -> TlsTrust {
+    let Some(file) = &section.tls_ca_file else {
+        return TlsTrust::default();
+    };
+    if !section
+        .allowed_hosts
+        .iter()
+        .any(|h| h.starts_with("tcp://"))
+    {
+        found.push(Finding::warning(format!(
+            "channel `{name}` names tls_ca_file but no tcp://host:port in allowed_hosts: the CA only applies to the plugin's TCP/TLS connections (its HTTPS requests trust the webpki roots alone); remove it or add the relay's tcp:// entry"
+        )));
+    }
+    match TlsTrust::with_ca_file(&config.resolve(file)) {
+        Ok(trust) => trust,
+        Err(e) => {
+            found.push(Finding::error(format!("{e:#}")));
+            TlsTrust::default()
+        }
+    }
 }
 
 /// The memory cap, wall-clock timeout and run-time budget of one send.

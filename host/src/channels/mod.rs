@@ -14,7 +14,7 @@ pub mod ratelimit;
 mod route;
 
 pub use backoff::backoff;
-pub use route::address_of;
+pub use route::{address_of, Refusals};
 
 use crate::config::{parse_memory, AddressKind, Config, RetryPolicy};
 use crate::plugin::bindings::types::{AddressKind as WitAddressKind, Setting};

@@ -1,26 +1,61 @@
 //! Routing: the first channel of a reminder's preference list (the rule's
 //! channels that apply to the customer, their preferred one first:
 //! [`crate::strategy::Strategy::channel_preference`]) that can reach the
-//! customer — enabled, not refused by them, with their address — or its
-//! failover backup while its provider is failing. Says why every channel
-//! before it was passed over.
+//! customer — enabled, not refused by them, with their address, that
+//! address not on the do-not-contact list — or its failover backup while
+//! its provider is failing. Says why every channel before it was passed over.
 
 use super::{Channel, Channels, Route};
 use crate::config::AddressKind;
 use crate::customer::Customer;
+use crate::store::address_suppressions::AddressSuppression;
 use crate::strategy::ChannelPreference;
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
+
+/// What keeps one customer off channels: the channels they refused and
+/// their addresses on the do-not-contact list (each entry is one of this
+/// customer's own addresses, matched after normalising).
+#[derive(Debug, Default, Clone)]
+pub struct Refusals {
+    /// Channels the customer refused (their suppressions).
+    pub channels: HashSet<String>,
+    /// The customer's addresses on the do-not-contact list.
+    pub addresses: Vec<AddressSuppression>,
+}
+
+impl Refusals {
+    /// Why the list keeps `channel` from the customer, if it does: an entry
+    /// for the kind of address the channel sends to.
+    fn do_not_contact(&self, channel: &Channel) -> Option<String> {
+        let kind = match channel.address {
+            AddressKind::Email => "email",
+            AddressKind::Phone => "phone",
+            _ => return None,
+        };
+        let entry = self.addresses.iter().find(|a| a.kind == kind)?;
+        Some(format!(
+            "{}: {} is on the do-not-contact list ({}, {})",
+            channel.name,
+            entry.address,
+            entry.reason,
+            entry.at.format("%Y-%m-%d %H:%M UTC")
+        ))
+    }
+}
 
 impl Channels {
     /// Why `channel` cannot carry a reminder to this customer, if it cannot.
     fn unusable(
         channel: &Channel,
         customer: &Customer,
-        suppressed: Option<&HashSet<String>>,
+        suppressed: Option<&Refusals>,
     ) -> Option<String> {
-        if suppressed.is_some_and(|s| s.contains(&channel.name)) {
+        if suppressed.is_some_and(|s| s.channels.contains(&channel.name)) {
             return Some(format!("{} (the customer unsubscribed)", channel.name));
+        }
+        if let Some(why) = suppressed.and_then(|s| s.do_not_contact(channel)) {
+            return Some(why);
         }
         if address_of(customer, channel.address).is_none() {
             return Some(match channel.address {
@@ -41,7 +76,7 @@ impl Channels {
         &self,
         preference: &ChannelPreference,
         customer: &Customer,
-        suppressed: Option<&HashSet<String>>,
+        suppressed: Option<&Refusals>,
         failed_attempts: i64,
         now: DateTime<Utc>,
     ) -> Result<Route<'_>, String> {

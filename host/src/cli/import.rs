@@ -45,6 +45,12 @@ pub async fn suppressions(args: ConfigArgs, file: PathBuf) -> Result<ExitCode> {
     for (line, why) in &report.failed {
         eprintln!("{}:{line}: {why}; row skipped", file.display());
     }
+    if report.unknown > 0 {
+        eprintln!(
+            "{} address(es) belong to no customer yet: they are on the do-not-contact list for whoever has them later",
+            report.unknown
+        );
+    }
     Ok(summary(&report, "suppression(s)"))
 }
 

@@ -169,7 +169,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
         /// Import a suppression list instead of listing: CSV with
-        /// `customer,channel,reason` (or `email`/`phone` instead of `customer`).
+        /// `customer,channel,reason` (or `email`/`phone` instead of
+        /// `customer`). Without a `channel` column, `email`/`phone` rows
+        /// (`email,phone,reason`) go on the do-not-contact list by address:
+        /// every channel of that kind, every customer with the address now
+        /// or later; addresses no customer has are kept and counted.
         #[arg(long, value_name = "FILE.csv")]
         import: Option<PathBuf>,
     },

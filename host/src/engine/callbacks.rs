@@ -2,13 +2,15 @@
 //! the provider's signature and parsed the request (`POST /hooks/{channel}`
 //! at the HTTP edge): delivery reports update the delivery they name; a
 //! reply of STOP / TD / 退订 (and the other usual opt-out words) suppresses
-//! the customer on that channel, START / YES / UNSTOP lifts it.
+//! the customer on that channel, START / YES / UNSTOP lifts it; a `bounced`
+//! report also puts the recipient's address on the do-not-contact list.
 
 use super::Herald;
+use crate::address::Kind;
 use crate::config::AddressKind;
 use crate::plugin::bindings::channel_api::{CallbackEvent, DeliveryState};
 use crate::store::customers::{self, Address};
-use crate::store::{deliveries, suppressions, Tx};
+use crate::store::{address_suppressions, deliveries, suppressions, Tx};
 use anyhow::Result;
 
 /// Replies that mean "send me nothing more on this channel": the carrier
@@ -93,6 +95,38 @@ pub struct Applied {
     pub resubscribed: u64,
     /// Replies from an address no customer has.
     pub unknown_senders: u64,
+    /// Addresses a bounce report put on the do-not-contact list.
+    pub listed: u64,
+}
+
+/// Put the address (of the channel's kind) of whoever message `id` went to
+/// on the do-not-contact list: its report said the address does not exist.
+/// How many were newly listed.
+async fn list_recipients(
+    tx: &mut Tx,
+    channel: &str,
+    address: AddressKind,
+    id: &str,
+    reason: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<u64> {
+    let kind = match address {
+        AddressKind::Email => Kind::Email,
+        AddressKind::Phone => Kind::Phone,
+        _ => return Ok(0),
+    };
+    let mut listed = 0;
+    for (email, phone) in deliveries::recipients(tx, channel, id).await? {
+        let raw = if kind == Kind::Email { email } else { phone };
+        let Some(normalised) = raw.and_then(|a| crate::address::normalise(kind, &a).ok()) else {
+            continue;
+        };
+        let source = address_suppressions::source::BOUNCE;
+        if address_suppressions::add(tx, kind.as_str(), &normalised, reason, source, now).await? {
+            listed += 1;
+        }
+    }
+    Ok(listed)
 }
 
 impl Herald {
@@ -122,6 +156,15 @@ impl Herald {
                         applied.unknown_reports += 1;
                     }
                     applied.reports += n;
+                    if matches!(report.state, DeliveryState::Bounced) {
+                        let reason = report.reason.as_deref().unwrap_or("bounced");
+                        let (id, why) = (
+                            &report.provider_message_id,
+                            format!("{reason} (on {channel})"),
+                        );
+                        applied.listed +=
+                            list_recipients(&mut tx, channel, address, id, &why, now).await?;
+                    }
                 }
                 CallbackEvent::Reply(reply) => {
                     let intent = reply_intent(&reply.text);

@@ -21,6 +21,9 @@ pub struct ImportReport {
     pub imported: usize,
     /// Rows skipped, with their line and reason.
     pub failed: Vec<(u64, String)>,
+    /// Of the addresses written to the do-not-contact list, those no
+    /// customer has yet (stored all the same).
+    pub unknown: usize,
 }
 
 /// One CSV row: the customer's patch and the device it registers, if any.

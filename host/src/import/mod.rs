@@ -2,6 +2,7 @@
 //! suppression lists ([`suppressions`], `herald suppressions --import`).
 //! A bad row is reported by line and reason and skipped; the rest import.
 
+pub mod addresses;
 pub mod customers;
 pub mod suppressions;
 

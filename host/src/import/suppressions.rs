@@ -1,8 +1,10 @@
-//! `herald suppressions import FILE.csv`: a suppression list from another
+//! `herald suppressions --import FILE.csv`: a suppression list from another
 //! system (a provider's opt-out export, a do-not-contact list). Header
 //! `customer,channel,reason` — or `email` / `phone` instead of `customer`
-//! to match by address. A bad row is reported by line and reason and
-//! skipped; the rest import, in one transaction.
+//! to suppress every customer with that address on the channel. Without a
+//! `channel` column, `email` / `phone` rows are a do-not-contact list by
+//! address ([`super::addresses`]). A bad row is reported by line and
+//! reason and skipped; the rest import, in one transaction.
 
 use super::ImportReport;
 use crate::config::AddressKind;
@@ -25,11 +27,17 @@ pub async fn import_csv(herald: &Herald, input: impl Read) -> Result<ImportRepor
         .map(|h| h.to_ascii_lowercase())
         .collect();
     let col = |name: &str| headers.iter().position(|h| h == name);
+    if col("customer").is_none()
+        && col("channel").is_none()
+        && (col("email").is_some() || col("phone").is_some())
+    {
+        return super::addresses::import_rows(herald, reader, &headers).await;
+    }
     let key = match (col("customer"), col("email"), col("phone")) {
         (Some(i), _, _) => (i, None),
         (None, Some(i), _) => (i, Some(AddressKind::Email)),
         (None, None, Some(i)) => (i, Some(AddressKind::Phone)),
-        _ => bail!("the header needs a `customer` (external id), `email` or `phone` column, and `channel`; e.g. customer,channel,reason"),
+        _ => bail!("the header needs a `customer` (external id), `email` or `phone` column, and `channel`; e.g. customer,channel,reason (or email,phone,reason without `channel` for a do-not-contact list by address)"),
     };
     let Some(channel_col) = col("channel") else {
         bail!("the header needs a `channel` column; e.g. customer,channel,reason");
@@ -74,7 +82,14 @@ pub async fn import_csv(herald: &Herald, input: impl Read) -> Result<ImportRepor
             Some(_) => customers::ids_by_address(&mut tx, Address::Phone(&who)).await?,
         };
         if customer_ids.is_empty() {
-            report.failed.push((line, format!("no customer `{who}`")));
+            let hint = if key.1.is_some() {
+                " (leave out the `channel` column to put addresses no customer has yet on the do-not-contact list)"
+            } else {
+                ""
+            };
+            report
+                .failed
+                .push((line, format!("no customer `{who}`{hint}")));
             continue;
         }
         let reason = reason_col

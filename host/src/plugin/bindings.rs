@@ -18,6 +18,7 @@ pub mod channel {
             "wasi:http": wasmtime_wasi_http::p2::bindings::http,
             "wasi:io": wasmtime_wasi::p2::bindings::io,
             "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+            "herald:plugin/tls.connection": crate::plugin::tls::Connection,
         },
     });
 }
@@ -39,6 +40,7 @@ pub mod targeting {
 
 pub use channel::exports::herald::plugin::channel as channel_api;
 pub use channel::herald::plugin::host as host_api;
+pub use channel::herald::plugin::tls as tls_api;
 pub use channel::herald::plugin::types;
 
 /// The frozen `herald:plugin@0.1.0` worlds (`wit/v0.1.0/`), for plugins

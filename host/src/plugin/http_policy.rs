@@ -28,12 +28,16 @@ pub struct AllowedOrigin {
     any_port: bool,
 }
 
-/// The origins a channel's plugin may reach.
+/// The origins a channel's plugin may reach, and whom its TLS connections
+/// trust.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AllowList {
     origins: Vec<AllowedOrigin>,
     /// Whether loopback, private and link-local addresses may be reached.
     private_network: bool,
+    /// The certificates `herald:plugin/tls` connections trust
+    /// ([`super::tls`]): webpki roots, plus the channel's `tls_ca_file`.
+    tls: super::tls_trust::TlsTrust,
 }
 
 fn default_port(scheme: &str) -> u16 {
@@ -93,6 +97,7 @@ impl AllowList {
         Ok(AllowList {
             origins,
             private_network: false,
+            tls: Default::default(),
         })
     }
 
@@ -101,6 +106,17 @@ impl AllowList {
     pub fn with_private_network(mut self, allowed: bool) -> AllowList {
         self.private_network = allowed;
         self
+    }
+
+    /// This list, its TLS connections trusting `trust`.
+    pub fn with_tls(mut self, trust: super::tls_trust::TlsTrust) -> AllowList {
+        self.tls = trust;
+        self
+    }
+
+    /// Whom the channel's TLS connections trust.
+    pub fn tls(&self) -> &super::tls_trust::TlsTrust {
+        &self.tls
     }
 
     /// Whether loopback, private and link-local addresses may be reached.

@@ -2,8 +2,9 @@
 //! allocator and epoch interruption, components compiled once and cached on
 //! disk, an `InstancePre` per plugin and a fresh instance per call, each call
 //! capped in memory (all its memories together), run time and wall time,
-//! its log and what it returns bounded, with no filesystem, environment or
-//! sockets, and HTTP only through the channel's allow-list.
+//! its log and what it returns bounded, with no filesystem or environment,
+//! and HTTP, TCP and TLS ([`tls`], verified by the host) only through the
+//! channel's allow-list.
 //!
 //! A plugin that traps, loops, runs out of memory or overruns its deadline
 //! fails only that call; the host carries on.
@@ -22,6 +23,8 @@ pub mod run_budget;
 pub mod send_task;
 pub(crate) mod state;
 pub mod targeting;
+pub mod tls;
+pub mod tls_trust;
 pub(crate) mod worlds;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -150,6 +153,11 @@ impl Runtime {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| anyhow!("{e}"))?;
         bindings::host_api::add_to_linker::<StoreState, wasmtime::component::HasSelf<StoreState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+        bindings::tls_api::add_to_linker::<StoreState, wasmtime::component::HasSelf<StoreState>>(
             &mut linker,
             |s| s,
         )

@@ -3,19 +3,22 @@
 //! entries), its `wasi:http` policy, its memory cap ([`super::memory`]), and
 //! the `herald:plugin/host` capabilities (log, bounded per call by
 //! [`super::log`]; key-value, which [`super::kv`] implements, its waits
-//! charged to the call's run-time budget).
+//! charged to the call's run-time budget; `tls` connections, which
+//! [`super::tls`] implements, held in the call's resource table).
 
 use super::bindings::host_api::{self, LogLevel};
+use super::bindings::tls_api;
 use super::http_policy::{AllowList, HttpMode, HttpPolicy};
 use super::kv::KvBackend;
 use super::log::LogQuota;
 use super::memory::MemoryCap;
 use super::run_budget::RunBudget;
+use super::tls::Connection;
 use crate::clock::SharedClock;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -237,3 +240,91 @@ impl host_api::Host for StoreState {
 }
 
 impl super::bindings::types::Host for StoreState {}
+
+impl StoreState {
+    /// What this call's plugin may reach over `herald:plugin/tls`.
+    fn reach(&self) -> super::tls::Reach<'_> {
+        super::tls::Reach {
+            channel: &self.policy.channel,
+            allowed: &self.policy.allowed,
+            live: matches!(self.policy.mode, HttpMode::Live),
+        }
+    }
+}
+
+impl tls_api::Host for StoreState {}
+
+/// The WIT form of a connection failure.
+fn wit_error(e: super::tls::TlsError) -> tls_api::TlsError {
+    use super::tls::TlsError as E;
+    match e {
+        E::Denied(m) => tls_api::TlsError::Denied(m),
+        E::Io(m) => tls_api::TlsError::Io(m),
+        E::Tls(m) => tls_api::TlsError::Tls(m),
+    }
+}
+
+impl tls_api::HostConnection for StoreState {
+    async fn connect(
+        &mut self,
+        host: String,
+        port: u16,
+        mode: tls_api::Mode,
+    ) -> wasmtime::Result<Result<Resource<Connection>, tls_api::TlsError>> {
+        let mode = match mode {
+            tls_api::Mode::Implicit => super::tls::Mode::Implicit,
+            tls_api::Mode::Plain => super::tls::Mode::Plain,
+        };
+        match Connection::connect(&self.reach(), &host, port, mode).await {
+            Ok(conn) => Ok(Ok(self.table.push(conn)?)),
+            Err(e) => Ok(Err(wit_error(e))),
+        }
+    }
+
+    async fn read(
+        &mut self,
+        conn: Resource<Connection>,
+        max: u32,
+    ) -> wasmtime::Result<Result<Vec<u8>, tls_api::TlsError>> {
+        Ok(self
+            .table
+            .get_mut(&conn)?
+            .read(max)
+            .await
+            .map_err(wit_error))
+    }
+
+    async fn write(
+        &mut self,
+        conn: Resource<Connection>,
+        bytes: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), tls_api::TlsError>> {
+        Ok(self
+            .table
+            .get_mut(&conn)?
+            .write(&bytes)
+            .await
+            .map_err(wit_error))
+    }
+
+    async fn start_tls(
+        &mut self,
+        conn: Resource<Connection>,
+    ) -> wasmtime::Result<Result<(), tls_api::TlsError>> {
+        Ok(self
+            .table
+            .get_mut(&conn)?
+            .start_tls()
+            .await
+            .map_err(wit_error))
+    }
+
+    async fn is_encrypted(&mut self, conn: Resource<Connection>) -> wasmtime::Result<bool> {
+        Ok(self.table.get(&conn)?.is_encrypted())
+    }
+
+    async fn drop(&mut self, conn: Resource<Connection>) -> wasmtime::Result<()> {
+        self.table.delete(conn)?;
+        Ok(())
+    }
+}

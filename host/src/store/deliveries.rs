@@ -346,6 +346,26 @@ pub async fn apply_report(
     })
 }
 
+/// The email and phone of the customers a message (by channel and
+/// provider message id) was delivered to: whom a bounce report is about.
+pub async fn recipients(
+    tx: &mut Tx,
+    channel: &str,
+    provider_message_id: &str,
+) -> Result<Vec<(Option<String>, Option<String>)>> {
+    on!(tx.conn(), |db, d| {
+        let rows = sqlx::query(&d.sql(
+            "SELECT DISTINCT c.email, c.phone FROM deliveries d JOIN customers c ON c.id = d.customer_id
+             WHERE d.channel = ? AND d.provider_message_id = ? AND d.status = 'delivered'",
+        ))
+        .bind(channel)
+        .bind(provider_message_id)
+        .fetch_all(&mut *db)
+        .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    })
+}
+
 /// Reminders delivered to each of `ids` since `since` (rule, channel, time),
 /// for frequency caps.
 pub async fn recent_sends(

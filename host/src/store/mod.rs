@@ -15,6 +15,7 @@
 //! driver type. May not import anything of the engine: only the records it
 //! stores ([`crate::customer`]).
 
+pub mod address_suppressions;
 pub mod customers;
 pub mod deliveries;
 pub mod devices;

@@ -6,6 +6,7 @@
 //! (see docs/performance.md). On PostgreSQL each table's rows are one
 //! statement.
 
+use super::address_suppressions::{self, NewAddressSuppression};
 use super::deliveries::{self, NewDelivery};
 use super::devices;
 use super::inbox::{self, NewMessage};
@@ -35,6 +36,9 @@ pub struct TickWrites<'a> {
     pub suppressions: Vec<NewSuppression<'a>>,
     /// Push tokens a provider said do not exist: (customer row id, tokens).
     pub dead_devices: Vec<(i64, Vec<&'a str>)>,
+    /// Emails and phone numbers a provider said do not exist: onto the
+    /// do-not-contact list.
+    pub dead_addresses: Vec<NewAddressSuppression>,
 }
 
 impl<'a> TickWrites<'a> {
@@ -67,6 +71,13 @@ impl<'a> TickWrites<'a> {
         for (customer_id, tokens) in self.dead_devices {
             let part = parts.entry(customer_id).or_default();
             part.dead_devices.push((customer_id, tokens));
+        }
+        for a in self.dead_addresses {
+            parts
+                .entry(a.customer_id)
+                .or_default()
+                .dead_addresses
+                .push(a);
         }
         parts.into_iter().collect()
     }
@@ -102,6 +113,9 @@ async fn record_once(store: &Store, writes: &TickWrites<'_>, now: DateTime<Utc>)
     }
     for (customer_id, tokens) in &writes.dead_devices {
         devices::remove(&mut tx, *customer_id, tokens).await?;
+    }
+    for a in &writes.dead_addresses {
+        address_suppressions::add(&mut tx, a.kind, &a.address, &a.reason, a.source, now).await?;
     }
     tx.commit().await?;
     Ok(released)

@@ -1,12 +1,16 @@
 //! Claim: due occurrences taken under a lease (they stay pending with their
 //! due time moved to the lease's end, so a process that dies leaves them to
 //! come due again), and what deciding needs about their customers, read in
-//! one go: the records, their suppressions and topic opt-outs, their recent sends for the caps.
+//! one go: the records, their suppressions (their own and their addresses
+//! on the do-not-contact list: [`refusals`], explain's too), their topic
+//! opt-outs, their recent sends for the caps.
 
+use crate::address;
+use crate::channels::Refusals;
 use crate::customer::Customer;
 use crate::engine::Herald;
 use crate::store::schedule::{self, ScheduledRow};
-use crate::store::{customers, deliveries, preferences, suppressions};
+use crate::store::{address_suppressions, customers, deliveries, preferences, suppressions};
 use crate::strategy::caps::Sent;
 use anyhow::Result;
 use chrono::{DateTime, Duration, Utc};
@@ -18,8 +22,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Context {
     /// The customers, by row id (deleted ones included).
     pub customers: HashMap<i64, Customer>,
-    /// The channels each customer refused.
-    pub suppressed: HashMap<i64, HashSet<String>>,
+    /// The channels each customer refused and their addresses on the
+    /// do-not-contact list (customers with neither are absent).
+    pub suppressed: HashMap<i64, Refusals>,
     /// The topics each customer turned off (read only when the strategy
     /// has topics).
     pub opted_out: HashMap<i64, HashSet<String>>,
@@ -87,7 +92,7 @@ impl Context {
     ) -> Result<Context> {
         let mut tx = herald.store.read().await?;
         let customers = customers::by_ids(&mut tx, ids).await?;
-        let suppressed = suppressions::for_customers(&mut tx, ids).await?;
+        let suppressed = refusals(&mut tx, &customers).await?;
         let opted_out = if herald.strategy.topics.is_empty() {
             HashMap::new()
         } else {
@@ -102,6 +107,61 @@ impl Context {
             in_doubt: Default::default(),
         })
     }
+}
+
+/// What keeps each of `customers` off channels: their suppressions and
+/// their addresses on the do-not-contact list, in two queries for the
+/// whole batch (addresses normalised here with [`address`], the list's own
+/// form). The tick, preview and explain all route with this.
+pub async fn refusals(
+    tx: &mut crate::store::Tx,
+    customers: &HashMap<i64, Customer>,
+) -> Result<HashMap<i64, Refusals>> {
+    let ids: Vec<i64> = customers.keys().copied().collect();
+    let mut out: HashMap<i64, Refusals> = suppressions::for_customers(tx, &ids)
+        .await?
+        .into_iter()
+        .map(|(id, channels)| {
+            (
+                id,
+                Refusals {
+                    channels,
+                    addresses: Vec::new(),
+                },
+            )
+        })
+        .collect();
+    let mut mine: Vec<(i64, &'static str, String)> = Vec::new();
+    for c in customers.values() {
+        if let Some(email) = c.email.as_deref().and_then(|e| address::email(e).ok()) {
+            mine.push((c.id, "email", email));
+        }
+        if let Some(phone) = c.phone.as_deref().and_then(|p| address::phone(p).ok()) {
+            mine.push((c.id, "phone", phone));
+        }
+    }
+    let of = |kind: &str| -> Vec<&str> {
+        let set: HashSet<&str> = mine
+            .iter()
+            .filter(|m| m.1 == kind)
+            .map(|m| m.2.as_str())
+            .collect();
+        set.into_iter().collect()
+    };
+    let listed = address_suppressions::for_addresses(tx, &of("email"), &of("phone")).await?;
+    if listed.is_empty() {
+        return Ok(out);
+    }
+    let by_address: HashMap<(&str, &str), _> = listed
+        .iter()
+        .map(|e| ((e.kind.as_str(), e.address.as_str()), e))
+        .collect();
+    for (id, kind, addr) in &mine {
+        if let Some(entry) = by_address.get(&(*kind, addr.as_str())) {
+            out.entry(*id).or_default().addresses.push((*entry).clone());
+        }
+    }
+    Ok(out)
 }
 
 /// The reminders each customer received within the longest cap's period,

@@ -8,6 +8,7 @@
 
 use super::decide::{Decision, Work};
 use super::AttemptRecord;
+use crate::address::Kind;
 use crate::channels::{backoff, Channel, Delivery};
 use crate::config::{AddressKind, UncertainSends};
 use crate::customer::Customer;
@@ -15,6 +16,7 @@ use crate::engine::Herald;
 use crate::plan::next::after_fired;
 use crate::plugin::SendOutcome;
 use crate::render::Rendered;
+use crate::store::address_suppressions::{source as address_source, NewAddressSuppression};
 use crate::store::deliveries::{DeliveryStatus, NewDelivery};
 use crate::store::inbox::NewMessage;
 use crate::store::schedule::{Release, ScheduledRow};
@@ -425,10 +427,12 @@ impl<'w> Book<'w> {
                 Ok(false)
             }
             // An email or phone number that does not exist fails the
-            // reminder for good, as a permanent error does.
+            // reminder for good, as a permanent error does, and goes on the
+            // do-not-contact list: no customer with it is sent to again.
             SendOutcome::InvalidAddress { reason } => {
                 channel.breaker.record_success();
                 let reason = format!("invalid address: {reason}");
+                self.list_address(row.customer_id, channel, &reason);
                 entry.delivery.error = Some(reason.clone());
                 self.release(row, "failed", Some(reason), None, true);
                 self.push(entry, DeliveryStatus::Failed);
@@ -456,6 +460,32 @@ impl<'w> Book<'w> {
                     Ok(true)
                 }
             },
+        }
+    }
+
+    /// Put the customer's address of `channel`'s kind (email or phone,
+    /// normalised) on the do-not-contact list with this tick's writes.
+    fn list_address(&mut self, customer_id: i64, channel: &Channel, reason: &str) {
+        let Some(customer) = self.customers.get(&customer_id) else {
+            return;
+        };
+        let found = match channel.address {
+            AddressKind::Email => customer.email.as_deref().map(|a| (Kind::Email, a)),
+            AddressKind::Phone => customer.phone.as_deref().map(|a| (Kind::Phone, a)),
+            _ => None,
+        };
+        let Some((kind, raw)) = found else {
+            return;
+        };
+        // An address that cannot be normalised can match no one: nothing to list.
+        if let Ok(address) = crate::address::normalise(kind, raw) {
+            self.writes.dead_addresses.push(NewAddressSuppression {
+                customer_id,
+                kind: kind.as_str(),
+                address,
+                reason: format!("{reason} (on {})", channel.name),
+                source: address_source::INVALID_ADDRESS,
+            });
         }
     }
 

@@ -373,8 +373,9 @@ fn verify_signature(
 
 /// The reports in an Event Webhook body (a JSON array of events).
 ///
-/// - `delivered` → Delivered; `bounce` / `dropped` → Undelivered with the
-///   reason; `deferred` (still retrying at SendGrid) and the engagement
+/// - `delivered` → Delivered; `bounce` of type `bounce` (a hard bounce) →
+///   Bounced, so the host lists the address as do-not-contact; a `bounce`
+///   of type `blocked` and `dropped` → Undelivered; each with the reason; `deferred` (still retrying at SendGrid) and the engagement
 ///   events (`processed`, `open`, `click`) → nothing;
 /// - `unsubscribe` / `spamreport` → a STOP reply from the address, so the
 ///   customer is suppressed on this channel; `group_resubscribe` → START.
@@ -404,13 +405,21 @@ fn parse_events(body: &[u8]) -> Result<Vec<CallbackEvent>, String> {
             })),
             ("bounce" | "dropped", Some(id)) => {
                 let reason = non_empty(event.get("reason").and_then(Value::as_str));
-                let kind = match event.get("type").and_then(Value::as_str) {
+                let bounce_type = event.get("type").and_then(Value::as_str);
+                let kind = match bounce_type {
                     Some("blocked") => "blocked",
                     _ => kind,
                 };
+                // A `bounce` of type `bounce` is SendGrid's hard bounce: the
+                // mailbox does not exist. A block (type `blocked`) or a drop
+                // may pass another day.
+                let state = match (kind, bounce_type) {
+                    ("bounce", Some("bounce")) => DeliveryState::Bounced,
+                    _ => DeliveryState::Undelivered,
+                };
                 out.push(CallbackEvent::Report(DeliveryReport {
                     provider_message_id: id,
-                    state: DeliveryState::Undelivered,
+                    state,
                     reason: Some(match reason {
                         Some(r) => format!("{kind}: {r}"),
                         None => kind.to_string(),
@@ -604,13 +613,14 @@ mod tests {
         match &events[1] {
             CallbackEvent::Report(r) => {
                 assert_eq!(r.provider_message_id, "BBB");
-                assert!(matches!(r.state, DeliveryState::Undelivered));
+                assert!(matches!(r.state, DeliveryState::Bounced), "a hard bounce");
                 assert_eq!(r.reason.as_deref(), Some("bounce: 550 5.1.1 The email account that you tried to reach does not exist"));
             }
             other => panic!("{other:?}"),
         }
         match &events[2] {
             CallbackEvent::Report(r) => {
+                assert!(matches!(r.state, DeliveryState::Undelivered));
                 assert_eq!(r.reason.as_deref(), Some("dropped: Bounced Address"))
             }
             other => panic!("{other:?}"),

@@ -1,33 +1,33 @@
 //! `herald-email-smtp`: a channel plugin that submits each reminder as a MIME
-//! email to the operator's SMTP relay over a plain TCP connection
-//! (`std::net::TcpStream`, i.e. `wasi:sockets`; the host lets it connect only
-//! to the channel's `tcp://host:port` allowed_hosts entries).
+//! email to the operator's SMTP relay, over a connection the host opens and
+//! secures (`herald_pdk::tls`: only to the channel's `tcp://host:port`
+//! allowed_hosts entries; the host verifies the relay's certificate against
+//! the webpki roots and the channel's `tls_ca_file`).
 //!
-//! This file owns the settings (`host`, `port`, `username`, `password`,
-//! `auth`, `from_email`, `from_name`, `helo_name`, `reply_to`), their
-//! validation, the connection, and the mapping of the outcome onto a receipt
-//! or a retryable / permanent error. The message format lives in [`mime`],
-//! the SMTP conversation in [`smtp`]. STARTTLS is not supported (there is no
-//! TLS stack in the sandbox); see README.md. So a login (AUTH) would cross
-//! the network in clear text: it is refused unless the operator sets
-//! `allow_plaintext_auth = "true"` for a relay on a trusted network.
+//! This file owns the settings (`host`, `port`, `tls`, `username`,
+//! `password`, `auth`, `allow_plaintext_auth`, `from_email`, `from_name`,
+//! `helo_name`, `reply_to`), their validation, the connection, and the
+//! mapping of the outcome onto a receipt or a retryable / permanent error.
+//! The message format lives in [`mime`], the SMTP conversation (STARTTLS
+//! included) in [`smtp`]. `tls` defaults to implicit on port 465 and
+//! STARTTLS on every other port; a login never crosses a clear-text
+//! connection unless the operator sets `allow_plaintext_auth = "true"`.
 
 mod mime;
 mod smtp;
 
+use herald_pdk::tls::{Connection, Mode, TlsError};
 use herald_pdk::{
     AddressKind, Guest, Message, PluginInfo, Receipt, SendError, Setting, SettingSpec, Settings,
 };
-use std::io;
-use std::net::{TcpStream, ToSocketAddrs};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use smtp::Tls;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 const DEFAULT_PORT: u16 = 587;
-/// The setting that lets AUTH go over the clear-text connection.
+/// The port of SMTP submission over implicit TLS (RFC 8314).
+const IMPLICIT_TLS_PORT: u16 = 465;
+/// The setting that lets AUTH go over a clear-text connection.
 const PLAINTEXT_AUTH: &str = "allow_plaintext_auth";
-/// How long one read or write may wait. The host's per-call deadline (the
-/// channel's `timeout`) normally ends a stalled call first.
-const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct EmailSmtp;
 
@@ -43,7 +43,11 @@ impl Guest for EmailSmtp {
                     "host",
                     "SMTP relay host name or IP; allowed_hosts must list tcp://HOST:PORT",
                 ),
-                SettingSpec::optional("port", "SMTP port (default 587); plain TCP, no TLS"),
+                SettingSpec::optional("port", "SMTP port (default 587)"),
+                SettingSpec::optional(
+                    "tls",
+                    "`starttls`, `implicit` or `none` (default: implicit on port 465, else starttls); the host verifies the certificate (add a private CA with the channel's tls_ca_file)",
+                ),
                 SettingSpec::optional(
                     "username",
                     "Login for AUTH (leave out for a relay that needs none)",
@@ -55,7 +59,7 @@ impl Guest for EmailSmtp {
                 ),
                 SettingSpec::optional(
                     PLAINTEXT_AUTH,
-                    "`true` to send the login over this plugin's clear-text connection (no TLS): only for a relay on a trusted network",
+                    "`true` to let the login cross a connection without TLS (tls = \"none\"): only for a relay on a trusted network",
                 ),
                 SettingSpec::required("from_email", "Sender address (MAIL FROM and From:)"),
                 SettingSpec::optional(
@@ -112,10 +116,16 @@ impl Guest for EmailSmtp {
         let data = mime::dot_stuff(&mime::build(&email));
 
         let server = format!("{}:{}", config.host, config.port);
-        let stream = connect(&config.host, config.port)?;
+        let mode = match config.tls {
+            Tls::Implicit => Mode::Implicit,
+            Tls::Starttls | Tls::None => Mode::Plain,
+        };
+        let stream = Relay(Connection::connect(&config.host, config.port, mode)?);
         let submission = smtp::Submission {
             helo: &config.helo_name,
+            tls: config.tls,
             auth: config.auth(),
+            plaintext_auth: config.plaintext_auth,
             from: &config.from_email,
             to,
             data: &data,
@@ -152,7 +162,9 @@ enum AuthKind {
 struct Config {
     host: String,
     port: u16,
+    tls: Tls,
     auth: AuthKind,
+    plaintext_auth: bool,
     username: String,
     password: String,
     from_email: String,
@@ -182,6 +194,17 @@ impl Config {
                     "setting `port` = {p:?} is not a TCP port number (1-65535)"
                 ))
             })?,
+        };
+        let tls = match opt("tls").map(|t| t.to_ascii_lowercase()).as_deref() {
+            None if port == IMPLICIT_TLS_PORT => Tls::Implicit,
+            None | Some("starttls") => Tls::Starttls,
+            Some("implicit") => Tls::Implicit,
+            Some("none") => Tls::None,
+            Some(other) => {
+                return Err(bad(format!(
+                    "setting `tls` = {other:?} is not one of starttls, implicit, none"
+                )))
+            }
         };
         let from_email = s.required("from_email")?.trim().to_string();
         mime::check_address(&from_email).map_err(|e| bad(format!("setting `from_email`: {e}")))?;
@@ -216,15 +239,18 @@ impl Config {
                     .to_string(),
             ));
         }
-        if auth != AuthKind::None && !plaintext_auth_allowed(s)? {
+        let plaintext_auth = plaintext_auth_allowed(s)?;
+        if auth != AuthKind::None && tls == Tls::None && !plaintext_auth {
             return Err(bad(format!(
-                "refusing to send the SMTP login in clear text: this plugin has no TLS, so `username` and `password` would cross the network readable by anyone on the path; use a relay that needs no login from this host (auth = \"none\"), or, only for a relay on a trusted network (the same host, a private link), set {PLAINTEXT_AUTH} = \"true\""
+                "refusing to send the SMTP login in clear text: with tls = \"none\", `username` and `password` would cross the network readable by anyone on the path; set tls = \"starttls\" or \"implicit\", use a relay that needs no login from this host (auth = \"none\"), or, only for a relay on a trusted network (the same host, a private link), set {PLAINTEXT_AUTH} = \"true\""
             )));
         }
         Ok(Config {
             host,
             port,
+            tls,
             auth,
+            plaintext_auth,
             username,
             password,
             from_email,
@@ -268,50 +294,34 @@ fn now_secs(sent_at_ms: i64) -> i64 {
     }
 }
 
-/// Opens the TCP connection to the relay, trying each resolved address.
-fn connect(host: &str, port: u16) -> Result<TcpStream, SendError> {
-    let retry = |reason: String| SendError::retryable(reason, None);
-    let allow_hint = format!("add \"tcp://{host}:{port}\" to this channel's allowed_hosts");
-    let addrs: Vec<_> = match (host, port).to_socket_addrs() {
-        Ok(addrs) => addrs.collect(),
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-            return Err(SendError::Permanent(format!(
-                "the host did not allow looking up {host}: {allow_hint}"
-            )))
-        }
-        Err(e) => {
-            return Err(retry(format!(
-                "cannot resolve the SMTP host {host}: {e} (will retry; if the name is right, check that allowed_hosts lists tcp://{host}:{port})"
-            )))
-        }
-    };
-    let mut last_error = None;
-    for addr in &addrs {
-        match TcpStream::connect(addr) {
-            Ok(stream) => {
-                // Not every socket implementation honours these; the host's
-                // deadline bounds the call anyway.
-                let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
-                let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
-                let _ = stream.set_nodelay(true);
-                return Ok(stream);
-            }
-            Err(e) => last_error = Some(e),
-        }
+/// The host's connection to the relay, as the SMTP session's stream.
+struct Relay(Connection);
+
+impl std::io::Read for Relay {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
     }
-    let server = format!("{host}:{port}");
-    Err(match last_error {
-        None => retry(format!("the SMTP host {host} resolved to no address (will retry)")),
-        Some(e) => match e.kind() {
-            io::ErrorKind::PermissionDenied => SendError::Permanent(format!(
-                "the host did not allow a connection to {server}: {allow_hint} (if it is listed, {host} resolves to a private or loopback address, which needs allow_private_network = true on the channel; the host's log says which)"
-            )),
-            io::ErrorKind::ConnectionRefused => retry(format!(
-                "{server} refused the connection: is the SMTP relay running and listening on port {port}? (will retry)"
-            )),
-            _ => retry(format!("cannot connect to {server}: {e} (will retry)")),
-        },
-    })
+}
+
+impl std::io::Write for Relay {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl smtp::Secure for Relay {
+    fn start_tls(&mut self) -> Result<(), smtp::Failure> {
+        self.0.start_tls().map_err(|e| match e {
+            TlsError::Io(m) => smtp::Failure::Retry(format!("{m} (will retry)")),
+            TlsError::Denied(m) | TlsError::Tls(m) => smtp::Failure::Permanent(m),
+        })
+    }
+    fn is_encrypted(&self) -> bool {
+        self.0.is_encrypted()
+    }
 }
 
 herald_pdk::export!(EmailSmtp);
@@ -380,12 +390,37 @@ mod tests {
             err(&[("host", "h"), ("from_email", "a@b.c"), ("username", "u")])
                 .contains("`password`")
         );
-        // A login over the clear-text connection needs the operator's say-so.
+        // TLS: implicit on 465, STARTTLS elsewhere, or as set.
+        let tls = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("host", "h"), ("from_email", "a@b.c")];
+            all.extend_from_slice(pairs);
+            config(&all).tls
+        };
+        assert_eq!(tls(&[]), Tls::Starttls);
+        assert_eq!(tls(&[("port", "25")]), Tls::Starttls);
+        assert_eq!(tls(&[("port", "465")]), Tls::Implicit);
+        assert_eq!(tls(&[("port", "465"), ("tls", "STARTTLS")]), Tls::Starttls);
+        assert_eq!(tls(&[("tls", "implicit")]), Tls::Implicit);
+        assert_eq!(tls(&[("tls", "none")]), Tls::None);
+        assert!(
+            err(&[("host", "h"), ("from_email", "a@b.c"), ("tls", "ssl")])
+                .contains("starttls, implicit, none")
+        );
+        // A login over TLS needs nothing more.
         let login = [
             ("host", "h"),
             ("from_email", "a@b.c"),
             ("username", "u"),
             ("password", "p"),
+        ];
+        assert!(!config(&login).plaintext_auth);
+        // Over a clear-text connection it needs the operator's say-so.
+        let login = [
+            ("host", "h"),
+            ("from_email", "a@b.c"),
+            ("username", "u"),
+            ("password", "p"),
+            ("tls", "none"),
         ];
         let refused = err(&login);
         assert!(

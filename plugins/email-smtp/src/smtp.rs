@@ -1,11 +1,14 @@
-//! The SMTP client side of one submission (RFC 5321, RFC 4954 AUTH): reading
-//! and parsing (multi-line) replies, the EHLO capabilities, the command
-//! sequence greeting → EHLO (HELO when EHLO is refused) → AUTH PLAIN/LOGIN →
-//! MAIL FROM → RCPT TO → DATA → `.` → QUIT, and the classification of every
-//! reply and I/O failure as retryable or permanent.
+//! The SMTP client side of one submission (RFC 5321, RFC 3207 STARTTLS,
+//! RFC 4954 AUTH): reading and parsing (multi-line) replies, the EHLO
+//! capabilities, the command sequence greeting → EHLO (HELO when EHLO is
+//! refused) → STARTTLS → 220 → the upgrade → EHLO again (capabilities
+//! re-read) → AUTH PLAIN/LOGIN (never over a clear connection unless
+//! allowed) → MAIL FROM → RCPT TO → DATA → `.` → QUIT, and the
+//! classification of every reply and I/O failure as retryable or permanent.
 //!
-//! It works over any `Read + Write` stream, so the unit tests drive whole
-//! conversations against scripted server replies.
+//! It works over any `Read + Write` stream that can be upgraded
+//! ([`Secure`]), so the unit tests drive whole conversations against
+//! scripted server replies. The TLS itself is the host's.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -16,8 +19,38 @@ const MAX_LINE: u64 = 8192;
 /// Most lines accepted in one multi-line reply.
 const MAX_LINES: usize = 512;
 
-/// What the operator is told when the relay insists on TLS.
-pub const TLS_HINT: &str = "the SMTP server requires STARTTLS (TLS), which this plugin does not support: point the channel at a relay reachable without TLS, such as a local Postfix or smarthost on the same host or private network";
+/// What the operator is told when the relay insists on TLS and the channel
+/// said `tls = "none"`.
+pub const TLS_HINT: &str = "the SMTP server requires TLS (STARTTLS): set tls = \"starttls\" (the default on every port but 465) in the channel's settings";
+
+/// How the connection is secured (the `tls` setting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tls {
+    /// Clear text, upgraded with STARTTLS before anything else; a server
+    /// that does not offer it is refused.
+    Starttls,
+    /// TLS from the first byte (the connection is encrypted when opened).
+    Implicit,
+    /// Clear text throughout.
+    None,
+}
+
+/// A stream that can be upgraded to TLS in place.
+pub trait Secure {
+    /// Do the TLS handshake now.
+    fn start_tls(&mut self) -> Result<(), Failure>;
+    /// Whether the stream is encrypted.
+    fn is_encrypted(&self) -> bool;
+}
+
+impl<T: Secure> Secure for &mut T {
+    fn start_tls(&mut self) -> Result<(), Failure> {
+        (**self).start_tls()
+    }
+    fn is_encrypted(&self) -> bool {
+        (**self).is_encrypted()
+    }
+}
 
 /// Why a submission did not go through.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,7 +174,10 @@ pub enum Auth<'a> {
 #[derive(Debug, Clone)]
 pub struct Submission<'a> {
     pub helo: &'a str,
+    pub tls: Tls,
     pub auth: Auth<'a>,
+    /// Whether the login may go over a connection without TLS.
+    pub plaintext_auth: bool,
     pub from: &'a str,
     pub to: &'a str,
     /// The dot-stuffed message, ending with `.` CRLF.
@@ -251,7 +287,9 @@ impl<S: Read + Write> Session<S> {
             let _ = self.read_reply("the reply to QUIT");
         }
     }
+}
 
+impl<S: Read + Write + Secure> Session<S> {
     /// The whole submission. On failure after the greeting, QUIT is sent
     /// before returning.
     pub fn submit(mut self, sub: &Submission) -> Result<Accepted, Failure> {
@@ -268,20 +306,12 @@ impl<S: Read + Write> Session<S> {
             return Err(self.refused("the connection", &greeting));
         }
 
-        let ehlo = self.command(&format!("EHLO {}", sub.helo), "EHLO")?;
-        let caps = match ehlo.code {
-            250 => Capabilities::parse(&ehlo),
-            500..=599 => {
-                let helo = self.command(&format!("HELO {}", sub.helo), "HELO")?;
-                if helo.code != 250 {
-                    return Err(self.refused("HELO", &helo));
-                }
-                Capabilities::default()
-            }
-            _ => return Err(self.refused("EHLO", &ehlo)),
-        };
+        let mut caps = self.hello(sub.helo)?;
+        if sub.tls == Tls::Starttls {
+            caps = self.start_tls(sub.helo, &caps)?;
+        }
 
-        self.authenticate(sub.auth, &caps)?;
+        self.authenticate(sub, &caps)?;
 
         let mail = self.command(&format!("MAIL FROM:<{}>", sub.from), "MAIL FROM")?;
         if mail.code != 250 {
@@ -307,12 +337,63 @@ impl<S: Read + Write> Session<S> {
         })
     }
 
-    fn authenticate(&mut self, auth: Auth, caps: &Capabilities) -> Result<(), Failure> {
-        let (mechanism, username, password) = match auth {
+    /// EHLO (HELO when EHLO is refused): what the server offers.
+    fn hello(&mut self, helo: &str) -> Result<Capabilities, Failure> {
+        let ehlo = self.command(&format!("EHLO {helo}"), "EHLO")?;
+        match ehlo.code {
+            250 => Ok(Capabilities::parse(&ehlo)),
+            500..=599 => {
+                let reply = self.command(&format!("HELO {helo}"), "HELO")?;
+                if reply.code != 250 {
+                    return Err(self.refused("HELO", &reply));
+                }
+                Ok(Capabilities::default())
+            }
+            _ => Err(self.refused("EHLO", &ehlo)),
+        }
+    }
+
+    /// STARTTLS, the upgrade, and EHLO again: what the server offers over
+    /// TLS (RFC 3207: nothing learnt before the upgrade is kept).
+    fn start_tls(&mut self, helo: &str, caps: &Capabilities) -> Result<Capabilities, Failure> {
+        let server = self.server.clone();
+        if !caps.starttls {
+            return Err(Failure::Permanent(format!(
+                "{server} does not offer STARTTLS (its EHLO reply does not list it) and this channel requires TLS (tls = \"starttls\", the default): nothing was sent. Use the relay's implicit-TLS port with tls = \"implicit\" (usually 465), or, only for a relay on a trusted network, set tls = \"none\""
+            )));
+        }
+        let reply = self.command("STARTTLS", "STARTTLS")?;
+        match reply.code {
+            220 => {}
+            400..=499 => {
+                return Err(Failure::Retry(format!(
+                    "{server} cannot start TLS now: {} (will retry)",
+                    reply.summary()
+                )))
+            }
+            _ => return Err(self.refused("STARTTLS", &reply)),
+        }
+        if !self.stream.buffer().is_empty() {
+            return Err(Failure::Permanent(format!(
+                "{server} sent more after agreeing to STARTTLS, before the TLS handshake: refusing to go on (commands injected into the clear-text part of the connection)"
+            )));
+        }
+        self.stream.get_mut().start_tls()?;
+        self.hello(helo)
+    }
+
+    fn authenticate(&mut self, sub: &Submission, caps: &Capabilities) -> Result<(), Failure> {
+        let (mechanism, username, password) = match sub.auth {
             Auth::None => return Ok(()),
             Auth::Plain { username, password } => ("PLAIN", username, password),
             Auth::Login { username, password } => ("LOGIN", username, password),
         };
+        if !self.stream.get_ref().is_encrypted() && !sub.plaintext_auth {
+            return Err(Failure::Permanent(format!(
+                "refusing to send the login to {} over a connection without TLS: set tls = \"starttls\" or \"implicit\" in the channel's settings, or, only for a relay on a trusted network (the same host, a private link), allow_plaintext_auth = \"true\"",
+                self.server
+            )));
+        }
         if caps.auth.is_empty() {
             if caps.starttls {
                 return Err(Failure::Permanent(format!(
@@ -404,15 +485,45 @@ mod tests {
     use std::io::Cursor;
 
     /// A stream that answers with the scripted replies and records what the
-    /// client wrote.
+    /// client wrote; an upgrade is written down as `[TLS]` and fails with
+    /// `handshake` when that is set.
     struct Scripted {
         replies: Cursor<Vec<u8>>,
         written: Vec<u8>,
+        encrypted: bool,
+        handshake: Option<Failure>,
+        /// Every read returns all that is left, not one line as a server
+        /// that waits for each command does.
+        eager: bool,
+    }
+
+    impl Secure for Scripted {
+        fn start_tls(&mut self) -> Result<(), Failure> {
+            self.written.extend_from_slice(b"[TLS]\r\n");
+            match self.handshake.clone() {
+                Some(failure) => Err(failure),
+                None => {
+                    self.encrypted = true;
+                    Ok(())
+                }
+            }
+        }
+        fn is_encrypted(&self) -> bool {
+            self.encrypted
+        }
     }
 
     impl Read for Scripted {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            self.replies.read(buf)
+            if self.eager {
+                return self.replies.read(buf);
+            }
+            let mut line = Vec::new();
+            (&mut self.replies)
+                .take(buf.len() as u64)
+                .read_until(b'\n', &mut line)?;
+            buf[..line.len()].copy_from_slice(&line);
+            Ok(line.len())
         }
     }
 
@@ -426,20 +537,153 @@ mod tests {
         }
     }
 
+    /// A submission in clear text (`tls = "none"`, login allowed), as the
+    /// conversations below were written for.
     fn run(replies: &str, auth: Auth) -> (Result<Accepted, Failure>, String) {
-        let mut stream = Scripted {
+        run_with(replies, auth, Tls::None, true, None)
+    }
+
+    fn run_with(
+        replies: &str,
+        auth: Auth,
+        tls: Tls,
+        plaintext_auth: bool,
+        handshake: Option<Failure>,
+    ) -> (Result<Accepted, Failure>, String) {
+        let stream = Scripted {
             replies: Cursor::new(replies.as_bytes().to_vec()),
             written: Vec::new(),
+            encrypted: tls == Tls::Implicit,
+            handshake,
+            eager: false,
         };
+        run_on(stream, auth, tls, plaintext_auth)
+    }
+
+    fn run_on(
+        mut stream: Scripted,
+        auth: Auth,
+        tls: Tls,
+        plaintext_auth: bool,
+    ) -> (Result<Accepted, Failure>, String) {
         let sub = Submission {
             helo: "acme.example",
+            tls,
             auth,
+            plaintext_auth,
             from: "noreply@acme.example",
             to: "li@example.com",
             data: b"Subject: x\r\n\r\nbody\r\n.\r\n",
         };
         let result = Session::new(&mut stream, "relay:587").submit(&sub);
         (result, String::from_utf8(stream.written).unwrap())
+    }
+
+    /// Before TLS: STARTTLS and no AUTH; after: AUTH and no STARTTLS.
+    const EHLO_CLEAR: &str = "250-relay\r\n250-SIZE 1000\r\n250 STARTTLS\r\n";
+    const EHLO_TLS: &str = "250-relay\r\n250-SIZE 1000\r\n250 AUTH PLAIN LOGIN\r\n";
+    const AFTER_AUTH: &str =
+        "235 2.7.0 ok\r\n250 OK\r\n250 OK\r\n354 go\r\n250 2.0.0 queued\r\n221 Bye\r\n";
+
+    #[test]
+    fn starttls_upgrades_then_reads_the_capabilities_again() {
+        let replies =
+            format!("220 r\r\n{EHLO_CLEAR}220 2.0.0 Ready to start TLS\r\n{EHLO_TLS}{AFTER_AUTH}");
+        let (result, written) = run_with(&replies, PLAIN, Tls::Starttls, false, None);
+        assert_eq!(result.unwrap().reply, "250 2.0.0 queued");
+        let token = B64.encode("\0user@acme.example\0s3cret-pw");
+        assert!(
+            written.starts_with(&format!(
+                "EHLO acme.example\r\nSTARTTLS\r\n[TLS]\r\nEHLO acme.example\r\nAUTH PLAIN {token}\r\nMAIL FROM:"
+            )),
+            "{written}"
+        );
+        // Implicit TLS: encrypted from the start, no STARTTLS.
+        let replies = format!("220 r\r\n{EHLO_TLS}{AFTER_AUTH}");
+        let (result, written) = run_with(&replies, PLAIN, Tls::Implicit, false, None);
+        assert!(result.is_ok(), "{result:?}");
+        assert!(
+            written.starts_with("EHLO acme.example\r\nAUTH PLAIN "),
+            "{written}"
+        );
+    }
+
+    #[test]
+    fn starttls_is_never_skipped() {
+        // Not offered: permanent, and neither login nor mail is sent.
+        let replies = "220 r\r\n250-r\r\n250 AUTH PLAIN\r\n221 Bye\r\n";
+        let (result, written) = run_with(replies, PLAIN, Tls::Starttls, true, None);
+        assert!(
+            matches!(&result, Err(Failure::Permanent(m)) if m.contains("does not offer STARTTLS") && m.contains("tls = \"implicit\"")),
+            "{result:?}"
+        );
+        assert_eq!(written, "EHLO acme.example\r\nQUIT\r\n");
+        // Refused for now: retry; refused for good: permanent.
+        for (answer, retry) in [
+            ("454 4.7.0 TLS not available", true),
+            ("502 5.5.1 no", false),
+        ] {
+            let replies = format!("220 r\r\n{EHLO_CLEAR}{answer}\r\n221 Bye\r\n");
+            let (result, written) = run_with(&replies, PLAIN, Tls::Starttls, false, None);
+            assert_eq!(
+                matches!(result, Err(Failure::Retry(_))),
+                retry,
+                "{answer}: {result:?}"
+            );
+            assert!(
+                !written.contains("AUTH") && !written.contains("[TLS]"),
+                "{written}"
+            );
+        }
+        // A failed handshake ends it; nothing more is said in clear text.
+        let replies = format!("220 r\r\n{EHLO_CLEAR}220 go ahead\r\n");
+        let bad_cert = Failure::Permanent("the certificate of relay:587 is not trusted".into());
+        let (result, written) = run_with(
+            &replies,
+            PLAIN,
+            Tls::Starttls,
+            false,
+            Some(bad_cert.clone()),
+        );
+        assert_eq!(result, Err(bad_cert));
+        assert!(
+            !written.contains("AUTH") && !written.contains("MAIL"),
+            "{written}"
+        );
+        // Bytes after the 220, before the handshake: an injection, refused.
+        let replies = format!("220 r\r\n{EHLO_CLEAR}220 go ahead\r\n250 injected\r\n");
+        let stream = Scripted {
+            replies: Cursor::new(replies.into_bytes()),
+            written: Vec::new(),
+            encrypted: false,
+            handshake: None,
+            eager: true,
+        };
+        let (result, written) = run_on(stream, PLAIN, Tls::Starttls, false);
+        assert!(
+            matches!(&result, Err(Failure::Permanent(m)) if m.contains("sent more after agreeing to STARTTLS")),
+            "{result:?}"
+        );
+        assert!(!written.contains("[TLS]"), "{written}");
+    }
+
+    #[test]
+    fn no_login_in_clear_text_unless_allowed() {
+        let replies = format!("{EHLO_OK}221 Bye\r\n");
+        let (result, written) = run_with(&replies, PLAIN, Tls::None, false, None);
+        assert!(
+            matches!(&result, Err(Failure::Permanent(m)) if m.contains("without TLS") && m.contains("allow_plaintext_auth = \"true\"") && !m.contains("s3cret-pw")),
+            "{result:?}"
+        );
+        assert_eq!(
+            written, "EHLO acme.example\r\nQUIT\r\n",
+            "no credentials sent"
+        );
+        // Without a login, clear text is the operator's choice.
+        let replies = "220 r\r\n250 r\r\n250 OK\r\n250 OK\r\n354 go\r\n250 OK\r\n221 Bye\r\n";
+        assert!(run_with(replies, Auth::None, Tls::None, false, None)
+            .0
+            .is_ok());
     }
 
     const EHLO_OK: &str = "220 relay ESMTP\r\n250-relay\r\n250-SIZE 33554432\r\n250-8BITMIME\r\n250-AUTH LOGIN PLAIN\r\n250 HELP\r\n";

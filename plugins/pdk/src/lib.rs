@@ -28,6 +28,8 @@
 //! - [`kv`]: the plugin's own key-value store on the host;
 //! - [`Settings`]: lookup of the channel's configured settings (raw,
 //!   required, or trimmed with blanks as absent: [`Settings::optional`]);
+//! - [`tls`]: TCP connections opened by the host, secured with TLS that the
+//!   host verifies (implicit, or STARTTLS-style upgrades), as `Read + Write`;
 //! - [`http`]: a small blocking HTTP client over `wasi:http/outgoing-handler`,
 //!   with JSON bodies ([`http::Request::post_json`], [`http::Response::json`])
 //!   and [`http::Response::error_for_status`];
@@ -73,6 +75,7 @@ pub use bindings::exports::herald::plugin::channel::{
 pub mod form;
 pub mod replay;
 pub mod time;
+pub mod tls;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -369,23 +369,29 @@ fn parse_webhook(params: &[(String, String)]) -> Result<Vec<CallbackEvent>, Call
                 "status callback without MessageSid".into(),
             ));
         };
+        // 30005 (unknown destination handset) and 30006 (landline or
+        // unreachable carrier): the number cannot take SMS, for good.
+        let gone = matches!(get("ErrorCode"), Some("30005" | "30006"));
         let state = match status {
             "delivered" => DeliveryState::Delivered,
+            "undelivered" | "failed" if gone => DeliveryState::Bounced,
             "undelivered" | "failed" => DeliveryState::Undelivered,
             // queued, accepted, sending, sent, receiving, received, read, scheduled, canceled...
             _ => return Ok(Vec::new()),
         };
         let reason = match state {
             DeliveryState::Delivered => None,
-            DeliveryState::Undelivered => Some(match (get("ErrorCode"), get("ErrorMessage")) {
-                (Some(code), Some(msg)) if !msg.is_empty() => {
-                    format!("Twilio {status}, error {code}: {msg}")
-                }
-                (Some(code), _) if !code.is_empty() => format!(
-                    "Twilio {status}, error {code} (https://www.twilio.com/docs/errors/{code})"
-                ),
-                _ => format!("Twilio {status}"),
-            }),
+            DeliveryState::Undelivered | DeliveryState::Bounced => {
+                Some(match (get("ErrorCode"), get("ErrorMessage")) {
+                    (Some(code), Some(msg)) if !msg.is_empty() => {
+                        format!("Twilio {status}, error {code}: {msg}")
+                    }
+                    (Some(code), _) if !code.is_empty() => format!(
+                        "Twilio {status}, error {code} (https://www.twilio.com/docs/errors/{code})"
+                    ),
+                    _ => format!("Twilio {status}"),
+                })
+            }
         };
         return Ok(vec![CallbackEvent::Report(DeliveryReport {
             provider_message_id: sid.to_string(),
@@ -641,6 +647,22 @@ mod tests {
                 assert!(r.reason.as_deref().unwrap().contains("30003"));
             }
             other => panic!("{other:?}"),
+        }
+        // 30005 / 30006: the number cannot take SMS at all.
+        for code in ["30005", "30006"] {
+            let ev = parse_webhook(&pairs(&[
+                ("MessageSid", "SM3"),
+                ("MessageStatus", "undelivered"),
+                ("ErrorCode", code),
+            ]))
+            .unwrap();
+            match &ev[..] {
+                [CallbackEvent::Report(r)] => {
+                    assert!(matches!(r.state, DeliveryState::Bounced), "{code}");
+                    assert!(r.reason.as_deref().unwrap().contains(code));
+                }
+                other => panic!("{other:?}"),
+            }
         }
         for s in ["queued", "sent", "sending", "accepted"] {
             assert!(
