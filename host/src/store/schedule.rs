@@ -446,42 +446,50 @@ fn from_tuple(
 
 /// Note that the sends of these claimed rows begin now: should this node
 /// die (or its claim run out) before recording them, the next claim knows
-/// they are in doubt, and the channel's `uncertain` setting decides.
+/// they are in doubt, and the channel's `uncertain` setting decides. Only
+/// rows this claim still holds a live lease on are noted (their lease runs
+/// until `due_at`): the ids returned may be sent; a row whose lease ran out
+/// may already be another node's, which decided its customer's other
+/// reminders without knowing of this send, so it must not go out.
 pub async fn mark_sending(
     store: &Store,
     ids: &[i64],
     token: &str,
     now: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<std::collections::HashSet<i64>> {
     if ids.is_empty() {
-        return Ok(());
+        return Ok(Default::default());
     }
-    let done = match store.pool() {
-        On::Postgres(pool) => sqlx::query(
-            "UPDATE schedule SET send_started_at = $1 WHERE id = ANY($2) AND claim_token = $3",
-        )
-        .bind(to_millis(now))
-        .bind(ids)
-        .bind(token)
-        .execute(pool)
-        .await
-        .map(|_| ()),
-        On::Sqlite(pool) => {
-            let ids = serde_json::to_string(ids)?;
-            sqlx::query(
-                "UPDATE schedule SET send_started_at = ?
-                 WHERE id IN (SELECT CAST(value AS INTEGER) FROM json_each(?)) AND claim_token = ?",
+    let marked: Result<Vec<i64>, sqlx::Error> = match store.pool() {
+        On::Postgres(pool) => {
+            sqlx::query_scalar(
+                "UPDATE schedule SET send_started_at = $1
+                 WHERE id = ANY($2) AND claim_token = $3 AND due_at > $1 RETURNING id",
             )
             .bind(to_millis(now))
             .bind(ids)
             .bind(token)
-            .execute(pool)
+            .fetch_all(pool)
             .await
-            .map(|_| ())
+        }
+        On::Sqlite(pool) => {
+            let ids = serde_json::to_string(ids)?;
+            sqlx::query_scalar(
+                "UPDATE schedule SET send_started_at = ?1
+                 WHERE id IN (SELECT CAST(value AS INTEGER) FROM json_each(?2))
+                   AND claim_token = ?3 AND due_at > ?1 RETURNING id",
+            )
+            .bind(to_millis(now))
+            .bind(ids)
+            .bind(token)
+            .fetch_all(pool)
+            .await
         }
     };
-    done.context("cannot note the sends about to begin")?;
-    Ok(())
+    Ok(marked
+        .context("cannot note the sends about to begin")?
+        .into_iter()
+        .collect())
 }
 
 /// After the wall clock went back by `back`: pending rows that wait for a
@@ -843,6 +851,28 @@ mod tests {
             due_at: None,
             attempted: true,
         }
+    }
+
+    #[tokio::test]
+    async fn a_send_is_noted_only_under_a_live_lease() {
+        let (_dir, store, id) = with_customer().await;
+        plan(&store, vec![occ(id, "a", t(1)), occ(id, "b", t(1))], vec![]).await;
+        let claimed = claim_due(&store, t(1), t(4), 10, "tok-1").await.unwrap();
+        let ids: Vec<i64> = claimed.iter().map(|r| r.id).collect();
+        // The lease (until t(4)) ran out: another node may hold the customer.
+        assert!(mark_sending(&store, &ids, "tok-1", t(4))
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(
+            mark_sending(&store, &ids, "tok-2", t(2))
+                .await
+                .unwrap()
+                .is_empty(),
+            "not this claim's"
+        );
+        let marked = mark_sending(&store, &ids, "tok-1", t(3)).await.unwrap();
+        assert_eq!(marked, ids.iter().copied().collect());
     }
 
     #[tokio::test]

@@ -69,7 +69,7 @@ pub async fn step(herald: &Herald) -> Result<Option<Vec<AttemptRecord>>> {
     let claim_ms = phase.elapsed().as_secs_f64() * 1e3;
     let phase = Instant::now();
     let mut work = decide::decide_claimed(herald, claimed.rows, &claimed.context, now).await;
-    note_sends(herald, &work, now).await?;
+    note_sends(herald, &mut work).await?;
     deliver::send_all(herald, &mut work, &claimed.context.customers, now).await;
     let decide_send_ms = phase.elapsed().as_secs_f64() * 1e3;
     let phase = Instant::now();
@@ -95,19 +95,25 @@ pub async fn drain(herald: &Herald) -> Result<Vec<AttemptRecord>> {
 
 /// Before any plugin is called, note which claimed rows are about to go
 /// out through one ([`schedule::mark_sending`]); if that fails, nothing is
-/// sent and the claims come due again when their lease ends.
-async fn note_sends(herald: &Herald, work: &[decide::Work<'_>], now: DateTime<Utc>) -> Result<()> {
+/// sent and the claims come due again when their lease ends. A row whose
+/// lease ran out meanwhile (this node was slow: another may hold it, or
+/// its customer, now) is not sent but put back to come due at once.
+async fn note_sends(herald: &Herald, work: &mut [decide::Work<'_>]) -> Result<()> {
     // Built-in channels (inbox, call list) deliver in the record
     // transaction itself: nothing leaves before it commits.
-    let sending: Vec<i64> = work
-        .iter()
-        .filter(|w| {
-            matches!(&w.decision, decide::Decision::Send { channel, .. } if !channel.delivery.is_builtin())
-        })
-        .map(|w| w.row.id)
-        .collect();
-    let Some(token) = work.iter().find_map(|w| w.row.claim_token.as_deref()) else {
+    let sends = |w: &decide::Work<'_>| matches!(&w.decision, decide::Decision::Send { channel, .. } if !channel.delivery.is_builtin());
+    let sending: Vec<i64> = work.iter().filter(|w| sends(w)).map(|w| w.row.id).collect();
+    let Some(token) = work.iter().find_map(|w| w.row.claim_token.clone()) else {
         return Ok(());
     };
-    schedule::mark_sending(&herald.store, &sending, token, now).await
+    let now = herald.clock.now();
+    let marked = schedule::mark_sending(&herald.store, &sending, &token, now).await?;
+    for w in work
+        .iter_mut()
+        .filter(|w| sends(w) && !marked.contains(&w.row.id))
+    {
+        tracing::warn!(id = w.row.id, "this node's claim on a reminder ran out before it was sent; not sending it (it comes due again)");
+        w.decision = decide::Decision::Wait(now);
+    }
+    Ok(())
 }
