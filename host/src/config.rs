@@ -540,8 +540,15 @@ pub struct TargetingSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GoalSection {
-    /// The event kind that means the reminder worked.
-    pub event: String,
+    /// The event kind that means the reminder worked (the last of `stages`
+    /// when those are given).
+    #[serde(default)]
+    pub event: Option<String>,
+    /// The steps towards it, in order (`["download", "login", "apply",
+    /// "withdraw"]`): the report counts how many customers reached each
+    /// after the message, and the last is the goal.
+    #[serde(default)]
+    pub stages: Vec<String>,
     /// How long after a send the event counts.
     pub within: Span,
 }

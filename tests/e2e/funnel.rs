@@ -600,3 +600,127 @@ fn the_dashboard_draws_the_funnel_in_a_headless_browser() {
     assert!(dom.contains("unknown or revoked token"), "{dom}");
     assert!(bars(&dom).is_empty());
 }
+
+/// A goal of ordered stages: the report counts, per stage, the delivered
+/// messages whose customer went on to it in order within the window, and
+/// the conversion from the stage before. Worked out by hand below.
+#[test]
+fn a_staged_goal_counts_each_stage_in_order_within_its_window() {
+    let scratch = Scratch::new();
+    let config = Config::new()
+        .inbox()
+        .rule(
+            Rule::new(
+                "wake",
+                &on_event("dormant"),
+                &["inbox"],
+                "Come back",
+                "We miss you",
+            )
+            .line(r#"goal = { stages = ["click", "download", "login", "apply"], within = "7d" }"#),
+        )
+        .write(&scratch);
+    // Five customers woken at 03-01 10:00Z (the message goes at once):
+    // a: click, download, login, apply, in order, within 7 days → 4 stages.
+    // b: click, login (no download), apply → 1 stage (click).
+    // c: a download before the click does not count, the one after does → 2.
+    // d: click 03-09 (8 days later: outside the window) → 0.
+    // e: nothing → 0.
+    let mut timeline = Vec::new();
+    for c in ["a", "b", "c", "d", "e"] {
+        timeline.push(format!(
+            r#"{{"at":"2026-03-01T09:00:00Z","op":"upsert","customer":{{"external_id":"{c}"}}}}"#
+        ));
+        timeline.push(format!(
+            r#"{{"at":"2026-03-01T10:00:00Z","op":"event","customer":"{c}","kind":"dormant"}}"#
+        ));
+    }
+    for (c, kind, at) in [
+        ("a", "click", "03-01T11"),
+        ("a", "download", "03-01T12"),
+        ("a", "login", "03-02T08"),
+        ("a", "apply", "03-05T08"),
+        ("b", "click", "03-01T11"),
+        ("b", "login", "03-01T12"),
+        ("b", "apply", "03-02T08"),
+        ("c", "download", "03-01T11"),
+        ("c", "click", "03-01T12"),
+        ("c", "download", "03-01T13"),
+        ("d", "click", "03-09T11"),
+    ] {
+        timeline.push(format!(
+            r#"{{"at":"2026-{at}:00:00Z","op":"event","customer":"{c}","kind":"{kind}"}}"#
+        ));
+    }
+    let timeline = scratch.write("t.jsonl", &timeline.join("\n"));
+    let db = scratch.db("h.db");
+    simulate_into(&config, &timeline, ("2026-03-01", "2026-03-12"), &db, &[]);
+    let out = run(herald()
+        .args([
+            "report",
+            "--since",
+            "2026-03-01",
+            "--until",
+            "2026-03-12",
+            "--json",
+            "--config",
+        ])
+        .arg(&config)
+        .arg("--db")
+        .arg(&db));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    let wake = &lines(&report, "rules")["wake"];
+    assert_eq!(wake["delivered"], 5, "{wake}");
+    let stages: Vec<(String, u64)> = wake["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["event"].as_str().unwrap().to_string(),
+                s["reached"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            ("click".into(), 3),
+            ("download".into(), 2),
+            ("login".into(), 1),
+            ("apply".into(), 1)
+        ]
+    );
+    let rates: Vec<f64> = wake["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["conversion_rate"].as_f64().unwrap())
+        .collect();
+    assert_eq!(rates, [0.6, 2.0 / 3.0, 0.5, 1.0]);
+    // The goal is the last stage's event, credited whatever came before it:
+    // a and b applied within 7 days (b skipped the download, so the ordered
+    // stages stop at its click).
+    assert_eq!(wake["converted"], 2, "{wake}");
+    // The table shows the stages too.
+    let table = text(
+        &run(herald()
+            .args([
+                "report",
+                "--since",
+                "2026-03-01",
+                "--until",
+                "2026-03-12",
+                "--config",
+            ])
+            .arg(&config)
+            .arg("--db")
+            .arg(&db))
+        .stdout,
+    );
+    assert!(
+        table.contains("STAGES of wake (after 5 delivered)") && table.contains("download"),
+        "{table}"
+    );
+}

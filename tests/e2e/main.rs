@@ -9,6 +9,7 @@ mod access;
 mod api;
 mod bad_input;
 mod bench;
+mod call_list;
 mod channels;
 mod chaos;
 mod crash;

@@ -71,7 +71,9 @@ async fn get_report(
             since.to_rfc3339()
         )));
     }
-    let report = crate::funnel::report(&h.store, since, until, caller.region_scope()).await?;
+    let staged = crate::funnel::staged_goals(&h.strategy);
+    let report =
+        crate::funnel::report(&h.store, &staged, since, until, caller.region_scope()).await?;
     Ok(Json(report))
 }
 

@@ -27,6 +27,7 @@ mod segments;
 pub mod server;
 mod strategy;
 mod suppressions;
+mod tasks;
 mod unsubscribe;
 
 use crate::engine::{Herald, WriteError};
@@ -207,6 +208,7 @@ pub fn documented_routes() -> OpenApiRouter<Arc<Live>> {
         .merge(admin::routes())
         .merge(funnel::routes())
         .merge(held::routes())
+        .merge(tasks::routes())
 }
 
 /// The OpenAPI document the server serves at `/openapi.json`.

@@ -10,7 +10,7 @@ use herald::store::customers::{self, CustomerFilter};
 use herald::store::deliveries::{self, DeliveryFilter, DeliveryRow};
 use herald::store::inbox;
 use herald::store::suppressions::{self, Suppression};
-use herald::store::tasks::{self, Task};
+use herald::store::tasks::{self, Closed, Task, TaskFilter};
 use std::process::ExitCode;
 
 const TIME: &str = "%Y-%m-%d %H:%M:%S";
@@ -124,10 +124,10 @@ impl Table for Task {
             format!(
                 "{}{}: {}",
                 self.title,
-                if self.done_at.is_some() {
-                    " (done)"
-                } else {
-                    ""
+                match (&self.done_at, &self.outcome) {
+                    (Some(_), Some(outcome)) => format!(" (done: {outcome})"),
+                    (Some(_), None) => " (done)".to_string(),
+                    _ => String::new(),
                 },
                 self.reason.trim().replace('\n', " ")
             ),
@@ -219,15 +219,44 @@ pub async fn suppressions(
 }
 
 /// `herald tasks`: the staff call list; `--done ID` marks one done.
-pub async fn tasks(args: ConfigArgs, all: bool, done: Option<i64>, json: bool) -> Result<ExitCode> {
+pub async fn tasks(args: ConfigArgs, all: bool, json: bool) -> Result<ExitCode> {
     let store = existing_store(&args).await?;
-    if let Some(id) = done {
-        if !tasks::mark_done(&store, id, chrono::Utc::now()).await? {
-            anyhow::bail!("no open task with id {id}; `herald tasks` lists them");
-        }
-        println!("task {id} done");
-        return Ok(ExitCode::SUCCESS);
+    let filter = TaskFilter {
+        include_done: all,
+        limit: i64::MAX,
+        ..Default::default()
+    };
+    Printer::new(json).list(&tasks::list(&store, &filter).await?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `herald tasks --done ID [--outcome O] [--note N]`: close a task.
+pub async fn close_task(
+    args: ConfigArgs,
+    id: i64,
+    outcome: Option<String>,
+    note: Option<String>,
+) -> Result<ExitCode> {
+    if let Some(o) = outcome.as_deref().filter(|o| !tasks::OUTCOMES.contains(o)) {
+        anyhow::bail!(
+            "--outcome `{o}` is not one of {}",
+            tasks::OUTCOMES.join(", ")
+        );
     }
-    Printer::new(json).list(&tasks::list(&store, all).await?)?;
+    let store = existing_store(&args).await?;
+    match tasks::close(
+        &store,
+        id,
+        outcome.as_deref(),
+        note.as_deref(),
+        None,
+        chrono::Utc::now(),
+    )
+    .await?
+    {
+        Closed::Now => println!("task {id} done"),
+        Closed::NotFound => anyhow::bail!("no task with id {id}; `herald tasks` lists them"),
+        Closed::Already(at) => anyhow::bail!("task {id} was done at {}", at.to_rfc3339()),
+    }
     Ok(ExitCode::SUCCESS)
 }

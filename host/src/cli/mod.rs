@@ -222,6 +222,13 @@ pub enum Command {
         /// Mark this task done (by its id) instead of listing.
         #[arg(long)]
         done: Option<i64>,
+        /// With --done: what came of the call (reached, no_answer,
+        /// wrong_number, declined, other).
+        #[arg(long, requires = "done")]
+        outcome: Option<String>,
+        /// With --done: a note about the call.
+        #[arg(long, requires = "done")]
+        note: Option<String>,
         /// Print JSON lines instead of a table.
         #[arg(long)]
         json: bool,

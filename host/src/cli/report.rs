@@ -28,7 +28,17 @@ pub async fn report(
         anyhow::bail!("--until ({until}) is before --since ({since})");
     }
     let scope = (!regions.is_empty()).then_some(regions.as_slice());
-    let report = herald::funnel::report(&store, since, until, scope).await?;
+    let config = herald::config::Config::load(&args.config)?;
+    let strategy =
+        herald::strategy::Strategy::compile(&config, &herald::channels::Channels::names(&config))
+            .map_err(|e| {
+            anyhow::anyhow!(
+                "the strategy in {} has problems:\n{e}",
+                args.config.display()
+            )
+        })?;
+    let staged = herald::funnel::staged_goals(&strategy);
+    let report = herald::funnel::report(&store, &staged, since, until, scope).await?;
     Printer::new(json).one(&report, herald::funnel::table)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -87,8 +87,13 @@ pub async fn run(command: Command) -> Result<ExitCode> {
             config,
             all,
             done,
+            outcome,
+            note,
             json,
-        } => data::tasks(config, all, done, json).await,
+        } => match done {
+            Some(id) => data::close_task(config, id, outcome, note).await,
+            None => data::tasks(config, all, json).await,
+        },
         Command::Held {
             config,
             which,

@@ -6,5 +6,6 @@
 //! dashboard live at the HTTP edge.
 
 mod report;
+pub mod stages;
 
-pub use report::{parse_bound, report, table, Funnel, Report};
+pub use report::{parse_bound, report, staged_goals, table, Funnel, Report};

@@ -21,8 +21,12 @@
 //! - **converted**: delivered messages their rule's goal was credited to;
 //! - rates: delivered/sent, and opened, clicked, converted over delivered;
 //! - **response**: per delivered message with an open or click, the time
-//!   from its send to the first of them; the median is reported.
+//!   from its send to the first of them; the median is reported;
+//! - **stages** (rules whose goal has `stages`): per stage, the delivered
+//!   messages whose customer reached it, in order, within the goal's window
+//!   ([`super::stages`]).
 
+use super::stages::{self, Stage, StagedGoal};
 use crate::store::funnel::{self, Attempt};
 use crate::store::Store;
 use anyhow::Result;
@@ -61,6 +65,27 @@ pub struct Funnel {
     pub responded: u64,
     /// Median seconds from send to the first open or click.
     pub median_response_seconds: Option<f64>,
+    /// A staged goal's stages (rules only; empty otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<Stage>,
+}
+
+/// The staged goals of `strategy`'s rules, by rule id.
+pub fn staged_goals(strategy: &crate::strategy::Strategy) -> BTreeMap<String, StagedGoal> {
+    strategy
+        .rules
+        .iter()
+        .filter_map(|r| {
+            let goal = r.goal.as_ref().filter(|g| !g.stages.is_empty())?;
+            Some((
+                r.id.clone(),
+                StagedGoal {
+                    stages: goal.stages.clone(),
+                    within_ms: goal.within.num_milliseconds(),
+                },
+            ))
+        })
+        .collect()
 }
 
 /// The report for a period.
@@ -113,12 +138,16 @@ impl Message {
 /// response time of each message that had one), never the period's rows.
 pub async fn report(
     store: &Store,
+    staged: &BTreeMap<String, StagedGoal>,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
     regions: Option<&[String]>,
 ) -> Result<Report> {
     let planned_rows = funnel::planned_by_rule(store, since, until, regions).await?;
-    let mut counts = Counts::default();
+    let mut counts = Counts {
+        staged: staged.keys().map(|r| (r.clone(), Vec::new())).collect(),
+        ..Counts::default()
+    };
     for (rule, count) in &planned_rows {
         counts.rules.entry(rule.clone()).or_default().planned += count;
     }
@@ -128,7 +157,7 @@ pub async fn report(
             if let Some(done) = current.take() {
                 counts.add(done);
             }
-            current = Some(Occurrence::new(attempt.schedule_id));
+            current = Some(Occurrence::new(attempt.schedule_id, attempt.customer_id));
         }
         if let Some(occurrence) = current.as_mut() {
             occurrence.apply(&attempt);
@@ -143,13 +172,20 @@ pub async fn report(
         rules,
         channels,
         mut total,
+        staged: sends,
     } = counts;
     total.planned = rules.values().map(|t| t.planned).sum();
+    let mut rules: Vec<Funnel> = rules.into_iter().map(|(name, t)| t.finish(name)).collect();
+    for funnel in &mut rules {
+        if let (Some(goal), Some(sends)) = (staged.get(&funnel.name), sends.get(&funnel.name)) {
+            funnel.stages = count_stages(store, goal, sends).await?;
+        }
+    }
     Ok(Report {
         since,
         until,
         regions: regions.map(<[String]>::to_vec),
-        rules: rules.into_iter().map(|(name, t)| t.finish(name)).collect(),
+        rules,
         channels: channels
             .into_iter()
             .map(|(name, t)| t.finish(name))
@@ -158,17 +194,39 @@ pub async fn report(
     })
 }
 
+/// How far the delivered messages of a staged goal's rule got.
+async fn count_stages(
+    store: &Store,
+    goal: &StagedGoal,
+    sends: &[(i64, i64)],
+) -> Result<Vec<Stage>> {
+    let from = sends.iter().map(|s| s.1).min().unwrap_or(0);
+    let until = sends
+        .iter()
+        .map(|s| s.1)
+        .max()
+        .unwrap_or(0)
+        .saturating_add(goal.within_ms);
+    let mut ids: Vec<i64> = sends.iter().map(|s| s.0).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let events = funnel::stage_events(store, &ids, &goal.stages, (from, until)).await?;
+    Ok(stages::count(goal, sends, &events))
+}
+
 /// The attempts of one occurrence (schedule row) seen so far, per channel.
 struct Occurrence {
     schedule_id: i64,
+    customer_id: i64,
     rule: String,
     messages: BTreeMap<String, Message>,
 }
 
 impl Occurrence {
-    fn new(schedule_id: i64) -> Occurrence {
+    fn new(schedule_id: i64, customer_id: i64) -> Occurrence {
         Occurrence {
             schedule_id,
+            customer_id,
             rule: String::new(),
             messages: BTreeMap::new(),
         }
@@ -234,6 +292,9 @@ struct Counts {
     rules: BTreeMap<String, Tally>,
     channels: BTreeMap<String, Tally>,
     total: Tally,
+    /// For rules with a staged goal: each delivered message's customer and
+    /// send time (ms).
+    staged: BTreeMap<String, Vec<(i64, i64)>>,
 }
 
 impl Counts {
@@ -241,6 +302,13 @@ impl Counts {
     /// of its messages for its channel.
     fn add(&mut self, occurrence: Occurrence) {
         let summary = occurrence.summary();
+        if let (true, Some(sent_at), Some(sends)) = (
+            summary.delivered,
+            summary.sent_at,
+            self.staged.get_mut(&occurrence.rule),
+        ) {
+            sends.push((occurrence.customer_id, sent_at));
+        }
         self.rules
             .entry(occurrence.rule)
             .or_default()
@@ -313,6 +381,7 @@ impl Tally {
             conversion_rate: rate(self.converted, self.delivered),
             responded: k as u64,
             median_response_seconds: median_ms.map(|ms| ms / 1000.0),
+            stages: Vec::new(),
         }
     }
 }
@@ -403,6 +472,24 @@ pub fn table(report: &Report) -> String {
     rules.push(report.total.clone());
     section(&mut out, "RULE", &rules);
     section(&mut out, "CHANNEL", &report.channels);
+    for f in report.rules.iter().filter(|f| !f.stages.is_empty()) {
+        let _ = writeln!(
+            out,
+            "\nSTAGES of {} (after {} delivered)",
+            f.name, f.delivered
+        );
+        for stage in &f.stages {
+            let rate = stage
+                .conversion_rate
+                .map(|r| format!("{:.1}%", r * 100.0))
+                .unwrap_or_else(|| "-".into());
+            let _ = writeln!(
+                out,
+                "  {:<18} {:>7} {:>7} of the stage before",
+                stage.event, stage.reached, rate
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "\nRESPONSE: median time from send to the first open or click."

@@ -14,6 +14,8 @@ use sqlx::Row;
 pub struct Attempt {
     /// The schedule row (occurrence).
     pub schedule_id: i64,
+    /// The customer's row id.
+    pub customer_id: i64,
     /// Its rule.
     pub rule: String,
     /// The channel that carried or held it.
@@ -85,7 +87,7 @@ pub async fn each_attempt(
         let sql = d.sql("SELECT d.schedule_id, d.rule_id, d.channel, d.status, d.retry_at, d.report, d.at,
                 (SELECT MIN(t.at) FROM tracking_events t WHERE t.delivery_id = d.id AND t.kind = 'open'),
                 (SELECT MIN(t.at) FROM tracking_events t WHERE t.delivery_id = d.id AND t.kind = 'click'),
-                EXISTS (SELECT 1 FROM goals g WHERE g.delivery_id = d.id)
+                EXISTS (SELECT 1 FROM goals g WHERE g.delivery_id = d.id), d.customer_id
          FROM deliveries d JOIN customers c ON c.id = d.customer_id
          WHERE d.at >= ?1 AND d.at < ?2 AND d.channel IS NOT NULL
            AND d.status IN ('delivered', 'failed', 'dead', 'suppressed', 'deferred')
@@ -112,8 +114,49 @@ pub async fn each_attempt(
                 first_open: r.get::<Option<i64>, _>(7).map(from_millis),
                 first_click: r.get::<Option<i64>, _>(8).map(from_millis),
                 converted: r.get(9),
+                customer_id: r.get(10),
             })?;
         }
         Ok(())
     })
+}
+
+/// The events of `kinds` that `ids` had in `[from, until]`, per customer
+/// (kind, Unix ms), for counting goal stages; read 1,000 customers a statement.
+pub async fn stage_events(
+    store: &Store,
+    ids: &[i64],
+    kinds: &[String],
+    (from, until): (i64, i64),
+) -> Result<std::collections::HashMap<i64, Vec<(String, i64)>>> {
+    let mut out: std::collections::HashMap<i64, Vec<(String, i64)>> = Default::default();
+    for chunk in ids.chunks(1000) {
+        let rows = on!(store.pool(), |db, d| {
+            sqlx::query(&d.sql(
+                "SELECT customer_id, kind, at FROM events
+                 WHERE customer_id IN (SELECT CAST(value AS BIGINT) FROM json_each(?1))
+                   AND kind IN (SELECT value FROM json_each(?2)) AND at >= ?3 AND at <= ?4",
+            ))
+            .bind(super::json_list(chunk)?)
+            .bind(super::json_list(kinds)?)
+            .bind(from)
+            .bind(until)
+            .fetch_all(db)
+            .await
+            .context("cannot read the events of goal stages")?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.get::<i64, _>(0),
+                    r.get::<String, _>(1),
+                    r.get::<i64, _>(2),
+                ))
+            })
+            .collect::<Result<Vec<_>>>()
+        })?;
+        for (id, kind, at) in rows {
+            out.entry(id).or_default().push((kind, at));
+        }
+    }
+    Ok(out)
 }

@@ -1,5 +1,7 @@
 //! The `tasks` table: the call list the built-in `task` channel fills — a
-//! customer for staff to phone, with the reminder's title and reason.
+//! customer for staff to phone, with the reminder's title and reason — and
+//! closing a task with what came of the call. Region scope is applied here,
+//! in the statements, for staff callers.
 
 use super::backend::on;
 use super::{from_millis, to_millis};
@@ -54,7 +56,7 @@ pub async fn add_many(tx: &mut Tx, items: &[NewTask<'_>], now: DateTime<Utc>) ->
 }
 
 /// A task on the call list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Task {
     /// Row id.
     pub id: i64,
@@ -64,6 +66,8 @@ pub struct Task {
     pub name: Option<String>,
     /// The customer's phone.
     pub phone: Option<String>,
+    /// The customer's region.
+    pub region: Option<String>,
     /// The rule.
     pub rule: String,
     /// Title.
@@ -74,17 +78,54 @@ pub struct Task {
     pub created_at: DateTime<Utc>,
     /// When it was done.
     pub done_at: Option<DateTime<Utc>>,
+    /// What came of the call (see [`OUTCOMES`]), once closed with one.
+    pub outcome: Option<String>,
+    /// The caller's note.
+    pub note: Option<String>,
 }
 
-/// Open tasks (or all with `include_done`), oldest first.
-pub async fn list(store: &Store, include_done: bool) -> Result<Vec<Task>> {
+/// What a call can come to.
+pub const OUTCOMES: &[&str] = &["reached", "no_answer", "wrong_number", "declined", "other"];
+
+/// Which tasks to list.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    /// Closed ones too.
+    pub include_done: bool,
+    /// Only customers of these regions (a staff caller); `None`: all.
+    pub scope: Option<Vec<String>>,
+    /// Start after this task id.
+    pub after: i64,
+    /// At most this many.
+    pub limit: i64,
+}
+
+const SELECT: &str =
+    "SELECT t.id, c.external_id, c.name, c.phone, c.region, t.rule_id, t.title, t.reason,
+        t.created_at, t.done_at, t.outcome, t.note
+     FROM tasks t JOIN customers c ON c.id = t.customer_id";
+
+/// Open tasks (or all with `include_done`) in id order (the order they
+/// were put on the list), within the filter's regions, a page at a time.
+pub async fn list(store: &Store, filter: &TaskFilter) -> Result<Vec<Task>> {
     on!(store.pool(), |db, d| {
-        let rows = sqlx::query(&d.sql("SELECT t.id, c.external_id, c.name, c.phone, t.rule_id, t.title, t.reason, t.created_at, t.done_at
-         FROM tasks t JOIN customers c ON c.id = t.customer_id
-         WHERE ? OR t.done_at IS NULL ORDER BY t.created_at, t.id"))
-    .bind(include_done)
-    .fetch_all(db)
-    .await?;
+        let scope = filter
+            .scope
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()?;
+        let rows = sqlx::query(&d.sql(&format!(
+            "{SELECT}
+             WHERE (?1 OR t.done_at IS NULL) AND t.id > ?2
+               AND (?3 IS NULL OR c.region IN (SELECT value FROM json_each(?3)))
+             ORDER BY t.id LIMIT ?4"
+        )))
+        .bind(filter.include_done)
+        .bind(filter.after)
+        .bind(scope)
+        .bind(filter.limit)
+        .fetch_all(db)
+        .await?;
         Ok(rows
             .iter()
             .map(|r| Task {
@@ -92,25 +133,67 @@ pub async fn list(store: &Store, include_done: bool) -> Result<Vec<Task>> {
                 customer: r.get(1),
                 name: r.get(2),
                 phone: r.get(3),
-                rule: r.get(4),
-                title: r.get(5),
-                reason: r.get(6),
-                created_at: from_millis(r.get(7)),
-                done_at: r.get::<Option<i64>, _>(8).map(from_millis),
+                region: r.get(4),
+                rule: r.get(5),
+                title: r.get(6),
+                reason: r.get(7),
+                created_at: from_millis(r.get(8)),
+                done_at: r.get::<Option<i64>, _>(9).map(from_millis),
+                outcome: r.get(10),
+                note: r.get(11),
             })
             .collect())
     })
 }
 
-/// Mark a task done; false when there is no such open task.
-pub async fn mark_done(store: &Store, id: i64, now: DateTime<Utc>) -> Result<bool> {
+/// What closing a task came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Closed {
+    /// Closed now.
+    Now,
+    /// It was closed before (when).
+    Already(DateTime<Utc>),
+    /// No such task within the scope.
+    NotFound,
+}
+
+/// Close task `id` (within `scope`'s regions) with what came of the call.
+pub async fn close(
+    store: &Store,
+    id: i64,
+    outcome: Option<&str>,
+    note: Option<&str>,
+    scope: Option<&[String]>,
+    now: DateTime<Utc>,
+) -> Result<Closed> {
     on!(store.pool(), |db, d| {
-        let done =
-            sqlx::query(&d.sql("UPDATE tasks SET done_at = ? WHERE id = ? AND done_at IS NULL"))
-                .bind(to_millis(now))
-                .bind(id)
-                .execute(db)
-                .await?;
-        Ok(done.rows_affected() > 0)
+        let scope = scope.map(serde_json::to_string).transpose()?;
+        let found: Option<(Option<i64>,)> = sqlx::query_as(&d.sql(
+            "SELECT t.done_at FROM tasks t JOIN customers c ON c.id = t.customer_id
+             WHERE t.id = ?1 AND (?2 IS NULL OR c.region IN (SELECT value FROM json_each(?2)))",
+        ))
+        .bind(id)
+        .bind(&scope)
+        .fetch_optional(db)
+        .await?;
+        match found {
+            None => return Ok(Closed::NotFound),
+            Some((Some(at),)) => return Ok(Closed::Already(from_millis(at))),
+            Some((None,)) => {}
+        }
+        let done = sqlx::query(&d.sql(
+            "UPDATE tasks SET done_at = ?, outcome = ?, note = ? WHERE id = ? AND done_at IS NULL",
+        ))
+        .bind(to_millis(now))
+        .bind(outcome)
+        .bind(note)
+        .bind(id)
+        .execute(db)
+        .await?;
+        Ok(if done.rows_affected() > 0 {
+            Closed::Now
+        } else {
+            Closed::Already(now)
+        })
     })
 }

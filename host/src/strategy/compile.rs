@@ -70,6 +70,9 @@ impl Strategy {
     }
 }
 
+/// Most stages a goal may have.
+const MAX_STAGES: usize = 16;
+
 /// The state of one compilation: what rules may refer to, the templates
 /// compiled so far, and every problem found.
 struct Compiler<'a> {
@@ -475,14 +478,33 @@ impl<'a> Compiler<'a> {
 
     fn goal(&mut self, id: &str, section: &RuleSection) -> Option<Goal> {
         let g = section.goal.as_ref()?;
+        let stages: Vec<String> = g.stages.iter().map(|s| s.trim().to_string()).collect();
+        let event = match (g.event.as_deref().map(str::trim), stages.last()) {
+            (Some(e), Some(last)) if e != last => {
+                self.errors.push(format!(
+                    "rule `{id}`: goal event `{e}` is not the last of its stages (`{last}`); leave `event` out, the last stage is the goal"
+                ));
+                return None;
+            }
+            (Some(e), _) => e.to_string(),
+            (None, Some(last)) => last.clone(),
+            (None, None) => String::new(),
+        };
+        if stages.iter().any(String::is_empty) || stages.len() > MAX_STAGES {
+            self.errors.push(format!(
+                "rule `{id}`: goal stages are 1 to {MAX_STAGES} event kinds, none blank"
+            ));
+            return None;
+        }
         match exact(Some(g.within), "goal within") {
-            Ok(within) if within > Duration::zero() && !g.event.trim().is_empty() => Some(Goal {
-                event: g.event.trim().to_string(),
+            Ok(within) if within > Duration::zero() && !event.is_empty() => Some(Goal {
+                event,
+                stages,
                 within,
             }),
             Ok(_) => {
                 self.errors.push(format!(
-                    "rule `{id}`: goal needs an event kind and a positive `within`, e.g. goal = {{ event = \"login\", within = \"3d\" }}"
+                    "rule `{id}`: goal needs an event kind (or stages) and a positive `within`, e.g. goal = {{ event = \"login\", within = \"3d\" }}"
                 ));
                 None
             }

@@ -123,6 +123,9 @@ pub struct Rule {
 pub struct Goal {
     /// The event kind.
     pub event: String,
+    /// The ordered steps towards it, the last being `event` (empty for a
+    /// goal of one event).
+    pub stages: Vec<String>,
     /// How long after a send it counts.
     pub within: Duration,
 }

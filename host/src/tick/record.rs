@@ -692,7 +692,15 @@ text = "No answer to the note"
             unsubscribe_url: None,
         };
         record_one(&d, claimed, send).await;
-        let list = tasks::list(&d.herald.store, false).await.unwrap();
+        let list = tasks::list(
+            &d.herald.store,
+            &tasks::TaskFilter {
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
         assert_eq!(list[0].title, "Call Ada");
     }
 
