@@ -56,6 +56,7 @@ pub(super) struct TaskPage {
 #[serde(deny_unknown_fields)]
 pub(super) struct CloseTask {
     /// `reached`, `no_answer`, `wrong_number`, `declined` or `other`.
+    #[schema(max_length = 32)]
     outcome: String,
     /// What was said or agreed (at most 2000 characters).
     #[serde(default)]
