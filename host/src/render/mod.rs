@@ -77,6 +77,9 @@ pub struct Vocabulary {
 /// All compiled templates of a strategy.
 pub struct Templates {
     env: Environment<'static>,
+    /// The template sets (rule ids, `id@locale`, `id#k`) with a part that
+    /// names `preferences_url`: only their messages pay for signing it.
+    preference_links: std::collections::HashSet<String>,
 }
 
 impl std::fmt::Debug for Templates {
@@ -123,7 +126,10 @@ impl Templates {
         env.add_function("count", history::count);
         env.add_function("idle", history::idle);
         env.add_function("last", history::last);
-        Templates { env }
+        Templates {
+            env,
+            preference_links: Default::default(),
+        }
     }
 
     /// Compile one part of a rule and check the variables it names.
@@ -151,11 +157,11 @@ impl Templates {
             .add_template_owned(name.clone(), body)
             .map_err(|e| located(&e))?;
         let template = self.env.get_template(&name).map_err(|e| located(&e))?;
-        let mut unknown: Vec<String> = template
-            .undeclared_variables(true)
-            .into_iter()
-            .filter(|var| !vocab.allows(var))
-            .collect();
+        let named = template.undeclared_variables(true);
+        if named.contains("preferences_url") {
+            self.preference_links.insert(rule.to_string());
+        }
+        let mut unknown: Vec<String> = named.into_iter().filter(|var| !vocab.allows(var)).collect();
         unknown.sort();
         if let Some(var) = unknown.first() {
             let line = source
@@ -202,6 +208,11 @@ impl Templates {
             html,
             fields: rendered_fields,
         })
+    }
+
+    /// Whether a part of template set `set` names `preferences_url`.
+    pub fn links_preferences(&self, set: &str) -> bool {
+        self.preference_links.contains(set)
     }
 
     /// Evaluate a rule's condition.

@@ -151,11 +151,7 @@ impl<'a> Compiler<'a> {
         index: usize,
         by_id: &mut HashMap<String, usize>,
     ) -> Result<(), String> {
-        let well_formed = !id.is_empty()
-            && id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !well_formed {
+        if !super::is_name(id) {
             return Err("rule ids use letters, digits, `-` and `_` only".into());
         }
         if by_id.insert(id.to_string(), index).is_some() {
@@ -382,11 +378,7 @@ impl<'a> Compiler<'a> {
         parts.push((Part::When, section.when.as_deref().unwrap_or("true")));
         self.translations(id, id, section.html.is_some(), &section.locales, vocab);
         for (name, source) in &section.fields {
-            let well_formed = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-            if !well_formed {
+            if !super::is_name(name) {
                 self.errors.push(format!(
                     "rule `{id}`, fields: `{name}` is not a field name; use letters, digits, `_` and `-`"
                 ));

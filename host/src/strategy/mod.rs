@@ -166,6 +166,15 @@ fn pick_locale(base: &str, locales: &[String], locale: Option<&str>) -> String {
     }
 }
 
+/// Whether `name` is a name operators may give a rule, field, topic or
+/// segment: letters, digits, `-` and `_`, not empty.
+pub(crate) fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
 /// The text for `locale` among texts by BCP 47 tag: the exact tag
 /// (ignoring case and `_`/`-`), else one of the same language, else
 /// English, else the first.

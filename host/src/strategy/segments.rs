@@ -47,11 +47,7 @@ pub fn compile(
     let mut out = Vec::new();
     for (name, section) in sections {
         let at = format!("[segments.{name}]");
-        let well_formed = !name.is_empty()
-            && name.len() <= MAX_NAME
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let well_formed = super::is_name(name) && name.len() <= MAX_NAME;
         if !well_formed {
             errors.push(format!(
                 "{at}: segment names use letters, digits, `-` and `_` (at most {MAX_NAME})"

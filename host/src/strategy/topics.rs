@@ -45,11 +45,7 @@ impl Topics {
         let mut topics = Vec::new();
         for (name, section) in sections {
             let at = format!("[topics.{name}]");
-            let well_formed = !name.is_empty()
-                && name.len() <= MAX_NAME
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            let well_formed = super::is_name(name) && name.len() <= MAX_NAME;
             if !well_formed {
                 errors.push(format!(
                     "{at}: topic names use letters, digits, `-` and `_` (at most {MAX_NAME})"

@@ -432,7 +432,13 @@ impl<'h, 'c> Decider<'h, 'c> {
                 .links
                 .unsubscribe_url(&customer.external_id, &channel.name),
         };
-        let preferences_url = herald.links.preferences_url(&customer.external_id);
+        let step = step_of(row.context.as_ref());
+        let (text_templates, has_html) = rule.templates_of(step, customer.locale.as_deref());
+        let templates = &herald.strategy.templates;
+        let preferences_url = (templates.links_preferences(&text_templates)
+            || templates.links_preferences(&rule.id))
+        .then(|| herald.links.preferences_url(&customer.external_id))
+        .flatten();
         let links = render::MessageLinks {
             unsubscribe_url: unsubscribe_url.as_deref(),
             preferences_url: preferences_url.as_deref(),
@@ -445,8 +451,6 @@ impl<'h, 'c> Decider<'h, 'c> {
             links,
             target,
         );
-        let step = step_of(row.context.as_ref());
-        let (text_templates, has_html) = rule.templates_of(step, customer.locale.as_deref());
         let mut rendered = herald
             .strategy
             .templates
